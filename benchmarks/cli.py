@@ -1,0 +1,171 @@
+"""The command line: ``python -m benchmarks [options]`` (see ``--help`` and benchmarks/README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+
+from benchmarks.backends import BACKEND_KINDS, BackendSpec, parse_thunder_variant
+from benchmarks.harness import DTYPES, REPO_ROOT, RunConfig, run_benchmarks, write_json
+from benchmarks.report import format_meta, format_table
+from benchmarks.workloads import SIZES, WORKLOADS
+
+DEFAULT_JSON = REPO_ROOT / "benchmarks" / "results" / "latest.json"
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Run benchmark workloads x backends, each row in a fresh subprocess; print a table, write JSON.",
+    )
+    p.add_argument(
+        "--workloads", default=",".join(WORKLOADS), help=f"comma list of {', '.join(WORKLOADS)} (default: all)"
+    )
+    p.add_argument(
+        "--backends", default=",".join(BACKEND_KINDS), help="comma list of eager, torchcompile, thunder (default: all)"
+    )
+    p.add_argument(
+        "--executors",
+        default=None,
+        help='thunder executor names, e.g. "torchcompile,sdpa" (passed to thunder.jit(executors=[...])); '
+        "empty: thunder's defaults",
+    )
+    p.add_argument(
+        "--thunder-variants",
+        default=None,
+        help='several thunder rows, ";"-separated executor lists, e.g. "default;torchcompile,sdpa" '
+        "gives thunder[default] and thunder[torchcompile,sdpa]",
+    )
+    p.add_argument("--torchcompile-mode", default=None, help="torch.compile(mode=...), e.g. max-autotune")
+    p.add_argument(
+        "--mode",
+        choices=("train", "inference", "both"),
+        default="both",
+        help="train: forward + loss.backward(); inference: forward under no_grad (default: both); "
+        "the overhead workload always runs once, without grad",
+    )
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
+    p.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="default: bfloat16 on cuda, float32 on cpu")
+    p.add_argument("--size", choices=SIZES, default=None, help="default: full on cuda, small on cpu")
+    p.add_argument("--iters", type=int, default=None, help="timed steps (default: 20; 3 at --size tiny)")
+    p.add_argument(
+        "--warmup", type=int, default=None, help="untimed steps after the first call (default: 3; 1 at tiny)"
+    )
+    p.add_argument(
+        "--overhead-calls",
+        type=int,
+        default=None,
+        help="timed calls per overhead case, split over --overhead-repeat loops (default: 20000; 1000 at tiny)",
+    )
+    p.add_argument("--overhead-repeat", type=int, default=5, help="timed loops per overhead case; the median is kept")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--isolation",
+        choices=("row", "backend", "none"),
+        default="row",
+        help="row: a fresh subprocess per row (default); backend: one per backend; none: in this process",
+    )
+    p.add_argument(
+        "--warm-cache",
+        action="store_true",
+        help="keep the user's Inductor/Triton caches (default: empty caches per subprocess, cold compiles)",
+    )
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds per row before the worker is killed")
+    p.add_argument(
+        "--json", default=str(DEFAULT_JSON), help="where to write the results (default: %(default)s; '' for none)"
+    )
+    p.add_argument("--report", default=None, metavar="JSON", help="print the table of saved results; run nothing")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown (for RESULTS.md)")
+    p.add_argument("--verbose", action="store_true", help="show the workers' own output")
+    p.add_argument("--strict", action="store_true", help="exit with status 1 if any row has an error")
+    return p
+
+
+def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> RunConfig:
+    workloads = _csv(args.workloads)
+    for w in workloads:
+        if w not in WORKLOADS:
+            parser.error(f"unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
+    kinds = _csv(args.backends)
+    for k in kinds:
+        if k not in BACKEND_KINDS:
+            parser.error(f"unknown backend {k!r}; choose from {', '.join(BACKEND_KINDS)}")
+    if args.executors is not None and args.thunder_variants is not None:
+        parser.error("give --executors or --thunder-variants, not both")
+    if (args.executors is not None or args.thunder_variants is not None) and "thunder" not in kinds:
+        parser.error("--executors / --thunder-variants need the thunder backend in --backends")
+
+    if args.thunder_variants is not None:
+        variants = [parse_thunder_variant(v) for v in args.thunder_variants.split(";")]
+    elif args.executors is not None:
+        variants = [parse_thunder_variant(args.executors)]
+    else:
+        variants = [None]
+    backends: list[BackendSpec] = []
+    for k in kinds:
+        if k == "thunder":
+            backends += [BackendSpec("thunder", executors=v) for v in dict.fromkeys(variants)]
+        elif k == "torchcompile":
+            backends.append(BackendSpec("torchcompile", compile_mode=args.torchcompile_mode))
+        else:
+            backends.append(BackendSpec(k))
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda, but torch.cuda.is_available() is False")
+    dtype = args.dtype or ("bfloat16" if device == "cuda" else "float32")
+    size = args.size or ("full" if device == "cuda" else "small")
+    tiny = size == "tiny"
+    modes = ["train", "inference"] if args.mode == "both" else [args.mode]
+    return RunConfig(
+        workloads=workloads,
+        backends=backends,
+        modes=modes,
+        device=device,
+        dtype=dtype,
+        size=size,
+        iters=args.iters if args.iters is not None else (3 if tiny else 20),
+        warmup=args.warmup if args.warmup is not None else (1 if tiny else 3),
+        seed=args.seed,
+        overhead_calls=args.overhead_calls if args.overhead_calls is not None else (1000 if tiny else 20000),
+        overhead_repeat=args.overhead_repeat,
+        isolation=args.isolation,
+        timeout_s=args.timeout,
+        warm_cache=args.warm_cache,
+        verbose=args.verbose,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.report:
+        with open(args.report) as f:
+            result = json.load(f)
+        print(format_meta(result["meta"]))
+        print(format_table(result["rows"], markdown=args.markdown))
+        return 0
+    cfg = config_from_args(args, parser)
+    if cfg.iters < 1:
+        parser.error("--iters must be at least 1")
+
+    def progress(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    result = run_benchmarks(cfg, progress=progress)
+    print()
+    print(format_meta(result["meta"]))
+    print(format_table(result["rows"], markdown=args.markdown))
+    if args.json:
+        path = write_json(result, args.json)
+        print(f"\nwrote {path}", file=sys.stderr)
+    if args.strict and any(r.get("error") for r in result["rows"]):
+        return 1
+    return 0

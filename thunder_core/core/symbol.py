@@ -1,0 +1,186 @@
+"""Symbols and bound symbols.
+
+A `Symbol` is an operation: a name, a meta (which computes output proxies from input proxies and, for
+non-primitive symbols, records the decomposition it calls as its subsymbols) and, for executor symbols,
+a Python implementation. A `BoundSymbol` is one call of a symbol in a trace: its arguments, its output
+and its subsymbols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from thunder.core.proxies import TensorProxy
+from thunder.core.trace import get_tracectx
+
+
+class Symbol:
+    """An operation that records itself in the current trace when called.
+
+    name: how the symbol prints; `namespace`, if given, is `(alias, object)` and the symbol prints as
+        `alias.name` with `alias` bound to `object` in the trace's Python context.
+    meta: computes the outputs. For a primitive it builds output proxies; for any other symbol it is
+        the decomposition, and the symbols it calls become this call's subsymbols.
+    id: a stable identifier used to key rules (grad rules, executor implementations).
+    python_impl: for symbols made by executors, what runs when the trace executes.
+    """
+
+    __slots__ = ("name", "meta", "id", "is_prim", "namespace", "python_impl", "tags", "torch_fns", "__dict__")
+
+    def __init__(
+        self,
+        name: str,
+        meta: Callable | None = None,
+        *,
+        id: str | None = None,
+        is_prim: bool = False,
+        namespace: tuple[str, Any] | None = None,
+        python_impl: Callable | None = None,
+        tags: Sequence[str] = (),
+    ):
+        self.name = name
+        self.meta = meta
+        self.id = id if id is not None else (f"{namespace[0]}.{name}" if namespace else name)
+        self.is_prim = is_prim
+        self.namespace = namespace
+        self.python_impl = python_impl
+        self.tags = frozenset(tags)
+        self.torch_fns: tuple = ()  # torch callables this symbol stands for (set by thunder.torch)
+
+    @property
+    def print_name(self) -> str:
+        return f"{self.namespace[0]}.{self.name}" if self.namespace else self.name
+
+    def __call__(self, *args, **kwargs):
+        trace = get_tracectx()
+        if trace is None:
+            if self.python_impl is not None:
+                return self.python_impl(*args, **kwargs)
+            raise RuntimeError(
+                f"the Thunder symbol {self.print_name} was called outside a trace; call it inside a function "
+                "compiled with thunder.jit"
+            )
+        if self.is_prim or self.meta is None:
+            result = self.meta(*args, **kwargs) if self.meta is not None else None
+            subsymbols: list = []
+        else:
+            with trace.collecting() as subsymbols:
+                result = self.meta(*args, **kwargs)
+            if _returns_an_input(result, args, kwargs):
+                # e.g. `x.contiguous()` on a contiguous x: the call is the identity, keep only its parts
+                for sub in subsymbols:
+                    trace.record(sub)
+                return result
+        trace.record(BoundSymbol(self, args, kwargs, result, tuple(subsymbols)))
+        return result
+
+    def bind(self, *args, output=None, subsymbols=(), **kwargs) -> BoundSymbol:
+        """A bound symbol of this symbol, without running its meta (used by passes)."""
+        return BoundSymbol(self, args, kwargs, output, tuple(subsymbols))
+
+    def __repr__(self) -> str:
+        return f"<Symbol {self.id}>"
+
+    def __reduce__(self):
+        return (_lookup_unpicklable, (self.id,))
+
+
+def _lookup_unpicklable(sym_id):
+    raise TypeError(f"symbol {sym_id} cannot be unpickled")
+
+
+def _returns_an_input(result, args, kwargs) -> bool:
+    if not isinstance(result, TensorProxy):
+        if isinstance(result, (tuple, list)):
+            return any(_returns_an_input(r, args, kwargs) for r in result)
+        return False
+    for a in args:
+        if a is result or (isinstance(a, (tuple, list)) and any(x is result for x in a)):
+            return True
+    return any(v is result for v in kwargs.values())
+
+
+def flat_proxies(x, out: list | None = None) -> list:
+    """The tensor proxies in a nested structure of args (tuples, lists, dicts), in order."""
+    if out is None:
+        out = []
+    if isinstance(x, TensorProxy):
+        out.append(x)
+    elif isinstance(x, (tuple, list)):
+        for v in x:
+            flat_proxies(v, out)
+    elif isinstance(x, dict):
+        for v in x.values():
+            flat_proxies(v, out)
+    return out
+
+
+class BoundSymbol:
+    """One call of a symbol: `output = sym(*args, **kwargs)`, with the subsymbols it decomposed into."""
+
+    __slots__ = ("sym", "args", "kwargs", "output", "subsymbols", "_flat_args", "_flat_outs", "tag")
+
+    def __init__(self, sym: Symbol, args: tuple, kwargs: dict, output: Any, subsymbols: tuple = ()):
+        self.sym = sym
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs)
+        self.output = output
+        self.subsymbols = subsymbols
+        self._flat_args = None
+        self._flat_outs = None
+        self.tag = None  # set by passes (e.g. "backward", "recomputed")
+
+    @property
+    def flat_args(self) -> list[TensorProxy]:
+        """Every tensor proxy this call reads."""
+        if self._flat_args is None:
+            self._flat_args = flat_proxies(self.args) + flat_proxies(self.kwargs)
+        return self._flat_args
+
+    @property
+    def flat_outs(self) -> list[TensorProxy]:
+        """Every tensor proxy this call defines."""
+        if self._flat_outs is None:
+            self._flat_outs = flat_proxies(self.output)
+        return self._flat_outs
+
+    def from_bsym(self, **changes) -> BoundSymbol:
+        fields = {"sym": self.sym, "args": self.args, "kwargs": self.kwargs, "output": self.output}
+        fields["subsymbols"] = self.subsymbols
+        fields.update(changes)
+        new = BoundSymbol(fields["sym"], fields["args"], fields["kwargs"], fields["output"], fields["subsymbols"])
+        new.tag = self.tag
+        return new
+
+    def swap_proxies(self, mapping: dict[str, TensorProxy]) -> BoundSymbol:
+        """This call with proxies renamed through `mapping` (by name), in args, output and subsymbols."""
+        if not mapping:
+            return self
+
+        def swap(x):
+            if isinstance(x, TensorProxy):
+                return mapping.get(x.name, x)
+            if type(x) is tuple or type(x) is list:
+                return type(x)(swap(v) for v in x)
+            if type(x) is dict:
+                return {k: swap(v) for k, v in x.items()}
+            return x
+
+        return self.from_bsym(
+            args=swap(self.args),
+            kwargs=swap(self.kwargs),
+            output=swap(self.output),
+            subsymbols=tuple(s.swap_proxies(mapping) for s in self.subsymbols),
+        )
+
+    def __repr__(self) -> str:
+        from thunder.core.codegen import bsym_line
+
+        return bsym_line(self, {}, with_comment=False)
+
+
+def is_tensor_like(x) -> bool:
+    return isinstance(x, torch.Tensor)

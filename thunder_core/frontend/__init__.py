@@ -1,0 +1,1 @@
+"""Acquisition and the user API: the tracer, `jit`, the cache and its key, the jitted module, examine."""

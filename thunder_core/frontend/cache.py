@@ -1,0 +1,64 @@
+"""The cache key: everything a trace specialized on, computed per call and looked up in one dict.
+
+Tensors contribute (shape, strides, dtype, device, requires_grad); Python scalars and other hashable
+leaves their values ("constant values"); the global state the trace depends on contributes grad mode,
+autocast state and the default dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from thunder.core.pytree import tree_flatten
+
+CACHE_OPTIONS = ("no caching", "same input", "constant values", "symbolic values")
+_Tensor = torch.Tensor
+
+
+def resolve_cache_option(option) -> str:
+    if option is None:
+        return "constant values"
+    value = getattr(option, "value", option)  # accept an enum-like object
+    if isinstance(value, str):
+        normalized = value.replace("_", " ").lower()
+        if normalized in CACHE_OPTIONS:
+            if normalized == "symbolic values":
+                raise NotImplementedError(
+                    'cache="symbolic values" (dynamic shapes) is not implemented yet; use "constant values", '
+                    'or "same input" when every call has the same metadata'
+                )
+            return normalized
+    raise ValueError(f"unknown cache option {option!r}; valid options are {', '.join(repr(o) for o in CACHE_OPTIONS)}")
+
+
+def global_state_key() -> tuple:
+    return (
+        torch.is_grad_enabled(),
+        torch.is_autocast_enabled("cpu"),
+        torch.is_autocast_enabled("cuda"),
+        torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None,
+        torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None,
+        torch.get_default_dtype(),
+    )
+
+
+def _leaf_key(x):
+    if isinstance(x, _Tensor):
+        return (x.shape, x.stride(), x.dtype, x.device, x.requires_grad)
+    try:
+        hash(x)
+    except TypeError:
+        return ("id", type(x), id(x))
+    return (type(x), x)
+
+
+def flatten_and_key(args: tuple, kwargs: dict) -> tuple[tuple, list, object, list]:
+    """(key, leaves, spec, tensors) for one call."""
+    if not kwargs and all(type(a) is _Tensor for a in args):
+        # the hot path: plain tensors only
+        key = tuple([(a.shape, a.stride(), a.dtype, a.device, a.requires_grad) for a in args])
+        return key, list(args), None, list(args)
+    leaves, spec = tree_flatten((args, kwargs))
+    key = (spec, tuple(_leaf_key(x) for x in leaves))
+    tensors = [x for x in leaves if isinstance(x, _Tensor)]
+    return key, leaves, spec, tensors

@@ -1,0 +1,221 @@
+"""`thunder.jit`: acquire, transform, claim and compile; cache the result by the call's key."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from thunder.core.pytree import tree_flatten, tree_unflatten
+from thunder.core.trace import TraceCtx
+from thunder.frontend.cache import flatten_and_key, global_state_key, resolve_cache_option
+from thunder.frontend.tracer import acquire_trace
+
+log = logging.getLogger("thunder")
+
+JIT_OPTIONS = {"show_progress", "debug_verify", "fusion_cache"}
+
+
+@dataclass
+class CompileStats:
+    """Timings and counters of a jitted callable."""
+
+    cache_hits: int = 0
+    cache_misses: int = 0
+    last_trace_time_ms: float = 0.0  # acquisition
+    last_transform_time_ms: float = 0.0  # every pass after acquisition
+    last_compile_time_ms: float = 0.0  # the whole first call: trace + transforms + python compile
+    last_traces: list = field(default_factory=list)
+    last_backward_traces: list = field(default_factory=list)
+    fallback_ops: set = field(default_factory=set)
+
+
+class CacheEntry:
+    """One compiled specialization: the forward callable, and the backward when autograd is involved."""
+
+    __slots__ = ("forward", "backward", "out_spec", "constants", "n_outputs", "traces", "backward_traces",
+                 "needs_autograd", "saved_count", "fallback_ops", "single_output", "forward_trace", "backward_trace")  # fmt: skip
+
+    def __init__(self):
+        self.backward = None
+        self.needs_autograd = False
+        self.constants: list[torch.Tensor] = []
+        self.fallback_ops: set[str] = set()
+
+
+class ThunderFunction:
+    """A jitted callable. Call it like the original; inspect it with thunder.last_traces & co."""
+
+    def __init__(
+        self,
+        fn: Callable,
+        *,
+        executors=None,
+        cache=None,
+        transforms: Sequence | None = None,
+        disable_torch_autograd: bool = False,
+        options: dict | None = None,
+        module: torch.nn.Module | None = None,
+    ):
+        from thunder.extend import resolve_executors
+
+        self.fn = fn
+        self.executors = resolve_executors(executors)
+        self.cache_option = resolve_cache_option(cache)
+        self.transforms = list(transforms or ())
+        self.disable_torch_autograd = disable_torch_autograd
+        self.options = dict(options or {})
+        self.module = module
+        self.stats = CompileStats()
+        self._cache: dict = {}
+        self._same_input_entry: CacheEntry | None = None
+        self._arg_names = _argument_names(fn)
+        self.replacements = {}
+        for ex in self.executors:
+            self.replacements.update(getattr(ex, "replacements", {}))
+        functools.update_wrapper(self, fn, updated=())
+
+    # -- the hot path -------------------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        return self.call_with_state((), args, kwargs, ())
+
+    def call_with_state(self, state: Sequence[torch.Tensor], args, kwargs, state_key: tuple):
+        """Calls with leading tensors `state` (a module's parameters and buffers) before the arguments."""
+        if self.cache_option == "same input" and self._same_input_entry is not None:
+            entry = self._same_input_entry
+            _, leaves, spec, tensors = flatten_and_key(args, kwargs)
+            self.stats.cache_hits += 1
+        else:
+            key, leaves, spec, tensors = flatten_and_key(args, kwargs)
+            key = (key, state_key, global_state_key())
+            entry = self._cache.get(key) if self.cache_option != "no caching" else None
+            if entry is None:
+                entry = self._compile(state, args, kwargs)
+                self.stats.cache_misses += 1
+                if self.cache_option != "no caching":
+                    self._cache[key] = entry
+                if self.cache_option == "same input":
+                    self._same_input_entry = entry
+            else:
+                self.stats.cache_hits += 1
+        flat_inputs = [*state, *tensors, *entry.constants] if (state or entry.constants) else tensors
+        if entry.needs_autograd:
+            from thunder.frontend.autograd import run_with_autograd
+
+            outs = run_with_autograd(entry, flat_inputs)
+        else:
+            outs = entry.forward(*flat_inputs)
+        if entry.single_output:
+            return outs[0]
+        return tree_unflatten(outs, entry.out_spec)
+
+    # -- compilation --------------------------------------------------------------------------------
+    def _compile(self, state, args, kwargs) -> CacheEntry:
+        from thunder.frontend.compile import compile_entry
+
+        start = time.perf_counter()
+        leaves, spec = tree_flatten((args, kwargs))
+        names = [*self.state_names()] + _leaf_names(self._arg_names, args, kwargs, leaves, spec)
+        all_leaves = [*state, *leaves]
+        n_state = len(state)
+
+        def traced_fn(*flat):
+            state_proxies = flat[:n_state]
+            a, k = tree_unflatten(list(flat[n_state:]), spec)
+            return self.trace_call(state_proxies, a, k)
+
+        from thunder.core.pytree import TreeSpec
+
+        flat_spec = TreeSpec("tuple", None, (TreeSpec("tuple", None, tuple(_leaf_spec() for _ in all_leaves)),
+                                             TreeSpec("dict", (dict, ()), ())))  # fmt: skip
+        t0 = time.perf_counter()
+        trace, tracer, out_spec = acquire_trace(traced_fn, all_leaves, flat_spec, names=names,
+                                                replacements=self.replacements)  # fmt: skip
+        trace.duration_ms = (time.perf_counter() - t0) * 1e3
+        self.stats.last_trace_time_ms = trace.duration_ms
+        self._progress(f"traced in {trace.duration_ms:.1f} ms ({len(trace.bound_symbols)} operations)")
+        entry = compile_entry(self, trace, tracer, out_spec)
+        self.stats.last_compile_time_ms = (time.perf_counter() - start) * 1e3
+        self.stats.last_transform_time_ms = self.stats.last_compile_time_ms - self.stats.last_trace_time_ms
+        self.stats.last_traces = entry.traces
+        self.stats.last_backward_traces = entry.backward_traces
+        self.stats.fallback_ops |= entry.fallback_ops
+        self._progress(f"compiled in {self.stats.last_compile_time_ms:.1f} ms")
+        return entry
+
+    def trace_call(self, state_proxies, args, kwargs):
+        return self.fn(*args, **kwargs)
+
+    def state_names(self) -> list[str]:
+        return []
+
+    def _progress(self, message: str) -> None:
+        if self.options.get("show_progress"):
+            print(f"[thunder] {getattr(self.fn, '__name__', 'function')}: {message}", flush=True)
+        log.info("%s: %s", getattr(self.fn, "__name__", "function"), message)
+
+
+def _leaf_spec():
+    from thunder.core.pytree import _LEAF
+
+    return _LEAF
+
+
+def _argument_names(fn) -> list[str] | None:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    return [p.name for p in sig.parameters.values()]
+
+
+def _leaf_names(arg_names, args, kwargs, leaves, spec) -> list[str | None]:
+    """Readable, unique input names: the parameter names where an argument is a plain tensor."""
+    names: list[str | None] = []
+    if arg_names is None:
+        return [None] * sum(isinstance(x, torch.Tensor) for x in leaves)
+    used = set()
+    for i, a in enumerate(args):
+        for x in tree_flatten(a)[0]:
+            if isinstance(x, torch.Tensor):
+                base = arg_names[i] if i < len(arg_names) and isinstance(a, torch.Tensor) else None
+                names.append(_unique(base, used))
+    for k, v in kwargs.items():
+        for x in tree_flatten(v)[0]:
+            if isinstance(x, torch.Tensor):
+                names.append(_unique(k if isinstance(v, torch.Tensor) else None, used))
+    return names
+
+
+_RESERVED = {"torch", "ltorch", "prims", "del", "return", "def", "lambda", "class", "None", "True", "False"}
+
+
+def _unique(base: str | None, used: set) -> str | None:
+    if base is None or not base.isidentifier() or base in _RESERVED or base.startswith(("t", "c", "_")) and base[1:].isdigit():
+        return None
+    name = base
+    i = 0
+    while name in used:
+        i += 1
+        name = f"{base}_{i}"
+    used.add(name)
+    return name
+
+
+def last_entry_traces(jfn) -> list[TraceCtx]:
+    return jfn.stats.last_traces
+
+
+def jit_options_check(options: dict[str, Any]) -> None:
+    unknown = set(options) - JIT_OPTIONS
+    if unknown:
+        raise TypeError(
+            f"thunder.jit got unknown options {sorted(unknown)}; valid options are executors, cache, transforms, "
+            f"plugins, disable_torch_autograd and {sorted(JIT_OPTIONS)}"
+        )

@@ -1,0 +1,123 @@
+"""`ThunderModule`: a jitted `nn.Module` that shares its parameters and buffers with the original."""
+
+from __future__ import annotations
+
+import torch
+
+from thunder.frontend.jit import ThunderFunction
+
+
+def _python_name(qualified: str) -> str:
+    name = "".join(c if c.isalnum() else "_" for c in qualified)
+    return name if not name[:1].isdigit() else f"p_{name}"
+
+
+class _ModuleFunction(ThunderFunction):
+    """Traces `model(*args, **kwargs)` with its parameters and buffers replaced by input proxies."""
+
+    def __init__(self, model: torch.nn.Module, **kwargs):
+        super().__init__(model.forward, module=model, **kwargs)
+        self.model = model
+        self.refresh_slots()
+
+    def refresh_slots(self) -> None:
+        """Where each parameter and buffer lives: (module, dict name, key, qualified name), tied ones once."""
+        seen: set[int] = set()
+        self.slots = []
+        for kind in ("_parameters", "_buffers"):
+            for mod_name, mod in self.model.named_modules(remove_duplicate=False):
+                for key, t in getattr(mod, kind).items():
+                    if t is None or id(t) in seen:
+                        continue
+                    seen.add(id(t))
+                    self.slots.append((mod, kind, key, f"{mod_name}.{key}" if mod_name else key))
+        self.submodules = [m for _, m in self.model.named_modules()]
+
+    def state(self) -> list[torch.Tensor]:
+        return [getattr(mod, kind)[key] for mod, kind, key, _ in self.slots]
+
+    def state_key(self, state) -> tuple:
+        return (
+            tuple([m.training for m in self.submodules]),
+            tuple([(t.shape, t.dtype, t.device, t.requires_grad) for t in state]),
+        )
+
+    def state_names(self) -> list[str]:
+        return [_python_name(q) for *_, q in self.slots]
+
+    def trace_call(self, state_proxies, args, kwargs):
+        from thunder.frontend.tracer import current_tracer
+
+        originals = []
+        for (mod, kind, key, _), proxy in zip(self.slots, state_proxies):
+            originals.append((mod, kind, key, getattr(mod, kind)[key]))
+        # tied parameters appear once in slots; every place that held the same tensor gets the same proxy
+        by_id = {id(orig): proxy for (_, _, _, orig), proxy in zip(originals, state_proxies)}
+        replaced = []
+        for mod in self.submodules:
+            for kind in ("_parameters", "_buffers"):
+                d = getattr(mod, kind)
+                for key, t in d.items():
+                    if t is not None and id(t) in by_id:
+                        replaced.append((d, key, t, by_id[id(t)]))
+                        d[key] = by_id[id(t)]
+        try:
+            result = self.model(*args, **kwargs)
+            tracer = current_tracer()
+            for d, key, original, proxy in replaced:
+                now = d.get(key)
+                if now is not proxy and isinstance(now, torch.Tensor):
+                    # forward assigned a new tensor to a buffer: eager rebinds it; we write it back in place
+                    tracer.mutate(proxy, tracer.resolve(now), f"assignment to buffer {key!r}")
+        finally:
+            for d, key, original, _ in replaced:
+                d[key] = original
+        return result
+
+
+class ThunderModule(torch.nn.Module):
+    """The jitted module. Parameters, buffers, `state_dict` and attributes are the original's."""
+
+    def __init__(self, model: torch.nn.Module, **jit_kwargs):
+        super().__init__()
+        self._model = model
+        self._jfn = _ModuleFunction(model, **jit_kwargs)
+
+    def forward(self, *args, **kwargs):
+        jfn = self._jfn
+        state = jfn.state()
+        return jfn.call_with_state(state, args, kwargs, jfn.state_key(state))
+
+    # parameters and state are the original module's, under the original names
+    def named_parameters(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
+        return self._model.named_parameters(prefix=prefix, recurse=recurse, remove_duplicate=remove_duplicate)
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
+        return self._model.named_buffers(prefix=prefix, recurse=recurse, remove_duplicate=remove_duplicate)
+
+    def state_dict(self, *args, **kwargs):
+        return self._model.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = self._model.load_state_dict(state_dict, strict=strict, assign=assign)
+        if assign:
+            self._jfn.refresh_slots()
+        return result
+
+    def named_children(self):
+        return self._model.named_children()
+
+    def named_modules(self, *args, **kwargs):
+        return self._model.named_modules(*args, **kwargs)
+
+    def get_submodule(self, target: str):
+        return self._model.get_submodule(target)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["_model"], name)
+
+    def __repr__(self) -> str:
+        return f"ThunderModule({self._model!r})"

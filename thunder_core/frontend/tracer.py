@@ -1,0 +1,338 @@
+"""Acquisition: run the user's Python with proxies and record every torch call.
+
+A `TorchFunctionMode` intercepts every torch callable (functions, Tensor methods, operators, property
+getters) while the user's function runs with `TensorProxy` inputs. Each call is mapped to the
+`thunder.torch` symbol that traces it, to an executor's replacement, or, for any other operator, to a
+fallback symbol built from torch's meta kernel. In-place operations are functionalized here: the
+proxy object the user holds is rebound to the new value, views of a mutated tensor are re-derived, and
+an in-place op on a view is written back to its base.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+import thunder.torch as ltorch
+from thunder import prims
+from thunder.core.proxies import TensorProxy, proxy_like_tensor
+from thunder.core.pytree import tree_flatten, tree_unflatten
+from thunder.core.trace import TraceCtx, register_torch_tracing, tracectx
+from thunder.torch import fallback
+from thunder.torch.shapes import VIEW_OPS
+
+_THUNDER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
+
+
+class DataDependentError(RuntimeError):
+    """Tracing needed a tensor's values (`.item()`, `bool(t)`, data-dependent shapes)."""
+
+
+def user_location() -> str:
+    """`file:line` of the innermost frame of user code (not Thunder's, not torch's)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = os.path.abspath(frame.f_code.co_filename)
+        if not filename.startswith((_THUNDER_DIR, _TORCH_DIR)) and not filename.startswith("<frozen"):
+            return f"{frame.f_code.co_filename}:{frame.f_lineno} (in {frame.f_code.co_name})"
+        frame = frame.f_back
+    return "<unknown location>"
+
+
+def data_dependent_error(what: str) -> DataDependentError:
+    return DataDependentError(
+        f"{what} at {user_location()} needs the value of a tensor, but thunder.jit traces with proxies that hold "
+        "only metadata (shape, dtype, device). Data-dependent control flow cannot be traced: compute it outside "
+        "the jitted function, express it with tensor ops (torch.where), or use the torch.compile frontend, "
+        "which splits the program at such points: torch.compile(fn, backend=thunder.dynamo.ThunderCompiler())."
+    )
+
+
+_Tensor = torch.Tensor
+# metadata queries answered by the proxy itself
+_PASSTHROUGH = {
+    _Tensor.dim, _Tensor.size, _Tensor.stride, _Tensor.numel, _Tensor.nelement, _Tensor.element_size,
+    _Tensor.is_contiguous, _Tensor.is_floating_point, _Tensor.is_complex, _Tensor.__len__, _Tensor.__hash__,
+    _Tensor.get_device, _Tensor.storage_offset, _Tensor.is_signed, _Tensor.__format__, _Tensor.ndimension,
+    _Tensor.type, _Tensor.__reduce_ex__,
+    torch.is_floating_point, torch.is_complex, torch.numel, torch.is_tensor, torch.result_type, torch.is_signed,
+    torch.is_same_size,
+}  # fmt: skip
+_PASSTHROUGH_GETTERS_EXCEPT = {"T", "mT", "H", "mH", "data", "real", "imag", "grad", "__get__"}
+_DATA_DEPENDENT = {
+    _Tensor.item: "Tensor.item()", _Tensor.tolist: "Tensor.tolist()", _Tensor.__bool__: "bool(tensor)",
+    _Tensor.__int__: "int(tensor)", _Tensor.__float__: "float(tensor)", _Tensor.__index__: "using a tensor as an index",
+    _Tensor.numpy: "Tensor.numpy()", _Tensor.nonzero: "Tensor.nonzero() (data-dependent shape)",
+    torch.nonzero: "torch.nonzero (data-dependent shape)", torch.unique: "torch.unique (data-dependent shape)",
+    _Tensor.unique: "Tensor.unique (data-dependent shape)", torch.masked_select: "torch.masked_select (data-dependent shape)",
+    _Tensor.masked_select: "Tensor.masked_select (data-dependent shape)", _Tensor.__contains__: "`in` on a tensor",
+    torch.is_nonzero: "torch.is_nonzero", _Tensor.data_ptr: "Tensor.data_ptr()", _Tensor.__complex__: "complex(tensor)",
+    torch.argwhere: "torch.argwhere (data-dependent shape)", _Tensor.untyped_storage: "Tensor.untyped_storage()",
+}  # fmt: skip
+_INPLACE_DUNDERS = {
+    "__iadd__": "__add__", "__isub__": "__sub__", "__imul__": "__mul__", "__itruediv__": "__truediv__",
+    "__ifloordiv__": "__floordiv__", "__imod__": "__mod__", "__ipow__": "__pow__", "__iand__": "__and__",
+    "__ior__": "__or__", "__ixor__": "__xor__", "__ilshift__": "__lshift__", "__irshift__": "__rshift__",
+    "__imatmul__": "__matmul__",
+}  # fmt: skip
+
+
+@dataclass
+class _View:
+    base: torch.Tensor  # the object the view was taken from (as the user holds it)
+    derive: Callable  # base value -> view value
+    scatter: Callable | None  # (base value, new view value) -> new base value; None: not writable
+    derived_from: torch.Tensor  # the base value the current view value was derived from
+    op_name: str
+
+
+class Tracer:
+    """Records one function's trace; owns the functionalization state of the objects the user holds."""
+
+    def __init__(self, trace: TraceCtx, replacements: dict[Callable, Callable] | None = None):
+        self.trace = trace
+        self.replacements = replacements or {}
+        self.current: dict[int, torch.Tensor] = {}  # id(object the user holds) -> its latest value
+        self.views: dict[int, _View] = {}
+        self.keepalive: list = []  # objects whose ids key the tables above
+        self.constant_tensors: list[torch.Tensor] = []  # real tensors met while tracing (closures, globals)
+        self._constant_proxies: dict[int, TensorProxy] = {}
+        self.fallback_ops: set[str] = set()
+        self.input_proxies: list[TensorProxy] = []
+
+    # -- values -------------------------------------------------------------------------------------
+    def resolve(self, x):
+        """The current value of a tensor object; real tensors become trace inputs (constants)."""
+        if isinstance(x, TensorProxy):
+            view = self.views.get(id(x))
+            if view is not None:
+                base_value = self.resolve(view.base)
+                if base_value is not view.derived_from:
+                    self.current[id(x)] = view.derive(base_value)
+                    view.derived_from = base_value
+            return self.current.get(id(x), x)
+        if isinstance(x, torch.Tensor):
+            return self.constant_proxy(x)
+        if type(x) is tuple or type(x) is list:
+            return type(x)(self.resolve(v) for v in x)
+        if isinstance(x, dict) and type(x) is dict:
+            return {k: self.resolve(v) for k, v in x.items()}
+        return x
+
+    def constant_proxy(self, t: torch.Tensor) -> TensorProxy:
+        proxy = self._constant_proxies.get(id(t))
+        if proxy is None:
+            if isinstance(t, torch.nn.Parameter) or t.requires_grad:
+                # a tensor that requires grad captured from outside: its gradient would be lost
+                pass
+            proxy = proxy_like_tensor(t, self.trace.make_name("c"))
+            self._constant_proxies[id(t)] = proxy
+            self.constant_tensors.append(t)
+            self.keepalive.append(t)
+        return proxy
+
+    def mutate(self, obj: torch.Tensor, new_value: torch.Tensor, op_name: str) -> None:
+        """Rebinds the object the user holds to new_value; writes through to its base if it is a view."""
+        if not isinstance(obj, TensorProxy):
+            raise NotImplementedError(f"in-place {op_name} on a tensor that is not traced")
+        if obj.requires_grad and obj in self.input_proxies and torch.is_grad_enabled():
+            raise RuntimeError(
+                f"a leaf tensor that requires grad is used in the in-place operation {op_name} at {user_location()}; "
+                "PyTorch forbids this too. Use the out-of-place form or wrap the update in torch.no_grad()."
+            )
+        if tuple(new_value.shape) != tuple(obj.shape):
+            raise RuntimeError(
+                f"in-place {op_name} at {user_location()}: the result's shape {tuple(new_value.shape)} differs from "
+                f"the destination's {tuple(obj.shape)}"
+            )
+        if new_value.dtype != obj.dtype:
+            new_value = prims.convert_element_type(new_value, obj.dtype)
+        view = self.views.get(id(obj))
+        if view is not None:
+            if view.scatter is None:
+                raise NotImplementedError(
+                    f"in-place {op_name} at {user_location()} writes into a view made by {view.op_name}, which Thunder "
+                    "cannot write back to its base. Clone the view first (x = x.clone()) or use out-of-place ops."
+                )
+            base_value = self.resolve(view.base)
+            new_base = view.scatter(base_value, new_value)
+            self.mutate(view.base, new_base, op_name)
+            view.derived_from = self.resolve(view.base)
+        self.current[id(obj)] = new_value
+        self.keepalive.append(obj)
+
+    def record_view(self, op_name: str, base, out, derive: Callable, scatter: Callable | None) -> None:
+        if isinstance(base, TensorProxy) and isinstance(out, TensorProxy) and out is not base:
+            self.views[id(out)] = _View(base, derive, scatter, self.resolve(base), op_name)
+            self.keepalive.append(out)
+
+    def mutated_inputs(self) -> list[tuple[TensorProxy, TensorProxy]]:
+        """(input proxy, its final value) for every input the function mutated."""
+        pairs = []
+        for p in [*self.input_proxies, *self._constant_proxies.values()]:
+            value = self.resolve(p)
+            if value is not p:
+                pairs.append((p, value))
+        return pairs
+
+
+_tracers: list[Tracer] = []
+
+
+def current_tracer() -> Tracer:
+    return _tracers[-1]
+
+
+class TracingMode(TorchFunctionMode):
+    """Maps every torch call made while tracing to the symbol that records it."""
+
+    def __init__(self, tracer: Tracer):
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _PASSTHROUGH:
+            return func(*args, **kwargs)
+        name = getattr(func, "__name__", "")
+        if name == "__get__":
+            owner_name = getattr(getattr(func, "__self__", None), "__name__", "")
+            if owner_name not in _PASSTHROUGH_GETTERS_EXCEPT:
+                return func(*args, **kwargs)
+        what = _DATA_DEPENDENT.get(func)
+        if what is not None:
+            raise data_dependent_error(what)
+        if func is _Tensor.__setitem__:
+            return self._setitem(*args)
+        if name in _INPLACE_DUNDERS or (
+            ltorch.is_inplace_name(name) and args and isinstance(args[0], torch.Tensor)
+        ):
+            return self._inplace(func, name, args, kwargs)
+        handler = self.tracer.replacements.get(func) or ltorch.torch_handler(func)
+        resolved_args, resolved_kwargs = self.tracer.resolve(args), self.tracer.resolve(kwargs)
+        if handler is None:
+            handler = fallback.fallback_symbol(func)
+            if handler is None:
+                raise NotImplementedError(f"Thunder cannot trace {func} (called at {user_location()})")
+            self.tracer.fallback_ops.add(handler.name)
+        out = handler(*resolved_args, **resolved_kwargs)
+        view_info = VIEW_OPS.get(func)
+        if view_info is not None and args and isinstance(args[0], TensorProxy):
+            self._record_view(func, view_info, args, kwargs, out)
+        return out
+
+    def _record_view(self, func, view_info, args, kwargs, out) -> None:
+        handler = ltorch.torch_handler(func)
+        rest = args[1:]
+        scatter_factory = view_info
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        for i, o in enumerate(outs):
+            if isinstance(out, (tuple, list)):
+                derive = lambda base, i=i: handler(base, *self.tracer.resolve(rest), **kwargs)[i]
+            else:
+                derive = lambda base: handler(base, *self.tracer.resolve(rest), **kwargs)
+            scatter = scatter_factory(args[0], rest, kwargs, i) if scatter_factory is not True else None
+            self.tracer.record_view(getattr(func, "__name__", str(func)), args[0], o, derive, scatter)
+
+    def _setitem(self, target, key, value):
+        resolved = self.tracer.resolve(target)
+        new_value = ltorch.setitem_functional(resolved, self.tracer.resolve(key), self.tracer.resolve(value))
+        self.tracer.mutate(target, new_value, "__setitem__")
+        return None
+
+    def _inplace(self, func, name, args, kwargs):
+        target = args[0]
+        resolved = self.tracer.resolve(args)
+        resolved_kwargs = self.tracer.resolve(kwargs)
+        special = ltorch.INPLACE_SPECIAL.get(name)
+        if special is not None:
+            new_value = special(*resolved, **resolved_kwargs)
+        else:
+            out_of_place_name = _INPLACE_DUNDERS.get(name, name[:-1])
+            oop = getattr(torch.Tensor, out_of_place_name, None) or getattr(torch, out_of_place_name, None)
+            handler = ltorch.torch_handler(oop) if oop is not None else None
+            if handler is None:
+                raise NotImplementedError(
+                    f"the in-place operation Tensor.{name} (at {user_location()}) has no functional form in Thunder; "
+                    f"use an out-of-place equivalent"
+                )
+            new_value = handler(*resolved, **resolved_kwargs)
+        if name == "requires_grad_":
+            return target
+        self.tracer.mutate(target, new_value, f"Tensor.{name}")
+        return target
+
+
+def acquire_trace(
+    fn: Callable,
+    leaves: list,
+    spec,
+    *,
+    names: list[str] | None = None,
+    replacements: dict | None = None,
+) -> tuple[TraceCtx, Tracer, Any]:
+    """Traces `fn(*args, **kwargs)`, where `(args, kwargs) = tree_unflatten(leaves, spec)`.
+
+    Every tensor leaf becomes an input proxy (named from `names` where given). Returns the trace, whose
+    output is the flat list of result leaves and whose inputs are the tensor leaves followed by the real
+    tensors met while tracing (closures, globals); the tracer; and the result's tree spec.
+    """
+    trace = TraceCtx()
+    tracer = Tracer(trace, replacements)
+    _tracers.append(tracer)
+    try:
+        with tracectx(trace):
+            args, kwargs = tree_unflatten(_proxy_leaves(leaves, names, trace, tracer), spec)
+            with TracingMode(tracer):
+                result = fn(*args, **kwargs)
+            out_leaves, out_spec = tree_flatten(result)
+            out_leaves = [tracer.resolve(x) if isinstance(x, torch.Tensor) else x for x in out_leaves]
+            for proxy, value in tracer.mutated_inputs():
+                prims.copy_to(proxy, value)
+    finally:
+        _tracers.pop()
+    trace.args = [*tracer.input_proxies, *tracer._constant_proxies.values()]
+    trace.output = out_leaves
+    trace.provenance = "acquisition"
+    return trace, tracer, out_spec
+
+
+def _proxy_leaves(leaves: list, names: list | None, trace: TraceCtx, tracer: Tracer) -> list:
+    proxied = []
+    for leaf in leaves:
+        if isinstance(leaf, torch.Tensor):
+            index = len(tracer.input_proxies)
+            name = names[index] if names and index < len(names) else None
+            if name is not None:
+                trace.add_name(name)
+            proxy = proxy_like_tensor(leaf, name or trace.make_name("t"))
+            tracer.input_proxies.append(proxy)
+            proxied.append(proxy)
+        else:
+            proxied.append(leaf)
+    return proxied
+
+
+def _torch_tracing_context():
+    """TracingMode for the current tracer, unless one is already active (see core.trace.torch_tracing)."""
+    from contextlib import nullcontext
+
+    if not _tracers or any(isinstance(m, TracingMode) for m in _active_modes()):
+        return nullcontext()
+    return TracingMode(_tracers[-1])
+
+
+def _active_modes() -> list:
+    from torch.overrides import _get_current_function_mode_stack
+
+    return _get_current_function_mode_stack()
+
+
+register_torch_tracing(_torch_tracing_context)

@@ -1,0 +1,28 @@
+"""`thunder.torch` (conventionally `ltorch`): one symbol per supported torch operation, same name and
+signature as torch's, decomposing into `thunder.prims`.
+
+Each family lives in its own module (elementwise, reductions, shapes, creation, linalg, nn); importing
+this package registers them all. `torch_handler(fn)` gives the callable that traces a torch callable.
+"""
+
+from __future__ import annotations
+
+from thunder.torch.base import (  # noqa: F401
+    TORCH_HANDLERS,
+    is_inplace_name,
+    register_handler,
+    torch_handler,
+    torchsymbol,
+)
+from thunder.torch import elementwise  # noqa: F401,E402  (registers symbols)
+from thunder.torch import reductions  # noqa: F401,E402
+from thunder.torch import shapes  # noqa: F401,E402
+from thunder.torch import creation  # noqa: F401,E402
+from thunder.torch import linalg  # noqa: F401,E402
+from thunder.torch import nn  # noqa: F401,E402
+from thunder.torch.elementwise import *  # noqa: F401,F403,E402
+from thunder.torch.reductions import *  # noqa: F401,F403,E402
+from thunder.torch.shapes import *  # noqa: F401,F403,E402
+from thunder.torch.creation import *  # noqa: F401,F403,E402
+from thunder.torch.linalg import *  # noqa: F401,F403,E402
+from thunder.torch.nn import *  # noqa: F401,F403,E402

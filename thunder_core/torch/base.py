@@ -1,0 +1,118 @@
+"""The machinery every `thunder.torch` family uses: the `torchsymbol` decorator, the table from torch
+callables to the callables that trace them, and helpers shared by decompositions (broadcasting, dims)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+import torch
+
+from thunder import prims
+from thunder.core.proxies import TensorProxy
+from thunder.core.symbol import Symbol
+
+# torch callable (function, Tensor method, operator dunder, property getter) -> callable that traces it
+TORCH_HANDLERS: dict[Callable, Callable] = {}
+
+
+def _ltorch_module():
+    return sys.modules["thunder.torch"]
+
+
+def register_handler(torch_fn: Callable, handler: Callable) -> None:
+    TORCH_HANDLERS[torch_fn] = handler
+
+
+def torch_handler(torch_fn: Callable) -> Callable | None:
+    return TORCH_HANDLERS.get(torch_fn)
+
+
+def torchsymbol(*torch_fns: Callable, name: str | None = None, tags: Sequence[str] = ()):
+    """Makes `fn` (the decomposition, with torch's signature) a `thunder.torch` symbol standing for `torch_fns`.
+
+    The first torch callable is the one an executor may call directly to run the whole operation.
+    """
+
+    def decorator(fn: Callable) -> Symbol:
+        sym = Symbol(name or fn.__name__, fn, namespace=("ltorch", _ltorch_module()), tags=tags)
+        sym.torch_fns = tuple(torch_fns)
+        sym.__doc__ = fn.__doc__
+        for torch_fn in torch_fns:
+            register_handler(torch_fn, sym)
+        return sym
+
+    return decorator
+
+
+def is_inplace_name(name: str) -> bool:
+    return name.endswith("_") and not name.endswith("__") and not name.startswith("_")
+
+
+# -- helpers for decompositions ----------------------------------------------------------------------
+def canonicalize_dim(ndim: int, dim: int) -> int:
+    rank = max(ndim, 1)
+    if not -rank <= dim < rank:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-rank}, {rank - 1}], but got {dim})")
+    return dim % rank
+
+
+def canonicalize_dims(ndim: int, dims) -> tuple[int, ...]:
+    if dims is None:
+        return tuple(range(ndim))
+    if isinstance(dims, int):
+        dims = (dims,)
+    return tuple(canonicalize_dim(ndim, d) for d in dims)
+
+
+def broadcast_shapes(*shapes) -> tuple[int, ...]:
+    ndim = max((len(s) for s in shapes), default=0)
+    result = [1] * ndim
+    for shape in shapes:
+        for i, length in enumerate(shape):
+            pos = ndim - len(shape) + i
+            if length != 1:
+                if result[pos] != 1 and result[pos] != length:
+                    raise RuntimeError(f"shapes {[tuple(s) for s in shapes]} cannot be broadcast together")
+                result[pos] = length
+    return tuple(result)
+
+
+def expand_to(a: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """`a` broadcast to `shape` (numpy rules), through prims.broadcast_in_dim when needed."""
+    shape = tuple(shape)
+    if tuple(a.shape) == shape:
+        return a
+    offset = len(shape) - a.ndim
+    return prims.broadcast_in_dim(a, shape, tuple(range(offset, len(shape))))
+
+
+def broadcast_tensors(*args):
+    """Tensors among args broadcast to their common shape; numbers stay numbers."""
+    shapes = [a.shape for a in args if isinstance(a, torch.Tensor)]
+    if not shapes:
+        return args
+    shape = broadcast_shapes(*shapes)
+    return tuple(expand_to(a, shape) if isinstance(a, torch.Tensor) else a for a in args)
+
+
+def to_dtype(a, dtype: torch.dtype):
+    """A tensor converted to dtype (no-op when equal); numbers pass through."""
+    if isinstance(a, torch.Tensor) and a.dtype != dtype:
+        return prims.convert_element_type(a, dtype)
+    return a
+
+
+def sum_to_shape(a: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Reduces a broadcast result back to `shape` (the adjoint of broadcasting)."""
+    shape = tuple(shape)
+    if tuple(a.shape) == shape:
+        return a
+    lead = a.ndim - len(shape)
+    dims = list(range(lead)) + [lead + i for i, s in enumerate(shape) if s == 1 and a.shape[lead + i] != 1]
+    out = prims.sum(a, tuple(dims)) if dims else a
+    return prims.reshape(out, shape) if tuple(out.shape) != shape else out
+
+
+def is_proxy(x) -> bool:
+    return isinstance(x, TensorProxy)

@@ -1,0 +1,311 @@
+"""Creation and conversion: zeros/ones/full/empty/arange/linspace/eye, random tensors, the `*_like`
+forms, `tensor`, and dtype/device conversions (`to`, `float`, `type_as`...)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from thunder import prims
+from thunder.core.dtypes import python_scalar_dtype
+from thunder.torch.base import register_handler, to_dtype, torchsymbol
+
+__all__ = [
+    "zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like", "empty_like", "arange", "linspace",
+    "rand", "randn", "rand_like", "randn_like", "randint", "to", "type_as", "eye", "tensor", "scalar_tensor",
+    "bernoulli", "tril", "triu", "new_zeros", "new_ones", "new_full", "new_empty", "randint_like", "multinomial",
+]  # fmt: skip
+
+
+def _size(size) -> tuple:
+    if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)):
+        return tuple(int(s) for s in size[0])
+    return tuple(int(s) for s in size)
+
+
+def _device(device) -> torch.device:
+    return torch.device(device) if device is not None else torch.get_default_device()
+
+
+def _check_no_out(out):
+    if out is not None:
+        raise NotImplementedError("out= arguments are not supported inside thunder.jit; use the returned tensor")
+
+
+@torchsymbol(torch.full)
+def full(size, fill_value, *, dtype=None, layout=torch.strided, device=None, pin_memory=False, requires_grad=False, out=None):
+    _check_no_out(out)
+    dtype = dtype or python_scalar_dtype(fill_value)
+    return prims.full(tuple(size), fill_value, dtype=dtype, device=_device(device))
+
+
+@torchsymbol(torch.zeros)
+def zeros(*size, dtype=None, layout=torch.strided, device=None, pin_memory=False, requires_grad=False, out=None):
+    return full(_size(size), 0, dtype=dtype or torch.get_default_dtype(), device=device, out=out)
+
+
+@torchsymbol(torch.ones)
+def ones(*size, dtype=None, layout=torch.strided, device=None, pin_memory=False, requires_grad=False, out=None):
+    return full(_size(size), 1, dtype=dtype or torch.get_default_dtype(), device=device, out=out)
+
+
+@torchsymbol(torch.empty)
+def empty(*size, dtype=None, layout=torch.strided, device=None, pin_memory=False, requires_grad=False,
+          memory_format=torch.contiguous_format, out=None):  # fmt: skip
+    _check_no_out(out)
+    return prims.empty(_size(size), dtype=dtype or torch.get_default_dtype(), device=_device(device))
+
+
+def _like(a, dtype, device):
+    return dtype or a.dtype, device if device is not None else a.device
+
+
+@torchsymbol(torch.full_like)
+def full_like(a, fill_value, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
+              memory_format=torch.preserve_format):  # fmt: skip
+    dtype, device = _like(a, dtype, device)
+    return prims.full(tuple(a.shape), fill_value, dtype=dtype, device=torch.device(device))
+
+
+@torchsymbol(torch.zeros_like)
+def zeros_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
+               memory_format=torch.preserve_format):  # fmt: skip
+    return full_like(a, 0, dtype=dtype, device=device)
+
+
+@torchsymbol(torch.ones_like)
+def ones_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
+              memory_format=torch.preserve_format):  # fmt: skip
+    return full_like(a, 1, dtype=dtype, device=device)
+
+
+@torchsymbol(torch.empty_like)
+def empty_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
+               memory_format=torch.preserve_format):  # fmt: skip
+    dtype, device = _like(a, dtype, device)
+    return prims.empty(tuple(a.shape), dtype=dtype, device=torch.device(device))
+
+
+@torchsymbol(torch.Tensor.new_zeros)
+def new_zeros(a, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False):
+    dtype, device = _like(a, dtype, device)
+    return prims.full(_size(size), 0, dtype=dtype, device=torch.device(device))
+
+
+@torchsymbol(torch.Tensor.new_ones)
+def new_ones(a, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False):
+    dtype, device = _like(a, dtype, device)
+    return prims.full(_size(size), 1, dtype=dtype, device=torch.device(device))
+
+
+@torchsymbol(torch.Tensor.new_full)
+def new_full(a, size, fill_value, *, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False):
+    dtype, device = _like(a, dtype, device)
+    return prims.full(tuple(size), fill_value, dtype=dtype, device=torch.device(device))
+
+
+@torchsymbol(torch.Tensor.new_empty)
+def new_empty(a, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False):
+    dtype, device = _like(a, dtype, device)
+    return prims.empty(_size(size), dtype=dtype, device=torch.device(device))
+
+
+@torchsymbol(torch.arange)
+def arange(start, end=None, step=1, *, dtype=None, layout=torch.strided, device=None, pin_memory=False,
+           requires_grad=False, out=None):  # fmt: skip
+    _check_no_out(out)
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        is_float = any(isinstance(x, float) for x in (start, end, step))
+        dtype = torch.get_default_dtype() if is_float else torch.int64
+    length = max(math.ceil((end - start) / step), 0)
+    return prims.iota(length, start=start, step=step, dtype=dtype, device=_device(device))
+
+
+@torchsymbol(torch.linspace)
+def linspace(start, end, steps, *, dtype=None, layout=torch.strided, device=None, pin_memory=False,
+             requires_grad=False, out=None):  # fmt: skip
+    _check_no_out(out)
+    dtype = dtype or torch.get_default_dtype()
+    if steps == 1:
+        return full((1,), start, dtype=dtype, device=device)
+    step = (end - start) / (steps - 1)
+    # torch computes the first half from `start` and the second half from `end` to limit rounding error
+    idx = prims.iota(steps, start=0, step=1, dtype=torch.float64, device=_device(device))
+    halfway = steps // 2
+    from thunder.torch import elementwise as ew
+
+    lower = ew.add(ew.mul(idx, step), start)
+    upper = ew.sub(end, ew.mul(ew.sub(steps - 1, idx), step))
+    return to_dtype(ew.where(ew.lt(idx, halfway), lower, upper), dtype)
+
+
+@torchsymbol(torch.eye)
+def eye(n, m=None, *, dtype=None, layout=torch.strided, device=None, pin_memory=False, requires_grad=False, out=None):
+    from thunder.torch import elementwise as ew
+    from thunder.torch.shapes import unsqueeze
+
+    m = n if m is None else m
+    rows = prims.iota(n, start=0, step=1, dtype=torch.int64, device=_device(device))
+    cols = prims.iota(m, start=0, step=1, dtype=torch.int64, device=_device(device))
+    return to_dtype(ew.eq(unsqueeze(rows, 1), unsqueeze(cols, 0)), dtype or torch.get_default_dtype())
+
+
+# -- randomness: one prim per torch RNG call, so that a seeded run draws what eager draws ---------------
+@torchsymbol(torch.rand, tags=("random",))
+def rand(*size, generator=None, dtype=None, layout=torch.strided, device=None, pin_memory=False, requires_grad=False,
+         out=None):  # fmt: skip
+    _check_no_out(out)
+    _check_generator(generator)
+    return prims.uniform(_size(size), dtype=dtype or torch.get_default_dtype(), device=_device(device))
+
+
+@torchsymbol(torch.randn, tags=("random",))
+def randn(*size, generator=None, dtype=None, layout=torch.strided, device=None, pin_memory=False, requires_grad=False,
+          out=None):  # fmt: skip
+    _check_no_out(out)
+    _check_generator(generator)
+    return prims.randn(_size(size), dtype=dtype or torch.get_default_dtype(), device=_device(device))
+
+
+@torchsymbol(torch.rand_like, tags=("random",))
+def rand_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
+              memory_format=torch.preserve_format):  # fmt: skip
+    dtype, device = _like(a, dtype, device)
+    return prims.uniform(tuple(a.shape), dtype=dtype, device=torch.device(device))
+
+
+@torchsymbol(torch.randn_like, tags=("random",))
+def randn_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
+               memory_format=torch.preserve_format):  # fmt: skip
+    dtype, device = _like(a, dtype, device)
+    return prims.randn(tuple(a.shape), dtype=dtype, device=torch.device(device))
+
+
+@torchsymbol(torch.randint, tags=("random",))
+def randint(low, high=None, size=None, *, generator=None, dtype=None, layout=torch.strided, device=None,
+            pin_memory=False, requires_grad=False, out=None):  # fmt: skip
+    _check_no_out(out)
+    _check_generator(generator)
+    if size is None:  # randint(high, size)
+        low, high, size = 0, low, high
+    return prims.randint(tuple(size), low, high, dtype=dtype or torch.int64, device=_device(device))
+
+
+@torchsymbol(torch.randint_like, tags=("random",))
+def randint_like(a, low, high=None, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
+                 memory_format=torch.preserve_format):  # fmt: skip
+    if high is None:
+        low, high = 0, low
+    dtype, device = _like(a, dtype, device)
+    return prims.randint(tuple(a.shape), low, high, dtype=dtype, device=torch.device(device))
+
+
+@torchsymbol(torch.bernoulli, torch.Tensor.bernoulli, tags=("random",))
+def bernoulli(a, p=None, *, generator=None):
+    _check_generator(generator)
+    from thunder.torch import elementwise as ew
+
+    if p is not None:
+        return prims.bernoulli(tuple(a.shape), p, dtype=a.dtype, device=a.device)
+    return to_dtype(ew.lt(prims.uniform(tuple(a.shape), dtype=a.dtype, device=a.device), a), a.dtype)
+
+
+@torchsymbol(torch.multinomial, torch.Tensor.multinomial, tags=("random",))
+def multinomial(a, num_samples, replacement=False, *, generator=None):
+    raise NotImplementedError("torch.multinomial is not supported inside thunder.jit yet; sample outside the jitted code")
+
+
+def _check_generator(generator):
+    if generator is not None:
+        raise NotImplementedError(
+            "explicit torch.Generator objects are not supported inside thunder.jit; seed with torch.manual_seed instead"
+        )
+
+
+# -- conversions ----------------------------------------------------------------------------------------
+def _parse_to(a, args, kwargs):
+    dtype = kwargs.pop("dtype", None)
+    device = kwargs.pop("device", None)
+    for x in args:
+        if isinstance(x, torch.dtype):
+            dtype = x
+        elif isinstance(x, (str, torch.device)):
+            device = x
+        elif isinstance(x, torch.Tensor):
+            dtype, device = x.dtype, x.device
+    return dtype, device
+
+
+@torchsymbol(torch.Tensor.to)
+def to(a, *args, **kwargs):
+    kwargs = dict(kwargs)
+    dtype, device = _parse_to(a, args, kwargs)
+    if device is not None and torch.device(device) != a.device:
+        device = torch.device(device)
+        if device.type == a.device.type and device.index is None:
+            device = a.device
+    if device is not None and torch.device(device) != a.device:
+        raise NotImplementedError(
+            f"moving a tensor between devices ({a.device} -> {device}) inside thunder.jit is not supported; "
+            "move the inputs before calling the jitted function"
+        )
+    if dtype is None or dtype == a.dtype:
+        return a
+    return prims.convert_element_type(a, dtype)
+
+
+for _method, _dtype in {
+    "float": torch.float32, "double": torch.float64, "half": torch.float16, "bfloat16": torch.bfloat16,
+    "long": torch.int64, "int": torch.int32, "short": torch.int16, "bool": torch.bool, "byte": torch.uint8,
+    "char": torch.int8,
+}.items():  # fmt: skip
+    register_handler(getattr(torch.Tensor, _method), lambda a, memory_format=None, _d=_dtype: to(a, _d))
+register_handler(torch.Tensor.cpu, lambda a, memory_format=None: to(a, "cpu"))
+register_handler(torch.Tensor.cuda, lambda a, device=None, non_blocking=False, memory_format=None: to(a, device or "cuda"))
+
+
+@torchsymbol(torch.Tensor.type_as)
+def type_as(a, other):
+    return to(a, other.dtype)
+
+
+@torchsymbol(torch.scalar_tensor)
+def scalar_tensor(s, *, dtype=None, layout=None, device=None, pin_memory=False):
+    return full((), s, dtype=dtype or torch.get_default_dtype(), device=device)
+
+
+@torchsymbol(torch.tensor)
+def tensor(data, *, dtype=None, device=None, requires_grad=False, pin_memory=False):
+    if isinstance(data, (int, float, bool, complex)):
+        return full((), data, dtype=dtype or python_scalar_dtype(data), device=device)
+    raise NotImplementedError(
+        "torch.tensor(...) of a list inside thunder.jit is not supported; create it outside and pass it in"
+    )
+
+
+def _tri_mask(a, diagonal, upper):
+    from thunder.torch import elementwise as ew
+    from thunder.torch.shapes import unsqueeze
+
+    rows, cols = a.shape[-2], a.shape[-1]
+    r = prims.iota(rows, start=0, step=1, dtype=torch.int64, device=a.device)
+    c = prims.iota(cols, start=0, step=1, dtype=torch.int64, device=a.device)
+    diff = ew.sub(unsqueeze(c, 0), unsqueeze(r, 1))  # col - row
+    return ew.ge(diff, diagonal) if upper else ew.le(diff, diagonal)
+
+
+@torchsymbol(torch.tril, torch.Tensor.tril)
+def tril(a, diagonal=0, *, out=None):
+    from thunder.torch import elementwise as ew
+
+    return ew.where(_tri_mask(a, diagonal, upper=False), a, 0)
+
+
+@torchsymbol(torch.triu, torch.Tensor.triu)
+def triu(a, diagonal=0, *, out=None):
+    from thunder.torch import elementwise as ew
+
+    return ew.where(_tri_mask(a, diagonal, upper=True), a, 0)

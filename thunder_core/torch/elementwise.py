@@ -1,0 +1,325 @@
+"""Elementwise operations: math, comparisons, logical and bitwise ops, with torch's type promotion and
+broadcasting, decomposed into elementwise prims."""
+
+from __future__ import annotations
+
+import builtins
+from numbers import Number
+
+import torch
+import torch.nn.functional as F
+
+from thunder import prims
+from thunder.core.dtypes import Promotion, elementwise_result_dtype, is_exact_dtype, result_dtype
+from thunder.torch.base import broadcast_tensors, register_handler, to_dtype, torchsymbol
+
+__all__ = [
+    "add", "sub", "mul", "div", "true_divide", "floor_divide", "remainder", "fmod", "pow", "maximum", "minimum",
+    "atan2", "eq", "ne", "lt", "le", "gt", "ge", "where", "clamp", "lerp", "addcmul", "addcdiv", "square",
+    "logical_and", "logical_or", "logical_xor", "bitwise_and", "bitwise_or", "bitwise_xor", "to_dtype_op",
+    "rsub", "frac", "xlogy", "hypot", "logaddexp", "float_power", "nan_to_num", "masked_fill",
+]  # fmt: skip
+
+
+def _torch_fns(name: str, *extra):
+    fns = [getattr(torch, name, None), getattr(torch.Tensor, name, None), getattr(torch.special, name, None)]
+    return tuple(f for f in (*fns, *extra) if f is not None)
+
+
+# -- unary ---------------------------------------------------------------------------------------------
+UNARY_PROMOTION = {
+    **dict.fromkeys(
+        "exp exp2 expm1 log log1p log2 log10 sin cos tan asin acos atan sinh cosh tanh asinh acosh atanh "
+        "sqrt rsqrt reciprocal sigmoid erf erfc erfinv lgamma digamma".split(),
+        Promotion.INT_TO_FLOAT,
+    ),
+    **dict.fromkeys("neg floor ceil round trunc sign bitwise_not".split(), Promotion.DEFAULT),
+    "abs": Promotion.COMPLEX_TO_FLOAT,
+    **dict.fromkeys("signbit isnan isinf isfinite logical_not".split(), Promotion.ALWAYS_BOOL),
+}
+_EXACT_IDENTITY = {"floor", "ceil", "round", "trunc"}  # on integers these return the input's values
+
+
+def _make_unary(name: str, promotion: Promotion):
+    prim = getattr(prims, name)
+
+    def meta(a):
+        if name in _EXACT_IDENTITY and is_exact_dtype(a.dtype):
+            return prims.convert_element_type(a, a.dtype)
+        if promotion is Promotion.ALWAYS_BOOL:
+            if name == "logical_not" and a.dtype != torch.bool:
+                return prims.eq(a, 0)
+            if name == "isfinite" and is_exact_dtype(a.dtype):
+                return prims.ne(to_dtype(a, torch.bool), 2)  # all True, as a bool tensor of a's shape
+            return prim(a)
+        return prim(to_dtype(a, elementwise_result_dtype(promotion, a)))
+
+    meta.__name__ = name
+    extra = {"sigmoid": (F.sigmoid,), "neg": (torch.Tensor.__neg__, torch.negative), "abs": (torch.Tensor.__abs__,)}
+    extra["bitwise_not"] = (torch.Tensor.__invert__,)
+    extra["sqrt"] = ()
+    return torchsymbol(*_torch_fns(name, *extra.get(name, ())), name=name, tags=("elementwise",))(meta)
+
+
+for _name, _promotion in UNARY_PROMOTION.items():
+    globals()[_name] = _make_unary(_name, _promotion)
+    __all__.append(_name)
+
+
+# -- binary --------------------------------------------------------------------------------------------
+def _binary(prim, promotion: Promotion, a, b):
+    if not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor):
+        raise TypeError(f"{prim.name} expects at least one tensor, got {type(a).__name__} and {type(b).__name__}")
+    compute = result_dtype(a, b)
+    if promotion is Promotion.INT_TO_FLOAT and is_exact_dtype(compute):
+        compute = torch.get_default_dtype()
+    a, b = broadcast_tensors(to_dtype(a, compute), to_dtype(b, compute))
+    return prim(a, b)
+
+
+def _binary_symbol(name: str, prim, promotion: Promotion, dunders=(), rdunders=()):
+    def meta(a, b):
+        return _binary(prim, promotion, a, b)
+
+    meta.__name__ = name
+    sym = torchsymbol(*_torch_fns(name, *dunders), name=name, tags=("elementwise",))(meta)
+    for rdunder in rdunders:
+        register_handler(rdunder, lambda self, other, _sym=sym: _sym(other, self))
+    return sym
+
+
+_BINARY = {
+    # name: (prim, promotion, dunders, reflected dunders)
+    "remainder": (prims.remainder, Promotion.DEFAULT, (torch.Tensor.__mod__,), (torch.Tensor.__rmod__,)),
+    "fmod": (prims.fmod, Promotion.DEFAULT, (), ()),
+    "maximum": (prims.maximum, Promotion.DEFAULT, (), ()),
+    "minimum": (prims.minimum, Promotion.DEFAULT, (), ()),
+    "atan2": (prims.atan2, Promotion.INT_TO_FLOAT, (torch.arctan2,), ()),
+    "copysign": (prims.copysign, Promotion.INT_TO_FLOAT, (), ()),
+    "nextafter": (prims.nextafter, Promotion.DEFAULT, (), ()),
+    "eq": (prims.eq, Promotion.ALWAYS_BOOL, (torch.Tensor.__eq__,), ()),
+    "ne": (prims.ne, Promotion.ALWAYS_BOOL, (torch.Tensor.__ne__, torch.not_equal), ()),
+    "lt": (prims.lt, Promotion.ALWAYS_BOOL, (torch.Tensor.__lt__, torch.less), ()),
+    "le": (prims.le, Promotion.ALWAYS_BOOL, (torch.Tensor.__le__, torch.less_equal), ()),
+    "gt": (prims.gt, Promotion.ALWAYS_BOOL, (torch.Tensor.__gt__, torch.greater), ()),
+    "ge": (prims.ge, Promotion.ALWAYS_BOOL, (torch.Tensor.__ge__, torch.greater_equal), ()),
+    "bitwise_and": (prims.bitwise_and, Promotion.DEFAULT, (torch.Tensor.__and__,), (torch.Tensor.__rand__,)),
+    "bitwise_or": (prims.bitwise_or, Promotion.DEFAULT, (torch.Tensor.__or__,), (torch.Tensor.__ror__,)),
+    "bitwise_xor": (prims.bitwise_xor, Promotion.DEFAULT, (torch.Tensor.__xor__,), (torch.Tensor.__rxor__,)),
+    "bitwise_left_shift": (prims.bitwise_left_shift, Promotion.DEFAULT, (torch.Tensor.__lshift__,), ()),
+    "bitwise_right_shift": (prims.bitwise_right_shift, Promotion.DEFAULT, (torch.Tensor.__rshift__,), ()),
+}
+for _name, (_prim, _promotion, _dunders, _rdunders) in _BINARY.items():
+    globals()[_name] = _binary_symbol(_name, _prim, _promotion, _dunders, _rdunders)
+    __all__.append(_name)
+
+
+def _logical(prim):
+    def meta(a, b):
+        a, b = broadcast_tensors(a, b)
+        to_bool = lambda x: x if not isinstance(x, torch.Tensor) or x.dtype == torch.bool else prims.ne(x, 0)
+        return prim(to_bool(a), bool(b) if isinstance(b, Number) else to_bool(b))
+
+    return meta
+
+
+logical_and = torchsymbol(*_torch_fns("logical_and"), name="logical_and")(_logical(prims.logical_and))
+logical_or = torchsymbol(*_torch_fns("logical_or"), name="logical_or")(_logical(prims.logical_or))
+logical_xor = torchsymbol(*_torch_fns("logical_xor"), name="logical_xor")(_logical(prims.logical_xor))
+
+
+@torchsymbol(torch.add, torch.Tensor.add, torch.Tensor.__add__, tags=("elementwise",))
+def add(a, b, *, alpha=1):
+    if alpha != 1:
+        b = mul(b, alpha)
+    return _binary(prims.add, Promotion.DEFAULT, a, b)
+
+
+register_handler(torch.Tensor.__radd__, lambda self, other: add(other, self))
+
+
+@torchsymbol(torch.sub, torch.Tensor.sub, torch.Tensor.__sub__, torch.subtract, tags=("elementwise",))
+def sub(a, b, *, alpha=1):
+    if alpha != 1:
+        b = mul(b, alpha)
+    return _binary(prims.sub, Promotion.DEFAULT, a, b)
+
+
+@torchsymbol(torch.rsub, tags=("elementwise",))
+def rsub(a, b, *, alpha=1):
+    return sub(b, a, alpha=alpha)
+
+
+register_handler(torch.Tensor.__rsub__, lambda self, other: sub(other, self))
+
+
+@torchsymbol(torch.mul, torch.Tensor.mul, torch.Tensor.__mul__, torch.multiply, tags=("elementwise",))
+def mul(a, b):
+    return _binary(prims.mul, Promotion.DEFAULT, a, b)
+
+
+register_handler(torch.Tensor.__rmul__, lambda self, other: mul(other, self))
+
+
+@torchsymbol(torch.div, torch.Tensor.div, torch.Tensor.__truediv__, torch.divide, tags=("elementwise",))
+def div(a, b, *, rounding_mode=None):
+    if rounding_mode is None:
+        return _binary(prims.div, Promotion.INT_TO_FLOAT, a, b)
+    if rounding_mode == "floor":
+        return floor_divide(a, b)
+    if rounding_mode == "trunc":
+        dtype = result_dtype(a, b)
+        if is_exact_dtype(dtype):
+            # integer truncating division: sign(a*b) * (|a| // |b|)
+            q = _binary(prims.floor_divide, Promotion.DEFAULT, abs(a) if isinstance(a, torch.Tensor) else builtins.abs(a),
+                        abs(b) if isinstance(b, torch.Tensor) else builtins.abs(b))  # fmt: skip
+            sign_a = sign(a) if isinstance(a, torch.Tensor) else (1 if a >= 0 else -1)
+            sign_b = sign(b) if isinstance(b, torch.Tensor) else (1 if b >= 0 else -1)
+            return mul(mul(q, sign_a), sign_b)
+        return trunc(_binary(prims.div, Promotion.INT_TO_FLOAT, a, b))
+    raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found {rounding_mode!r}")
+
+
+@torchsymbol(torch.true_divide, torch.Tensor.true_divide, tags=("elementwise",))
+def true_divide(a, b):
+    return div(a, b)
+
+
+register_handler(torch.Tensor.__rtruediv__, lambda self, other: div(other, self))
+
+
+@torchsymbol(torch.floor_divide, torch.Tensor.floor_divide, torch.Tensor.__floordiv__, tags=("elementwise",))
+def floor_divide(a, b):
+    return _binary(prims.floor_divide, Promotion.DEFAULT, a, b)
+
+
+register_handler(torch.Tensor.__rfloordiv__, lambda self, other: floor_divide(other, self))
+
+
+@torchsymbol(torch.pow, torch.Tensor.pow, torch.Tensor.__pow__, tags=("elementwise",))
+def pow(a, b):
+    if isinstance(b, Number) and not isinstance(b, bool) and isinstance(a, torch.Tensor):
+        if b == 2 and not is_exact_dtype(a.dtype):
+            return mul(a, a)
+        if b == 1:
+            return to_dtype(a, result_dtype(a, b))
+        if b == 0.5 and not is_exact_dtype(a.dtype):
+            return sqrt(a)  # noqa: F821  (defined by the unary table above)
+    return _binary(prims.pow, Promotion.DEFAULT, a, b)
+
+
+register_handler(torch.Tensor.__rpow__, lambda self, other: pow(other, self))
+
+
+@torchsymbol(torch.float_power, torch.Tensor.float_power, tags=("elementwise",))
+def float_power(a, b):
+    dtype = torch.complex128 if result_dtype(a, b).is_complex else torch.float64
+    return pow(to_dtype(a, dtype), to_dtype(b, dtype) if isinstance(b, torch.Tensor) else b)
+
+
+@torchsymbol(torch.square, torch.Tensor.square, tags=("elementwise",))
+def square(a):
+    return mul(a, a)
+
+
+@torchsymbol(torch.frac, torch.Tensor.frac, tags=("elementwise",))
+def frac(a):
+    return sub(a, trunc(a))  # noqa: F821
+
+
+@torchsymbol(torch.xlogy, torch.Tensor.xlogy, torch.special.xlogy, tags=("elementwise",))
+def xlogy(a, b):
+    a, b = broadcast_tensors(*(to_dtype(x, elementwise_result_dtype(Promotion.INT_TO_FLOAT, a, b)) for x in (a, b)))
+    product = mul(a, log(b))  # noqa: F821
+    return where(eq(a, 0), 0.0, product) if isinstance(a, torch.Tensor) else product
+
+
+@torchsymbol(torch.hypot, torch.Tensor.hypot, tags=("elementwise",))
+def hypot(a, b):
+    return sqrt(add(mul(a, a), mul(b, b)))  # noqa: F821
+
+
+@torchsymbol(torch.logaddexp, torch.Tensor.logaddexp, tags=("elementwise",))
+def logaddexp(a, b):
+    m = maximum(a, b)  # noqa: F821
+    return add(m, log1p(exp(neg(abs(sub(a, b))))))  # noqa: F821
+
+
+@torchsymbol(torch.where, torch.Tensor.where, tags=("elementwise",))
+def where(condition, input=None, other=None):
+    if input is None and other is None:
+        raise NotImplementedError(
+            "torch.where(condition) with one argument returns data-dependent shapes; Thunder cannot trace it. "
+            "Use the three-argument form, or the torch.compile frontend (thunder.dynamo.ThunderCompiler)."
+        )
+    dtype = result_dtype(input, other)
+    input, other = to_dtype(input, dtype), to_dtype(other, dtype)
+    if not isinstance(input, torch.Tensor) and not isinstance(other, torch.Tensor):
+        device = condition.device
+        input = prims.full((), input, dtype=dtype, device=device)
+    if condition.dtype != torch.bool:
+        condition = prims.ne(condition, 0)
+    condition, input, other = broadcast_tensors(condition, input, other)
+    return prims.where(condition, input, other)
+
+
+@torchsymbol(torch.masked_fill, torch.Tensor.masked_fill, tags=("elementwise",))
+def masked_fill(a, mask, value):
+    if isinstance(value, torch.Tensor):
+        value = to_dtype(value, a.dtype)
+    elif isinstance(value, bool) or a.dtype.is_floating_point or a.dtype.is_complex:
+        pass
+    else:
+        value = int(value) if not isinstance(value, float) or value.is_integer() else value
+    out = where(mask, value, a)
+    return to_dtype(out, a.dtype)
+
+
+@torchsymbol(torch.clamp, torch.Tensor.clamp, torch.clip, torch.Tensor.clip, tags=("elementwise",))
+def clamp(a, min=None, max=None):
+    if min is None and max is None:
+        raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+    dtype = result_dtype(*(x for x in (a, min, max) if x is not None))
+    out = to_dtype(a, dtype)
+    if min is not None:
+        out = where(lt(out, min), to_dtype(min, dtype), out)
+    if max is not None:
+        out = where(gt(out, max), to_dtype(max, dtype), out)
+    return out
+
+
+register_handler(torch.clamp_min, lambda a, min: clamp(a, min=min))
+register_handler(torch.Tensor.clamp_min, lambda a, min: clamp(a, min=min))
+register_handler(torch.clamp_max, lambda a, max: clamp(a, max=max))
+register_handler(torch.Tensor.clamp_max, lambda a, max: clamp(a, max=max))
+
+
+@torchsymbol(torch.lerp, torch.Tensor.lerp, tags=("elementwise",))
+def lerp(start, end, weight):
+    return add(start, mul(weight, sub(end, start)))
+
+
+@torchsymbol(torch.addcmul, torch.Tensor.addcmul, tags=("elementwise",))
+def addcmul(a, t1, t2, *, value=1):
+    return add(a, mul(mul(t1, t2), value) if value != 1 else mul(t1, t2))
+
+
+@torchsymbol(torch.addcdiv, torch.Tensor.addcdiv, tags=("elementwise",))
+def addcdiv(a, t1, t2, *, value=1):
+    return add(a, mul(div(t1, t2), value) if value != 1 else div(t1, t2))
+
+
+@torchsymbol(torch.nan_to_num, torch.Tensor.nan_to_num, tags=("elementwise",))
+def nan_to_num(a, nan=0.0, posinf=None, neginf=None):
+    if is_exact_dtype(a.dtype):
+        return prims.convert_element_type(a, a.dtype)
+    info = torch.finfo(a.dtype)
+    out = where(isnan(a), nan, a)  # noqa: F821
+    out = where(logical_and(isinf(out), gt(out, 0)), info.max if posinf is None else posinf, out)  # noqa: F821
+    return where(logical_and(isinf(out), lt(out, 0)), info.min if neginf is None else neginf, out)  # noqa: F821
+
+
+def to_dtype_op(a, dtype):
+    """`a` converted to dtype through a conversion prim (an identity when the dtypes agree)."""
+    return to_dtype(a, dtype)
+

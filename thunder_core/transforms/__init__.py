@@ -1,0 +1,1 @@
+"""Passes `Trace -> Trace`, each small and named for its effect."""
