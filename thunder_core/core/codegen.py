@@ -111,7 +111,14 @@ def trace_source(trace, *, with_comments: bool = True) -> tuple[str, dict]:
     decorator = trace.tags.get("decorator")
     if decorator:
         lines.append(decorator)
-    lines.append(f"def {trace.fn_name}({', '.join(arg_names)}):")
+    if trace.tags.get("unpack_args"):
+        # one list argument, cleared after unpacking: the callee holds the only references (saved tensors
+        # are then freed as soon as their last use is done)
+        lines.append(f"def {trace.fn_name}(args):")
+        lines.append(f"  ({', '.join(arg_names)}{',' if len(arg_names) == 1 else ''}) = args")
+        lines.append("  args.clear()")
+    else:
+        lines.append(f"def {trace.fn_name}({', '.join(arg_names)}):")
     if with_comments:
         for a in trace.args:
             if isinstance(a, TensorProxy):

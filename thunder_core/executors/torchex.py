@@ -145,6 +145,10 @@ _PRIM_IMPLS: dict[str, Callable] = {
         grad, indices, num_weights, -1 if padding_idx is None else padding_idx, scale_grad_by_freq, sparse
     ),
     "copy_to": _copy_to,
+    "convolution_backward": lambda grad, a, weight, bias_shape, stride, padding, dilation, transposed, output_padding, groups: tuple(
+        torch.ops.aten.convolution_backward(grad, a, weight, bias_shape, stride, padding, dilation, transposed,
+                                            output_padding, groups, [True, True, bias_shape is not None])
+    ),
     "pow": _scalar_first(torch.pow),
     "add": operator.add,
     "sub": operator.sub,

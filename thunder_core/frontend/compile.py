@@ -88,7 +88,7 @@ def compile_entry(jfn, trace: TraceCtx, tracer, out_spec):
         from thunder.transforms.autodiff import forward_and_backward
 
         start = time.perf_counter()
-        fwd, bwd = forward_and_backward(trace)
+        fwd, bwd = forward_and_backward(trace, jfn.executors)
         duration = (time.perf_counter() - start) * 1e3
         fwd.duration_ms = bwd.duration_ms = duration
         traces.append(fwd)

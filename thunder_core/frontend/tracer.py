@@ -142,7 +142,7 @@ class Tracer:
         """Rebinds the object the user holds to new_value; writes through to its base if it is a view."""
         if not isinstance(obj, TensorProxy):
             raise NotImplementedError(f"in-place {op_name} on a tensor that is not traced")
-        if obj.requires_grad and obj in self.input_proxies and torch.is_grad_enabled():
+        if obj.requires_grad and any(obj is p for p in self.input_proxies) and torch.is_grad_enabled():
             raise RuntimeError(
                 f"a leaf tensor that requires grad is used in the in-place operation {op_name} at {user_location()}; "
                 "PyTorch forbids this too. Use the out-of-place form or wrap the update in torch.no_grad()."

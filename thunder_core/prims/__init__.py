@@ -357,3 +357,12 @@ def _setitem_meta(a, key, value):
 
 
 make_prim("setitem", _setitem_meta)
+
+
+def _convolution_backward_meta(grad, a, weight, bias_shape, stride, padding, dilation, transposed, output_padding,
+                               groups):  # fmt: skip
+    grad_bias = None if bias_shape is None else TensorProxy(like=grad, shape=tuple(bias_shape), requires_grad=False)
+    return _out(a), _out(weight), grad_bias
+
+
+make_prim("convolution_backward", _convolution_backward_meta)

@@ -4,20 +4,29 @@ broadcasting, decomposed into elementwise prims."""
 from __future__ import annotations
 
 import builtins
+import math
 from numbers import Number
 
 import torch
 import torch.nn.functional as F
 
 from thunder import prims
-from thunder.core.dtypes import Promotion, elementwise_result_dtype, is_exact_dtype, result_dtype
+from thunder.core.dtypes import (
+    Promotion,
+    computation_dtype,
+    elementwise_result_dtype,
+    is_exact_dtype,
+    result_dtype,
+)
 from thunder.torch.base import broadcast_tensors, register_handler, to_dtype, torchsymbol
 
 __all__ = [
     "add", "sub", "mul", "div", "true_divide", "floor_divide", "remainder", "fmod", "pow", "maximum", "minimum",
     "atan2", "eq", "ne", "lt", "le", "gt", "ge", "where", "clamp", "lerp", "addcmul", "addcdiv", "square",
     "logical_and", "logical_or", "logical_xor", "bitwise_and", "bitwise_or", "bitwise_xor", "to_dtype_op",
-    "rsub", "frac", "xlogy", "hypot", "logaddexp", "float_power", "nan_to_num", "masked_fill",
+    "rsub", "frac", "xlogy", "hypot", "logaddexp", "float_power", "nan_to_num", "masked_fill", "round", "sgn",
+    "positive", "logit", "sinc", "deg2rad", "rad2deg", "ndtr", "entr", "ldexp", "heaviside", "fmax", "fmin",
+    "isclose", "isposinf", "isneginf", "isreal", "xlog1py", "logaddexp2",
 ]  # fmt: skip
 
 
@@ -33,11 +42,21 @@ UNARY_PROMOTION = {
         "sqrt rsqrt reciprocal sigmoid erf erfc erfinv lgamma digamma".split(),
         Promotion.INT_TO_FLOAT,
     ),
-    **dict.fromkeys("neg floor ceil round trunc sign bitwise_not".split(), Promotion.DEFAULT),
+    **dict.fromkeys("neg floor ceil trunc sign bitwise_not".split(), Promotion.DEFAULT),
     "abs": Promotion.COMPLEX_TO_FLOAT,
     **dict.fromkeys("signbit isnan isinf isfinite logical_not".split(), Promotion.ALWAYS_BOOL),
 }
 _EXACT_IDENTITY = {"floor", "ceil", "round", "trunc"}  # on integers these return the input's values
+# torch callables beyond `torch.<name>`, `Tensor.<name>` and `torch.special.<name>` that a unary op stands for
+_UNARY_ALIASES = {
+    "sigmoid": (F.sigmoid, torch.special.expit), "neg": (torch.Tensor.__neg__, torch.negative, torch.Tensor.negative),
+    "abs": (torch.Tensor.__abs__, torch.absolute, torch.Tensor.absolute), "bitwise_not": (torch.Tensor.__invert__,),
+    "acos": (torch.arccos, torch.Tensor.arccos), "asin": (torch.arcsin, torch.Tensor.arcsin),
+    "atan": (torch.arctan, torch.Tensor.arctan), "acosh": (torch.arccosh, torch.Tensor.arccosh),
+    "asinh": (torch.arcsinh, torch.Tensor.arcsinh), "atanh": (torch.arctanh, torch.Tensor.arctanh),
+    "trunc": (torch.fix, torch.Tensor.fix), "lgamma": (torch.special.gammaln,), "digamma": (torch.special.psi,),
+    "tanh": (F.tanh,),
+}  # fmt: skip
 
 
 def _make_unary(name: str, promotion: Promotion):
@@ -55,10 +74,7 @@ def _make_unary(name: str, promotion: Promotion):
         return prim(to_dtype(a, elementwise_result_dtype(promotion, a)))
 
     meta.__name__ = name
-    extra = {"sigmoid": (F.sigmoid,), "neg": (torch.Tensor.__neg__, torch.negative), "abs": (torch.Tensor.__abs__,)}
-    extra["bitwise_not"] = (torch.Tensor.__invert__,)
-    extra["sqrt"] = ()
-    return torchsymbol(*_torch_fns(name, *extra.get(name, ())), name=name, tags=("elementwise",))(meta)
+    return torchsymbol(*_torch_fns(name, *_UNARY_ALIASES.get(name, ())), name=name, tags=("elementwise",))(meta)
 
 
 for _name, _promotion in UNARY_PROMOTION.items():
@@ -88,26 +104,27 @@ def _binary_symbol(name: str, prim, promotion: Promotion, dunders=(), rdunders=(
     return sym
 
 
+_T = torch.Tensor
 _BINARY = {
     # name: (prim, promotion, dunders, reflected dunders)
     "remainder": (prims.remainder, Promotion.DEFAULT, (torch.Tensor.__mod__,), (torch.Tensor.__rmod__,)),
     "fmod": (prims.fmod, Promotion.DEFAULT, (), ()),
     "maximum": (prims.maximum, Promotion.DEFAULT, (), ()),
     "minimum": (prims.minimum, Promotion.DEFAULT, (), ()),
-    "atan2": (prims.atan2, Promotion.INT_TO_FLOAT, (torch.arctan2,), ()),
+    "atan2": (prims.atan2, Promotion.INT_TO_FLOAT, (torch.arctan2, _T.arctan2), ()),
     "copysign": (prims.copysign, Promotion.INT_TO_FLOAT, (), ()),
     "nextafter": (prims.nextafter, Promotion.DEFAULT, (), ()),
     "eq": (prims.eq, Promotion.ALWAYS_BOOL, (torch.Tensor.__eq__,), ()),
-    "ne": (prims.ne, Promotion.ALWAYS_BOOL, (torch.Tensor.__ne__, torch.not_equal), ()),
-    "lt": (prims.lt, Promotion.ALWAYS_BOOL, (torch.Tensor.__lt__, torch.less), ()),
-    "le": (prims.le, Promotion.ALWAYS_BOOL, (torch.Tensor.__le__, torch.less_equal), ()),
-    "gt": (prims.gt, Promotion.ALWAYS_BOOL, (torch.Tensor.__gt__, torch.greater), ()),
-    "ge": (prims.ge, Promotion.ALWAYS_BOOL, (torch.Tensor.__ge__, torch.greater_equal), ()),
+    "ne": (prims.ne, Promotion.ALWAYS_BOOL, (_T.__ne__, torch.not_equal, _T.not_equal), ()),
+    "lt": (prims.lt, Promotion.ALWAYS_BOOL, (_T.__lt__, torch.less, _T.less), ()),
+    "le": (prims.le, Promotion.ALWAYS_BOOL, (_T.__le__, torch.less_equal, _T.less_equal), ()),
+    "gt": (prims.gt, Promotion.ALWAYS_BOOL, (_T.__gt__, torch.greater, _T.greater), ()),
+    "ge": (prims.ge, Promotion.ALWAYS_BOOL, (_T.__ge__, torch.greater_equal, _T.greater_equal), ()),
     "bitwise_and": (prims.bitwise_and, Promotion.DEFAULT, (torch.Tensor.__and__,), (torch.Tensor.__rand__,)),
     "bitwise_or": (prims.bitwise_or, Promotion.DEFAULT, (torch.Tensor.__or__,), (torch.Tensor.__ror__,)),
     "bitwise_xor": (prims.bitwise_xor, Promotion.DEFAULT, (torch.Tensor.__xor__,), (torch.Tensor.__rxor__,)),
-    "bitwise_left_shift": (prims.bitwise_left_shift, Promotion.DEFAULT, (torch.Tensor.__lshift__,), ()),
-    "bitwise_right_shift": (prims.bitwise_right_shift, Promotion.DEFAULT, (torch.Tensor.__rshift__,), ()),
+    "bitwise_left_shift": (prims.bitwise_left_shift, Promotion.DEFAULT, (_T.__lshift__,), (_T.__rlshift__,)),
+    "bitwise_right_shift": (prims.bitwise_right_shift, Promotion.DEFAULT, (_T.__rshift__,), (_T.__rrshift__,)),
 }
 for _name, (_prim, _promotion, _dunders, _rdunders) in _BINARY.items():
     globals()[_name] = _binary_symbol(_name, _prim, _promotion, _dunders, _rdunders)
@@ -138,7 +155,7 @@ def add(a, b, *, alpha=1):
 register_handler(torch.Tensor.__radd__, lambda self, other: add(other, self))
 
 
-@torchsymbol(torch.sub, torch.Tensor.sub, torch.Tensor.__sub__, torch.subtract, tags=("elementwise",))
+@torchsymbol(torch.sub, torch.Tensor.sub, torch.Tensor.__sub__, torch.subtract, torch.Tensor.subtract, tags=("elementwise",))
 def sub(a, b, *, alpha=1):
     if alpha != 1:
         b = mul(b, alpha)
@@ -153,7 +170,7 @@ def rsub(a, b, *, alpha=1):
 register_handler(torch.Tensor.__rsub__, lambda self, other: sub(other, self))
 
 
-@torchsymbol(torch.mul, torch.Tensor.mul, torch.Tensor.__mul__, torch.multiply, tags=("elementwise",))
+@torchsymbol(torch.mul, torch.Tensor.mul, torch.Tensor.__mul__, torch.multiply, torch.Tensor.multiply, tags=("elementwise",))
 def mul(a, b):
     return _binary(prims.mul, Promotion.DEFAULT, a, b)
 
@@ -161,7 +178,7 @@ def mul(a, b):
 register_handler(torch.Tensor.__rmul__, lambda self, other: mul(other, self))
 
 
-@torchsymbol(torch.div, torch.Tensor.div, torch.Tensor.__truediv__, torch.divide, tags=("elementwise",))
+@torchsymbol(torch.div, torch.Tensor.div, torch.Tensor.__truediv__, torch.divide, torch.Tensor.divide, tags=("elementwise",))
 def div(a, b, *, rounding_mode=None):
     if rounding_mode is None:
         return _binary(prims.div, Promotion.INT_TO_FLOAT, a, b)
@@ -227,22 +244,58 @@ def frac(a):
     return sub(a, trunc(a))  # noqa: F821
 
 
+def _float_operands(*args):
+    """The operands of a float-valued composite op, converted to the dtype it computes in and broadcast.
+
+    Returns (operands, result dtype). Low-precision floats compute in float32, as torch's kernels do, and
+    Python numbers become 0-dim tensors so that every operand can go through unary prims.
+    """
+    dtype = elementwise_result_dtype(Promotion.INT_TO_FLOAT, *args)
+    compute = computation_dtype(dtype)
+    device = next(a.device for a in args if isinstance(a, torch.Tensor))
+    operands = [
+        to_dtype(a, compute) if isinstance(a, torch.Tensor) else prims.full((), a, dtype=compute, device=device)
+        for a in args
+    ]
+    return broadcast_tensors(*operands), dtype
+
+
 @torchsymbol(torch.xlogy, torch.Tensor.xlogy, torch.special.xlogy, tags=("elementwise",))
 def xlogy(a, b):
-    a, b = broadcast_tensors(*(to_dtype(x, elementwise_result_dtype(Promotion.INT_TO_FLOAT, a, b)) for x in (a, b)))
-    product = mul(a, log(b))  # noqa: F821
-    return where(eq(a, 0), 0.0, product) if isinstance(a, torch.Tensor) else product
+    (a, b), dtype = _float_operands(a, b)
+    out = where(eq(a, 0), 0.0, mul(a, log(b)))  # noqa: F821
+    return to_dtype(where(isnan(b), float("nan"), out), dtype)  # noqa: F821  (0 * log(nan) is nan)
+
+
+@torchsymbol(torch.special.xlog1py, tags=("elementwise",))
+def xlog1py(a, b):
+    (a, b), dtype = _float_operands(a, b)
+    out = where(eq(a, 0), 0.0, mul(a, log1p(b)))  # noqa: F821
+    return to_dtype(where(isnan(b), float("nan"), out), dtype)  # noqa: F821
 
 
 @torchsymbol(torch.hypot, torch.Tensor.hypot, tags=("elementwise",))
 def hypot(a, b):
-    return sqrt(add(mul(a, a), mul(b, b)))  # noqa: F821
+    (a, b), dtype = _float_operands(a, b)
+    return to_dtype(sqrt(add(mul(a, a), mul(b, b))), dtype)  # noqa: F821
+
+
+def _logaddexp(a, b, exp_fn, log1p_fn):
+    (a, b), dtype = _float_operands(a, b)
+    m = maximum(a, b)  # noqa: F821
+    # equal infinities would give inf - inf = nan in the correction term: the maximum is the answer there
+    correction = log1p_fn(exp_fn(neg(abs(sub(a, b)))))  # noqa: F821
+    return to_dtype(where(logical_and(isinf(m), eq(a, b)), m, add(m, correction)), dtype)  # noqa: F821
 
 
 @torchsymbol(torch.logaddexp, torch.Tensor.logaddexp, tags=("elementwise",))
 def logaddexp(a, b):
-    m = maximum(a, b)  # noqa: F821
-    return add(m, log1p(exp(neg(abs(sub(a, b))))))  # noqa: F821
+    return _logaddexp(a, b, exp, log1p)  # noqa: F821
+
+
+@torchsymbol(torch.logaddexp2, torch.Tensor.logaddexp2, tags=("elementwise",))
+def logaddexp2(a, b):
+    return _logaddexp(a, b, exp2, lambda x: div(log1p(x), math.log(2.0)))  # noqa: F821
 
 
 @torchsymbol(torch.where, torch.Tensor.where, tags=("elementwise",))
@@ -323,3 +376,139 @@ def to_dtype_op(a, dtype):
     """`a` converted to dtype through a conversion prim (an identity when the dtypes agree)."""
     return to_dtype(a, dtype)
 
+
+
+@torchsymbol(torch.round, torch.Tensor.round, torch.special.round, tags=("elementwise",))
+def round(a, *, decimals=0):
+    if is_exact_dtype(a.dtype):
+        return prims.convert_element_type(a, a.dtype)
+    if decimals == 0:
+        return prims.round(a)
+    # torch's kernel: round(a * 10**d) / 10**d (with d < 0 dividing first), half to even
+    scale = 10.0 ** builtins.abs(decimals)
+    if decimals > 0:
+        return prims.div(prims.round(prims.mul(a, scale)), scale)
+    return prims.mul(prims.round(prims.div(a, scale)), scale)
+
+
+# -- composites --------------------------------------------------------------------------------------------
+@torchsymbol(torch.sgn, torch.Tensor.sgn, tags=("elementwise",))
+def sgn(a):
+    if a.dtype.is_complex:
+        magnitude = abs(a)  # noqa: F821
+        return where(eq(magnitude, 0), 0, div(a, to_dtype(magnitude, a.dtype)))
+    return sign(a)  # noqa: F821
+
+
+@torchsymbol(torch.positive, torch.Tensor.positive, torch.Tensor.__pos__, tags=("elementwise",))
+def positive(a):
+    if a.dtype == torch.bool:
+        raise TypeError("The `+` operator, on a bool tensor is not supported.")
+    return a
+
+
+@torchsymbol(torch.logit, torch.Tensor.logit, torch.special.logit, tags=("elementwise",))
+def logit(a, eps=None):
+    (x,), dtype = _float_operands(a)
+    if eps is not None:
+        x = clamp(x, eps, 1.0 - eps)
+    return to_dtype(log(div(x, sub(1.0, x))), dtype)  # noqa: F821
+
+
+@torchsymbol(torch.sinc, torch.Tensor.sinc, torch.special.sinc, tags=("elementwise",))
+def sinc(a):
+    (x,), dtype = _float_operands(a)
+    pi_x = mul(x, math.pi)
+    return to_dtype(where(eq(x, 0), 1.0, div(sin(pi_x), pi_x)), dtype)  # noqa: F821
+
+
+@torchsymbol(torch.deg2rad, torch.Tensor.deg2rad, tags=("elementwise",))
+def deg2rad(a):
+    return mul(to_dtype(a, elementwise_result_dtype(Promotion.INT_TO_FLOAT, a)), math.pi / 180.0)
+
+
+@torchsymbol(torch.rad2deg, torch.Tensor.rad2deg, tags=("elementwise",))
+def rad2deg(a):
+    return mul(to_dtype(a, elementwise_result_dtype(Promotion.INT_TO_FLOAT, a)), 180.0 / math.pi)
+
+
+@torchsymbol(torch.special.ndtr, tags=("elementwise",))
+def ndtr(a):
+    (x,), dtype = _float_operands(a)
+    return to_dtype(mul(add(erf(mul(x, math.sqrt(0.5))), 1.0), 0.5), dtype)  # noqa: F821
+
+
+@torchsymbol(torch.special.entr, tags=("elementwise",))
+def entr(a):
+    (x,), dtype = _float_operands(a)
+    positive_part = neg(mul(x, log(x)))  # noqa: F821
+    out = where(gt(x, 0), positive_part, where(eq(x, 0), 0.0, float("-inf")))
+    return to_dtype(where(isnan(x), x, out), dtype)  # noqa: F821
+
+
+@torchsymbol(torch.ldexp, torch.Tensor.ldexp, tags=("elementwise",))
+def ldexp(a, other):
+    dtype = elementwise_result_dtype(Promotion.INT_TO_FLOAT, a, other)
+    return mul(to_dtype(a, dtype), pow(2.0, to_dtype(other, dtype)))
+
+
+@torchsymbol(torch.heaviside, torch.Tensor.heaviside, tags=("elementwise",))
+def heaviside(a, values):
+    if a.dtype != values.dtype:
+        raise RuntimeError(
+            f"heaviside is not yet implemented for tensors with different dtypes: {a.dtype} and {values.dtype}"
+        )
+    step = to_dtype(gt(a, 0), a.dtype)
+    return where(eq(a, 0), values, step)
+
+
+def _nan_ignoring(binary):
+    def meta(a, b):
+        out = binary(a, b)
+        if is_exact_dtype(out.dtype):
+            return out
+        # fmax/fmin: a NaN loses against a number
+        return where(isnan(b), a, where(isnan(a), b, out))  # noqa: F821
+
+    return meta
+
+
+fmax = torchsymbol(torch.fmax, torch.Tensor.fmax, name="fmax", tags=("elementwise",))(_nan_ignoring(maximum))  # noqa: F821
+fmin = torchsymbol(torch.fmin, torch.Tensor.fmin, name="fmin", tags=("elementwise",))(_nan_ignoring(minimum))  # noqa: F821
+
+
+@torchsymbol(torch.isclose, torch.Tensor.isclose, tags=("elementwise",))
+def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    if a.dtype != b.dtype:
+        raise RuntimeError(f"{a.dtype} did not match {b.dtype}")
+    if a.dtype == torch.bool:
+        return eq(a, b)
+    close = eq(a, b)
+    if not is_exact_dtype(a.dtype) or rtol != 0 or atol != 0:
+        dtype = result_dtype(a, b) if not is_exact_dtype(a.dtype) else torch.get_default_dtype()
+        fa, fb = to_dtype(a, dtype), to_dtype(b, dtype)
+        diff = abs(sub(fa, fb))  # noqa: F821
+        allowed = add(mul(abs(fb), rtol), atol)  # noqa: F821
+        # infinities are close only to themselves (the difference would be nan, or inf <= inf)
+        finite = logical_and(isfinite(fa), isfinite(fb))  # noqa: F821
+        close = logical_or(close, logical_and(finite, le(diff, allowed)))
+    if equal_nan:
+        close = logical_or(close, logical_and(isnan(a), isnan(b)))  # noqa: F821
+    return close
+
+
+@torchsymbol(torch.isposinf, torch.Tensor.isposinf, tags=("elementwise",))
+def isposinf(a):
+    return logical_and(isinf(a), gt(a, 0)) if not is_exact_dtype(a.dtype) else ne(a, a)  # noqa: F821
+
+
+@torchsymbol(torch.isneginf, torch.Tensor.isneginf, tags=("elementwise",))
+def isneginf(a):
+    return logical_and(isinf(a), lt(a, 0)) if not is_exact_dtype(a.dtype) else ne(a, a)  # noqa: F821
+
+
+@torchsymbol(torch.isreal, torch.Tensor.isreal, tags=("elementwise",))
+def isreal(a):
+    if a.dtype.is_complex:
+        return eq(imag(a), 0)  # noqa: F821
+    return eq(a, a) if a.dtype == torch.bool else logical_or(eq(a, a), ne(a, a))  # all True, whatever NaNs

@@ -1,0 +1,542 @@
+"""Grad rules of the primitives, keyed by primitive name (see thunder.core.transforms for the rule API).
+
+Each rule recomputes nothing it does not need: it calls the primitive, asks for the output's cotangent,
+and puts each differentiable input's gradient, written with primitives.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Number
+
+import torch
+
+from thunder import prims
+from thunder.core.transforms import get_grad, put_grad
+
+GRAD_RULES: dict[str, object] = {}
+
+
+def rule(*names):
+    def decorator(fn):
+        for name in names:
+            GRAD_RULES[f"prims.{name}"] = fn
+        return fn
+
+    return decorator
+
+
+def _is_t(x) -> bool:
+    return isinstance(x, torch.Tensor)
+
+
+def _zeros_like(a):
+    return prims.full(tuple(a.shape), 0, dtype=a.dtype, device=a.device)
+
+
+# -- elementwise ---------------------------------------------------------------------------------------
+def _unary(name, grad_fn):
+    prim = getattr(prims, name)
+
+    def r(a):
+        out = prim(a)
+        g = get_grad(out)
+        put_grad(a, grad_fn(a, out, g))
+        return out
+
+    GRAD_RULES[f"prims.{name}"] = r
+
+
+_LN2, _LN10 = math.log(2.0), math.log(10.0)
+m, d, ad, sb, n = prims.mul, prims.div, prims.add, prims.sub, prims.neg
+_unary("neg", lambda a, o, g: n(g))
+_unary("abs", lambda a, o, g: m(g, prims.sign(a)))
+_unary("exp", lambda a, o, g: m(g, o))
+_unary("exp2", lambda a, o, g: m(g, m(o, _LN2)))
+_unary("expm1", lambda a, o, g: m(g, ad(o, 1)))
+_unary("log", lambda a, o, g: d(g, a))
+_unary("log1p", lambda a, o, g: d(g, ad(a, 1)))
+_unary("log2", lambda a, o, g: d(g, m(a, _LN2)))
+_unary("log10", lambda a, o, g: d(g, m(a, _LN10)))
+_unary("sin", lambda a, o, g: m(g, prims.cos(a)))
+_unary("cos", lambda a, o, g: n(m(g, prims.sin(a))))
+_unary("tan", lambda a, o, g: m(g, ad(m(o, o), 1)))
+_unary("asin", lambda a, o, g: d(g, prims.sqrt(sb(1, m(a, a)))))
+_unary("acos", lambda a, o, g: n(d(g, prims.sqrt(sb(1, m(a, a))))))
+_unary("atan", lambda a, o, g: d(g, ad(m(a, a), 1)))
+_unary("sinh", lambda a, o, g: m(g, prims.cosh(a)))
+_unary("cosh", lambda a, o, g: m(g, prims.sinh(a)))
+_unary("tanh", lambda a, o, g: m(g, sb(1, m(o, o))))
+_unary("asinh", lambda a, o, g: d(g, prims.sqrt(ad(m(a, a), 1))))
+_unary("acosh", lambda a, o, g: d(g, prims.sqrt(sb(m(a, a), 1))))
+_unary("atanh", lambda a, o, g: d(g, sb(1, m(a, a))))
+_unary("sqrt", lambda a, o, g: d(g, m(o, 2)))
+_unary("rsqrt", lambda a, o, g: m(m(g, -0.5), m(o, m(o, o))))
+_unary("reciprocal", lambda a, o, g: n(m(g, m(o, o))))
+_unary("sigmoid", lambda a, o, g: m(g, m(o, sb(1, o))))
+_unary("erf", lambda a, o, g: m(g, m(prims.exp(n(m(a, a))), 2.0 / math.sqrt(math.pi))))
+_unary("erfc", lambda a, o, g: m(g, m(prims.exp(n(m(a, a))), -2.0 / math.sqrt(math.pi))))
+_unary("erfinv", lambda a, o, g: m(g, m(prims.exp(m(o, o)), math.sqrt(math.pi) / 2.0)))
+_unary("lgamma", lambda a, o, g: m(g, prims.digamma(a)))
+for _name in ("floor", "ceil", "round", "trunc", "sign"):
+    _unary(_name, lambda a, o, g: _zeros_like(g))
+
+
+@rule("add")
+def _add(a, b):
+    out = prims.add(a, b)
+    g = get_grad(out)
+    put_grad(a, g)
+    put_grad(b, g)
+    return out
+
+
+@rule("sub")
+def _sub(a, b):
+    out = prims.sub(a, b)
+    g = get_grad(out)
+    put_grad(a, g)
+    put_grad(b, n(g) if _is_t(b) else None)
+    return out
+
+
+@rule("mul")
+def _mul(a, b):
+    out = prims.mul(a, b)
+    g = get_grad(out)
+    put_grad(a, m(g, b) if _is_t(a) else None)
+    put_grad(b, m(g, a) if _is_t(b) else None)
+    return out
+
+
+@rule("div")
+def _div(a, b):
+    out = prims.div(a, b)
+    g = get_grad(out)
+    put_grad(a, d(g, b) if _is_t(a) else None)
+    put_grad(b, n(d(m(g, out), b)) if _is_t(b) else None)
+    return out
+
+
+@rule("pow")
+def _pow(a, b):
+    out = prims.pow(a, b)
+    g = get_grad(out)
+    if _is_t(a):
+        if isinstance(b, Number):
+            ga = m(g, m(prims.pow(a, b - 1), b)) if b != 0 else _zeros_like(a)
+        else:
+            ga = m(g, m(b, prims.pow(a, sb(b, 1))))
+        put_grad(a, ga)
+    if _is_t(b):
+        # d/db a^b = a^b * log(a); torch defines it as 0 where a == 0 and b >= 0
+        log_a = prims.log(a) if _is_t(a) else math.log(a) if a > 0 else float("nan")
+        gb = m(g, m(out, log_a))
+        if _is_t(a):
+            gb = prims.where(prims.logical_and(prims.eq(a, 0), prims.ge(b, 0)), 0.0, gb)
+        put_grad(b, gb)
+    return out
+
+
+def _minmax_rule(name):
+    prim = getattr(prims, name)
+    select = prims.gt if name == "maximum" else prims.lt
+
+    def r(a, b):
+        out = prim(a, b)
+        g = get_grad(out)
+        # torch splits the gradient evenly between equal operands
+        tie = prims.eq(a, b)
+        half = m(g, 0.5)
+        if _is_t(a):
+            put_grad(a, prims.where(tie, half, prims.where(select(a, b), g, 0.0)))
+        if _is_t(b):
+            put_grad(b, prims.where(tie, half, prims.where(select(b, a), g, 0.0)))
+        return out
+
+    GRAD_RULES[f"prims.{name}"] = r
+
+
+_minmax_rule("maximum")
+_minmax_rule("minimum")
+
+
+@rule("atan2")
+def _atan2(a, b):
+    out = prims.atan2(a, b)
+    g = get_grad(out)
+    denom = ad(m(a, a), m(b, b))
+    put_grad(a, d(m(g, b), denom) if _is_t(a) else None)
+    put_grad(b, n(d(m(g, a), denom)) if _is_t(b) else None)
+    return out
+
+
+def _mod_rule(name):
+    prim = getattr(prims, name)
+
+    def r(a, b):
+        out = prim(a, b)
+        g = get_grad(out)
+        put_grad(a, g if _is_t(a) else None)
+        if _is_t(b):
+            q = prims.div(sb(a, out), b)  # the integer quotient, exactly representable
+            put_grad(b, n(m(g, q)))
+        return out
+
+    GRAD_RULES[f"prims.{name}"] = r
+
+
+_mod_rule("remainder")
+_mod_rule("fmod")
+
+
+@rule("where")
+def _where(pred, a, b):
+    out = prims.where(pred, a, b)
+    g = get_grad(out)
+    put_grad(a, prims.where(pred, g, 0.0) if _is_t(a) else None)
+    put_grad(b, prims.where(pred, 0.0, g) if _is_t(b) else None)
+    return out
+
+
+@rule("convert_element_type")
+def _convert(a, dtype):
+    out = prims.convert_element_type(a, dtype)
+    if not (a.dtype.is_floating_point or a.dtype.is_complex):
+        return out
+    g = get_grad(out)
+    put_grad(a, prims.convert_element_type(g, a.dtype))
+    return out
+
+
+# -- shapes --------------------------------------------------------------------------------------------
+def _sum_to(g, shape, dims_to_keep=None):
+    """Reduces g (of a broadcast shape) to `shape` by summing broadcast dims."""
+    shape = tuple(shape)
+    if tuple(g.shape) == shape:
+        return g
+    lead = g.ndim - len(shape)
+    dims = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
+    out = prims.sum(g, dims) if dims else g
+    return prims.reshape(out, shape) if tuple(out.shape) != shape else out
+
+
+@rule("broadcast_in_dim")
+def _broadcast_in_dim(a, shape, broadcast_dimensions):
+    out = prims.broadcast_in_dim(a, shape, broadcast_dimensions)
+    g = get_grad(out)
+    reduce_dims = [i for i in range(len(shape)) if i not in broadcast_dimensions]
+    reduce_dims += [dim for i, dim in enumerate(broadcast_dimensions) if a.shape[i] == 1 and shape[dim] != 1]
+    ga = prims.sum(g, tuple(sorted(reduce_dims))) if reduce_dims else g
+    put_grad(a, prims.reshape(ga, tuple(a.shape)) if tuple(ga.shape) != tuple(a.shape) else ga)
+    return out
+
+
+@rule("reshape")
+def _reshape(a, shape):
+    out = prims.reshape(a, shape)
+    g = get_grad(out)
+    put_grad(a, prims.reshape(g, tuple(a.shape)))
+    return out
+
+
+@rule("squeeze")
+def _squeeze(a, dims):
+    out = prims.squeeze(a, dims)
+    g = get_grad(out)
+    put_grad(a, prims.reshape(g, tuple(a.shape)))
+    return out
+
+
+@rule("permute")
+def _permute(a, perm):
+    out = prims.permute(a, perm)
+    g = get_grad(out)
+    inverse = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inverse[p] = i
+    put_grad(a, prims.permute(g, tuple(inverse)))
+    return out
+
+
+@rule("slice")
+def _slice(a, start_indices, end_indices, strides=None):
+    out = prims.slice(a, start_indices, end_indices, strides)
+    g = get_grad(out)
+    strides = strides or [1] * a.ndim
+    config = []
+    for start, length, stride, out_len in zip(start_indices, a.shape, strides, out.shape):
+        last = start + (out_len - 1) * stride + 1 if out_len else start
+        config.append((start, length - last, stride - 1))
+    put_grad(a, prims.pad(g, 0.0, config))
+    return out
+
+
+@rule("pad")
+def _pad(a, padding_value, padding_config):
+    out = prims.pad(a, padding_value, padding_config)
+    g = get_grad(out)
+    starts = [lo for lo, _, _ in padding_config]
+    ends = [lo + n + max(n - 1, 0) * interior for n, (lo, _, interior) in zip(a.shape, padding_config)]
+    put_grad(a, prims.slice(g, starts, ends, [interior + 1 for _, _, interior in padding_config]))
+    return out
+
+
+@rule("cat")
+def _cat(tensors, dim):
+    out = prims.cat(tensors, dim)
+    g = get_grad(out)
+    offset = 0
+    for t in tensors:
+        starts = [0] * g.ndim
+        ends = list(g.shape)
+        starts[dim], ends[dim] = offset, offset + t.shape[dim]
+        put_grad(t, prims.slice(g, starts, ends))
+        offset += t.shape[dim]
+    return out
+
+
+@rule("flip")
+def _flip(a, dims):
+    out = prims.flip(a, dims)
+    g = get_grad(out)
+    put_grad(a, prims.flip(g, dims))
+    return out
+
+
+@rule("take")
+def _take(a, indices, dim):
+    out = prims.take(a, indices, dim)
+    g = get_grad(out)
+    put_grad(a, prims.index_add(_zeros_like(a), indices, g, dim))
+    return out
+
+
+@rule("take_along_axis")
+def _take_along_axis(a, index, dim):
+    out = prims.take_along_axis(a, index, dim)
+    g = get_grad(out)
+    put_grad(a, prims.scatter_add(_zeros_like(a), index, g, dim))
+    return out
+
+
+@rule("scatter_add")
+def _scatter_add(a, index, value, dim):
+    out = prims.scatter_add(a, index, value, dim)
+    g = get_grad(out)
+    put_grad(a, g)
+    put_grad(value, prims.take_along_axis(g, index, dim))
+    return out
+
+
+@rule("scatter")
+def _scatter(a, index, value, dim):
+    out = prims.scatter(a, index, value, dim)
+    g = get_grad(out)
+    put_grad(a, prims.scatter(g, index, 0.0, dim))
+    if _is_t(value):
+        put_grad(value, prims.take_along_axis(g, index, dim))
+    return out
+
+
+@rule("index_add")
+def _index_add(a, index, value, dim):
+    out = prims.index_add(a, index, value, dim)
+    g = get_grad(out)
+    put_grad(a, g)
+    put_grad(value, prims.take(g, index, dim))
+    return out
+
+
+@rule("advanced_index")
+def _advanced_index(a, indices):
+    out = prims.advanced_index(a, indices)
+    g = get_grad(out)
+    put_grad(a, prims.index_put(_zeros_like(a), indices, g, True) if _only_tensor_indices(indices)
+             else prims.setitem(_zeros_like(a), indices, g))  # fmt: skip
+    return out
+
+
+def _only_tensor_indices(indices) -> bool:
+    return all(_is_t(i) or i is None for i in indices) and not any(i is None for i in indices)
+
+
+@rule("index_put")
+def _index_put(a, indices, values, accumulate):
+    out = prims.index_put(a, indices, values, accumulate)
+    g = get_grad(out)
+    put_grad(a, g if accumulate else prims.index_put(g, indices, _zeros_like(values), False))
+    put_grad(values, _sum_to(prims.advanced_index(g, indices), values.shape))
+    return out
+
+
+@rule("setitem")
+def _setitem(a, key, value):
+    out = prims.setitem(a, key, value)
+    g = get_grad(out)
+    put_grad(a, prims.setitem(g, key, 0.0))
+    if _is_t(value):
+        put_grad(value, _sum_to(prims.advanced_index(g, key if isinstance(key, tuple) else (key,)), value.shape))
+    return out
+
+
+# -- reductions ----------------------------------------------------------------------------------------
+def _restore_reduced(g, a, dims):
+    """g (reduced over dims) broadcast back to a's shape."""
+    kept = [i for i in range(a.ndim) if i not in dims]
+    return prims.broadcast_in_dim(g, tuple(a.shape), tuple(kept))
+
+
+@rule("sum")
+def _sum(a, dims):
+    out = prims.sum(a, dims)
+    g = get_grad(out)
+    put_grad(a, _restore_reduced(g, a, dims))
+    return out
+
+
+def _extremum_rule(name):
+    prim = getattr(prims, name)
+
+    def r(a, dims):
+        out = prim(a, dims)
+        g = get_grad(out)
+        mask = prims.eq(a, _restore_reduced(out, a, dims))
+        mask_f = prims.convert_element_type(mask, g.dtype)
+        count = _restore_reduced(prims.sum(mask_f, dims), a, dims)
+        put_grad(a, d(m(_restore_reduced(g, a, dims), mask_f), count))
+        return out
+
+    GRAD_RULES[f"prims.{name}"] = r
+
+
+_extremum_rule("amax")
+_extremum_rule("amin")
+
+
+@rule("prod")
+def _prod(a, dims):
+    out = prims.prod(a, dims)
+    g = get_grad(out)
+    put_grad(a, d(m(_restore_reduced(g, a, dims), _restore_reduced(out, a, dims)), a))
+    return out
+
+
+@rule("var")
+def _var(a, dims, *, correction):
+    out = prims.var(a, dims, correction=correction)
+    g = get_grad(out)
+    count = 1
+    for dim in dims:
+        count *= a.shape[dim]
+    mean = _restore_reduced(d(prims.sum(a, dims), count), a, dims)
+    scale = 2.0 / max(count - correction, 0) if count - correction > 0 else float("nan")
+    put_grad(a, m(_restore_reduced(g, a, dims), m(sb(a, mean), scale)))
+    return out
+
+
+@rule("cumsum")
+def _cumsum(a, dim):
+    out = prims.cumsum(a, dim)
+    g = get_grad(out)
+    put_grad(a, prims.flip(prims.cumsum(prims.flip(g, (dim,)), dim), (dim,)))
+    return out
+
+
+def _sorted_values_rule(name):
+    prim = getattr(prims, name)
+
+    def r(a, *args):
+        values, indices = prim(a, *args)
+        g = get_grad(values)
+        dim = args[1] if name == "topk" else args[0]
+        put_grad(a, prims.scatter(_zeros_like(a), indices, g, dim) if a.ndim else g)
+        return values, indices
+
+    GRAD_RULES[f"prims.{name}"] = r
+
+
+_sorted_values_rule("topk")
+_sorted_values_rule("sort")
+
+
+def _reshape(x, shape):
+    return x if tuple(x.shape) == tuple(shape) else prims.reshape(x, tuple(shape))
+
+
+# -- linear algebra and nn -----------------------------------------------------------------------------
+def _mT(x):
+    perm = list(range(x.ndim))
+    perm[-1], perm[-2] = perm[-2], perm[-1]
+    return prims.permute(x, tuple(perm))
+
+
+@rule("matmul")
+def _matmul(a, b):
+    out = prims.matmul(a, b)
+    g = get_grad(out)
+    a2 = prims.reshape(a, (1, a.shape[0])) if a.ndim == 1 else a
+    b2 = prims.reshape(b, (b.shape[0], 1)) if b.ndim == 1 else b
+    out_shape2 = list(g.shape)
+    if a.ndim == 1:
+        out_shape2.insert(len(out_shape2) - (0 if b.ndim == 1 else 1), 1)
+    if b.ndim == 1:
+        out_shape2.append(1)
+    g2 = prims.reshape(g, tuple(out_shape2)) if tuple(out_shape2) != tuple(g.shape) else g
+    ga = _sum_to(prims.matmul(g2, _mT(b2)), a2.shape)
+    gb = _sum_to(prims.matmul(_mT(a2), g2), b2.shape)
+    put_grad(a, prims.reshape(ga, tuple(a.shape)) if a.ndim == 1 else ga)
+    put_grad(b, prims.reshape(gb, tuple(b.shape)) if b.ndim == 1 else gb)
+    return out
+
+
+@rule("linear")
+def _linear(a, w, bias):
+    out = prims.linear(a, w, bias)
+    g = get_grad(out)
+    if w.ndim == 1:
+        raise NotImplementedError("the gradient of linear with a 1-D weight is not supported")
+    put_grad(a, prims.matmul(g, w))
+    k = a.shape[-1]
+    n_out = w.shape[0]
+    g2 = _reshape(g, (g.numel() // max(n_out, 1), n_out))
+    a2 = _reshape(a, (a.numel() // max(k, 1), k))
+    put_grad(w, prims.matmul(_mT(g2), a2))
+    if bias is not None:
+        put_grad(bias, prims.sum(g2, (0,)))
+    return out
+
+
+@rule("embedding")
+def _embedding(indices, weight, padding_idx):
+    out = prims.embedding(indices, weight, padding_idx)
+    g = get_grad(out)
+    put_grad(weight, prims.embedding_backward(g, indices, weight.shape[0], padding_idx, False, False))
+    return out
+
+
+@rule("convolution")
+def _convolution(a, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
+    out = prims.convolution(a, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
+    g = get_grad(out)
+    ga, gw, gb = prims.convolution_backward(
+        g, a, weight, None if bias is None else tuple(bias.shape), stride, padding, dilation, transposed,
+        output_padding, groups,
+    )  # fmt: skip
+    put_grad(a, ga)
+    put_grad(weight, gw)
+    if bias is not None:
+        put_grad(bias, gb)
+    return out
+
+
+# Rules for symbols with no inputs to differentiate, or outputs that are not differentiable
+NONDIFFERENTIABLE = {
+    f"prims.{name}"
+    for name in (
+        "full", "empty", "uniform", "randn", "bernoulli", "randint", "iota", "argmax", "argmin", "eq", "ne", "lt",
+        "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not", "isnan", "isinf", "isfinite",
+        "signbit", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "bitwise_left_shift",
+        "bitwise_right_shift", "floor_divide", "copy_to", "embedding_backward", "convolution_backward",
+    )
+}  # fmt: skip

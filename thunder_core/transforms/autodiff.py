@@ -1,0 +1,355 @@
+"""Autodiff: one joint forward+backward trace, split into a forward and a backward trace.
+
+Expects: an acquired trace (after dce) whose inputs may require grad. Guarantees: a forward trace
+returning `(outputs, saved)` and a backward trace taking `saved` and one cotangent per output and
+returning one gradient per forward input (None where none flows).
+
+Each bound symbol is differentiated by, in order: an executor's grad_transform, the symbol's own grad
+rule (GRAD_RULES, beside the ops), its decomposition (subsymbols), or, for fallback operators and
+symbols listed in TORCH_VJP, torch's autograd at run time. Rules run forward in program order; their
+backward parts are placed in reverse order with gradients accumulated across uses. Then cheap
+recomputable values are recomputed in the backward instead of saved (rematerialization).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from thunder import prims
+from thunder.core.proxies import TensorProxy
+from thunder.core.symbol import BoundSymbol, Symbol, flat_proxies
+from thunder.core.trace import TraceCtx, tracectx
+from thunder.core.transforms import GradRuleContext, get_grad, put_grad
+from thunder.prims.grads import GRAD_RULES, NONDIFFERENTIABLE
+from thunder.transforms.dce import dce
+
+def _no_dropout(bsym) -> bool:
+    # re-running a random op in the backward would draw a different mask
+    p = bsym.kwargs.get("dropout_p", bsym.args[4] if len(bsym.args) > 4 else 0.0)
+    return not p
+
+
+# thunder.torch symbols whose backward runs through torch's autograd (the op is re-run under autograd in
+# the backward, from its saved inputs): the forward stays one fast torch call instead of its
+# decomposition. Maps symbol id -> predicate on the bound symbol.
+TORCH_VJP: dict[str, Callable] = {
+    **{
+        f"ltorch.{name}": lambda bsym: True
+        for name in ("softmax", "log_softmax", "layer_norm", "rms_norm", "gelu", "silu", "cross_entropy",
+                     "group_norm", "conv1d", "conv2d", "conv3d", "conv_transpose2d", "max_pool2d", "avg_pool2d",
+                     "adaptive_avg_pool2d", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits", "mish",
+                     "softplus", "logsigmoid", "glu", "normalize", "cosine_similarity", "interpolate")
+    },  # fmt: skip
+    "ltorch.scaled_dot_product_attention": _no_dropout,
+}
+
+
+class _Chunk:
+    __slots__ = ("outputs", "placeholders", "bsyms", "puts")
+
+    def __init__(self, outputs, placeholders, bsyms, puts):
+        self.outputs, self.placeholders, self.bsyms, self.puts = outputs, placeholders, bsyms, puts
+
+
+def _is_differentiable(t) -> bool:
+    return isinstance(t, TensorProxy) and (t.dtype.is_floating_point or t.dtype.is_complex)
+
+
+class _JointBuilder:
+    def __init__(self, trace: TraceCtx, executors: Sequence = ()):
+        self.trace = trace
+        self.executors = executors
+        self.new = trace.from_trace("autodiff forward", [])
+        self.requires_grad: set[str] = {a.name for a in trace.args if isinstance(a, TensorProxy) and a.requires_grad}
+        self.chunks: list[_Chunk] = []
+
+    def process(self, bsym: BoundSymbol) -> None:
+        if not any(a.name in self.requires_grad for a in bsym.flat_args) or bsym.sym.id in NONDIFFERENTIABLE:
+            self.new.bound_symbols.append(bsym)
+            return
+        rule = self._rule_for(bsym)
+        if rule is not None:
+            self._apply(rule, bsym)
+        elif bsym.subsymbols:
+            for sub in bsym.subsymbols:
+                self.process(sub)
+        elif bsym.sym.id == "ltorch.detach":
+            self.new.bound_symbols.append(bsym)
+            return
+        else:
+            raise NotImplementedError(
+                f"Thunder has no gradient for {bsym.sym.id}; it is used with inputs that require grad. Wrap the call "
+                "in torch.no_grad() or detach its inputs, or register a grad_transform for it."
+            )
+        for o in bsym.flat_outs:
+            if _is_differentiable(o):
+                self.requires_grad.add(o.name)
+
+    def _rule_for(self, bsym: BoundSymbol) -> Callable | None:
+        for ex in self.executors:
+            grad_transform = getattr(ex, "grad_transform", None)
+            if grad_transform is not None and ex.implmap.get(bsym.sym.id) is not None:
+                rule = grad_transform(bsym)
+                if rule is not None and (ex.implmap[bsym.sym.id].checker is None or ex.can_execute(bsym)
+                                         or ex.implmap[bsym.sym.id].symbol is None):  # fmt: skip
+                    return rule
+        rule = GRAD_RULES.get(bsym.sym.id)
+        if rule is not None:
+            return rule
+        predicate = TORCH_VJP.get(bsym.sym.id)
+        if "fallback" in bsym.sym.tags or (predicate is not None and bsym.sym.torch_fns and predicate(bsym)):
+            return torch_autograd_rule(bsym)
+        return None
+
+    def _apply(self, rule: Callable, bsym: BoundSymbol) -> None:
+        with tracectx(self.new), self.new.collecting() as forward_part, GradRuleContext() as ctx:
+            out = rule(*bsym.args, **bsym.kwargs)
+            if ctx.in_backward:
+                self.new._scopes[-1] = forward_part  # the scope get_grad swapped out
+        new_outs, old_outs = flat_proxies(out), bsym.flat_outs
+        if len(new_outs) != len(old_outs):
+            raise RuntimeError(f"the grad rule of {bsym.sym.id} returned {len(new_outs)} tensors, expected {len(old_outs)}")
+        mapping = {nw.name: old for nw, old in zip(new_outs, old_outs) if nw is not old}
+        self.new.bound_symbols.extend(b.swap_proxies(mapping) for b in forward_part)
+        backward = [b.swap_proxies(mapping) for b in ctx.backward_bsyms]
+        placeholders = {mapping.get(name, None).name if name in mapping else name: ph for name, ph in ctx.placeholders.items()}
+        puts = [(mapping.get(t.name, t), mapping.get(g.name, g) if isinstance(g, TensorProxy) else g) for t, g in ctx.puts]
+        puts = [(t, g) for t, g in puts if t.name in self.requires_grad]
+        self.chunks.append(_Chunk(old_outs, placeholders, backward, puts))
+
+
+def torch_autograd_rule(bsym: BoundSymbol) -> Callable:
+    """A rule whose backward re-runs the operation under torch.autograd and asks it for the vjp."""
+    fn = bsym.sym.torch_fns[0]
+
+    def rule(*args, **kwargs):
+        out = bsym.sym(*args, **kwargs) if bsym.sym.is_prim else _record_same(bsym, args, kwargs)
+        outs = [o for o in flat_proxies(out) if _is_differentiable(o)]
+        grads = [get_grad(o) for o in outs]
+        inputs = [a for a in flat_proxies((args, kwargs)) if _is_differentiable(a)]
+        vjp = _vjp_symbol(fn, bsym.sym.id)
+        results = vjp(args, kwargs, grads, _out_mask(out))
+        for t, g in zip(inputs, results):
+            put_grad(t, g)
+        return out
+
+    return rule
+
+
+def _record_same(bsym, args, kwargs):
+    """Records bsym's symbol as one call (not its decomposition): the forward stays a single torch call."""
+    from thunder.core.trace import get_tracectx
+
+    out = _fresh_outputs(bsym.output)
+    get_tracectx().record(BoundSymbol(bsym.sym, args, kwargs, out, ()))
+    return out
+
+
+def _fresh_outputs(out):
+    if isinstance(out, TensorProxy):
+        return TensorProxy(like=out, strides=out.stride())
+    if isinstance(out, (tuple, list)):
+        return type(out)(_fresh_outputs(o) for o in out) if type(out) in (tuple, list) else type(out)(
+            [_fresh_outputs(o) for o in out])  # fmt: skip
+    return out
+
+
+def _out_mask(out) -> tuple[bool, ...]:
+    return tuple(_is_differentiable(o) for o in flat_proxies(out))
+
+
+_vjp_symbols: dict[str, Symbol] = {}
+
+
+def _vjp_symbol(fn: Callable, sym_id: str) -> Symbol:
+    sym = _vjp_symbols.get(sym_id)
+    if sym is not None:
+        return sym
+
+    def meta(args, kwargs, grads, out_mask):
+        return [TensorProxy(like=a, requires_grad=False) for a in flat_proxies((args, kwargs)) if _is_differentiable(a)]
+
+    def impl(args, kwargs, grads, out_mask):
+        from thunder.core.pytree import tree_flatten, tree_unflatten
+
+        leaves, spec = tree_flatten((args, kwargs))
+        inputs = []
+        with torch.enable_grad():
+            for i, x in enumerate(leaves):
+                if isinstance(x, torch.Tensor) and (x.dtype.is_floating_point or x.dtype.is_complex):
+                    leaves[i] = x.detach().requires_grad_(True)
+                    inputs.append(leaves[i])
+            a, k = tree_unflatten(leaves, spec)
+            out = fn(*a, **k)
+            outs = [o for o, keep in zip(tree_flatten(out)[0], out_mask) if keep] if out_mask else []
+            results = torch.autograd.grad(outs, inputs, grads, allow_unused=True)
+        return [torch.zeros_like(x) if r is None else r for x, r in zip(inputs, results)]
+
+    name = "vjp_" + sym_id.replace(".", "_")
+    # python_impl: claimed as is (it already is an implementation), run by the torch-autograd machinery
+    sym = Symbol(name, meta, id=f"autodiff.vjp.{sym_id}", is_prim=True, python_impl=impl)
+    _vjp_symbols[sym_id] = sym
+    return sym
+
+
+def forward_and_backward(trace: TraceCtx, executors: Sequence = ()) -> tuple[TraceCtx, TraceCtx]:
+    builder = _JointBuilder(trace, executors)
+    with tracectx(builder.new):
+        for bsym in trace.bound_symbols:
+            builder.process(bsym)
+    fwd = builder.new
+    outputs = list(trace.output)
+    bwd = dce(_build_backward(trace, fwd, builder, outputs))
+    fwd, bwd = rematerialize(fwd, bwd)
+    return fwd, bwd
+
+
+def _build_backward(trace: TraceCtx, fwd: TraceCtx, builder: _JointBuilder, outputs: list) -> TraceCtx:
+    bwd = fwd.from_trace("autodiff backward", [])
+    bwd.fn_name = "backward"
+    grads: dict[str, TensorProxy] = {}
+    cotangents = []
+    with tracectx(bwd):
+        for o in outputs:
+            if isinstance(o, TensorProxy) and _is_differentiable(o) and o.name in builder.requires_grad:
+                ct = TensorProxy(like=o, requires_grad=False, prefix="cotangent")
+                cotangents.append(ct)
+                grads[o.name] = _accumulate(grads.get(o.name), ct)
+            else:
+                cotangents.append(None)
+        for chunk in reversed(builder.chunks):
+            if not any(o.name in grads for o in chunk.outputs):
+                continue
+            mapping = {}
+            for out_name, ph in chunk.placeholders.items():
+                g = grads.get(out_name)
+                if g is None:
+                    g = prims.full(tuple(ph.shape), 0, dtype=ph.dtype, device=ph.device)
+                mapping[ph.name] = g
+            for b in chunk.bsyms:
+                bwd.bound_symbols.append(b.swap_proxies(mapping))
+            for t, g in chunk.puts:
+                if isinstance(g, TensorProxy):
+                    g = mapping.get(g.name, g)
+                if t.name in builder.requires_grad:
+                    grads[t.name] = _accumulate(grads.get(t.name), g)
+        input_grads = []
+        for a in trace.args:
+            g = grads.get(a.name) if isinstance(a, TensorProxy) and a.requires_grad else None
+            if g is not None and (tuple(g.shape) != tuple(a.shape) or g.dtype != a.dtype):
+                g = _match(g, a)
+            input_grads.append(g)
+    bwd.output = input_grads
+    bwd.tags["cotangents"] = cotangents
+    return bwd
+
+
+def _match(g, a):
+    if tuple(g.shape) != tuple(a.shape):
+        from thunder.prims.grads import _sum_to
+
+        g = _sum_to(g, a.shape)
+    return prims.convert_element_type(g, a.dtype) if g.dtype != a.dtype else g
+
+
+def _accumulate(current, g):
+    if current is None:
+        return g
+    if tuple(current.shape) != tuple(g.shape):
+        from thunder.prims.grads import _sum_to
+
+        g = _sum_to(g, current.shape) if g.numel() > current.numel() else g
+    return prims.add(current, g)
+
+
+# -- split and rematerialization -----------------------------------------------------------------------
+_CHEAP_TAGS = {"elementwise", "shape"}
+
+
+def _defined_in(bsyms) -> dict[str, BoundSymbol]:
+    return {o.name: b for b in bsyms for o in b.flat_outs}
+
+
+def _used_in(bsyms) -> set[str]:
+    return {a.name for b in bsyms for a in b.flat_args}
+
+
+def rematerialize(fwd: TraceCtx, bwd: TraceCtx) -> tuple[TraceCtx, TraceCtx]:
+    """Decides what the backward recomputes instead of saving, then wires the saved values.
+
+    A value the backward needs is recomputed (its producer copied into the backward) when its producer is
+    a cheap elementwise or shape primitive whose own inputs are forward inputs or values saved anyway:
+    recomputing it then costs no extra saved memory. Repeated to a fixed point. Random ops are never
+    recomputed, so a dropout mask is drawn once.
+    """
+    fwd_defined = _defined_in(fwd.bound_symbols)
+    fwd_inputs = {a.name: a for a in fwd.args if isinstance(a, TensorProxy)}
+    bwd_bsyms = list(bwd.bound_symbols)
+    changed = True
+    while changed:
+        changed = False
+        needed = _used_in(bwd_bsyms) - set(_defined_in(bwd_bsyms))
+        needed_from_fwd = {n for n in needed if n in fwd_defined}
+        for name in sorted(needed_from_fwd):
+            producer = fwd_defined[name]
+            tags = producer.sym.tags
+            if not (tags & _CHEAP_TAGS) or "random" in tags or "side_effect" in tags:
+                continue
+            deps = {a.name for a in producer.flat_args}
+            if all(d in fwd_inputs or d in needed for d in deps):
+                bwd_bsyms.insert(0, producer)
+                changed = True
+                break
+    bwd_bsyms = _topological(bwd_bsyms)
+    needed = [n for n in _ordered_needed(bwd_bsyms) if n in fwd_defined or n in fwd_inputs]
+    saved = [fwd_defined[n].flat_outs[[o.name for o in fwd_defined[n].flat_outs].index(n)] if n in fwd_defined
+             else fwd_inputs[n] for n in needed]  # fmt: skip
+    fwd_out = fwd.from_trace("autodiff forward (split)")
+    fwd_out.output = (list(fwd.output), saved)
+    fwd_out.tags["n_outputs"] = len(fwd.output)
+    fwd_out.tags["n_saved"] = len(saved)
+    bwd_out = bwd.from_trace("autodiff backward (split)", bwd_bsyms)
+    cotangents = [c for c in bwd.tags["cotangents"]]
+    bwd_out.args = [*saved, *[c if c is not None else _unused_cotangent(i) for i, c in enumerate(cotangents)]]
+    bwd_out.tags["unpack_args"] = True
+    return fwd_out, bwd_out
+
+
+def _unused_cotangent(i: int):
+    return f"_unused_cotangent{i}"
+
+
+def _ordered_needed(bsyms) -> list[str]:
+    defined: set[str] = set()
+    needed: list[str] = []
+    seen: set[str] = set()
+    for b in bsyms:
+        for a in b.flat_args:
+            if a.name not in defined and a.name not in seen:
+                seen.add(a.name)
+                needed.append(a.name)
+        defined.update(o.name for o in b.flat_outs)
+    return needed
+
+
+def _topological(bsyms: list[BoundSymbol]) -> list[BoundSymbol]:
+    """Orders bsyms so every value is defined before use (recomputed producers were prepended)."""
+    defined_by = {o.name: i for i, b in enumerate(bsyms) for o in b.flat_outs}
+    order, state = [], {}
+
+    def visit(i):
+        if state.get(i) == 2:
+            return
+        state[i] = 1
+        for a in bsyms[i].flat_args:
+            j = defined_by.get(a.name)
+            if j is not None and j != i and state.get(j) != 2:
+                visit(j)
+        state[i] = 2
+        order.append(bsyms[i])
+
+    for i in range(len(bsyms)):
+        visit(i)
+    return order
