@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import torch
@@ -78,6 +79,8 @@ def symbol_reference(sym, ctx: _Context) -> str:
         ctx[alias] = obj
         return f"{alias}.{sym.name}"
     impl = sym.python_impl if sym.python_impl is not None else sym
+    if not sym.name.isidentifier():
+        return ctx.add_object(impl, hint=re.sub(r"\W", "_", sym.name) + "_")
     existing = ctx.get(sym.name)
     if existing is not None and existing is not impl:
         return ctx.add_object(impl, hint=f"{sym.name}_")

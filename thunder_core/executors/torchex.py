@@ -124,7 +124,7 @@ _PRIM_IMPLS: dict[str, Callable] = {
     "scatter_add": lambda a, index, value, dim: torch.scatter_add(a, dim, index, value),
     "scatter": lambda a, index, value, dim: torch.scatter(a, dim, index, value),
     "index_add": lambda a, index, value, dim: torch.index_add(a, dim, index, value),
-    "index_put": lambda a, indices, values, accumulate: torch.index_put(a, tuple(indices), values, accumulate),
+    "index_put": lambda a, indices, values, accumulate: torch.ops.aten.index_put(a, list(indices), values, accumulate),
     "advanced_index": _advanced_index,
     "setitem": _setitem,
     "sum": _reduce(torch.sum),

@@ -352,13 +352,15 @@ def _index_add(a, index, value, dim):
 def _advanced_index(a, indices):
     out = prims.advanced_index(a, indices)
     g = get_grad(out)
-    put_grad(a, prims.index_put(_zeros_like(a), indices, g, True) if _only_tensor_indices(indices)
-             else prims.setitem(_zeros_like(a), indices, g))  # fmt: skip
+    # accumulate, since an index may repeat; full slices become None (aten's "whole dim" index)
+    if not all(_is_t(i) or i == slice(None) for i in indices):
+        raise NotImplementedError(
+            "the gradient of indexing that mixes index tensors with partial slices or None is not supported; "
+            "slice first, then index with tensors"
+        )
+    aten_indices = tuple(None if isinstance(i, slice) else i for i in indices)
+    put_grad(a, prims.index_put(_zeros_like(a), aten_indices, g, True))
     return out
-
-
-def _only_tensor_indices(indices) -> bool:
-    return all(_is_t(i) or i is None for i in indices) and not any(i is None for i in indices)
 
 
 @rule("index_put")

@@ -120,9 +120,18 @@ class _JointBuilder:
         self.chunks.append(_Chunk(old_outs, placeholders, backward, puts))
 
 
+_RANDOM_NAME_PARTS = ("dropout", "rrelu", "bernoulli", "multinomial", "rand", "normal", "poisson", "uniform")
+
+
 def torch_autograd_rule(bsym: BoundSymbol) -> Callable:
     """A rule whose backward re-runs the operation under torch.autograd and asks it for the vjp."""
     fn = bsym.sym.torch_fns[0]
+    if any(part in bsym.sym.id.lower() for part in _RANDOM_NAME_PARTS):
+        # re-running a random operation in the backward would draw different values than the forward did
+        raise NotImplementedError(
+            f"{bsym.sym.id} is random and has no Thunder symbol, so its gradient cannot be computed by re-running it; "
+            "ask for native support of this operation"
+        )
 
     def rule(*args, **kwargs):
         out = bsym.sym(*args, **kwargs) if bsym.sym.is_prim else _record_same(bsym, args, kwargs)

@@ -1,0 +1,164 @@
+"""Forward and backward: gradients vs torch.autograd, autograd interop, and models trained step by step
+under thunder.jit matching eager."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import thunder
+from benchmarks.models import GPT, GPTConfig, Llama, LlamaConfig
+
+
+def _grads_match(fn, *inputs, atol=1e-7, rtol=1e-7):
+    eager_in = [x.detach().clone().requires_grad_(x.requires_grad) for x in inputs]
+    jit_in = [x.detach().clone().requires_grad_(x.requires_grad) for x in inputs]
+    expected = fn(*eager_in)
+    result = thunder.jit(fn)(*jit_in)
+    torch.testing.assert_close(result, expected, atol=atol, rtol=rtol)
+    cotangent = torch.randn_like(expected)
+    expected.backward(cotangent)
+    result.backward(cotangent)
+    for got, want in zip(jit_in, eager_in):
+        if want.requires_grad:
+            torch.testing.assert_close(got.grad, want.grad, atol=atol, rtol=rtol)
+        else:
+            assert got.grad is None
+
+
+def f64(*shape, grad=True):
+    return torch.randn(*shape, dtype=torch.float64, requires_grad=grad)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda a, b: (a * b + a / (b.abs() + 1)).exp().sum(-1),
+        lambda a, b: torch.tanh(a) @ b.t(),
+        lambda a, b: torch.where(a > b, a.sin(), b.cos()) ** 2,
+        lambda a, b: torch.maximum(a, b) + torch.clamp(a, -0.5, 0.5),
+        lambda a, b: (a[1:, ::2] * b[:-1, 1::2]).logsumexp(-1),
+        lambda a, b: torch.cat([a, b], 0).reshape(4, -1).permute(1, 0).cumsum(0),
+        lambda a, b: a.amax(1) + b.var(1) + a.prod(1),
+        lambda a, b: torch.softmax(a, -1) * torch.log_softmax(b, 0),
+        lambda a, b: torch.nn.functional.layer_norm(a, (4,)) + torch.rsqrt(b * b + 1),
+    ],
+    ids=["arith", "matmul", "where_pow", "max_clamp", "slicing", "cat_reshape", "reductions", "softmax", "norm"],
+)
+def test_gradients_match_torch_autograd_in_float64(fn):
+    _grads_match(fn, f64(2, 4), f64(2, 4))
+
+
+def test_only_some_inputs_require_grad():
+    _grads_match(lambda a, b: (a * b).sum(0), f64(3, 4), f64(3, 4, grad=False))
+
+
+def test_broadcasting_gradients_reduce_to_input_shapes():
+    _grads_match(lambda a, b: a * b + b, f64(3, 1, 4), f64(5, 1))
+
+
+def test_indexing_gradients():
+    idx = torch.tensor([2, 0, 2])
+    _grads_match(lambda a: a[idx].sum(1) + a.gather(1, idx.expand(4, 3)).sum(1)[:3], f64(4, 5))
+
+
+def test_fallback_op_gradients_through_torch_autograd():
+    _grads_match(lambda a: torch.special.i0(a) * 2, f64(3))
+
+
+def test_multiple_outputs_and_non_tensor_outputs():
+    def fn(a):
+        return a.sin(), a.argmax(), 3
+
+    a = f64(4)
+    s, idx, three = thunder.jit(fn)(a)
+    assert three == 3 and idx.dtype == torch.int64 and not idx.requires_grad
+    s.sum().backward()
+    torch.testing.assert_close(a.grad, a.detach().cos())
+
+
+def test_no_backward_under_no_grad():
+    jf = thunder.jit(lambda a: a.exp())
+    with torch.no_grad():
+        out = jf(f64(3))
+    assert not out.requires_grad and thunder.last_backward_traces(jf) == []
+
+
+def test_dropout_backward_reuses_the_forward_mask():
+    a = f64(64)
+    torch.manual_seed(1)
+    out = thunder.jit(lambda x: torch.nn.functional.dropout(x, 0.5))(a)
+    out.sum().backward()
+    mask = (out != 0).to(a.dtype)
+    torch.testing.assert_close(a.grad, mask * 2)
+
+
+def test_random_ops_are_not_baked_into_the_cached_trace():
+    jf = thunder.jit(lambda x: torch.nn.functional.dropout(x, 0.5))
+    x = torch.ones(256)
+    assert not torch.equal(jf(x), jf(x))
+
+
+def _train(model, steps, make_batch, jit):
+    model = copy.deepcopy(model)
+    runner = thunder.jit(model) if jit else model
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    losses, params = [], []
+    for step in range(steps):
+        idx, targets = make_batch(step)
+        loss = runner(idx, targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.detach())
+        params.append([p.detach().clone() for p in model.parameters()])
+    return losses, params
+
+
+@pytest.mark.parametrize("name", ["gpt", "llama"])
+def test_model_training_matches_eager_step_for_step(name):
+    torch.manual_seed(0)
+    if name == "gpt":
+        config = GPTConfig.preset("tiny")
+        model, vocab, seq, batch = GPT(config), config.vocab_size, config.block_size, config.batch_size
+    else:
+        config = LlamaConfig.preset("tiny")
+        model, vocab, seq, batch = Llama(config), config.vocab_size, config.max_seq_len, config.batch_size
+    model = model.double()
+
+    def make_batch(step):
+        g = torch.Generator().manual_seed(step)
+        return torch.randint(0, vocab, (batch, seq), generator=g), torch.randint(0, vocab, (batch, seq), generator=g)
+
+    eager_losses, eager_params = _train(model, 3, make_batch, jit=False)
+    jit_losses, jit_params = _train(model, 3, make_batch, jit=True)
+    for step in range(3):
+        torch.testing.assert_close(jit_losses[step], eager_losses[step])
+        for got, want in zip(jit_params[step], eager_params[step]):
+            torch.testing.assert_close(got, want)
+
+
+def test_small_cnn_training_step_matches_eager():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+        torch.nn.Linear(4 * 4 * 4, 10),
+    ).double()  # fmt: skip
+    x, y = torch.randn(2, 3, 8, 8, dtype=torch.float64), torch.tensor([1, 7])
+    reference = copy.deepcopy(model)
+    loss = torch.nn.functional.cross_entropy(thunder.jit(model)(x), y)
+    loss.backward()
+    ref_loss = torch.nn.functional.cross_entropy(reference(x), y)
+    ref_loss.backward()
+    torch.testing.assert_close(loss, ref_loss)
+    for got, want in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(got.grad, want.grad)
+
+
+def test_backward_trace_frees_saved_tensors_after_use():
+    jf = thunder.jit(lambda a, b: (a * b).tanh().sum())
+    jf(f64(3), f64(3)).backward()
+    source = str(thunder.last_backward_traces(jf)[-1])
+    assert "args.clear()" in source and "del " in source

@@ -1,0 +1,108 @@
+"""In-place operations are functionalized: results and the caller's mutated tensors equal eager's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import thunder
+
+
+def _check(fn, *make_inputs):
+    eager_inputs = [m() for m in make_inputs]
+    jit_inputs = [t.clone() for t in eager_inputs]
+    expected = fn(*eager_inputs)
+    result = thunder.jit(fn)(*jit_inputs)
+    torch.testing.assert_close(result, expected)
+    for got, want in zip(jit_inputs, eager_inputs):
+        torch.testing.assert_close(got, want)  # mutated inputs match too
+
+
+def rand(*shape):
+    return lambda: torch.randn(*shape, generator=torch.Generator().manual_seed(sum(shape)))
+
+
+def test_inplace_method_on_intermediate():
+    _check(lambda x: (x * 2).add_(1).mul_(3), rand(3, 4))
+
+
+def test_inplace_on_input_is_written_back():
+    def fn(x, y):
+        x.add_(y)
+        return x * 2
+
+    _check(fn, rand(3, 4), rand(3, 4))
+
+
+def test_augmented_assignment_operators():
+    def fn(x):
+        y = x.clone()
+        y += 1
+        y *= 2
+        y -= x
+        y /= 4
+        return y
+
+    _check(fn, rand(5))
+
+
+def test_setitem_on_intermediate_and_input():
+    def fn(x, cache):
+        y = x.clone()
+        y[0] = 0.0
+        y[:, 1:3] = x[:, :2] * 2
+        cache[:, 2] = x[:, 0]  # a KV-cache style update of an input
+        return y
+
+    _check(fn, rand(3, 4), rand(3, 5))
+
+
+def test_masked_fill_inplace_and_copy():
+    def fn(x, mask_src, dst):
+        y = x.clone()
+        y.masked_fill_(mask_src > 0, -1.0)
+        dst.copy_(y)
+        return y.sum()
+
+    _check(fn, rand(4, 4), rand(4, 4), rand(4, 4))
+
+
+def test_inplace_on_view_writes_through_to_base():
+    def fn(x):
+        y = x * 1
+        row = y[1]
+        row.mul_(10)  # eager: y changes too
+        col = y.narrow(1, 0, 2)
+        col.zero_()
+        return y, row
+
+    _check(fn, rand(3, 4))
+
+
+def test_view_of_mutated_base_sees_the_update():
+    def fn(x):
+        y = x * 1
+        v = y.view(-1)
+        y.add_(5)
+        return v * 1  # eager: v shares storage with y
+
+    _check(fn, rand(2, 3))
+
+
+def test_inplace_on_transposed_view_is_a_clear_error():
+    def fn(x):
+        y = x * 1
+        y.t().add_(1)
+        return y
+
+    with pytest.raises(NotImplementedError, match="view"):
+        thunder.jit(fn)(torch.randn(2, 3))
+
+
+def test_inplace_on_leaf_requiring_grad_is_rejected_like_eager():
+    def fn(x):
+        x.add_(1)
+        return x
+
+    with pytest.raises(RuntimeError, match="in-place"):
+        thunder.jit(fn)(torch.randn(3, requires_grad=True))
