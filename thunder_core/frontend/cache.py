@@ -31,15 +31,22 @@ def resolve_cache_option(option) -> str:
     raise ValueError(f"unknown cache option {option!r}; valid options are {', '.join(repr(o) for o in CACHE_OPTIONS)}")
 
 
-def global_state_key() -> tuple:
-    return (
-        torch.is_grad_enabled(),
-        torch.is_autocast_enabled("cpu"),
-        torch.is_autocast_enabled("cuda"),
-        torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None,
-        torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None,
-        torch.get_default_dtype(),
+_is_grad_enabled = torch.is_grad_enabled
+_any_autocast = torch._C._is_any_autocast_enabled
+_default_dtype = torch.get_default_dtype
+
+
+def autocast_key():
+    """False when no autocast is active (the common case, one cheap call), else the active state."""
+    if not _any_autocast():
+        return False
+    return tuple(
+        (device, torch.get_autocast_dtype(device)) for device in ("cpu", "cuda") if torch.is_autocast_enabled(device)
     )
+
+
+def global_state_key() -> tuple:
+    return (_is_grad_enabled(), autocast_key(), _default_dtype())
 
 
 def _leaf_key(x):

@@ -14,10 +14,18 @@ import torch
 
 from thunder.core.pytree import tree_flatten, tree_unflatten
 from thunder.core.trace import TraceCtx
-from thunder.frontend.cache import flatten_and_key, global_state_key, resolve_cache_option
+from thunder.frontend.cache import (
+    _default_dtype,
+    _is_grad_enabled,
+    autocast_key,
+    flatten_and_key,
+    global_state_key,
+    resolve_cache_option,
+)
 from thunder.frontend.tracer import acquire_trace
 
 log = logging.getLogger("thunder")
+_Tensor = torch.Tensor
 
 JIT_OPTIONS = {"show_progress", "debug_verify", "fusion_cache"}
 
@@ -40,13 +48,15 @@ class CacheEntry:
     """One compiled specialization: the forward callable, and the backward when autograd is involved."""
 
     __slots__ = ("forward", "backward", "out_spec", "constants", "n_outputs", "traces", "backward_traces",
-                 "needs_autograd", "saved_count", "fallback_ops", "single_output", "forward_trace", "backward_trace")  # fmt: skip
+                 "needs_autograd", "saved_count", "fallback_ops", "single_output", "forward_trace", "backward_trace",
+                 "fast")  # fmt: skip
 
     def __init__(self):
         self.backward = None
         self.needs_autograd = False
         self.constants: list[torch.Tensor] = []
         self.fallback_ops: set[str] = set()
+        self.fast = False  # callable with the plain arguments alone (no autograd, no captured constants)
 
 
 class ThunderFunction:
@@ -83,6 +93,22 @@ class ThunderFunction:
 
     # -- the hot path -------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
+        # The hot path, inlined: plain tensor arguments, a cached inference entry. Same key as call_with_state.
+        if not kwargs and self.cache_option == "constant values":
+            for a in args:
+                if type(a) is not _Tensor:
+                    break
+            else:
+                key = (
+                    tuple([(a.shape, a.stride(), a.dtype, a.device, a.requires_grad) for a in args]),
+                    (),
+                    (_is_grad_enabled(), autocast_key(), _default_dtype()),
+                )
+                entry = self._cache.get(key)
+                if entry is not None and entry.fast:
+                    self.stats.cache_hits += 1
+                    outs = entry.forward(*args)
+                    return outs[0] if entry.single_output else tree_unflatten(outs, entry.out_spec)
         return self.call_with_state((), args, kwargs, ())
 
     def call_with_state(self, state: Sequence[torch.Tensor], args, kwargs, state_key: tuple):
@@ -141,6 +167,7 @@ class ThunderFunction:
         self.stats.last_trace_time_ms = trace.duration_ms
         self._progress(f"traced in {trace.duration_ms:.1f} ms ({len(trace.bound_symbols)} operations)")
         entry = compile_entry(self, trace, tracer, out_spec)
+        entry.fast = not entry.needs_autograd and not entry.constants and n_state == 0
         self.stats.last_compile_time_ms = (time.perf_counter() - start) * 1e3
         self.stats.last_transform_time_ms = self.stats.last_compile_time_ms - self.stats.last_trace_time_ms
         self.stats.last_traces = entry.traces
