@@ -135,6 +135,7 @@ _PRIM_IMPLS: dict[str, Callable] = {
     "argmax": lambda a, dim: torch.argmax(a, dim),
     "argmin": lambda a, dim: torch.argmin(a, dim),
     "cumsum": lambda a, dim: torch.cumsum(a, dim),
+    "cumprod": lambda a, dim: torch.cumprod(a, dim),
     "topk": lambda a, k, dim, largest, sorted: tuple(torch.topk(a, k, dim, largest, sorted)),
     "sort": lambda a, dim, descending, stable: tuple(torch.sort(a, dim=dim, descending=descending, stable=stable)),
     "matmul": torch.matmul,
@@ -181,6 +182,11 @@ _OVERRIDES: dict[str, Callable] = {
 }
 
 
+def _is_prim_id(sym: Symbol) -> bool:
+    # user-made symbols may have non-string ids (an Enum member, as in Lightning's tutorials)
+    return isinstance(sym.id, str) and sym.id.startswith("prims.")
+
+
 def _is_method(fn) -> bool:
     return qualified_name(fn).startswith("torch.Tensor.")
 
@@ -194,7 +200,7 @@ class TorchExecutor(OperatorExecutor):
 
     def _torch_callable(self, bsym: BoundSymbol) -> Callable | None:
         sym = bsym.sym
-        if sym.is_prim and sym.id.startswith("prims."):
+        if sym.is_prim and _is_prim_id(sym):
             return _PRIM_IMPLS.get(sym.name)
         override = _OVERRIDES.get(sym.id)
         if override is not None:
@@ -232,10 +238,10 @@ _CREATION = {
 
 
 def _impl_symbol(sym: Symbol, fn: Callable) -> Symbol:
-    name = qualified_name(fn) if not sym.id.startswith("prims.") else ""
+    name = qualified_name(fn) if not _is_prim_id(sym) else ""
     if name.startswith("torch.") and _resolves_to(name, fn):
         return Symbol(name[len("torch.") :], python_impl=fn, namespace=("torch", torch), id=f"torchex.{sym.id}")
-    return Symbol(f"torch_{sym.name}_impl" if sym.id.startswith("prims.") else f"torch_{sym.name}", python_impl=fn,
+    return Symbol(f"torch_{sym.name}_impl" if _is_prim_id(sym) else f"torch_{sym.name}", python_impl=fn,
                   id=f"torchex.{sym.id}")  # fmt: skip
 
 

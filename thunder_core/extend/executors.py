@@ -62,8 +62,21 @@ class Executor:
         return [lowered]
 
     def grad_transform(self, bsym: BoundSymbol) -> Callable | None:
+        """The grad rule this executor supplies for `bsym` (a function with the symbol's signature), or None.
+
+        Torch operations the rule calls on proxies (`fwd = a * b`) are recorded as their symbols.
+        """
         info = self.implmap.get(bsym.sym.id)
-        return None if info is None else info.grad_transform
+        if info is None or info.grad_transform is None:
+            return None
+        user_rule = info.grad_transform
+
+        def rule(*args, **kwargs):
+            with torch_tracing():
+                return user_rule(*args, **kwargs)
+
+        rule.__wrapped__ = user_rule
+        return rule
 
     def __repr__(self) -> str:
         version = f" {self.version}" if self.version is not None else ""
@@ -86,41 +99,43 @@ class OperatorExecutor(Executor):
     ) -> Symbol:
         """A new symbol `name`, run by calling `fn` on real tensors.
 
-        meta: computes output proxies from input proxies (the symbol is then opaque to autodiff unless a
-            grad_transform is registered). like: a torch-level function whose trace gives the outputs; the
-            symbol decomposes into it, so it is differentiable through `like`. replaces: a torch callable
-            that, inside `thunder.jit` with this executor active, traces as this symbol.
+        meta: computes output proxies from input proxies (`TensorProxy(like=a)`); the symbol is a primitive,
+            opaque to autodiff unless a grad_transform is registered for it. like: a function whose trace gives
+            the outputs: a torch callable (`torch.nn.functional.gelu`), a Thunder symbol, or any Python function
+            of torch operations; the symbol decomposes into it, so it is differentiable through `like`.
+            replaces: a torch callable that, inside `thunder.jit` with this executor active, traces as this symbol.
+
+        The symbol carries `fn` as its implementation: wherever it is recorded it runs `fn`, whether or not
+        this executor is in the jitted function's executor list (nothing else can run it), and it prints as
+        `name(...)` in execution traces.
         """
         if (meta is None) == (like is None):
             raise TypeError(f"register_operator({name!r}) needs exactly one of meta= or like=")
         if unused:
             raise TypeError(f"register_operator got unexpected arguments {sorted(unused)}")
+        if not callable(fn):
+            raise TypeError(f"register_operator({name!r}): fn must be the callable that runs the operation")
+        sym_id = f"{self.name}.{name}"
         if like is not None:
-            def decomposition(*args, **kwargs):
-                with torch_tracing():
-                    return like(*args, **kwargs)
-
-            sym = Symbol(name, decomposition, id=f"{self.name}.{name}", tags=tags)
+            sym = Symbol(name, _decomposition_like(like), id=sym_id, python_impl=fn, tags=tags)
         else:
-            sym = Symbol(name, meta, id=f"{self.name}.{name}", is_prim=True, tags=tags)
-        impl = Symbol(f"{self.name}_{name}" if not name.startswith(self.name) else name, python_impl=fn,
-                      id=f"{self.name}.{name}.impl")  # fmt: skip
-        sym.python_impl_for_eager = fn
-        self.implmap[sym.id] = ImplInfo(symbol=impl)
+            sym = Symbol(name, meta, id=sym_id, is_prim=True, python_impl=fn, tags=tags)
+        sym.executor = self
+        self.implmap[sym.id] = ImplInfo(symbol=sym)
         if replaces is not None:
             self.replacements[replaces] = sym
         return sym
 
     def register_implementation(
         self,
-        symbol: Symbol,
+        symbol: Symbol | str,
         op: Symbol | None = None,
         *,
         checker: Callable[..., bool] | None = None,
         execution_transform: Callable | None = None,
         grad_transform: Callable | None = None,
     ) -> None:
-        """Claims an existing symbol (e.g. `thunder.torch.mul`) when `checker(*args, **kwargs)` is true.
+        """Claims an existing symbol (e.g. `thunder.torch.mul`, or its id) when `checker(*args, **kwargs)` is true.
 
         execution_transform: called with the symbol's arguments inside a trace; the operations it calls
             (usually this executor's operators) replace the claimed call. op: an operator of this executor
@@ -132,8 +147,14 @@ class OperatorExecutor(Executor):
             execution_transform = op
         if execution_transform is None and grad_transform is None:
             raise TypeError("register_implementation needs op=, execution_transform= or grad_transform=")
-        self.implmap[symbol.id] = ImplInfo(
-            checker=checker, execution_transform=execution_transform, grad_transform=grad_transform
+        sym_id = symbol.id if isinstance(symbol, Symbol) else symbol
+        previous = self.implmap.get(sym_id)
+        # An operator of this executor keeps running as itself when a grad_transform is added for it.
+        self.implmap[sym_id] = ImplInfo(
+            symbol=previous.symbol if previous is not None else None,
+            checker=checker,
+            execution_transform=execution_transform,
+            grad_transform=grad_transform,
         )
 
     def can_execute(self, bsym: BoundSymbol) -> bool:
@@ -157,10 +178,37 @@ class FusionExecutor(Executor):
         raise NotImplementedError(f"{type(self).__name__}.fuse")
 
 
+def _decomposition_like(like: Callable) -> Callable:
+    """The meta of an operator registered with `like=`: what `like` records, as the operator's subsymbols."""
+    if isinstance(like, Symbol):
+        return like
+    module = getattr(like, "__module__", None) or ""
+
+    def decomposition(*args, **kwargs):
+        from thunder.torch import torch_handler
+        from thunder.torch.fallback import fallback_symbol
+
+        # A torch callable is traced through its own handler, not through the tracer: with `replaces=like`
+        # the tracer would map it back to this very operator, forever.
+        handler = torch_handler(like)
+        if handler is None and module.startswith("torch"):
+            handler = fallback_symbol(like)
+        if handler is not None:
+            return handler(*args, **kwargs)
+        with torch_tracing():
+            return like(*args, **kwargs)
+
+    decomposition.__name__ = getattr(like, "__name__", "like")
+    return decomposition
+
+
 def _trace_replacement(transform: Callable, bsym: BoundSymbol) -> list[BoundSymbol]:
-    """Runs `transform` on bsym's arguments inside the current trace; its outputs take bsym's names."""
+    """Runs `transform` on bsym's arguments inside the current trace; its outputs take bsym's names.
+
+    Torch operations the transform calls on proxies (`a.contiguous()`) are recorded as their symbols.
+    """
     trace = get_tracectx()
-    with trace.collecting() as recorded:
+    with trace.collecting() as recorded, torch_tracing():
         out = transform(*bsym.args, **bsym.kwargs)
     from thunder.core.symbol import flat_proxies
 

@@ -87,7 +87,7 @@ class ThunderFunction:
         self._same_input_entry: CacheEntry | None = None
         self._arg_names = _argument_names(fn)
         self.replacements = {}
-        for ex in self.executors:
+        for ex in reversed(self.executors):  # higher priority last: it wins
             self.replacements.update(getattr(ex, "replacements", {}))
         functools.update_wrapper(self, fn, updated=())
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager, nullcontext
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ import thunder.torch as ltorch
 from thunder import prims
 from thunder.core.proxies import TensorProxy, proxy_like_tensor
 from thunder.core.pytree import tree_flatten, tree_unflatten
-from thunder.core.trace import TraceCtx, register_torch_tracing, tracectx
+from thunder.core.trace import TraceCtx, get_tracectx, register_torch_tracing, tracectx
 from thunder.torch import fallback
 from thunder.torch.shapes import VIEW_OPS
 
@@ -321,12 +322,28 @@ def _proxy_leaves(leaves: list, names: list | None, trace: TraceCtx, tracer: Tra
 
 
 def _torch_tracing_context():
-    """TracingMode for the current tracer, unless one is already active (see core.trace.torch_tracing)."""
-    from contextlib import nullcontext
+    """Torch calls on proxies record into the current trace (see core.trace.torch_tracing).
 
-    if not _tracers or any(isinstance(m, TracingMode) for m in _active_modes()):
+    During acquisition that is the acquiring tracer's mode; in a later pass (an execution transform, a
+    grad rule, an operator defined `like=` a Python function) a tracer for the pass's trace.
+    """
+    if any(isinstance(m, TracingMode) for m in _active_modes()):
         return nullcontext()
-    return TracingMode(_tracers[-1])
+    if _tracers:
+        return TracingMode(_tracers[-1])
+    trace = get_tracectx()
+    return nullcontext() if trace is None else _tracing_in_a_pass(trace)
+
+
+@contextmanager
+def _tracing_in_a_pass(trace: TraceCtx):
+    tracer = Tracer(trace)
+    _tracers.append(tracer)
+    try:
+        with TracingMode(tracer):
+            yield
+    finally:
+        _tracers.pop()
 
 
 def _active_modes() -> list:
