@@ -85,6 +85,7 @@ ROW_FIELDS = {
     "error_stage": "import, setup, first_call, timing, reference or worker",
     "traceback": "the error's traceback",
     "worker_wall_s": "seconds the worker spent on the row",
+    "load_avg_1m": "the machine's 1-minute load average at the end of the row (other work skews CPU timings)",
 }
 
 
@@ -312,6 +313,7 @@ def run_row(spec: dict) -> dict:
         row["error_stage"] = stage
         row["traceback"] = traceback.format_exc()[-6000:]
     row["worker_wall_s"] = time.perf_counter() - t_row
+    row["load_avg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return row
 
 
@@ -463,12 +465,18 @@ def add_ratios(rows: list[dict]) -> None:
                 r[f"{short}_vs_{ref_kind}"] = a / b if ok else None
 
 
-def collect_meta(cfg: RunConfig) -> dict:
+def _now() -> str:
     import datetime
+
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def collect_meta(cfg: RunConfig, started: str | None = None) -> dict:
     import platform
 
     meta = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "date": started or _now(),  # when the run started
+        "finished": _now(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),
@@ -477,6 +485,7 @@ def collect_meta(cfg: RunConfig) -> dict:
         "gpu": torch.cuda.get_device_name() if cfg.device.startswith("cuda") and torch.cuda.is_available() else None,
         "thunder": _dist_version("thunder-core"),
         "git_commit": _git_commit(),
+        "load_avg_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "config": {
             "workloads": cfg.workloads,
             "backends": [b.name for b in cfg.backends],
@@ -531,6 +540,7 @@ def _git_commit() -> str | None:
 
 def run_benchmarks(cfg: RunConfig, progress: Callable[[str], None] | None = None) -> dict:
     """Run every row of ``cfg``; returns ``{"meta": {...}, "rows": [...]}`` with the ratios filled in."""
+    started = _now()
     specs = cfg.specs()
     if cfg.isolation == "row":
         groups = [[s] for s in specs]
@@ -557,7 +567,7 @@ def run_benchmarks(cfg: RunConfig, progress: Callable[[str], None] | None = None
                 progress(f"    {_summary(r)}")
         rows.extend(results)
     add_ratios(rows)
-    return {"meta": collect_meta(cfg), "rows": rows}
+    return {"meta": collect_meta(cfg, started), "rows": rows}
 
 
 def _label(spec: dict) -> str:

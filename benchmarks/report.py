@@ -120,4 +120,6 @@ def format_meta(meta: dict) -> str:
         f"torch {meta.get('torch')}",
         f"thunder {meta.get('thunder')}",
     ]
+    if meta.get("load_avg_end"):
+        parts.append("load avg at end (1/5/15 min) " + "/".join(f"{x:.2f}" for x in meta["load_avg_end"]))
     return "; ".join(parts)

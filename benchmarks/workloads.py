@@ -7,6 +7,7 @@ so that building it twice gives identical weights and inputs (this is how the ea
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -151,7 +152,7 @@ def build_case(workload: str, case: str, size: str, mode: str, device: str, dtyp
         raise AssertionError(workload)
 
     n_params = sum(p.numel() for p in model.parameters())
-    info = {"config": {k: v for k, v in vars(cfg).items()}, "params": n_params}
+    info = {"config": dataclasses.asdict(cfg), "params": n_params}
     if mode == "train":
         return Case(workload, case, model, (idx, targets), "step", None, _module_grads(model), info)
     return Case(workload, case, model, (idx,), "step", info=info)
