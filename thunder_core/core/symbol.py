@@ -163,8 +163,10 @@ class BoundSymbol:
         def swap(x):
             if isinstance(x, TensorProxy):
                 return mapping.get(x.name, x)
-            if type(x) is tuple or type(x) is list:
-                return type(x)(swap(v) for v in x)
+            if type(x) is list:
+                return [swap(v) for v in x]
+            if isinstance(x, tuple):  # namedtuple outputs (topk, max) are rebuilt as plain tuples
+                return tuple(swap(v) for v in x)
             if type(x) is dict:
                 return {k: swap(v) for k, v in x.items()}
             return x

@@ -5,12 +5,29 @@ is imported only when the executor is first used."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 from thunder.extend.hookspecs import ExecutorSpec, hookimpl
 
 
 def _loader(module: str):
     return lambda: importlib.import_module(module).ex
+
+
+def _needs(*modules: str):
+    """A why_unavailable check: each module must be importable (probed without importing it)."""
+
+    def why_unavailable() -> str | None:
+        for module in modules:
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                return f"{module} is not importable"
+        return None
+
+    return why_unavailable
 
 
 @hookimpl
@@ -20,4 +37,9 @@ def thunder_executors():
                      description="PyTorch eager; runs every operation"),
         ExecutorSpec("python", priority=-10, load=_loader("thunder.executors.pythonex"), always=True,
                      description="pure-Python bookkeeping symbols"),
+        ExecutorSpec("sdpa", priority=100, load=_loader("thunder.executors.sdpaex"), why_unavailable=_needs("torch"),
+                     description="torch.nn.functional.scaled_dot_product_attention (fused attention kernels)"),
+        ExecutorSpec("torchcompile", priority=50, load=_loader("thunder.executors.torchcompileex"), default=False,
+                     why_unavailable=_needs("torch"),
+                     description="fuses regions of torch operations and compiles each with TorchInductor"),
     ]  # fmt: skip

@@ -10,7 +10,6 @@ from numbers import Number
 import torch
 import torch.nn.functional as F
 
-import thunder.torch as ltorch
 from thunder.core.symbol import BoundSymbol, Symbol
 from thunder.extend.executors import OperatorExecutor
 from thunder.torch.fallback import qualified_name

@@ -48,11 +48,8 @@ class _ModuleFunction(ThunderFunction):
     def trace_call(self, state_proxies, args, kwargs):
         from thunder.frontend.tracer import current_tracer
 
-        originals = []
-        for (mod, kind, key, _), proxy in zip(self.slots, state_proxies):
-            originals.append((mod, kind, key, getattr(mod, kind)[key]))
         # tied parameters appear once in slots; every place that held the same tensor gets the same proxy
-        by_id = {id(orig): proxy for (_, _, _, orig), proxy in zip(originals, state_proxies)}
+        by_id = {id(getattr(mod, kind)[key]): proxy for (mod, kind, key, _), proxy in zip(self.slots, state_proxies)}
         replaced = []
         for mod in self.submodules:
             for kind in ("_parameters", "_buffers"):
@@ -64,7 +61,7 @@ class _ModuleFunction(ThunderFunction):
         try:
             result = self.model(*args, **kwargs)
             tracer = current_tracer()
-            for d, key, original, proxy in replaced:
+            for d, key, _, proxy in replaced:
                 now = d.get(key)
                 if now is not proxy and isinstance(now, torch.Tensor):
                     # forward assigned a new tensor to a buffer: eager rebinds it; we write it back in place

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager, nullcontext
 from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,7 +118,10 @@ class Tracer:
                 if base_value is not view.derived_from:
                     self.current[id(x)] = view.derive(base_value)
                     view.derived_from = base_value
-            return self.current.get(id(x), x)
+            value = self.current.get(id(x), x)
+            while value is not x and id(value) in self.current:  # a value handed out earlier was mutated in turn
+                x, value = value, self.current[id(value)]
+            return value
         if isinstance(x, torch.Tensor):
             return self.constant_proxy(x)
         if type(x) is tuple or type(x) is list:
@@ -257,7 +260,11 @@ class TracingMode(TorchFunctionMode):
             new_value = special(*resolved, **resolved_kwargs)
         else:
             out_of_place_name = _INPLACE_DUNDERS.get(name, name[:-1])
-            oop = getattr(torch.Tensor, out_of_place_name, None) or getattr(torch, out_of_place_name, None)
+            oop = (
+                getattr(torch.Tensor, out_of_place_name, None)
+                or getattr(torch, out_of_place_name, None)
+                or getattr(torch.nn.functional, out_of_place_name, None)
+            )
             handler = ltorch.torch_handler(oop) if oop is not None else None
             if handler is None:
                 raise NotImplementedError(

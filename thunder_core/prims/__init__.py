@@ -8,6 +8,7 @@ Executors map primitives to implementations by `sym.id` ("prims.<name>").
 
 from __future__ import annotations
 
+import builtins
 import sys
 from collections.abc import Sequence
 from numbers import Number
@@ -65,11 +66,11 @@ def _elementwise_meta(name: str, to_bool: bool):
         check(len(tensors) > 0, lambda: f"prims.{name} needs at least one tensor operand")
         first = tensors[0]
         for t in tensors[1:]:
-            check(t.shape == first.shape, lambda: f"prims.{name}: shapes {first.shape} and {t.shape} differ")
-            check(t.dtype == first.dtype, lambda: f"prims.{name}: dtypes {first.dtype} and {t.dtype} differ")
-            check(t.device == first.device, lambda: f"prims.{name}: devices {first.device} and {t.device} differ")
+            check(t.shape == first.shape, lambda t=t: f"prims.{name}: shapes {first.shape} and {t.shape} differ")
+            check(t.dtype == first.dtype, lambda t=t: f"prims.{name}: dtypes {first.dtype} and {t.dtype} differ")
+            check(t.device == first.device, lambda t=t: f"prims.{name}: devices {first.device} and {t.device} differ")
         for a in args:
-            check(isinstance(a, (torch.Tensor, Number)), lambda: f"prims.{name}: unexpected operand {a!r}")
+            check(isinstance(a, (torch.Tensor, Number)), lambda a=a: f"prims.{name}: unexpected operand {a!r}")
         if name in ("real", "imag", "abs") and first.dtype.is_complex:
             return _out(first, dtype={torch.complex64: torch.float32}.get(first.dtype, torch.float64))
         return _out(first, dtype=torch.bool if to_bool else first.dtype)
@@ -211,7 +212,7 @@ def _cat_meta(tensors, dim):
             "prims.cat: shapes differ outside the concatenated dim",
         )
     shape = list(first.shape)
-    shape[dim] = sum(t.shape[dim] for t in tensors)
+    shape[dim] = builtins.sum(t.shape[dim] for t in tensors)
     return _out(first, shape=tuple(shape))
 
 
@@ -280,6 +281,7 @@ def _arg_reduction_meta(a, dim):
 make_prim("argmax", _arg_reduction_meta, tags=("reduction",))
 make_prim("argmin", _arg_reduction_meta, tags=("reduction",))
 make_prim("cumsum", lambda a, dim: _out(a))
+make_prim("cumprod", lambda a, dim: _out(a))
 
 
 def _topk_meta(a, k, dim, largest, sorted):

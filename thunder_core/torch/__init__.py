@@ -7,6 +7,14 @@ this package registers them all. `torch_handler(fn)` gives the callable that tra
 
 from __future__ import annotations
 
+from thunder.torch import (
+    creation,  # noqa: F401,E402
+    elementwise,  # noqa: F401,E402  (registers symbols)
+    linalg,  # noqa: F401,E402
+    nn,  # noqa: F401,E402
+    reductions,  # noqa: F401,E402
+    shapes,  # noqa: F401,E402
+)
 from thunder.torch.base import (  # noqa: F401
     TORCH_HANDLERS,
     is_inplace_name,
@@ -14,15 +22,9 @@ from thunder.torch.base import (  # noqa: F401
     torch_handler,
     torchsymbol,
 )
-from thunder.torch import elementwise  # noqa: F401,E402  (registers symbols)
-from thunder.torch import reductions  # noqa: F401,E402
-from thunder.torch import shapes  # noqa: F401,E402
-from thunder.torch import creation  # noqa: F401,E402
-from thunder.torch import linalg  # noqa: F401,E402
-from thunder.torch import nn  # noqa: F401,E402
-from thunder.torch.elementwise import *  # noqa: F401,F403,E402
-from thunder.torch.reductions import *  # noqa: F401,F403,E402
-from thunder.torch.shapes import *  # noqa: F401,F403,E402
 from thunder.torch.creation import *  # noqa: F401,F403,E402
+from thunder.torch.elementwise import *  # noqa: F401,F403,E402
 from thunder.torch.linalg import *  # noqa: F401,F403,E402
 from thunder.torch.nn import *  # noqa: F401,F403,E402
+from thunder.torch.reductions import *  # noqa: F401,F403,E402
+from thunder.torch.shapes import *  # noqa: F401,F403,E402

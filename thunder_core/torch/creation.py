@@ -14,11 +14,15 @@ from thunder.torch.base import register_handler, to_dtype, torchsymbol
 __all__ = [
     "zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like", "empty_like", "arange", "linspace",
     "rand", "randn", "rand_like", "randn_like", "randint", "to", "type_as", "eye", "tensor", "scalar_tensor",
-    "bernoulli", "tril", "triu", "new_zeros", "new_ones", "new_full", "new_empty", "randint_like", "multinomial",
+    "bernoulli", "tril", "triu", "new_zeros", "new_ones", "new_full", "new_empty", "randint_like",
+    "logspace",
 ]  # fmt: skip
 
 
-def _size(size) -> tuple:
+def _size(size, size_keyword=None) -> tuple:
+    """The shape of a factory call: `f(2, 3)`, `f((2, 3))` or `f(size=(2, 3))`."""
+    if size_keyword is not None:
+        return tuple(int(s) for s in size_keyword)
     if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)):
         return tuple(int(s) for s in size[0])
     return tuple(int(s) for s in size)
@@ -41,20 +45,22 @@ def full(size, fill_value, *, dtype=None, layout=torch.strided, device=None, pin
 
 
 @torchsymbol(torch.zeros)
-def zeros(*size, dtype=None, layout=torch.strided, device=None, pin_memory=False, requires_grad=False, out=None):
-    return full(_size(size), 0, dtype=dtype or torch.get_default_dtype(), device=device, out=out)
+def zeros(*size_args, size=None, dtype=None, layout=torch.strided, device=None, pin_memory=False,
+          requires_grad=False, out=None):  # fmt: skip
+    return full(_size(size_args, size), 0, dtype=dtype or torch.get_default_dtype(), device=device, out=out)
 
 
 @torchsymbol(torch.ones)
-def ones(*size, dtype=None, layout=torch.strided, device=None, pin_memory=False, requires_grad=False, out=None):
-    return full(_size(size), 1, dtype=dtype or torch.get_default_dtype(), device=device, out=out)
+def ones(*size_args, size=None, dtype=None, layout=torch.strided, device=None, pin_memory=False,
+         requires_grad=False, out=None):  # fmt: skip
+    return full(_size(size_args, size), 1, dtype=dtype or torch.get_default_dtype(), device=device, out=out)
 
 
 @torchsymbol(torch.empty)
-def empty(*size, dtype=None, layout=torch.strided, device=None, pin_memory=False, requires_grad=False,
-          memory_format=torch.contiguous_format, out=None):  # fmt: skip
+def empty(*size_args, size=None, dtype=None, layout=torch.strided, device=None, pin_memory=False,
+          requires_grad=False, memory_format=torch.contiguous_format, out=None):  # fmt: skip
     _check_no_out(out)
-    return prims.empty(_size(size), dtype=dtype or torch.get_default_dtype(), device=_device(device))
+    return prims.empty(_size(size_args, size), dtype=dtype or torch.get_default_dtype(), device=_device(device))
 
 
 def _like(a, dtype, device):
@@ -142,6 +148,17 @@ def linspace(start, end, steps, *, dtype=None, layout=torch.strided, device=None
     return to_dtype(ew.where(ew.lt(idx, halfway), lower, upper), dtype)
 
 
+@torchsymbol(torch.logspace)
+def logspace(start, end, steps, base=10.0, *, dtype=None, layout=torch.strided, device=None, pin_memory=False,
+             requires_grad=False, out=None):  # fmt: skip
+    _check_no_out(out)
+    from thunder.torch import elementwise as ew
+
+    dtype = dtype or torch.get_default_dtype()
+    exponents = linspace(start, end, steps, dtype=torch.float64, device=device)
+    return to_dtype(ew.pow(float(base), exponents), dtype)
+
+
 @torchsymbol(torch.eye)
 def eye(n, m=None, *, dtype=None, layout=torch.strided, device=None, pin_memory=False, requires_grad=False, out=None):
     from thunder.torch import elementwise as ew
@@ -155,19 +172,19 @@ def eye(n, m=None, *, dtype=None, layout=torch.strided, device=None, pin_memory=
 
 # -- randomness: one prim per torch RNG call, so that a seeded run draws what eager draws ---------------
 @torchsymbol(torch.rand, tags=("random",))
-def rand(*size, generator=None, dtype=None, layout=torch.strided, device=None, pin_memory=False, requires_grad=False,
-         out=None):  # fmt: skip
+def rand(*size_args, size=None, generator=None, dtype=None, layout=torch.strided, device=None, pin_memory=False,
+         requires_grad=False, out=None):  # fmt: skip
     _check_no_out(out)
     _check_generator(generator)
-    return prims.uniform(_size(size), dtype=dtype or torch.get_default_dtype(), device=_device(device))
+    return prims.uniform(_size(size_args, size), dtype=dtype or torch.get_default_dtype(), device=_device(device))
 
 
 @torchsymbol(torch.randn, tags=("random",))
-def randn(*size, generator=None, dtype=None, layout=torch.strided, device=None, pin_memory=False, requires_grad=False,
-          out=None):  # fmt: skip
+def randn(*size_args, size=None, generator=None, dtype=None, layout=torch.strided, device=None, pin_memory=False,
+          requires_grad=False, out=None):  # fmt: skip
     _check_no_out(out)
     _check_generator(generator)
-    return prims.randn(_size(size), dtype=dtype or torch.get_default_dtype(), device=_device(device))
+    return prims.randn(_size(size_args, size), dtype=dtype or torch.get_default_dtype(), device=_device(device))
 
 
 @torchsymbol(torch.rand_like, tags=("random",))
@@ -211,11 +228,6 @@ def bernoulli(a, p=None, *, generator=None):
     if p is not None:
         return prims.bernoulli(tuple(a.shape), p, dtype=a.dtype, device=a.device)
     return to_dtype(ew.lt(prims.uniform(tuple(a.shape), dtype=a.dtype, device=a.device), a), a.dtype)
-
-
-@torchsymbol(torch.multinomial, torch.Tensor.multinomial, tags=("random",))
-def multinomial(a, num_samples, replacement=False, *, generator=None):
-    raise NotImplementedError("torch.multinomial is not supported inside thunder.jit yet; sample outside the jitted code")
 
 
 def _check_generator(generator):
@@ -297,15 +309,23 @@ def _tri_mask(a, diagonal, upper):
     return ew.ge(diff, diagonal) if upper else ew.le(diff, diagonal)
 
 
+def _triangle(a, diagonal, upper):
+    from thunder.torch.base import expand_to
+
+    if a.ndim < 2:
+        raise RuntimeError(f"{'triu' if upper else 'tril'}: input tensor must have at least 2 dimensions")
+    mask = expand_to(_tri_mask(a, diagonal, upper), tuple(a.shape))
+    zeros = prims.full(tuple(a.shape), False if a.dtype == torch.bool else 0, dtype=a.dtype, device=a.device)
+    return prims.where(mask, a, zeros)  # a zero of a's own dtype: where(mask, a, 0) would promote bools
+
+
 @torchsymbol(torch.tril, torch.Tensor.tril)
 def tril(a, diagonal=0, *, out=None):
-    from thunder.torch import elementwise as ew
-
-    return ew.where(_tri_mask(a, diagonal, upper=False), a, 0)
+    _check_no_out(out)
+    return _triangle(a, diagonal, upper=False)
 
 
 @torchsymbol(torch.triu, torch.Tensor.triu)
 def triu(a, diagonal=0, *, out=None):
-    from thunder.torch import elementwise as ew
-
-    return ew.where(_tri_mask(a, diagonal, upper=True), a, 0)
+    _check_no_out(out)
+    return _triangle(a, diagonal, upper=True)

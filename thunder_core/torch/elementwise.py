@@ -26,7 +26,11 @@ __all__ = [
     "logical_and", "logical_or", "logical_xor", "bitwise_and", "bitwise_or", "bitwise_xor", "to_dtype_op",
     "rsub", "frac", "xlogy", "hypot", "logaddexp", "float_power", "nan_to_num", "masked_fill", "round", "sgn",
     "positive", "logit", "sinc", "deg2rad", "rad2deg", "ndtr", "entr", "ldexp", "heaviside", "fmax", "fmin",
-    "isclose", "isposinf", "isneginf", "isreal", "xlog1py", "logaddexp2",
+    "isclose", "isposinf", "isneginf", "isreal", "xlog1py", "logaddexp2", "exp", "exp2", "expm1", "log", "log1p",
+    "log2", "log10", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh",
+    "sqrt", "rsqrt", "reciprocal", "sigmoid", "erf", "erfc", "erfinv", "lgamma", "digamma", "neg", "floor", "ceil",
+    "trunc", "sign", "bitwise_not", "abs", "signbit", "isnan", "isinf", "isfinite", "logical_not", "copysign",
+    "nextafter", "bitwise_left_shift", "bitwise_right_shift",
 ]  # fmt: skip
 
 
@@ -36,34 +40,18 @@ def _torch_fns(name: str, *extra):
 
 
 # -- unary ---------------------------------------------------------------------------------------------
-UNARY_PROMOTION = {
-    **dict.fromkeys(
-        "exp exp2 expm1 log log1p log2 log10 sin cos tan asin acos atan sinh cosh tanh asinh acosh atanh "
-        "sqrt rsqrt reciprocal sigmoid erf erfc erfinv lgamma digamma".split(),
-        Promotion.INT_TO_FLOAT,
-    ),
-    **dict.fromkeys("neg floor ceil trunc sign bitwise_not".split(), Promotion.DEFAULT),
-    "abs": Promotion.COMPLEX_TO_FLOAT,
-    **dict.fromkeys("signbit isnan isinf isfinite logical_not".split(), Promotion.ALWAYS_BOOL),
-}
-_EXACT_IDENTITY = {"floor", "ceil", "round", "trunc"}  # on integers these return the input's values
-# torch callables beyond `torch.<name>`, `Tensor.<name>` and `torch.special.<name>` that a unary op stands for
-_UNARY_ALIASES = {
-    "sigmoid": (F.sigmoid, torch.special.expit), "neg": (torch.Tensor.__neg__, torch.negative, torch.Tensor.negative),
-    "abs": (torch.Tensor.__abs__, torch.absolute, torch.Tensor.absolute), "bitwise_not": (torch.Tensor.__invert__,),
-    "acos": (torch.arccos, torch.Tensor.arccos), "asin": (torch.arcsin, torch.Tensor.arcsin),
-    "atan": (torch.arctan, torch.Tensor.arctan), "acosh": (torch.arccosh, torch.Tensor.arccosh),
-    "asinh": (torch.arcsinh, torch.Tensor.arcsinh), "atanh": (torch.arctanh, torch.Tensor.arctanh),
-    "trunc": (torch.fix, torch.Tensor.fix), "lgamma": (torch.special.gammaln,), "digamma": (torch.special.psi,),
-    "tanh": (F.tanh,),
-}  # fmt: skip
+_EXACT_IDENTITY = {"floor", "ceil", "trunc"}  # on integers these return the input's values
+_T = torch.Tensor
 
 
-def _make_unary(name: str, promotion: Promotion):
+def _unary(name: str, promotion: Promotion, *aliases):
+    """The symbol for a unary op: `torch.<name>`, `Tensor.<name>`, `torch.special.<name>` and `aliases`."""
     prim = getattr(prims, name)
 
     def meta(a):
         if name in _EXACT_IDENTITY and is_exact_dtype(a.dtype):
+            if a.dtype == torch.bool:
+                raise NotImplementedError(f'"{name}" not implemented for \'Bool\'')
             return prims.convert_element_type(a, a.dtype)
         if promotion is Promotion.ALWAYS_BOOL:
             if name == "logical_not" and a.dtype != torch.bool:
@@ -74,12 +62,50 @@ def _make_unary(name: str, promotion: Promotion):
         return prim(to_dtype(a, elementwise_result_dtype(promotion, a)))
 
     meta.__name__ = name
-    return torchsymbol(*_torch_fns(name, *_UNARY_ALIASES.get(name, ())), name=name, tags=("elementwise",))(meta)
+    return torchsymbol(*_torch_fns(name, *aliases), name=name, tags=("elementwise",))(meta)
 
 
-for _name, _promotion in UNARY_PROMOTION.items():
-    globals()[_name] = _make_unary(_name, _promotion)
-    __all__.append(_name)
+_FLOAT = Promotion.INT_TO_FLOAT  # exact dtypes compute in the default float dtype
+exp = _unary("exp", _FLOAT)
+exp2 = _unary("exp2", _FLOAT)
+expm1 = _unary("expm1", _FLOAT)
+log = _unary("log", _FLOAT)
+log1p = _unary("log1p", _FLOAT)
+log2 = _unary("log2", _FLOAT)
+log10 = _unary("log10", _FLOAT)
+sin = _unary("sin", _FLOAT)
+cos = _unary("cos", _FLOAT)
+tan = _unary("tan", _FLOAT)
+asin = _unary("asin", _FLOAT, torch.arcsin, _T.arcsin)
+acos = _unary("acos", _FLOAT, torch.arccos, _T.arccos)
+atan = _unary("atan", _FLOAT, torch.arctan, _T.arctan)
+sinh = _unary("sinh", _FLOAT)
+cosh = _unary("cosh", _FLOAT)
+tanh = _unary("tanh", _FLOAT, F.tanh)
+asinh = _unary("asinh", _FLOAT, torch.arcsinh, _T.arcsinh)
+acosh = _unary("acosh", _FLOAT, torch.arccosh, _T.arccosh)
+atanh = _unary("atanh", _FLOAT, torch.arctanh, _T.arctanh)
+sqrt = _unary("sqrt", _FLOAT)
+rsqrt = _unary("rsqrt", _FLOAT)
+reciprocal = _unary("reciprocal", _FLOAT)
+sigmoid = _unary("sigmoid", _FLOAT, F.sigmoid, torch.special.expit)
+erf = _unary("erf", _FLOAT)
+erfc = _unary("erfc", _FLOAT)
+erfinv = _unary("erfinv", _FLOAT)
+lgamma = _unary("lgamma", _FLOAT, torch.special.gammaln)
+digamma = _unary("digamma", _FLOAT, torch.special.psi)
+neg = _unary("neg", Promotion.DEFAULT, _T.__neg__, torch.negative, _T.negative)
+floor = _unary("floor", Promotion.DEFAULT)
+ceil = _unary("ceil", Promotion.DEFAULT)
+trunc = _unary("trunc", Promotion.DEFAULT, torch.fix, _T.fix)
+sign = _unary("sign", Promotion.DEFAULT)
+bitwise_not = _unary("bitwise_not", Promotion.DEFAULT, _T.__invert__)
+abs = _unary("abs", Promotion.COMPLEX_TO_FLOAT, _T.__abs__, torch.absolute, _T.absolute)
+signbit = _unary("signbit", Promotion.ALWAYS_BOOL)
+isnan = _unary("isnan", Promotion.ALWAYS_BOOL)
+isinf = _unary("isinf", Promotion.ALWAYS_BOOL)
+isfinite = _unary("isfinite", Promotion.ALWAYS_BOOL)
+logical_not = _unary("logical_not", Promotion.ALWAYS_BOOL)
 
 
 # -- binary --------------------------------------------------------------------------------------------
@@ -93,7 +119,11 @@ def _binary(prim, promotion: Promotion, a, b):
     return prim(a, b)
 
 
-def _binary_symbol(name: str, prim, promotion: Promotion, dunders=(), rdunders=()):
+def _binary_symbol(name: str, promotion: Promotion, dunders=(), rdunders=()):
+    """The symbol for a binary op on prims.<name>, with torch's promotion and broadcasting; `rdunders` are
+    reflected operators (`2 % t` calls `t.__rmod__(2)`)."""
+    prim = getattr(prims, name)
+
     def meta(a, b):
         return _binary(prim, promotion, a, b)
 
@@ -104,31 +134,25 @@ def _binary_symbol(name: str, prim, promotion: Promotion, dunders=(), rdunders=(
     return sym
 
 
-_T = torch.Tensor
-_BINARY = {
-    # name: (prim, promotion, dunders, reflected dunders)
-    "remainder": (prims.remainder, Promotion.DEFAULT, (torch.Tensor.__mod__,), (torch.Tensor.__rmod__,)),
-    "fmod": (prims.fmod, Promotion.DEFAULT, (), ()),
-    "maximum": (prims.maximum, Promotion.DEFAULT, (), ()),
-    "minimum": (prims.minimum, Promotion.DEFAULT, (), ()),
-    "atan2": (prims.atan2, Promotion.INT_TO_FLOAT, (torch.arctan2, _T.arctan2), ()),
-    "copysign": (prims.copysign, Promotion.INT_TO_FLOAT, (), ()),
-    "nextafter": (prims.nextafter, Promotion.DEFAULT, (), ()),
-    "eq": (prims.eq, Promotion.ALWAYS_BOOL, (torch.Tensor.__eq__,), ()),
-    "ne": (prims.ne, Promotion.ALWAYS_BOOL, (_T.__ne__, torch.not_equal, _T.not_equal), ()),
-    "lt": (prims.lt, Promotion.ALWAYS_BOOL, (_T.__lt__, torch.less, _T.less), ()),
-    "le": (prims.le, Promotion.ALWAYS_BOOL, (_T.__le__, torch.less_equal, _T.less_equal), ()),
-    "gt": (prims.gt, Promotion.ALWAYS_BOOL, (_T.__gt__, torch.greater, _T.greater), ()),
-    "ge": (prims.ge, Promotion.ALWAYS_BOOL, (_T.__ge__, torch.greater_equal, _T.greater_equal), ()),
-    "bitwise_and": (prims.bitwise_and, Promotion.DEFAULT, (torch.Tensor.__and__,), (torch.Tensor.__rand__,)),
-    "bitwise_or": (prims.bitwise_or, Promotion.DEFAULT, (torch.Tensor.__or__,), (torch.Tensor.__ror__,)),
-    "bitwise_xor": (prims.bitwise_xor, Promotion.DEFAULT, (torch.Tensor.__xor__,), (torch.Tensor.__rxor__,)),
-    "bitwise_left_shift": (prims.bitwise_left_shift, Promotion.DEFAULT, (_T.__lshift__,), (_T.__rlshift__,)),
-    "bitwise_right_shift": (prims.bitwise_right_shift, Promotion.DEFAULT, (_T.__rshift__,), (_T.__rrshift__,)),
-}
-for _name, (_prim, _promotion, _dunders, _rdunders) in _BINARY.items():
-    globals()[_name] = _binary_symbol(_name, _prim, _promotion, _dunders, _rdunders)
-    __all__.append(_name)
+_BOOL, _DEFAULT = Promotion.ALWAYS_BOOL, Promotion.DEFAULT
+remainder = _binary_symbol("remainder", _DEFAULT, (_T.__mod__,), (_T.__rmod__,))
+fmod = _binary_symbol("fmod", _DEFAULT)
+maximum = _binary_symbol("maximum", _DEFAULT)
+minimum = _binary_symbol("minimum", _DEFAULT)
+atan2 = _binary_symbol("atan2", _FLOAT, (torch.arctan2, _T.arctan2))
+copysign = _binary_symbol("copysign", _FLOAT)
+nextafter = _binary_symbol("nextafter", _DEFAULT)
+eq = _binary_symbol("eq", _BOOL, (_T.__eq__,))
+ne = _binary_symbol("ne", _BOOL, (_T.__ne__, torch.not_equal, _T.not_equal))
+lt = _binary_symbol("lt", _BOOL, (_T.__lt__, torch.less, _T.less))
+le = _binary_symbol("le", _BOOL, (_T.__le__, torch.less_equal, _T.less_equal))
+gt = _binary_symbol("gt", _BOOL, (_T.__gt__, torch.greater, _T.greater))
+ge = _binary_symbol("ge", _BOOL, (_T.__ge__, torch.greater_equal, _T.greater_equal))
+bitwise_and = _binary_symbol("bitwise_and", _DEFAULT, (_T.__and__,), (_T.__rand__,))
+bitwise_or = _binary_symbol("bitwise_or", _DEFAULT, (_T.__or__,), (_T.__ror__,))
+bitwise_xor = _binary_symbol("bitwise_xor", _DEFAULT, (_T.__xor__,), (_T.__rxor__,))
+bitwise_left_shift = _binary_symbol("bitwise_left_shift", _DEFAULT, (_T.__lshift__,), (_T.__rlshift__,))
+bitwise_right_shift = _binary_symbol("bitwise_right_shift", _DEFAULT, (_T.__rshift__,), (_T.__rrshift__,))
 
 
 def _logical(prim):
@@ -148,7 +172,7 @@ logical_xor = torchsymbol(*_torch_fns("logical_xor"), name="logical_xor")(_logic
 @torchsymbol(torch.add, torch.Tensor.add, torch.Tensor.__add__, tags=("elementwise",))
 def add(a, b, *, alpha=1):
     if alpha != 1:
-        b = mul(b, alpha)
+        b = mul(b, alpha) if isinstance(b, torch.Tensor) else b * alpha
     return _binary(prims.add, Promotion.DEFAULT, a, b)
 
 
@@ -158,7 +182,7 @@ register_handler(torch.Tensor.__radd__, lambda self, other: add(other, self))
 @torchsymbol(torch.sub, torch.Tensor.sub, torch.Tensor.__sub__, torch.subtract, torch.Tensor.subtract, tags=("elementwise",))
 def sub(a, b, *, alpha=1):
     if alpha != 1:
-        b = mul(b, alpha)
+        b = mul(b, alpha) if isinstance(b, torch.Tensor) else b * alpha
     return _binary(prims.sub, Promotion.DEFAULT, a, b)
 
 
@@ -221,7 +245,7 @@ def pow(a, b):
         if b == 1:
             return to_dtype(a, result_dtype(a, b))
         if b == 0.5 and not is_exact_dtype(a.dtype):
-            return sqrt(a)  # noqa: F821  (defined by the unary table above)
+            return sqrt(a)
     return _binary(prims.pow, Promotion.DEFAULT, a, b)
 
 
@@ -241,7 +265,9 @@ def square(a):
 
 @torchsymbol(torch.frac, torch.Tensor.frac, tags=("elementwise",))
 def frac(a):
-    return sub(a, trunc(a))  # noqa: F821
+    if is_exact_dtype(a.dtype):
+        raise NotImplementedError(f'"frac" not implemented for {a.dtype}')
+    return sub(a, trunc(a))
 
 
 def _float_operands(*args):
@@ -263,42 +289,42 @@ def _float_operands(*args):
 @torchsymbol(torch.xlogy, torch.Tensor.xlogy, torch.special.xlogy, tags=("elementwise",))
 def xlogy(a, b):
     (a, b), dtype = _float_operands(a, b)
-    out = where(eq(a, 0), 0.0, mul(a, log(b)))  # noqa: F821
-    return to_dtype(where(isnan(b), float("nan"), out), dtype)  # noqa: F821  (0 * log(nan) is nan)
+    out = where(eq(a, 0), 0.0, mul(a, log(b)))
+    return to_dtype(where(isnan(b), float("nan"), out), dtype)  # 0 * log(nan) is nan
 
 
 @torchsymbol(torch.special.xlog1py, tags=("elementwise",))
 def xlog1py(a, b):
     (a, b), dtype = _float_operands(a, b)
-    out = where(eq(a, 0), 0.0, mul(a, log1p(b)))  # noqa: F821
-    return to_dtype(where(isnan(b), float("nan"), out), dtype)  # noqa: F821
+    out = where(eq(a, 0), 0.0, mul(a, log1p(b)))
+    return to_dtype(where(isnan(b), float("nan"), out), dtype)
 
 
 @torchsymbol(torch.hypot, torch.Tensor.hypot, tags=("elementwise",))
 def hypot(a, b):
     (a, b), dtype = _float_operands(a, b)
-    return to_dtype(sqrt(add(mul(a, a), mul(b, b))), dtype)  # noqa: F821
+    return to_dtype(sqrt(add(mul(a, a), mul(b, b))), dtype)
 
 
 def _logaddexp(a, b, exp_fn, log1p_fn):
     (a, b), dtype = _float_operands(a, b)
-    m = maximum(a, b)  # noqa: F821
+    m = maximum(a, b)
     # equal infinities would give inf - inf = nan in the correction term: the maximum is the answer there
-    correction = log1p_fn(exp_fn(neg(abs(sub(a, b)))))  # noqa: F821
-    return to_dtype(where(logical_and(isinf(m), eq(a, b)), m, add(m, correction)), dtype)  # noqa: F821
+    correction = log1p_fn(exp_fn(neg(abs(sub(a, b)))))
+    return to_dtype(where(logical_and(isinf(m), eq(a, b)), m, add(m, correction)), dtype)
 
 
 @torchsymbol(torch.logaddexp, torch.Tensor.logaddexp, tags=("elementwise",))
 def logaddexp(a, b):
-    return _logaddexp(a, b, exp, log1p)  # noqa: F821
+    return _logaddexp(a, b, exp, log1p)
 
 
 @torchsymbol(torch.logaddexp2, torch.Tensor.logaddexp2, tags=("elementwise",))
 def logaddexp2(a, b):
-    return _logaddexp(a, b, exp2, lambda x: div(log1p(x), math.log(2.0)))  # noqa: F821
+    return _logaddexp(a, b, exp2, lambda x: div(log1p(x), math.log(2.0)))
 
 
-@torchsymbol(torch.where, torch.Tensor.where, tags=("elementwise",))
+@torchsymbol(torch.where, tags=("elementwise",))
 def where(condition, input=None, other=None):
     if input is None and other is None:
         raise NotImplementedError(
@@ -314,6 +340,10 @@ def where(condition, input=None, other=None):
         condition = prims.ne(condition, 0)
     condition, input, other = broadcast_tensors(condition, input, other)
     return prims.where(condition, input, other)
+
+
+# Tensor.where(self, condition, other) takes the values first
+register_handler(torch.Tensor.where, lambda self, condition, other: where(condition, self, other))
 
 
 @torchsymbol(torch.masked_fill, torch.Tensor.masked_fill, tags=("elementwise",))
@@ -367,9 +397,9 @@ def nan_to_num(a, nan=0.0, posinf=None, neginf=None):
     if is_exact_dtype(a.dtype):
         return prims.convert_element_type(a, a.dtype)
     info = torch.finfo(a.dtype)
-    out = where(isnan(a), nan, a)  # noqa: F821
-    out = where(logical_and(isinf(out), gt(out, 0)), info.max if posinf is None else posinf, out)  # noqa: F821
-    return where(logical_and(isinf(out), lt(out, 0)), info.min if neginf is None else neginf, out)  # noqa: F821
+    out = where(isnan(a), nan, a)
+    out = where(logical_and(isinf(out), gt(out, 0)), info.max if posinf is None else posinf, out)
+    return where(logical_and(isinf(out), lt(out, 0)), info.min if neginf is None else neginf, out)
 
 
 def to_dtype_op(a, dtype):
@@ -380,6 +410,8 @@ def to_dtype_op(a, dtype):
 
 @torchsymbol(torch.round, torch.Tensor.round, torch.special.round, tags=("elementwise",))
 def round(a, *, decimals=0):
+    if a.dtype == torch.bool:
+        raise NotImplementedError('"round" not implemented for \'Bool\'')
     if is_exact_dtype(a.dtype):
         return prims.convert_element_type(a, a.dtype)
     if decimals == 0:
@@ -395,9 +427,9 @@ def round(a, *, decimals=0):
 @torchsymbol(torch.sgn, torch.Tensor.sgn, tags=("elementwise",))
 def sgn(a):
     if a.dtype.is_complex:
-        magnitude = abs(a)  # noqa: F821
+        magnitude = abs(a)
         return where(eq(magnitude, 0), 0, div(a, to_dtype(magnitude, a.dtype)))
-    return sign(a)  # noqa: F821
+    return sign(a)
 
 
 @torchsymbol(torch.positive, torch.Tensor.positive, torch.Tensor.__pos__, tags=("elementwise",))
@@ -412,14 +444,14 @@ def logit(a, eps=None):
     (x,), dtype = _float_operands(a)
     if eps is not None:
         x = clamp(x, eps, 1.0 - eps)
-    return to_dtype(log(div(x, sub(1.0, x))), dtype)  # noqa: F821
+    return to_dtype(log(div(x, sub(1.0, x))), dtype)
 
 
 @torchsymbol(torch.sinc, torch.Tensor.sinc, torch.special.sinc, tags=("elementwise",))
 def sinc(a):
     (x,), dtype = _float_operands(a)
     pi_x = mul(x, math.pi)
-    return to_dtype(where(eq(x, 0), 1.0, div(sin(pi_x), pi_x)), dtype)  # noqa: F821
+    return to_dtype(where(eq(x, 0), 1.0, div(sin(pi_x), pi_x)), dtype)
 
 
 @torchsymbol(torch.deg2rad, torch.Tensor.deg2rad, tags=("elementwise",))
@@ -435,15 +467,15 @@ def rad2deg(a):
 @torchsymbol(torch.special.ndtr, tags=("elementwise",))
 def ndtr(a):
     (x,), dtype = _float_operands(a)
-    return to_dtype(mul(add(erf(mul(x, math.sqrt(0.5))), 1.0), 0.5), dtype)  # noqa: F821
+    return to_dtype(mul(add(erf(mul(x, math.sqrt(0.5))), 1.0), 0.5), dtype)
 
 
 @torchsymbol(torch.special.entr, tags=("elementwise",))
 def entr(a):
     (x,), dtype = _float_operands(a)
-    positive_part = neg(mul(x, log(x)))  # noqa: F821
+    positive_part = neg(mul(x, log(x)))
     out = where(gt(x, 0), positive_part, where(eq(x, 0), 0.0, float("-inf")))
-    return to_dtype(where(isnan(x), x, out), dtype)  # noqa: F821
+    return to_dtype(where(isnan(x), x, out), dtype)
 
 
 @torchsymbol(torch.ldexp, torch.Tensor.ldexp, tags=("elementwise",))
@@ -468,13 +500,13 @@ def _nan_ignoring(binary):
         if is_exact_dtype(out.dtype):
             return out
         # fmax/fmin: a NaN loses against a number
-        return where(isnan(b), a, where(isnan(a), b, out))  # noqa: F821
+        return where(isnan(b), a, where(isnan(a), b, out))
 
     return meta
 
 
-fmax = torchsymbol(torch.fmax, torch.Tensor.fmax, name="fmax", tags=("elementwise",))(_nan_ignoring(maximum))  # noqa: F821
-fmin = torchsymbol(torch.fmin, torch.Tensor.fmin, name="fmin", tags=("elementwise",))(_nan_ignoring(minimum))  # noqa: F821
+fmax = torchsymbol(torch.fmax, torch.Tensor.fmax, name="fmax", tags=("elementwise",))(_nan_ignoring(maximum))
+fmin = torchsymbol(torch.fmin, torch.Tensor.fmin, name="fmin", tags=("elementwise",))(_nan_ignoring(minimum))
 
 
 @torchsymbol(torch.isclose, torch.Tensor.isclose, tags=("elementwise",))
@@ -487,28 +519,28 @@ def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
     if not is_exact_dtype(a.dtype) or rtol != 0 or atol != 0:
         dtype = result_dtype(a, b) if not is_exact_dtype(a.dtype) else torch.get_default_dtype()
         fa, fb = to_dtype(a, dtype), to_dtype(b, dtype)
-        diff = abs(sub(fa, fb))  # noqa: F821
-        allowed = add(mul(abs(fb), rtol), atol)  # noqa: F821
+        diff = abs(sub(fa, fb))
+        allowed = add(mul(abs(fb), rtol), atol)
         # infinities are close only to themselves (the difference would be nan, or inf <= inf)
-        finite = logical_and(isfinite(fa), isfinite(fb))  # noqa: F821
+        finite = logical_and(isfinite(fa), isfinite(fb))
         close = logical_or(close, logical_and(finite, le(diff, allowed)))
     if equal_nan:
-        close = logical_or(close, logical_and(isnan(a), isnan(b)))  # noqa: F821
+        close = logical_or(close, logical_and(isnan(a), isnan(b)))
     return close
 
 
 @torchsymbol(torch.isposinf, torch.Tensor.isposinf, tags=("elementwise",))
 def isposinf(a):
-    return logical_and(isinf(a), gt(a, 0)) if not is_exact_dtype(a.dtype) else ne(a, a)  # noqa: F821
+    return logical_and(isinf(a), gt(a, 0)) if not is_exact_dtype(a.dtype) else ne(a, a)
 
 
 @torchsymbol(torch.isneginf, torch.Tensor.isneginf, tags=("elementwise",))
 def isneginf(a):
-    return logical_and(isinf(a), lt(a, 0)) if not is_exact_dtype(a.dtype) else ne(a, a)  # noqa: F821
+    return logical_and(isinf(a), lt(a, 0)) if not is_exact_dtype(a.dtype) else ne(a, a)
 
 
 @torchsymbol(torch.isreal, torch.Tensor.isreal, tags=("elementwise",))
 def isreal(a):
     if a.dtype.is_complex:
-        return eq(imag(a), 0)  # noqa: F821
+        return eq(prims.imag(a), 0)
     return eq(a, a) if a.dtype == torch.bool else logical_or(eq(a, a), ne(a, a))  # all True, whatever NaNs

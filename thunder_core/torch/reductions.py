@@ -6,12 +6,13 @@ from __future__ import annotations
 import torch
 
 from thunder import prims
-from thunder.core.dtypes import is_exact_dtype
+from thunder.core.dtypes import computation_dtype, is_exact_dtype
 from thunder.torch.base import canonicalize_dim, canonicalize_dims, to_dtype, torchsymbol
 
 __all__ = [
     "sum", "mean", "prod", "amax", "amin", "max", "min", "var", "std", "var_mean", "std_mean", "argmax", "argmin",
-    "all", "any", "logsumexp", "cumsum", "norm", "count_nonzero", "aminmax",
+    "all", "any", "logsumexp", "cumsum", "norm", "count_nonzero", "aminmax", "vector_norm", "nansum", "nanmean",
+    "cumprod", "sort", "argsort", "msort", "topk", "kthvalue", "median",
 ]  # fmt: skip
 
 _builtin_sum, _builtin_all, _builtin_any, _builtin_max = sum, all, any, max
@@ -56,12 +57,16 @@ def mean(a, dim=None, keepdim=False, *, dtype=None):
         raise RuntimeError(
             f"mean(): could not infer output dtype. Input dtype must be either a floating point or complex dtype. Got: {a.dtype}"
         )
-    dims = canonicalize_dims(a.ndim, dim if dim != () else None)
+    total = sum(to_dtype(a, computation_dtype(dtype)), dim, keepdim)
+    return to_dtype(prims.div(total, _count(a, dim)), dtype)
+
+
+def _count(a, dim) -> int:
+    """How many elements each slice of a reduction over `dim` holds."""
     n = 1
-    for d in dims:
-        n *= a.shape[d]
-    total = sum(to_dtype(a, dtype), dim, keepdim)
-    return prims.div(total, n)
+    for d in canonicalize_dims(a.ndim, dim if dim != () else None):
+        n *= a.shape[d] if a.ndim else 1
+    return n
 
 
 @torchsymbol(torch.amax, torch.Tensor.amax, tags=("reduction",))
@@ -132,20 +137,24 @@ def std_mean(a, dim=None, unbiased=None, keepdim=False, *, correction=None):
     return std(a, dim, unbiased, keepdim, correction=correction), mean(a, dim, keepdim)
 
 
+def _arg_reduction(prim, a, dim, keepdim):
+    if dim is None:
+        out = prim(prims.reshape(a, (a.numel(),)) if a.ndim != 1 else a, 0)
+        return prims.reshape(out, (1,) * a.ndim) if keepdim else out
+    d = canonicalize_dim(a.ndim, dim)
+    if a.ndim == 0:
+        return prim(a, None)
+    return _keepdim(prim(a, d), a, (d,), keepdim)
+
+
 @torchsymbol(torch.argmax, torch.Tensor.argmax, tags=("reduction",))
 def argmax(a, dim=None, keepdim=False):
-    if dim is None:
-        return prims.argmax(prims.reshape(a, (a.numel(),)) if a.ndim != 1 else a, 0)
-    d = canonicalize_dim(a.ndim, dim)
-    return _keepdim(prims.argmax(a, d), a, (d,), keepdim)
+    return _arg_reduction(prims.argmax, a, dim, keepdim)
 
 
 @torchsymbol(torch.argmin, torch.Tensor.argmin, tags=("reduction",))
 def argmin(a, dim=None, keepdim=False):
-    if dim is None:
-        return prims.argmin(prims.reshape(a, (a.numel(),)) if a.ndim != 1 else a, 0)
-    d = canonicalize_dim(a.ndim, dim)
-    return _keepdim(prims.argmin(a, d), a, (d,), keepdim)
+    return _arg_reduction(prims.argmin, a, dim, keepdim)
 
 
 @torchsymbol(torch.all, torch.Tensor.all, tags=("reduction",))
@@ -188,14 +197,155 @@ def cumsum(a, dim, *, dtype=None):
     return prims.cumsum(a, canonicalize_dim(a.ndim, dim))
 
 
-@torchsymbol(torch.norm, torch.Tensor.norm, torch.linalg.vector_norm, tags=("reduction",))
-def norm(a, p="fro", dim=None, keepdim=False, dtype=None):
+def _vector_norm(a, ord, dim, keepdim, dtype):
     from thunder.torch import elementwise as ew
 
-    if p in ("fro", 2, 2.0):
-        return ew.sqrt(sum(ew.mul(a, a) if not a.dtype.is_complex else ew.mul(ew.abs(a), ew.abs(a)), dim, keepdim))
-    if p == float("inf"):
-        return amax(ew.abs(a), dim if dim is not None else (), keepdim)
-    if p == 1:
-        return sum(ew.abs(a), dim, keepdim)
-    return ew.pow(sum(ew.pow(ew.abs(a), p), dim, keepdim), 1.0 / p)
+    if dtype is not None:
+        a = to_dtype(a, dtype)
+    elif is_exact_dtype(a.dtype):
+        raise RuntimeError(f"linalg.vector_norm: Expected a floating point or complex tensor as input. Got {a.dtype}")
+    result_dtype = a.dtype if not a.dtype.is_complex else ew.abs(a).dtype
+    x = ew.abs(to_dtype(a, computation_dtype(a.dtype)))
+    if ord == float("inf"):
+        out = amax(x, dim if dim is not None else (), keepdim)
+    elif ord == float("-inf"):
+        out = amin(x, dim if dim is not None else (), keepdim)
+    elif ord == 0:
+        out = sum(to_dtype(ew.ne(x, 0), x.dtype), dim, keepdim)
+    elif ord == 1:
+        out = sum(x, dim, keepdim)
+    elif ord == 2:
+        out = ew.sqrt(sum(ew.mul(x, x), dim, keepdim))
+    else:
+        out = ew.pow(sum(ew.pow(x, ord), dim, keepdim), 1.0 / ord)
+    return to_dtype(out, result_dtype)
+
+
+@torchsymbol(torch.norm, torch.Tensor.norm, tags=("reduction",))
+def norm(a, p="fro", dim=None, keepdim=False, out=None, dtype=None):
+    if out is not None:
+        raise NotImplementedError("out= arguments are not supported inside thunder.jit; use the returned tensor")
+    if p == "fro" or p is None:
+        p = 2
+    if isinstance(p, str):
+        raise NotImplementedError(f"torch.norm with p={p!r} (a matrix norm) is not supported inside thunder.jit")
+    return _vector_norm(a, p, dim, keepdim, dtype)
+
+
+@torchsymbol(torch.linalg.vector_norm, tags=("reduction",))
+def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):
+    if out is not None:
+        raise NotImplementedError("out= arguments are not supported inside thunder.jit; use the returned tensor")
+    return _vector_norm(x, ord, dim, keepdim, dtype)
+
+
+@torchsymbol(torch.nansum, torch.Tensor.nansum, tags=("reduction",))
+def nansum(a, dim=None, keepdim=False, *, dtype=None):
+    from thunder.torch import elementwise as ew
+
+    if not is_exact_dtype(a.dtype):
+        a = ew.where(ew.isnan(a), 0, a)
+    return sum(a, dim, keepdim, dtype=dtype)
+
+
+@torchsymbol(torch.nanmean, torch.Tensor.nanmean, tags=("reduction",))
+def nanmean(a, dim=None, keepdim=False, *, dtype=None):
+    from thunder.torch import elementwise as ew
+
+    dtype = dtype or a.dtype
+    if is_exact_dtype(dtype):
+        raise RuntimeError(f"nanmean(): expected input to have floating point or complex dtype but got {a.dtype}")
+    compute = computation_dtype(dtype)
+    not_nan = ew.logical_not(ew.isnan(a))
+    total = nansum(to_dtype(a, compute), dim, keepdim)
+    return to_dtype(ew.div(total, sum(to_dtype(not_nan, compute), dim, keepdim)), dtype)
+
+
+@torchsymbol(torch.cumprod, torch.Tensor.cumprod)
+def cumprod(a, dim, *, dtype=None):
+    if dtype is None and is_exact_dtype(a.dtype):
+        dtype = torch.int64
+    a = to_dtype(a, dtype) if dtype is not None else a
+    return prims.cumprod(a, canonicalize_dim(a.ndim, dim))
+
+
+# -- sorting and selection ----------------------------------------------------------------------------------
+@torchsymbol(torch.sort, torch.Tensor.sort)
+def sort(a, dim=-1, descending=False, *, stable=False):
+    values, indices = prims.sort(a, canonicalize_dim(a.ndim, dim), descending, bool(stable))
+    return torch.return_types.sort((values, indices))
+
+
+@torchsymbol(torch.argsort, torch.Tensor.argsort)
+def argsort(a, dim=-1, descending=False, *, stable=False):
+    return prims.sort(a, canonicalize_dim(a.ndim, dim), descending, bool(stable))[1]
+
+
+@torchsymbol(torch.msort, torch.Tensor.msort)
+def msort(a):
+    return prims.sort(a, 0, False, False)[0]
+
+
+@torchsymbol(torch.topk, torch.Tensor.topk)
+def topk(a, k, dim=-1, largest=True, sorted=True):
+    d = canonicalize_dim(a.ndim, dim)
+    length = a.shape[d] if a.ndim else 1
+    if not 0 <= k <= length:
+        raise RuntimeError(f"selected index k out of range: k={k} for a dimension of size {length}")
+    values, indices = prims.topk(a, k, d, largest, sorted)
+    return torch.return_types.topk((values, indices))
+
+
+def _select_sorted(a, dim, position, keepdim):
+    """The value and index at `position` of `a` sorted (stably) along `dim`."""
+    from thunder.torch.shapes import narrow
+
+    values, indices = prims.sort(a, dim, False, True)
+    values, indices = narrow(values, dim, position, 1), narrow(indices, dim, position, 1)
+    if not keepdim:
+        values, indices = prims.squeeze(values, (dim,)), prims.squeeze(indices, (dim,))
+    return values, indices
+
+
+@torchsymbol(torch.kthvalue, torch.Tensor.kthvalue)
+def kthvalue(a, k, dim=-1, keepdim=False):
+    d = canonicalize_dim(a.ndim, dim)
+    length = a.shape[d] if a.ndim else 1
+    if not 1 <= k <= length:
+        raise RuntimeError(f"kthvalue(): selected number k out of range for dimension {dim}")
+    if a.ndim == 0:
+        return torch.return_types.kthvalue((a, prims.full((), 0, dtype=torch.int64, device=a.device)))
+    return torch.return_types.kthvalue(_select_sorted(a, d, k - 1, keepdim))
+
+
+def _median_along(a, dim, keepdim):
+    from thunder.torch import elementwise as ew
+
+    values, indices = prims.sort(a, dim, False, True)
+    length = a.shape[dim]
+    position = (length - 1) // 2
+    if a.dtype.is_floating_point:
+        # torch: a slice holding NaN has median NaN, at the first NaN's index (sorting puts NaNs last)
+        nans = sum(to_dtype(ew.isnan(a), torch.int64), dim, True)
+        position = ew.where(ew.gt(nans, 0), ew.sub(length, nans), position)
+    else:
+        shape = tuple(1 if i == dim else s for i, s in enumerate(a.shape))
+        position = prims.full(shape, position, dtype=torch.int64, device=a.device)
+    values, indices = prims.take_along_axis(values, position, dim), prims.take_along_axis(indices, position, dim)
+    if not keepdim:
+        values, indices = prims.squeeze(values, (dim,)), prims.squeeze(indices, (dim,))
+    return values, indices
+
+
+@torchsymbol(torch.median, torch.Tensor.median)
+def median(a, dim=None, keepdim=False):
+    """The lower median of all elements, or (values, indices) of the lower medians along `dim`."""
+    if dim is None:
+        if a.numel() == 0:
+            raise IndexError("median() input tensor cannot be empty")
+        flat = prims.reshape(a, (a.numel(),)) if a.ndim != 1 else a
+        return _median_along(flat, 0, False)[0]
+    d = canonicalize_dim(a.ndim, dim)
+    if a.ndim == 0:
+        return torch.return_types.median((a, prims.full((), 0, dtype=torch.int64, device=a.device)))
+    return torch.return_types.median(_median_along(a, d, keepdim))

@@ -27,7 +27,11 @@ __all__ = [
     "reshape", "view", "permute", "transpose", "t", "unsqueeze", "squeeze", "flatten", "unflatten", "expand",
     "expand_as", "contiguous", "getitem", "setitem_functional", "select", "narrow", "split", "chunk", "unbind",
     "cat", "stack", "movedim", "view_as", "reshape_as", "broadcast_to", "detach", "INPLACE_SPECIAL", "VIEW_OPS",
-    "swapaxes", "flip", "repeat", "tile", "repeat_interleave", "hstack", "vstack", "roll", "clone",
+    "swapaxes", "flip", "repeat", "tile", "repeat_interleave", "hstack", "vstack", "roll", "clone", "ravel",
+    "narrow_copy", "fliplr", "flipud", "rot90", "atleast_1d", "atleast_2d", "atleast_3d", "column_stack", "dstack",
+    "tensor_split", "hsplit", "vsplit", "dsplit", "broadcast_tensors",
+    "unfold", "gather", "take_along_dim", "scatter", "scatter_add", "index_select", "index_add", "index_copy",
+    "index_fill", "index_put", "take", "select_scatter", "slice_scatter",
 ]  # fmt: skip
 
 
@@ -54,9 +58,11 @@ def infer_shape(numel: int, shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(shape)
 
 
-@torchsymbol(torch.reshape, torch.Tensor.reshape, tags=("shape",))
-def reshape(a, *shape):
-    shape = infer_shape(a.numel(), _shape_arg(shape))
+# Tensor.reshape/permute/flip/tile come first: the torch executor calls the first callable with the
+# arguments as recorded, and only the methods accept both `x.reshape(2, 3)` and `x.reshape((2, 3))`.
+@torchsymbol(torch.Tensor.reshape, torch.reshape, tags=("shape",))
+def reshape(a, *sizes, shape=None):
+    shape = infer_shape(a.numel(), _shape_arg(sizes) if shape is None else tuple(shape))
     if shape == tuple(a.shape):
         return a
     return prims.reshape(a, shape)
@@ -79,9 +85,11 @@ def reshape_as(a, other):
     return reshape(a, tuple(other.shape))
 
 
-@torchsymbol(torch.permute, torch.Tensor.permute, tags=("shape",))
-def permute(a, *dims):
-    dims = canonicalize_dims(a.ndim, _shape_arg(dims))
+@torchsymbol(torch.Tensor.permute, torch.permute, tags=("shape",))
+def permute(a, *dim_args, dims=None):
+    dims = canonicalize_dims(a.ndim, _shape_arg(dim_args) if dims is None else tuple(dims))
+    if len(dims) != a.ndim or len(set(dims)) != a.ndim:
+        raise RuntimeError(f"permute(): the dims {dims} are not a permutation of the input's {a.ndim} dims")
     if dims == tuple(range(a.ndim)):
         return a
     return prims.permute(a, dims)
@@ -237,6 +245,9 @@ def getitem(a, key):
                 "use torch.where(mask, x, other) or masked_fill instead"
             )
         key = tuple(k if not isinstance(k, (list, tuple)) else torch.tensor(k) for k in key)
+        scalar_positions = [i for i, k in enumerate(key) if isinstance(k, torch.Tensor) and k.ndim == 0]
+        if scalar_positions:
+            return _index_with_scalar_tensors(a, key, scalar_positions)
         return prims.advanced_index(a, key)
     starts, ends, strides, final_shape = [], [], [], []
     dim = 0
@@ -268,6 +279,22 @@ def getitem(a, key):
     return out
 
 
+def _index_with_scalar_tensors(a, key, positions):
+    """Indexing where some indices are 0-dim integer tensors: torch reads their values as ints, which tracing
+    cannot, so each becomes an index_select of one element (or, beside other index tensors, a 1-element index
+    tensor, which broadcasts the same way)."""
+    from thunder.torch.elementwise import add, lt, where
+
+    if any(isinstance(k, torch.Tensor) and k.ndim > 0 for k in key):
+        return prims.advanced_index(a, tuple(reshape(k, (1,)) if i in positions else k for i, k in enumerate(key)))
+    out = getitem(a, tuple(slice(None) if i in positions else k for i, k in enumerate(key)))
+    for i in reversed(positions):
+        dim = sum(1 for k in key[:i] if not isinstance(k, int))  # ints drop their dim, the rest keep one
+        index = where(lt(key[i], 0), add(key[i], out.shape[dim]), key[i])
+        out = prims.squeeze(prims.take(out, reshape(index, (1,)), dim), (dim,))
+    return out
+
+
 @torchsymbol(name="setitem_functional")
 def setitem_functional(a, key, value):
     """`a` with `a[key] = value` applied, as a new value (the tracer rebinds `a`'s holder to it)."""
@@ -286,6 +313,8 @@ def select(a, dim, index):
 def narrow(a, dim, start, length):
     dim = canonicalize_dim(a.ndim, dim)
     start = start % a.shape[dim] if start < 0 else start
+    if length < 0 or start + length > a.shape[dim]:
+        raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({a.shape[dim]}).")
     return getitem(a, (slice(None),) * dim + (slice(start, start + length),))
 
 
@@ -354,9 +383,12 @@ def vstack(tensors):
     return cat([x if x.ndim >= 2 else reshape(x, (1, -1)) for x in tensors], 0)
 
 
-@torchsymbol(torch.flip, torch.Tensor.flip, tags=("shape",))
-def flip(a, dims):
-    return prims.flip(a, canonicalize_dims(a.ndim, dims))
+@torchsymbol(torch.Tensor.flip, torch.flip, tags=("shape",))
+def flip(a, *dim_args, dims=None):
+    dims = canonicalize_dims(a.ndim, _shape_arg(dim_args) if dims is None else dims)
+    if len(set(dims)) != len(dims):
+        raise RuntimeError(f"flip(): dims {dims} appear multiple times")
+    return prims.flip(a, dims)
 
 
 @torchsymbol(torch.roll, torch.Tensor.roll, tags=("shape",))
@@ -396,9 +428,9 @@ def repeat(a, *sizes):
     return reshape(out, tuple(final))
 
 
-@torchsymbol(torch.tile, torch.Tensor.tile, tags=("shape",))
-def tile(a, dims):
-    dims = tuple(dims)
+@torchsymbol(torch.Tensor.tile, torch.tile, tags=("shape",))
+def tile(a, *dim_args, dims=None):
+    dims = _shape_arg(dim_args) if dims is None else tuple(dims)
     if len(dims) < a.ndim:
         dims = (1,) * (a.ndim - len(dims)) + dims
     return repeat(a, dims)
@@ -417,6 +449,270 @@ def repeat_interleave(a, repeats, dim=None, *, output_size=None):
     out = expand_to(out, tuple(target))
     shape[dim] *= repeats
     return reshape(out, tuple(shape))
+
+
+@torchsymbol(torch.ravel, torch.Tensor.ravel, tags=("shape",))
+def ravel(a):
+    return reshape(a, (-1,))
+
+
+@torchsymbol(torch.narrow_copy, torch.Tensor.narrow_copy, tags=("shape",))
+def narrow_copy(a, dim, start, length):
+    out = narrow(a, dim, start, length)
+    return prims.convert_element_type(out, out.dtype) if out is a else out
+
+
+@torchsymbol(torch.fliplr, torch.Tensor.fliplr, tags=("shape",))
+def fliplr(a):
+    if a.ndim < 2:
+        raise RuntimeError("Input must be >= 2-d.")
+    return flip(a, (1,))
+
+
+@torchsymbol(torch.flipud, torch.Tensor.flipud, tags=("shape",))
+def flipud(a):
+    if a.ndim < 1:
+        raise RuntimeError("Input must be >= 1-d.")
+    return flip(a, (0,))
+
+
+@torchsymbol(torch.rot90, torch.Tensor.rot90, tags=("shape",))
+def rot90(a, k=1, dims=(0, 1)):
+    if len(dims) != 2 or a.ndim < 2:
+        raise RuntimeError(f"expected total rotation dims == 2 and total dims >= 2, but got {len(dims)} and {a.ndim}")
+    d0, d1 = canonicalize_dims(a.ndim, dims)
+    if d0 == d1:
+        raise RuntimeError(f"expected rotation dims to be different, but got dim0 = {d0} and dim1 = {d1}")
+    k %= 4
+    if k == 1:
+        return transpose(flip(a, (d1,)), d0, d1)
+    if k == 2:
+        return flip(a, (d0, d1))
+    if k == 3:
+        return transpose(flip(a, (d0,)), d0, d1)
+    return prims.convert_element_type(a, a.dtype)
+
+
+def _tensors_arg(tensors) -> tuple:
+    """`f(a, b)` and `f((a, b))` both mean the tensors a and b."""
+    if len(tensors) == 1 and isinstance(tensors[0], (tuple, list)):
+        return tuple(tensors[0])
+    return tuple(tensors)
+
+
+def _atleast(ndim: int, shape_for):
+    def meta(*tensors):
+        many = len(tensors) != 1 or isinstance(tensors[0], (tuple, list))
+        outs = tuple(x if x.ndim >= ndim else reshape(x, shape_for(x)) for x in _tensors_arg(tensors))
+        return outs if many else outs[0]
+
+    return meta
+
+
+atleast_1d = torchsymbol(torch.atleast_1d, name="atleast_1d", tags=("shape",))(_atleast(1, lambda x: (1,)))
+atleast_2d = torchsymbol(torch.atleast_2d, name="atleast_2d", tags=("shape",))(
+    _atleast(2, lambda x: (1,) * (2 - x.ndim) + tuple(x.shape))
+)
+atleast_3d = torchsymbol(torch.atleast_3d, name="atleast_3d", tags=("shape",))(
+    _atleast(3, lambda x: {0: (1, 1, 1), 1: (1, x.numel(), 1), 2: (*x.shape, 1)}[x.ndim])
+)
+
+
+@torchsymbol(torch.column_stack, tags=("shape",))
+def column_stack(tensors):
+    return hstack([reshape(x, (x.numel(), 1)) if x.ndim <= 1 else x for x in tensors])
+
+
+@torchsymbol(torch.dstack, tags=("shape",))
+def dstack(tensors):
+    return cat(list(atleast_3d(tuple(tensors))), 2)
+
+
+register_handler(torch.row_stack, lambda tensors: vstack(tensors))
+
+
+@torchsymbol(torch.tensor_split, torch.Tensor.tensor_split, tags=("shape",))
+def tensor_split(a, indices_or_sections, dim=0):
+    if isinstance(indices_or_sections, torch.Tensor):
+        raise NotImplementedError("tensor_split with a tensor of indices: pass a Python int or list instead")
+    d = canonicalize_dim(a.ndim, dim)
+    length = a.shape[d]
+    if isinstance(indices_or_sections, int):
+        n = indices_or_sections
+        if n <= 0:
+            raise RuntimeError(f"number of sections must be larger than 0, got {n}")
+        bounds = [i * (length // n) + min(i, length % n) for i in range(n + 1)]
+    else:
+        bounds = [0, *(min(max(i, 0), length) for i in indices_or_sections), length]
+    return tuple(narrow(a, d, start, max(end - start, 0)) for start, end in zip(bounds, bounds[1:]))
+
+
+def _directional_split(name: str, dim: int, min_ndim: int):
+    def meta(a, indices_or_sections):
+        if a.ndim < min_ndim:
+            raise RuntimeError(f"torch.{name} requires a tensor with at least {min_ndim} dimension, but got {a.ndim}")
+        d = 0 if name == "hsplit" and a.ndim == 1 else dim
+        if isinstance(indices_or_sections, int) and (indices_or_sections == 0 or a.shape[d] % indices_or_sections):
+            raise RuntimeError(
+                f"torch.{name} attempted to split along dimension {d}, but the size of the dimension {a.shape[d]} "
+                f"is not divisible by the split_size {indices_or_sections}!"
+            )
+        return tensor_split(a, indices_or_sections, d)
+
+    meta.__name__ = name
+    return torchsymbol(getattr(torch, name), getattr(torch.Tensor, name), name=name, tags=("shape",))(meta)
+
+
+hsplit = _directional_split("hsplit", 1, 1)
+vsplit = _directional_split("vsplit", 0, 2)
+dsplit = _directional_split("dsplit", 2, 3)
+register_handler(torch.split_with_sizes, lambda a, split_sizes, dim=0: split(a, split_sizes, dim))
+
+
+@torchsymbol(torch.broadcast_tensors, tags=("shape",))
+def broadcast_tensors(*tensors):
+    shape = broadcast_shapes(*(tuple(x.shape) for x in tensors))
+    return tuple(expand_to(x, shape) for x in tensors)
+
+
+@torchsymbol(torch.Tensor.unfold, tags=("shape",))
+def unfold(a, dimension, size, step):
+    """Windows of `size` every `step` along `dimension`, as a new last dim (gathered, so a copy)."""
+    d = canonicalize_dim(a.ndim, dimension)
+    length = a.shape[d] if a.ndim else 1
+    if size > length or step <= 0:
+        raise RuntimeError(f"maximum size for tensor at dimension {d} is {length} but size is {size}")
+    if a.ndim == 0:
+        return reshape(a, (1,))
+    count = (length - size) // step + 1
+    starts = prims.iota(count, start=0, step=step, dtype=torch.int64, device=a.device)
+    offsets = prims.iota(size, start=0, step=1, dtype=torch.int64, device=a.device)
+    from thunder.torch.elementwise import add
+
+    index = reshape(add(unsqueeze(starts, 1), unsqueeze(offsets, 0)), (count * size,))
+    windows = prims.take(a, index, d)
+    windows = reshape(windows, tuple(a.shape[:d]) + (count, size) + tuple(a.shape[d + 1 :]))
+    return movedim(windows, d + 1, -1)
+
+
+# -- gather, scatter and index_* ------------------------------------------------------------------------
+@torchsymbol(torch.gather, torch.Tensor.gather)
+def gather(a, dim, index, *, sparse_grad=False):
+    if index.ndim != a.ndim and not (index.ndim <= 1 and a.ndim <= 1):
+        raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
+    return prims.take_along_axis(a, index, canonicalize_dim(a.ndim, dim))
+
+
+@torchsymbol(torch.take_along_dim, torch.Tensor.take_along_dim)
+def take_along_dim(a, indices, dim=None):
+    if dim is None:
+        return prims.take_along_axis(reshape(a, (-1,)), reshape(indices, (-1,)), 0)
+    if a.ndim != indices.ndim:
+        raise RuntimeError("torch.take_along_dim(): input and indices should have the same number of dimensions")
+    d = canonicalize_dim(a.ndim, dim)
+    # every dim but `dim` broadcasts between the input and the indices
+    common = list(broadcast_shapes(*(tuple(1 if i == d else s for i, s in enumerate(x.shape)) for x in (a, indices))))
+    a = expand_to(a, tuple(common[:d]) + (a.shape[d],) + tuple(common[d + 1 :]))
+    indices = expand_to(indices, tuple(common[:d]) + (indices.shape[d],) + tuple(common[d + 1 :]))
+    return prims.take_along_axis(a, indices, d)
+
+
+@torchsymbol(torch.scatter, torch.Tensor.scatter)
+def scatter(a, dim, index, src=None, value=None, *, reduce=None):
+    src = value if src is None else src
+    if src is None:
+        raise TypeError("scatter() needs src (a tensor) or value (a number)")
+    d = canonicalize_dim(a.ndim, dim)
+    if isinstance(src, torch.Tensor) and src.dtype != a.dtype:
+        raise RuntimeError(f"scatter(): Expected self.dtype to be equal to src.dtype ({a.dtype} and {src.dtype})")
+    if reduce is None:
+        return prims.scatter(a, index, src, d)
+    if reduce == "add":
+        if not isinstance(src, torch.Tensor):
+            src = prims.full(tuple(index.shape), src, dtype=a.dtype, device=a.device)
+        return prims.scatter_add(a, index, src, d)
+    raise NotImplementedError(f"scatter with reduce={reduce!r} is not supported inside thunder.jit; use 'add'")
+
+
+@torchsymbol(torch.scatter_add, torch.Tensor.scatter_add)
+def scatter_add(a, dim, index, src):
+    if src.dtype != a.dtype:
+        raise RuntimeError(f"scatter_add(): Expected self.dtype to be equal to src.dtype ({a.dtype} and {src.dtype})")
+    return prims.scatter_add(a, index, src, canonicalize_dim(a.ndim, dim))
+
+
+def _index_1d(index):
+    if index.ndim > 1:
+        raise IndexError("index_select(): Index is supposed to be a vector")
+    return reshape(index, (index.numel(),)) if index.ndim == 0 else index
+
+
+@torchsymbol(torch.index_select, torch.Tensor.index_select)
+def index_select(a, dim, index):
+    return prims.take(a, _index_1d(index), canonicalize_dim(a.ndim, dim))
+
+
+@torchsymbol(torch.index_add, torch.Tensor.index_add)
+def index_add(a, dim, index, source, *, alpha=1):
+    from thunder.torch.elementwise import mul
+
+    if alpha != 1:
+        source = to_dtype(mul(source, alpha), a.dtype)
+    return prims.index_add(a, _index_1d(index), source, canonicalize_dim(a.ndim, dim))
+
+
+def _index_put_along(a, dim, index, values):
+    """`a` with `a.select(dim, index[i]) = values.select(dim, i)`: an index_put on `dim` moved to the front."""
+    d = canonicalize_dim(a.ndim, dim)
+    moved = movedim(a, d, 0) if a.ndim else a
+    if isinstance(values, torch.Tensor) and values.ndim == a.ndim and a.ndim:
+        values = movedim(values, d, 0)
+    out = prims.index_put(moved, (_index_1d(index),), values, False)
+    return movedim(out, 0, d) if a.ndim else out
+
+
+@torchsymbol(torch.index_copy, torch.Tensor.index_copy)
+def index_copy(a, dim, index, source):
+    if source.dtype != a.dtype:
+        raise RuntimeError(f"index_copy_(): self and source expected to have the same dtype ({a.dtype}, {source.dtype})")
+    return _index_put_along(a, dim, index, source)
+
+
+@torchsymbol(torch.index_fill, torch.Tensor.index_fill)
+def index_fill(a, dim, index, value):
+    if isinstance(value, torch.Tensor):
+        if value.ndim != 0:
+            raise RuntimeError("index_fill_ only supports a 0-dimensional value tensor")
+        value = to_dtype(value, a.dtype)
+    else:
+        value = prims.full((), value, dtype=a.dtype, device=a.device)
+    return _index_put_along(a, dim, index, value)
+
+
+@torchsymbol(torch.index_put, torch.Tensor.index_put)
+def index_put(a, indices, values, accumulate=False):
+    return prims.index_put(a, tuple(indices), to_dtype(values, a.dtype), accumulate)
+
+
+@torchsymbol(torch.take, torch.Tensor.take)
+def take(a, index):
+    from thunder.torch.elementwise import add, lt, where
+
+    flat = reshape(a, (-1,))
+    wrapped = where(lt(index, 0), add(index, a.numel()), index)  # torch.take counts negative indices from the end
+    return reshape(prims.take(flat, reshape(wrapped, (-1,)), 0), tuple(index.shape))
+
+
+@torchsymbol(torch.select_scatter, torch.Tensor.select_scatter)
+def select_scatter(a, src, dim, index):
+    d = canonicalize_dim(a.ndim, dim)
+    return setitem_functional(a, (slice(None),) * d + (index,), src)
+
+
+@torchsymbol(torch.slice_scatter, torch.Tensor.slice_scatter)
+def slice_scatter(a, src, dim=0, start=None, end=None, step=1):
+    d = canonicalize_dim(a.ndim, dim)
+    return setitem_functional(a, (slice(None),) * d + (slice(start, end, step),), src)
 
 
 # -- in-place forms whose functional version is not "the same name without the underscore" -------------

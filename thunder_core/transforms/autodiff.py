@@ -25,6 +25,7 @@ from thunder.core.transforms import GradRuleContext, get_grad, put_grad
 from thunder.prims.grads import GRAD_RULES, NONDIFFERENTIABLE
 from thunder.transforms.dce import dce
 
+
 def _no_dropout(bsym) -> bool:
     # re-running a random op in the backward would draw a different mask
     p = bsym.kwargs.get("dropout_p", bsym.args[4] if len(bsym.args) > 4 else 0.0)

@@ -1,0 +1,1 @@
+"""The op database: per-family test modules over the shared machinery in `opdb`."""

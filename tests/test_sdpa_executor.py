@@ -1,0 +1,77 @@
+"""The sdpa executor: claims thunder.torch.scaled_dot_product_attention and runs it with
+torch.nn.functional.scaled_dot_product_attention (forward; its backward comes with its grad rule)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch._inductor.config
+import torch.nn.functional as F
+
+import thunder
+from thunder.extend import get_executor
+
+
+def claimed_by_sdpa(jfn) -> bool:
+    return any(b.sym.id.startswith("sdpa.") for b in thunder.last_traces(jfn)[-1].bound_symbols)
+
+
+def qkv(kv_heads=2):
+    return torch.randn(1, 2, 5, 8), torch.randn(1, kv_heads, 6, 8), torch.randn(1, kv_heads, 6, 4)
+
+
+def test_sdpa_is_a_default_executor_ahead_of_torch():
+    names = [ex.name for ex in thunder.get_default_executors()]
+    assert "sdpa" in names
+    assert get_executor("sdpa").name == "sdpa"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"is_causal": True}, {"scale": 0.3}, {"attn_mask": "bool"}, {"attn_mask": "float"}],
+    ids=["plain", "causal", "scale", "bool_mask", "float_mask"],
+)
+def test_sdpa_runs_attention_as_eager_does(kwargs):
+    q, k, v = qkv()
+    if kwargs.get("attn_mask") == "bool":
+        kwargs = {"attn_mask": torch.rand(5, 6) > 0.3}
+    elif kwargs.get("attn_mask") == "float":
+        kwargs = {"attn_mask": torch.randn(5, 6)}
+
+    def attention(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, **kwargs)
+
+    jf = thunder.jit(attention, executors=["sdpa"])
+    torch.testing.assert_close(jf(q, k, v), attention(q, k, v))
+    assert claimed_by_sdpa(jf)
+
+
+def test_sdpa_runs_grouped_query_attention():
+    q, k, v = qkv(kv_heads=1)
+
+    def attention(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+
+    jf = thunder.jit(attention, executors=["sdpa"])
+    torch.testing.assert_close(jf(q, k, v), attention(q, k, v))
+    assert claimed_by_sdpa(jf)
+
+
+def test_attention_with_dropout_is_left_to_the_decomposition():
+    q, k, v = qkv()
+    jf = thunder.jit(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, dropout_p=0.5), executors=["sdpa"])
+    assert jf(q, k, v).shape == (1, 2, 5, 4)
+    assert not claimed_by_sdpa(jf)
+
+
+def test_attention_stays_with_sdpa_when_a_fusion_executor_comes_after_it():
+    q, k, v = qkv()
+
+    def attention(q, k, v):
+        return F.scaled_dot_product_attention(q * 2, k, v) + 1
+
+    jf = thunder.jit(attention, executors=["sdpa", "torchcompile"])
+    with torch._inductor.config.patch(compile_threads=1):
+        torch.testing.assert_close(jf(q, k, v), attention(q, k, v))
+    assert claimed_by_sdpa(jf)
+    assert sum("fusion" in b.sym.tags for b in thunder.last_traces(jf)[-1].bound_symbols) == 2

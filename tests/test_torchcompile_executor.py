@@ -1,0 +1,151 @@
+"""The torchcompile executor: regions compiled with TorchInductor match eager, identical regions compile once,
+and what must stay outside a compiled region (random draws, writes into inputs) does.
+
+Inductor's first compilation in a process is slow (seconds; a cold cache on a new machine builds its
+precompiled headers): the tests share a handful of small regions, and several reuse the same one.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch._inductor.config
+import torch.nn.functional as F
+
+import thunder
+import thunder.torch as ltorch
+from thunder.core.proxies import TensorProxy
+from thunder.executors import torchcompileex
+from thunder.extend import OperatorExecutor, get_executor
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_compile_thread():
+    # Two cores: a pool of compile workers costs more to start than it saves on tiny regions.
+    with torch._inductor.config.patch(compile_threads=1):
+        yield
+
+
+def fusions(trace):
+    return [b for b in trace.bound_symbols if "fusion" in b.sym.tags]
+
+
+def mixed_ops(x, w, b):
+    h = F.layer_norm(F.linear(x, w, b), (4,))
+    values, indices = torch.topk(torch.softmax(h, -1), 2, dim=-1)
+    z = F.gelu(torch.cat([values, indices.to(values.dtype)], dim=-1)) + torch.ones(3, 4)
+    z = torch.where(z > 0.5, z, 0.5 * z)
+    return z[1:, :2], z.sum(dim=0, dtype=torch.float64)
+
+
+def mixed_ops_args():
+    return torch.randn(3, 5), torch.randn(4, 5), torch.randn(4)
+
+
+def test_a_compiled_region_matches_eager():
+    jf = thunder.jit(mixed_ops, executors=["torchcompile"])
+    args = mixed_ops_args()
+    for actual, expected in zip(jf(*args), mixed_ops(*args)):
+        torch.testing.assert_close(actual, expected)
+    (fusion,) = fusions(thunder.last_traces(jf)[-1])
+    assert fusion.sym.name == "TorchCompile0" and len(fusion.subsymbols) > 5
+
+
+def test_the_executor_object_with_the_always_executors_works_like_its_name():
+    executors = [get_executor("torchcompile"), *thunder.get_always_executors()]
+    jf = thunder.jit(mixed_ops, executors=executors)
+    args = mixed_ops_args()
+    for actual, expected in zip(jf(*args), mixed_ops(*args)):
+        torch.testing.assert_close(actual, expected)
+    assert len(fusions(thunder.last_traces(jf)[-1])) == 1
+
+
+def test_torchcompile_is_opt_in():
+    assert "torchcompile" not in [ex.name for ex in thunder.get_default_executors()]
+    assert get_executor("torchcompile") is torchcompileex.ex
+
+
+def test_a_region_is_compiled_once_for_every_function_that_contains_it():
+    args = mixed_ops_args()
+    thunder.jit(mixed_ops, executors=["torchcompile"])(*args)
+    before = torchcompileex.ex.compilations
+    thunder.jit(mixed_ops, executors=["torchcompile"])(*args)
+    assert torchcompileex.ex.compilations == before
+
+
+def test_later_calls_go_straight_to_the_compiled_code():
+    jf = thunder.jit(mixed_ops, executors=["torchcompile"])
+    jf(*mixed_ops_args())
+    jf(*mixed_ops_args())
+    (fusion,) = fusions(thunder.last_traces(jf)[-1])
+    namespace = jf._cache[next(iter(jf._cache))].forward.__globals__
+    assert namespace[fusion.sym.name] is fusion.sym.python_impl.fn
+
+
+def test_progress_names_each_region(capsys):
+    jf = thunder.jit(mixed_ops, executors=["torchcompile"], show_progress=True)
+    jf(*mixed_ops_args())
+    assert "torchcompile: compiling fusion region 1 of 1" in capsys.readouterr().out
+
+
+class Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(7))
+
+    def forward(self, x):
+        return torch.tanh(torch.cumsum(x, -1)) * self.weight + x
+
+
+def test_identical_blocks_compile_once():
+    # cumsum, claimed by an executor listed first, separates the blocks into one region each
+    barrier = OperatorExecutor("cumsum_barrier")
+    cumsum = barrier.register_operator("cumsum", meta=lambda a, dim: TensorProxy(like=a), fn=torch.cumsum)
+    barrier.register_implementation(ltorch.cumsum, op=cumsum, checker=lambda a, dim, dtype=None: dtype is None)
+    model = torch.nn.Sequential(Block(), Block(), Block())
+    jmodel = thunder.jit(model, executors=[barrier, "torchcompile"])
+    x = torch.randn(2, 7)
+    before = torchcompileex.ex.compilations
+    with torch.no_grad():
+        torch.testing.assert_close(jmodel(x), model(x))
+    regions = fusions(thunder.last_traces(jmodel)[-1])
+    assert len(regions) == 3
+    assert torchcompileex.ex.compilations - before == 1
+
+
+def test_random_draws_stay_outside_the_region_and_match_eager():
+    def f(x):
+        return F.dropout(x, 0.5) * 2 + 1
+
+    x = torch.randn(4, 4)
+    torch.manual_seed(0)
+    expected = f(x)
+    jf = thunder.jit(f, executors=["torchcompile"])
+    torch.manual_seed(0)
+    assert torch.equal(jf(x), expected)
+    trace = thunder.last_traces(jf)[-1]
+    (fusion,) = fusions(trace)
+    assert not any("random" in b.sym.tags for b in fusion.subsymbols)
+
+
+def test_writes_into_inputs_stay_outside_the_region():
+    def f(x, y):
+        x.mul_(2)
+        return x + y
+
+    x, y = torch.randn(4, 4), torch.randn(4, 4)
+    x_eager = x.clone()
+    expected = f(x_eager, y)
+    torch.testing.assert_close(thunder.jit(f, executors=["torchcompile"])(x, y), expected)
+    torch.testing.assert_close(x, x_eager)
+
+
+def test_a_region_inductor_cannot_compile_runs_on_the_torch_executor(monkeypatch):
+    def failing_compile(gm, example_inputs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch._inductor, "compile", failing_compile)
+    jf = thunder.jit(lambda x: (x * 3).exp(), executors=["torchcompile"])
+    x = torch.randn(3, 11)  # a shape no other test compiles: the failure is cached with it
+    with pytest.warns(torchcompileex.TorchCompileWarning, match="no compiler here"):
+        torch.testing.assert_close(jf(x), (x * 3).exp())
