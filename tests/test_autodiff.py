@@ -162,3 +162,47 @@ def test_backward_trace_frees_saved_tensors_after_use():
     jf(f64(3), f64(3)).backward()
     source = str(thunder.last_backward_traces(jf)[-1])
     assert "args.clear()" in source and "del " in source
+
+
+class ScaledExp(torch.autograd.Function):
+    """exp(x) * scale, with a backward that deliberately differs from the true gradient (x 3), so the
+    test can tell that the user's backward, not a derivative of the forward, was used."""
+
+    @staticmethod
+    def forward(ctx, x, scale):
+        y = torch.exp(x) * scale
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * y * 3, None
+
+
+class Square(torch.autograd.Function):
+    @staticmethod
+    def forward(x):
+        return x * x
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return 2 * x * grad
+
+
+@pytest.mark.parametrize("fn", [lambda x: ScaledExp.apply(x, 2.0).sum(), lambda x: Square.apply(x.sin()).sum()],
+                         ids=["ctx_forward", "setup_context"])  # fmt: skip
+def test_user_autograd_function_uses_its_own_backward(fn):
+    x = f64(5)
+    result = thunder.jit(fn)(x)
+    result.backward()
+    jit_grad, x.grad = x.grad, None
+    expected = fn(x)
+    expected.backward()
+    torch.testing.assert_close(result, expected)
+    torch.testing.assert_close(jit_grad, x.grad)

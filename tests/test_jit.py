@@ -227,3 +227,17 @@ def test_buffer_updated_in_forward_is_written_back():
     jm(x)
     out = jm(x)
     assert model.count.item() == 2 and torch.equal(out, x * 2)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_casts_like_eager_and_keys_the_cache(dtype):
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
+    jm = thunder.jit(model)
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=dtype):
+            result, expected = jm(x), model(x)
+        plain = jm(x)
+    assert result.dtype == expected.dtype == dtype and plain.dtype == torch.float32
+    torch.testing.assert_close(result, expected)
+    assert thunder.cache_misses(jm) == 2

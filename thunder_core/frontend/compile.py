@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -25,7 +26,7 @@ def _run_pass(traces: list, name: str, fn, *args, **kwargs):
 
 
 def _maybe_verify(jfn, trace: TraceCtx) -> None:
-    if jfn.options.get("debug_verify"):
+    if jfn.options.get("debug_verify") or os.environ.get("THUNDER_DEBUG_VERIFY") == "1":
         from thunder.core.verify import verify_trace
 
         verify_trace(trace)
@@ -54,6 +55,7 @@ def execution_passes(jfn, trace: TraceCtx, traces: list, *, keep: frozenset = fr
             _maybe_verify(jfn, trace)
     trace = _run_pass(traces, "delete last used", del_last_used, trace, keep=keep)
     traces.append(trace)
+    _maybe_verify(jfn, trace)
     return trace
 
 

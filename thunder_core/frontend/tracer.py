@@ -25,6 +25,7 @@ from thunder import prims
 from thunder.core.proxies import TensorProxy, proxy_like_tensor
 from thunder.core.pytree import tree_flatten, tree_unflatten
 from thunder.core.trace import TraceCtx, get_tracectx, register_torch_tracing, tracectx
+from thunder.frontend.autocast import apply_autocast, autocast_state
 from thunder.torch import fallback
 from thunder.torch.shapes import VIEW_OPS
 
@@ -107,6 +108,7 @@ class Tracer:
         self._constant_proxies: dict[int, TensorProxy] = {}
         self.fallback_ops: set[str] = set()
         self.input_proxies: list[TensorProxy] = []
+        self.autocast = autocast_state()
 
     # -- values -------------------------------------------------------------------------------------
     def resolve(self, x):
@@ -226,6 +228,10 @@ class TracingMode(TorchFunctionMode):
             if handler is None:
                 raise NotImplementedError(f"Thunder cannot trace {func} (called at {user_location()})")
             self.tracer.fallback_ops.add(handler.name)
+        if self.tracer.autocast:
+            resolved_args, resolved_kwargs = apply_autocast(
+                getattr(handler, "name", ""), self.tracer.autocast, resolved_args, resolved_kwargs
+            )
         out = handler(*resolved_args, **resolved_kwargs)
         view_info = VIEW_OPS.get(func)
         if view_info is not None and args and isinstance(args[0], TensorProxy):
@@ -292,13 +298,15 @@ def acquire_trace(
     output is the flat list of result leaves and whose inputs are the tensor leaves followed by the real
     tensors met while tracing (closures, globals); the tracer; and the result's tree spec.
     """
+    from thunder.frontend.autograd_function import traced_autograd_functions
+
     trace = TraceCtx()
     tracer = Tracer(trace, replacements)
     _tracers.append(tracer)
     try:
         with tracectx(trace):
             args, kwargs = tree_unflatten(_proxy_leaves(leaves, names, trace, tracer), spec)
-            with TracingMode(tracer):
+            with TracingMode(tracer), traced_autograd_functions():
                 result = fn(*args, **kwargs)
             out_leaves, out_spec = tree_flatten(result)
             out_leaves = [tracer.resolve(x) if isinstance(x, torch.Tensor) else x for x in out_leaves]
