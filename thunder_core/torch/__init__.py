@@ -1,8 +1,9 @@
 """`thunder.torch` (conventionally `ltorch`): one symbol per supported torch operation, same name and
 signature as torch's, decomposing into `thunder.prims`.
 
-Each family lives in its own module (elementwise, reductions, shapes, creation, linalg, nn); importing
-this package registers them all. `torch_handler(fn)` gives the callable that traces a torch callable.
+Each family lives in its own module (elementwise, reductions, shapes, indexing, creation, linalg, nn,
+nn_losses, nn_spatial); importing this package registers them all. `torch_handler(fn)` gives the callable
+that traces a torch callable.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 from thunder.torch import (
     creation,  # noqa: F401,E402
     elementwise,  # noqa: F401,E402  (registers symbols)
+    indexing,  # noqa: F401,E402
     linalg,  # noqa: F401,E402
     nn,  # noqa: F401,E402
+    nn_losses,  # noqa: F401,E402
+    nn_spatial,  # noqa: F401,E402
     reductions,  # noqa: F401,E402
     shapes,  # noqa: F401,E402
 )
@@ -24,7 +28,10 @@ from thunder.torch.base import (  # noqa: F401
 )
 from thunder.torch.creation import *  # noqa: F401,F403,E402
 from thunder.torch.elementwise import *  # noqa: F401,F403,E402
+from thunder.torch.indexing import *  # noqa: F401,F403,E402
 from thunder.torch.linalg import *  # noqa: F401,F403,E402
 from thunder.torch.nn import *  # noqa: F401,F403,E402
+from thunder.torch.nn_losses import *  # noqa: F401,F403,E402
+from thunder.torch.nn_spatial import *  # noqa: F401,F403,E402
 from thunder.torch.reductions import *  # noqa: F401,F403,E402
 from thunder.torch.shapes import *  # noqa: F401,F403,E402

@@ -1,8 +1,10 @@
 """Shape and view operations: reshape/view, permute/transpose, squeeze/unsqueeze, expand, flatten,
-indexing (`__getitem__`, functional `__setitem__`), narrow/select/split/chunk/unbind, cat/stack.
+narrow/select/split/chunk/unbind, cat/stack, flips and repeats. Indexing (`__getitem__`, functional
+`__setitem__`, gather/scatter, index_*) lives in `thunder.torch.indexing`, which builds on this module.
 
 `VIEW_OPS` tells the tracer which torch callables return views and how an in-place update of such a
-view is written back to its base (see frontend/tracer.py).
+view is written back to its base (see frontend/tracer.py); `INPLACE_SPECIAL` gives the functional form
+of in-place methods whose out-of-place version is not their name without the underscore.
 """
 
 from __future__ import annotations
@@ -25,13 +27,11 @@ from thunder.torch.base import (
 
 __all__ = [
     "reshape", "view", "permute", "transpose", "t", "unsqueeze", "squeeze", "flatten", "unflatten", "expand",
-    "expand_as", "contiguous", "getitem", "setitem_functional", "select", "narrow", "split", "chunk", "unbind",
-    "cat", "stack", "movedim", "view_as", "reshape_as", "broadcast_to", "detach", "INPLACE_SPECIAL", "VIEW_OPS",
-    "swapaxes", "flip", "repeat", "tile", "repeat_interleave", "hstack", "vstack", "roll", "clone", "ravel",
-    "narrow_copy", "fliplr", "flipud", "rot90", "atleast_1d", "atleast_2d", "atleast_3d", "column_stack", "dstack",
-    "tensor_split", "hsplit", "vsplit", "dsplit", "broadcast_tensors",
-    "unfold", "gather", "take_along_dim", "scatter", "scatter_add", "index_select", "index_add", "index_copy",
-    "index_fill", "index_put", "take", "select_scatter", "slice_scatter",
+    "expand_as", "contiguous", "select", "narrow", "split", "chunk", "unbind", "cat", "stack", "movedim", "view_as",
+    "reshape_as", "broadcast_to", "detach", "INPLACE_SPECIAL", "VIEW_OPS", "swapaxes", "flip", "repeat", "tile",
+    "repeat_interleave", "hstack", "vstack", "roll", "clone", "ravel", "narrow_copy", "fliplr", "flipud", "rot90",
+    "atleast_1d", "atleast_2d", "atleast_3d", "column_stack", "dstack", "tensor_split", "hsplit", "vsplit", "dsplit",
+    "broadcast_tensors", "unfold",
 ]  # fmt: skip
 
 
@@ -213,100 +213,25 @@ def detach(a):
 register_handler(torch.Tensor.data.__get__, detach)
 
 
-# -- indexing --------------------------------------------------------------------------------------------
-def _normalize_key(a, key) -> tuple:
-    if not isinstance(key, tuple):
-        key = (key,)
-    consumed = sum(1 for k in key if k is not None and k is not Ellipsis and not isinstance(k, bool))
-    for k in key:
-        if isinstance(k, torch.Tensor) and k.dtype == torch.bool:
-            consumed += k.ndim - 1
-    if Ellipsis in key:
-        i = key.index(Ellipsis)
-        key = key[:i] + (slice(None),) * (a.ndim - consumed) + key[i + 1 :]
-    else:
-        key = key + (slice(None),) * (a.ndim - consumed)
-    return key
+# -- narrow, select, split ------------------------------------------------------------------------------
+# `thunder.torch.indexing` builds on this module's reshapes and permutes, so the operations here that index
+# (select and narrow, and writing an updated view back to its base) import it when they run.
+def _getitem(a, key):
+    from thunder.torch.indexing import getitem
+
+    return getitem(a, key)
 
 
-def _is_basic(key) -> bool:
-    return all(k is None or isinstance(k, (int, slice)) and not isinstance(k, bool) for k in key)
+def _setitem_functional(a, key, value):
+    from thunder.torch.indexing import setitem_functional
 
-
-@torchsymbol(torch.Tensor.__getitem__, tags=("shape",))
-def getitem(a, key):
-    key = _normalize_key(a, key)
-    if not _is_basic(key):
-        if any(isinstance(k, torch.Tensor) and k.dtype == torch.bool for k in key) or any(
-            isinstance(k, bool) for k in key
-        ):
-            raise NotImplementedError(
-                "indexing with a boolean mask gives a data-dependent shape, which Thunder cannot trace; "
-                "use torch.where(mask, x, other) or masked_fill instead"
-            )
-        key = tuple(k if not isinstance(k, (list, tuple)) else torch.tensor(k) for k in key)
-        scalar_positions = [i for i, k in enumerate(key) if isinstance(k, torch.Tensor) and k.ndim == 0]
-        if scalar_positions:
-            return _index_with_scalar_tensors(a, key, scalar_positions)
-        return prims.advanced_index(a, key)
-    starts, ends, strides, final_shape = [], [], [], []
-    dim = 0
-    squeeze_dims = []
-    for k in key:
-        if k is None:
-            final_shape.append(1)
-            continue
-        length = a.shape[dim]
-        if isinstance(k, int):
-            if not -length <= k < length:
-                raise IndexError(f"index {k} is out of bounds for dimension {dim} with size {length}")
-            k = k % length
-            starts.append(k), ends.append(k + 1), strides.append(1)
-            squeeze_dims.append(dim)
-        else:
-            start, stop, step = k.indices(length)
-            if step <= 0:
-                raise ValueError("step must be greater than zero")
-            stop = max(stop, start)
-            starts.append(start), ends.append(stop), strides.append(step)
-            final_shape.append((stop - start + step - 1) // step)
-        dim += 1
-    out = a
-    if any(s != 0 for s in starts) or tuple(ends) != tuple(a.shape) or any(s != 1 for s in strides):
-        out = prims.slice(a, starts, ends, strides)
-    if tuple(out.shape) != tuple(final_shape):
-        out = prims.reshape(out, tuple(final_shape))
-    return out
-
-
-def _index_with_scalar_tensors(a, key, positions):
-    """Indexing where some indices are 0-dim integer tensors: torch reads their values as ints, which tracing
-    cannot, so each becomes an index_select of one element (or, beside other index tensors, a 1-element index
-    tensor, which broadcasts the same way)."""
-    from thunder.torch.elementwise import add, lt, where
-
-    if any(isinstance(k, torch.Tensor) and k.ndim > 0 for k in key):
-        return prims.advanced_index(a, tuple(reshape(k, (1,)) if i in positions else k for i, k in enumerate(key)))
-    out = getitem(a, tuple(slice(None) if i in positions else k for i, k in enumerate(key)))
-    for i in reversed(positions):
-        dim = sum(1 for k in key[:i] if not isinstance(k, int))  # ints drop their dim, the rest keep one
-        index = where(lt(key[i], 0), add(key[i], out.shape[dim]), key[i])
-        out = prims.squeeze(prims.take(out, reshape(index, (1,)), dim), (dim,))
-    return out
-
-
-@torchsymbol(name="setitem_functional")
-def setitem_functional(a, key, value):
-    """`a` with `a[key] = value` applied, as a new value (the tracer rebinds `a`'s holder to it)."""
-    if isinstance(value, torch.Tensor):
-        value = to_dtype(value, a.dtype)
-    return prims.setitem(a, key, value)
+    return setitem_functional(a, key, value)
 
 
 @torchsymbol(torch.select, torch.Tensor.select, tags=("shape",))
 def select(a, dim, index):
     dim = canonicalize_dim(a.ndim, dim)
-    return getitem(a, (slice(None),) * dim + (index,))
+    return _getitem(a, (slice(None),) * dim + (index,))
 
 
 @torchsymbol(torch.narrow, torch.Tensor.narrow, tags=("shape",))
@@ -315,7 +240,7 @@ def narrow(a, dim, start, length):
     start = start % a.shape[dim] if start < 0 else start
     if length < 0 or start + length > a.shape[dim]:
         raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({a.shape[dim]}).")
-    return getitem(a, (slice(None),) * dim + (slice(start, start + length),))
+    return _getitem(a, (slice(None),) * dim + (slice(start, start + length),))
 
 
 def _split_sizes(length: int, split_size_or_sections) -> list[int]:
@@ -595,126 +520,6 @@ def unfold(a, dimension, size, step):
     return movedim(windows, d + 1, -1)
 
 
-# -- gather, scatter and index_* ------------------------------------------------------------------------
-@torchsymbol(torch.gather, torch.Tensor.gather)
-def gather(a, dim, index, *, sparse_grad=False):
-    if index.ndim != a.ndim and not (index.ndim <= 1 and a.ndim <= 1):
-        raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
-    return prims.take_along_axis(a, index, canonicalize_dim(a.ndim, dim))
-
-
-@torchsymbol(torch.take_along_dim, torch.Tensor.take_along_dim)
-def take_along_dim(a, indices, dim=None):
-    if dim is None:
-        return prims.take_along_axis(reshape(a, (-1,)), reshape(indices, (-1,)), 0)
-    if a.ndim != indices.ndim:
-        raise RuntimeError("torch.take_along_dim(): input and indices should have the same number of dimensions")
-    d = canonicalize_dim(a.ndim, dim)
-    # every dim but `dim` broadcasts between the input and the indices
-    common = list(broadcast_shapes(*(tuple(1 if i == d else s for i, s in enumerate(x.shape)) for x in (a, indices))))
-    a = expand_to(a, tuple(common[:d]) + (a.shape[d],) + tuple(common[d + 1 :]))
-    indices = expand_to(indices, tuple(common[:d]) + (indices.shape[d],) + tuple(common[d + 1 :]))
-    return prims.take_along_axis(a, indices, d)
-
-
-@torchsymbol(torch.scatter, torch.Tensor.scatter)
-def scatter(a, dim, index, src=None, value=None, *, reduce=None):
-    src = value if src is None else src
-    if src is None:
-        raise TypeError("scatter() needs src (a tensor) or value (a number)")
-    d = canonicalize_dim(a.ndim, dim)
-    if isinstance(src, torch.Tensor) and src.dtype != a.dtype:
-        raise RuntimeError(f"scatter(): Expected self.dtype to be equal to src.dtype ({a.dtype} and {src.dtype})")
-    if reduce is None:
-        return prims.scatter(a, index, src, d)
-    if reduce == "add":
-        if not isinstance(src, torch.Tensor):
-            src = prims.full(tuple(index.shape), src, dtype=a.dtype, device=a.device)
-        return prims.scatter_add(a, index, src, d)
-    raise NotImplementedError(f"scatter with reduce={reduce!r} is not supported inside thunder.jit; use 'add'")
-
-
-@torchsymbol(torch.scatter_add, torch.Tensor.scatter_add)
-def scatter_add(a, dim, index, src):
-    if src.dtype != a.dtype:
-        raise RuntimeError(f"scatter_add(): Expected self.dtype to be equal to src.dtype ({a.dtype} and {src.dtype})")
-    return prims.scatter_add(a, index, src, canonicalize_dim(a.ndim, dim))
-
-
-def _index_1d(index):
-    if index.ndim > 1:
-        raise IndexError("index_select(): Index is supposed to be a vector")
-    return reshape(index, (index.numel(),)) if index.ndim == 0 else index
-
-
-@torchsymbol(torch.index_select, torch.Tensor.index_select)
-def index_select(a, dim, index):
-    return prims.take(a, _index_1d(index), canonicalize_dim(a.ndim, dim))
-
-
-@torchsymbol(torch.index_add, torch.Tensor.index_add)
-def index_add(a, dim, index, source, *, alpha=1):
-    from thunder.torch.elementwise import mul
-
-    if alpha != 1:
-        source = to_dtype(mul(source, alpha), a.dtype)
-    return prims.index_add(a, _index_1d(index), source, canonicalize_dim(a.ndim, dim))
-
-
-def _index_put_along(a, dim, index, values):
-    """`a` with `a.select(dim, index[i]) = values.select(dim, i)`: an index_put on `dim` moved to the front."""
-    d = canonicalize_dim(a.ndim, dim)
-    moved = movedim(a, d, 0) if a.ndim else a
-    if isinstance(values, torch.Tensor) and values.ndim == a.ndim and a.ndim:
-        values = movedim(values, d, 0)
-    out = prims.index_put(moved, (_index_1d(index),), values, False)
-    return movedim(out, 0, d) if a.ndim else out
-
-
-@torchsymbol(torch.index_copy, torch.Tensor.index_copy)
-def index_copy(a, dim, index, source):
-    if source.dtype != a.dtype:
-        raise RuntimeError(f"index_copy_(): self and source expected to have the same dtype ({a.dtype}, {source.dtype})")
-    return _index_put_along(a, dim, index, source)
-
-
-@torchsymbol(torch.index_fill, torch.Tensor.index_fill)
-def index_fill(a, dim, index, value):
-    if isinstance(value, torch.Tensor):
-        if value.ndim != 0:
-            raise RuntimeError("index_fill_ only supports a 0-dimensional value tensor")
-        value = to_dtype(value, a.dtype)
-    else:
-        value = prims.full((), value, dtype=a.dtype, device=a.device)
-    return _index_put_along(a, dim, index, value)
-
-
-@torchsymbol(torch.index_put, torch.Tensor.index_put)
-def index_put(a, indices, values, accumulate=False):
-    return prims.index_put(a, tuple(indices), to_dtype(values, a.dtype), accumulate)
-
-
-@torchsymbol(torch.take, torch.Tensor.take)
-def take(a, index):
-    from thunder.torch.elementwise import add, lt, where
-
-    flat = reshape(a, (-1,))
-    wrapped = where(lt(index, 0), add(index, a.numel()), index)  # torch.take counts negative indices from the end
-    return reshape(prims.take(flat, reshape(wrapped, (-1,)), 0), tuple(index.shape))
-
-
-@torchsymbol(torch.select_scatter, torch.Tensor.select_scatter)
-def select_scatter(a, src, dim, index):
-    d = canonicalize_dim(a.ndim, dim)
-    return setitem_functional(a, (slice(None),) * d + (index,), src)
-
-
-@torchsymbol(torch.slice_scatter, torch.Tensor.slice_scatter)
-def slice_scatter(a, src, dim=0, start=None, end=None, step=1):
-    d = canonicalize_dim(a.ndim, dim)
-    return setitem_functional(a, (slice(None),) * d + (slice(start, end, step),), src)
-
-
 # -- in-place forms whose functional version is not "the same name without the underscore" -------------
 def _full_like_value(a, value):
     from thunder.torch.creation import full_like
@@ -739,7 +544,7 @@ INPLACE_SPECIAL = {
 # -- views: how an in-place update of a view is written back to its base --------------------------------
 def _scatter_getitem(base_obj, rest, kwargs, i):
     key = rest[0]
-    return lambda base, new: setitem_functional(base, key, new)
+    return lambda base, new: _setitem_functional(base, key, new)
 
 
 def _scatter_reshape(base_obj, rest, kwargs, i):
@@ -748,7 +553,9 @@ def _scatter_reshape(base_obj, rest, kwargs, i):
 
 def _scatter_select(base_obj, rest, kwargs, i):
     dim, index = rest[0], rest[1]
-    return lambda base, new: setitem_functional(base, (slice(None),) * canonicalize_dim(base.ndim, dim) + (index,), new)
+    return lambda base, new: _setitem_functional(
+        base, (slice(None),) * canonicalize_dim(base.ndim, dim) + (index,), new
+    )
 
 
 def _scatter_narrow(base_obj, rest, kwargs, i):
@@ -757,7 +564,7 @@ def _scatter_narrow(base_obj, rest, kwargs, i):
     def scatter(base, new):
         d = canonicalize_dim(base.ndim, dim)
         s = start % base.shape[d] if start < 0 else start
-        return setitem_functional(base, (slice(None),) * d + (slice(s, s + length),), new)
+        return _setitem_functional(base, (slice(None),) * d + (slice(s, s + length),), new)
 
     return scatter
 
@@ -767,7 +574,7 @@ def _scatter_split(base_obj, rest, kwargs, i, chunks=False):
         dim = canonicalize_dim(base.ndim, rest[1] if len(rest) > 1 else kwargs.get("dim", 0))
         sizes = _split_sizes(base.shape[dim], -(-base.shape[dim] // rest[0]) if chunks else rest[0])
         start = sum(sizes[:i])
-        return setitem_functional(base, (slice(None),) * dim + (slice(start, start + sizes[i]),), new)
+        return _setitem_functional(base, (slice(None),) * dim + (slice(start, start + sizes[i]),), new)
 
     return scatter
 
@@ -775,7 +582,7 @@ def _scatter_split(base_obj, rest, kwargs, i, chunks=False):
 def _scatter_unbind(base_obj, rest, kwargs, i):
     def scatter(base, new):
         dim = canonicalize_dim(base.ndim, rest[0] if rest else kwargs.get("dim", 0))
-        return setitem_functional(base, (slice(None),) * dim + (i,), new)
+        return _setitem_functional(base, (slice(None),) * dim + (i,), new)
 
     return scatter
 
