@@ -35,4 +35,70 @@ def _checker(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, 
     return query.dtype.is_floating_point and query.dtype == key.dtype == value.dtype
 
 
-ex.register_implementation(ltorch.scaled_dot_product_attention, op=sdpa_fwd, checker=_checker)
+
+# -- backward through PyTorch's fused attention kernels ------------------------------------------------
+# The forward runs the kernel that returns the softmax statistics (logsumexp) the matching backward kernel
+# needs, as eager autograd does: flash attention on CUDA for half precision, memory-efficient attention on
+# CUDA otherwise, and the CPU flash kernel on the CPU.
+from thunder.core.transforms import get_grad, put_grad  # noqa: E402
+from thunder.torch.fallback import meta_from_torch  # noqa: E402
+
+_aten = torch.ops.aten
+
+
+def _op(name, fn):
+    return ex.register_operator(name, meta=meta_from_torch(fn), fn=fn)
+
+
+_flash_fwd = _op("sdpa_flash_fwd", _aten._scaled_dot_product_flash_attention.default)
+_flash_bwd = _op("sdpa_flash_bwd", _aten._scaled_dot_product_flash_attention_backward.default)
+_efficient_fwd = _op("sdpa_efficient_fwd", _aten._scaled_dot_product_efficient_attention.default)
+_efficient_bwd = _op("sdpa_efficient_bwd", _aten._scaled_dot_product_efficient_attention_backward.default)
+_cpu_fwd = _op("sdpa_cpu_flash_fwd", _aten._scaled_dot_product_flash_attention_for_cpu.default)
+_cpu_bwd = _op("sdpa_cpu_flash_bwd", _aten._scaled_dot_product_flash_attention_for_cpu_backward.default)
+
+
+def _kernel(query, attn_mask) -> str | None:
+    if query.device.type == "cpu":
+        return "cpu"
+    if query.device.type != "cuda":
+        return None
+    if attn_mask is None and query.dtype in (torch.float16, torch.bfloat16) and query.shape[-1] % 8 == 0:
+        return "flash"
+    return "efficient"
+
+
+def _grad_checker(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+    if not _checker(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa):
+        return False
+    same_heads = query.ndim == 4 and key.shape[1] == query.shape[1] and value.shape[1] == query.shape[1]
+    float_mask = attn_mask is None or attn_mask.dtype == query.dtype
+    return same_heads and float_mask and _kernel(query, attn_mask) is not None
+
+
+def _sdpa_grad(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+    kernel = _kernel(query, attn_mask)
+    if kernel == "flash":
+        out, lse, cum_q, cum_k, max_q, max_k, seed, offset, _ = _flash_fwd(query, key, value, 0.0, is_causal, False,
+                                                                         scale=scale)  # fmt: skip
+        g = get_grad(out)
+        gq, gk, gv = _flash_bwd(g, query, key, value, out, lse, cum_q, cum_k, max_q, max_k, 0.0, is_causal, seed,
+                                offset, scale=scale)  # fmt: skip
+    elif kernel == "efficient":
+        out, lse, seed, offset = _efficient_fwd(query, key, value, attn_mask, True, 0.0, is_causal, scale=scale)
+        g = get_grad(out)
+        mask = [True, True, True, False]
+        gq, gk, gv, _ = _efficient_bwd(g, query, key, value, attn_mask, out, lse, seed, offset, 0.0, mask, is_causal,
+                                       scale=scale)  # fmt: skip
+    else:
+        out, lse = _cpu_fwd(query, key, value, 0.0, is_causal, attn_mask=attn_mask, scale=scale)
+        g = get_grad(out)
+        gq, gk, gv = _cpu_bwd(g, query, key, value, out, lse, 0.0, is_causal, attn_mask=attn_mask, scale=scale)
+    put_grad(query, gq)
+    put_grad(key, gk)
+    put_grad(value, gv)
+    return out
+
+
+ex.register_implementation(ltorch.scaled_dot_product_attention, op=sdpa_fwd, checker=_checker,
+                           grad_transform=_sdpa_grad, grad_checker=_grad_checker)  # fmt: skip

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from thunder.core.symbol import BoundSymbol, Symbol
+from thunder.executors.torchex_grads import register_torch_backward_kernels
 from thunder.extend.executors import OperatorExecutor
 from thunder.torch.fallback import qualified_name
 
@@ -212,13 +213,18 @@ class TorchExecutor(OperatorExecutor):
                 return None  # e.g. add(2, t) from `2 + t`: torch.add needs a tensor first; decompose
         return fn
 
+    def _runs_own_operator(self, bsym: BoundSymbol) -> bool:
+        # an implmap entry with only a grad_transform (torchex_grads) does not change how the op runs
+        info = self.implmap.get(bsym.sym.id)
+        return info is not None and (info.symbol is not None or info.execution_transform is not None)
+
     def can_execute(self, bsym: BoundSymbol) -> bool:
-        if bsym.sym.id in self.implmap:
+        if self._runs_own_operator(bsym):
             return super().can_execute(bsym)
         return self._torch_callable(bsym) is not None
 
     def lower(self, bsym: BoundSymbol) -> list[BoundSymbol]:
-        if bsym.sym.id in self.implmap:
+        if self._runs_own_operator(bsym):
             return super().lower(bsym)
         fn = self._torch_callable(bsym)
         impl = self._impl_symbols.get(bsym.sym.id)
@@ -259,3 +265,4 @@ def _is_tensor_first(x) -> bool:
 
 ex = TorchExecutor()
 torchex = ex
+register_torch_backward_kernels(ex)

@@ -24,6 +24,7 @@ class ImplInfo:
     checker: Callable[..., bool] | None = None
     execution_transform: Callable | None = None
     grad_transform: Callable | None = None
+    grad_checker: Callable[..., bool] | None = None  # when the grad_transform applies (default: checker)
 
 
 class Executor:
@@ -134,6 +135,7 @@ class OperatorExecutor(Executor):
         checker: Callable[..., bool] | None = None,
         execution_transform: Callable | None = None,
         grad_transform: Callable | None = None,
+        grad_checker: Callable[..., bool] | None = None,
     ) -> None:
         """Claims an existing symbol (e.g. `thunder.torch.mul`, or its id) when `checker(*args, **kwargs)` is true.
 
@@ -142,6 +144,8 @@ class OperatorExecutor(Executor):
             that takes the same arguments (shorthand for an execution transform calling it).
             grad_transform: computes the forward with traced operations and the backward with
             `get_grad`/`put_grad` (thunder.core.transforms); used by autodiff instead of the symbol's rule.
+            grad_checker: when the grad_transform applies, if that differs from when the executor runs the
+            op (for example, a backward kernel with narrower support); default: `checker`.
         """
         if op is not None and execution_transform is None:
             execution_transform = op
@@ -155,6 +159,7 @@ class OperatorExecutor(Executor):
             checker=checker,
             execution_transform=execution_transform,
             grad_transform=grad_transform,
+            grad_checker=grad_checker,
         )
 
     def can_execute(self, bsym: BoundSymbol) -> bool:

@@ -78,6 +78,30 @@ _unary("erf", lambda a, o, g: m(g, m(prims.exp(n(m(a, a))), 2.0 / math.sqrt(math
 _unary("erfc", lambda a, o, g: m(g, m(prims.exp(n(m(a, a))), -2.0 / math.sqrt(math.pi))))
 _unary("erfinv", lambda a, o, g: m(g, m(prims.exp(m(o, o)), math.sqrt(math.pi) / 2.0)))
 _unary("lgamma", lambda a, o, g: m(g, prims.digamma(a)))
+
+
+def _trigamma(x):
+    """polygamma(1, x) from primitives (there is no polygamma primitive). The recurrence
+    psi1(x) = psi1(x + 1) + 1/x^2 shifts x to z >= 6, where the asymptotic series
+    psi1(z) ~ 1/z + 1/(2 z^2) + sum_k B_2k / z^(2k+1) (seven terms) is accurate to about 1e-12 relative;
+    negative x goes through the reflection psi1(x) = pi^2 / sin^2(pi x) - psi1(1 - x)."""
+    negative = prims.lt(x, 0)
+    xp = prims.where(negative, sb(1, x), x)
+    total = _zeros_like(x)
+    for k in range(6):
+        total = ad(total, prims.reciprocal(m(ad(xp, k), ad(xp, k))))
+    w = prims.reciprocal(ad(xp, 6))
+    w2 = m(w, w)
+    series = m(w2, 7 / 6)  # Horner's rule over B_14 ... B_2
+    for bernoulli in (-691 / 2730, 5 / 66, -1 / 30, 1 / 42, -1 / 30):
+        series = m(w2, ad(series, bernoulli))
+    series = ad(series, 1 / 6)
+    total = ad(total, ad(ad(w, m(w2, 0.5)), m(m(w, w2), series)))
+    sin_pi_x = prims.sin(m(x, math.pi))
+    return prims.where(negative, sb(d(math.pi**2, m(sin_pi_x, sin_pi_x)), total), total)
+
+
+_unary("digamma", lambda a, o, g: m(g, _trigamma(a)))
 for _name in ("floor", "ceil", "round", "trunc", "sign"):
     _unary(_name, lambda a, o, g: _zeros_like(g))
 
@@ -125,33 +149,37 @@ def _pow(a, b):
     if _is_t(a):
         if isinstance(b, Number):
             ga = m(g, m(prims.pow(a, b - 1), b)) if b != 0 else _zeros_like(a)
-        else:
-            ga = m(g, m(b, prims.pow(a, sb(b, 1))))
+        else:  # torch defines it as 0 where b == 0 (even where a == 0, whose a^(b-1) is inf)
+            ga = prims.where(prims.eq(b, 0), 0.0, m(g, m(b, prims.pow(a, sb(b, 1)))))
         put_grad(a, ga)
     if _is_t(b):
         # d/db a^b = a^b * log(a); torch defines it as 0 where a == 0 and b >= 0
-        log_a = prims.log(a) if _is_t(a) else math.log(a) if a > 0 else float("nan")
-        gb = m(g, m(out, log_a))
         if _is_t(a):
+            gb = m(g, m(out, prims.log(a)))
             gb = prims.where(prims.logical_and(prims.eq(a, 0), prims.ge(b, 0)), 0.0, gb)
+        elif a == 0:
+            gb = prims.where(prims.ge(b, 0), 0.0, m(g, m(out, -math.inf)))
+        else:
+            gb = m(g, m(out, math.log(a) if a > 0 else math.nan))
         put_grad(b, gb)
     return out
 
 
 def _minmax_rule(name):
     prim = getattr(prims, name)
-    select = prims.gt if name == "maximum" else prims.lt
+    loses = prims.lt if name == "maximum" else prims.gt
 
     def r(a, b):
         out = prim(a, b)
         g = get_grad(out)
-        # torch splits the gradient evenly between equal operands
+        # as torch: equal operands share the gradient evenly, the losing operand gets none, and where a
+        # comparison is false both ways (NaN) both operands get all of it
         tie = prims.eq(a, b)
         half = m(g, 0.5)
         if _is_t(a):
-            put_grad(a, prims.where(tie, half, prims.where(select(a, b), g, 0.0)))
+            put_grad(a, prims.where(loses(a, b), 0.0, prims.where(tie, half, g)))
         if _is_t(b):
-            put_grad(b, prims.where(tie, half, prims.where(select(b, a), g, 0.0)))
+            put_grad(b, prims.where(loses(b, a), 0.0, prims.where(tie, half, g)))
         return out
 
     GRAD_RULES[f"prims.{name}"] = r
@@ -168,6 +196,25 @@ def _atan2(a, b):
     denom = ad(m(a, a), m(b, b))
     put_grad(a, d(m(g, b), denom) if _is_t(a) else None)
     put_grad(b, n(d(m(g, a), denom)) if _is_t(b) else None)
+    return out
+
+
+@rule("copysign")
+def _copysign(a, b):
+    out = prims.copysign(a, b)
+    g = get_grad(out)
+    if _is_t(a):  # torch: out / a, defined as 0 where a == 0; no gradient flows to the sign's source
+        put_grad(a, m(g, prims.where(prims.eq(a, 0), 0.0, d(out, a))))
+    put_grad(b, _zeros_like(b) if _is_t(b) else None)
+    return out
+
+
+@rule("nextafter")
+def _nextafter(a, b):
+    out = prims.nextafter(a, b)
+    g = get_grad(out)
+    put_grad(a, g if _is_t(a) else None)  # torch's convention: a step of one ulp is the identity
+    put_grad(b, _zeros_like(b) if _is_t(b) else None)
     return out
 
 
@@ -348,18 +395,53 @@ def _index_add(a, index, value, dim):
     return out
 
 
+def _split_index_key(a, key):
+    """torch indexes `a[key]` in two steps: the basic entries first
+    (ints select, slices slice, None inserts a dim), then the index tensors, as aten's index with None for
+    every other dim. Returns the slice (starts, ends, strides) of a, the shape after the basic step, and
+    the aten indices."""
+    consumed = sum(1 for k in key if k is not None and k is not Ellipsis)
+    if Ellipsis in key:
+        i = key.index(Ellipsis)
+        key = (*key[:i], *(slice(None),) * (a.ndim - consumed), *key[i + 1 :])
+    else:
+        key = (*key, *(slice(None),) * (a.ndim - consumed))
+    starts, ends, strides, basic_shape, aten_indices = [], [], [], [], []
+    dim = 0
+    for k in key:
+        if k is None:
+            basic_shape.append(1)
+            aten_indices.append(None)
+            continue
+        length = a.shape[dim]
+        if isinstance(k, int):
+            starts.append(k % length), ends.append(k % length + 1), strides.append(1)
+        elif isinstance(k, slice):
+            start, stop, step = k.indices(length)
+            count = max(0, (stop - start + step - 1) // step)
+            starts.append(start), ends.append(start + max(count - 1, 0) * step + 1 if count else start)
+            strides.append(step)
+            basic_shape.append(count)
+            aten_indices.append(None)
+        else:
+            starts.append(0), ends.append(length), strides.append(1)
+            basic_shape.append(length)
+            aten_indices.append(k)
+        dim += 1
+    return (starts, ends, strides), tuple(basic_shape), tuple(aten_indices)
+
+
 @rule("advanced_index")
 def _advanced_index(a, indices):
     out = prims.advanced_index(a, indices)
     g = get_grad(out)
-    # accumulate, since an index may repeat; full slices become None (aten's "whole dim" index)
-    if not all(_is_t(i) or i == slice(None) for i in indices):
-        raise NotImplementedError(
-            "the gradient of indexing that mixes index tensors with partial slices or None is not supported; "
-            "slice first, then index with tensors"
-        )
-    aten_indices = tuple(None if isinstance(i, slice) else i for i in indices)
-    put_grad(a, prims.index_put(_zeros_like(a), aten_indices, g, True))
+    (starts, ends, strides), basic_shape, aten_indices = _split_index_key(a, indices)
+    zeros = prims.full(basic_shape, 0, dtype=g.dtype, device=g.device)
+    grad = prims.index_put(zeros, aten_indices, g, True)  # accumulates: an index may repeat
+    sliced_shape = tuple((e - s + st - 1) // st for s, e, st in zip(starts, ends, strides))
+    grad = _maybe_reshape(grad, sliced_shape)  # the dims ints removed and None inserted have length 1
+    config = [(s, length - e, st - 1) for s, e, st, length in zip(starts, ends, strides, a.shape)]
+    put_grad(a, prims.pad(grad, 0.0, config) if any(c != (0, 0, 0) for c in config) else grad)
     return out
 
 
@@ -368,7 +450,8 @@ def _index_put(a, indices, values, accumulate):
     out = prims.index_put(a, indices, values, accumulate)
     g = get_grad(out)
     put_grad(a, g if accumulate else prims.index_put(g, indices, _zeros_like(values), False))
-    put_grad(values, _sum_to(prims.advanced_index(g, indices), values.shape))
+    python_key = tuple(slice(None) if i is None else i for i in indices)
+    put_grad(values, _sum_to(prims.advanced_index(g, python_key), values.shape))
     return out
 
 
@@ -420,7 +503,14 @@ _extremum_rule("amin")
 def _prod(a, dims):
     out = prims.prod(a, dims)
     g = get_grad(out)
-    put_grad(a, d(m(_restore_reduced(g, a, dims), _restore_reduced(out, a, dims)), a))
+    # out / a, but defined where a has zeros: with one zero in a reduced slice, that zero's gradient is the
+    # product of the others; with more, every gradient is 0
+    is_zero = prims.eq(a, 0)
+    zeros = _restore_reduced(prims.sum(prims.convert_element_type(is_zero, a.dtype), dims), a, dims)
+    others = _restore_reduced(prims.prod(prims.where(is_zero, 1.0, a), dims), a, dims)
+    no_zero = d(_restore_reduced(out, a, dims), prims.where(is_zero, 1.0, a))
+    lone_zero = prims.where(prims.logical_and(is_zero, prims.eq(zeros, 1)), others, 0.0)
+    put_grad(a, m(_restore_reduced(g, a, dims), prims.where(prims.eq(zeros, 0), no_zero, lone_zero)))
     return out
 
 
@@ -445,6 +535,30 @@ def _cumsum(a, dim):
     return out
 
 
+def _reverse_cumsum(x, dim):
+    return prims.flip(prims.cumsum(prims.flip(x, (dim,)), dim), (dim,))
+
+
+@rule("cumprod")
+def _cumprod(a, dim):
+    out = prims.cumprod(a, dim)
+    g = get_grad(out)
+    if a.ndim == 0:
+        put_grad(a, g)
+        return out
+    # grad_i = sum_{j >= i} g_j prod_{k <= j, k != i} a_k, in O(n) and defined where a has zeros: before the
+    # first zero of a slice it is reverse_cumsum(g * out)_i / a_i; at the first zero, the same sum over the
+    # cumulative product with that zero replaced by 1; after it, 0
+    is_zero = prims.eq(a, 0)
+    zeros_so_far = prims.cumsum(prims.convert_element_type(is_zero, a.dtype), dim)
+    before = prims.eq(zeros_so_far, 0)
+    first = prims.logical_and(is_zero, prims.eq(zeros_so_far, 1))
+    before_grad = d(_reverse_cumsum(m(g, out), dim), prims.where(before, a, 1.0))
+    first_grad = _reverse_cumsum(m(g, prims.cumprod(prims.where(first, 1.0, a), dim)), dim)
+    put_grad(a, prims.where(before, before_grad, prims.where(first, first_grad, 0.0)))
+    return out
+
+
 def _sorted_values_rule(name):
     prim = getattr(prims, name)
 
@@ -462,7 +576,7 @@ _sorted_values_rule("topk")
 _sorted_values_rule("sort")
 
 
-def _reshape(x, shape):
+def _maybe_reshape(x, shape):
     return x if tuple(x.shape) == tuple(shape) else prims.reshape(x, tuple(shape))
 
 
@@ -496,13 +610,19 @@ def _matmul(a, b):
 def _linear(a, w, bias):
     out = prims.linear(a, w, bias)
     g = get_grad(out)
-    if w.ndim == 1:
-        raise NotImplementedError("the gradient of linear with a 1-D weight is not supported")
+    if w.ndim == 1:  # out = a @ w, of a's shape without its last dim
+        lead = tuple(range(a.ndim - 1))
+        g_wide = prims.broadcast_in_dim(g, tuple(a.shape), lead)
+        put_grad(a, m(g_wide, prims.broadcast_in_dim(w, tuple(a.shape), (a.ndim - 1,))))
+        put_grad(w, prims.sum(m(g_wide, a), lead) if lead else m(g_wide, a))
+        if bias is not None:
+            put_grad(bias, prims.sum(g, tuple(range(g.ndim))) if g.ndim else g)
+        return out
     put_grad(a, prims.matmul(g, w))
     k = a.shape[-1]
     n_out = w.shape[0]
-    g2 = _reshape(g, (g.numel() // max(n_out, 1), n_out))
-    a2 = _reshape(a, (a.numel() // max(k, 1), k))
+    g2 = _maybe_reshape(g, (g.numel() // max(n_out, 1), n_out))
+    a2 = _maybe_reshape(a, (a.numel() // max(k, 1), k))
     put_grad(w, prims.matmul(_mT(g2), a2))
     if bias is not None:
         put_grad(bias, prims.sum(g2, (0,)))

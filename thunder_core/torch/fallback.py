@@ -91,3 +91,19 @@ def fallback_symbol(func: Callable) -> Callable | None:
     handler.name = name
     _fallback_symbols[func] = handler
     return handler
+
+
+def meta_from_torch(fn: Callable) -> Callable:
+    """A meta function computing `fn`'s outputs as proxies by running it on meta tensors."""
+
+    def meta(*args, **kwargs):
+        leaves, spec = tree_flatten((args, kwargs))
+        device = next((x.device for x in leaves if isinstance(x, torch.Tensor)), torch.get_default_device())
+        meta_args, meta_kwargs = tree_unflatten([_to_meta(x) for x in leaves], spec)
+        with torch._C.DisableTorchFunction():
+            out = fn(*meta_args, **meta_kwargs)
+        out_leaves, out_spec = tree_flatten(out)
+        proxies = [TensorProxy(like=o, device=device) if isinstance(o, torch.Tensor) else o for o in out_leaves]
+        return tree_unflatten(proxies, out_spec)
+
+    return meta

@@ -207,12 +207,8 @@ def chain_matmul(*matrices, out=None):
 @torchsymbol(F.linear, tags=("matmul",))
 def linear(input, weight, bias=None):
     _same_dtype(input, weight)
-    return prims.linear(input, weight, bias) if bias is None else _linear_bias(input, weight, bias)
-
-
-def _linear_bias(input, weight, bias):
-    out = prims.linear(input, weight, None)
-    return prims.add(out, expand_to(to_dtype(bias, out.dtype), tuple(out.shape)))
+    # one primitive with the bias: the torch executor runs it as one addmm, and its grad rule covers the bias
+    return prims.linear(input, weight, None if bias is None else to_dtype(bias, input.dtype))
 
 
 # -- product plus a scaled input -------------------------------------------------------------------------

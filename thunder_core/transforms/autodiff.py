@@ -38,9 +38,8 @@ def _no_dropout(bsym) -> bool:
 TORCH_VJP: dict[str, Callable] = {
     **{
         f"ltorch.{name}": lambda bsym: True
-        for name in ("softmax", "log_softmax", "layer_norm", "rms_norm", "gelu", "silu", "cross_entropy",
-                     "group_norm", "conv1d", "conv2d", "conv3d", "conv_transpose2d", "max_pool2d", "avg_pool2d",
-                     "adaptive_avg_pool2d", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits", "mish",
+        for name in ("rms_norm", "group_norm", "conv1d", "conv2d", "conv3d", "conv_transpose2d", "max_pool2d", "avg_pool2d",
+                     "adaptive_avg_pool2d", "mse_loss", "binary_cross_entropy_with_logits", "mish",
                      "softplus", "logsigmoid", "glu", "normalize", "cosine_similarity", "interpolate")
     },  # fmt: skip
     "ltorch.scaled_dot_product_attention": _no_dropout,
@@ -90,12 +89,12 @@ class _JointBuilder:
 
     def _rule_for(self, bsym: BoundSymbol) -> Callable | None:
         for ex in self.executors:
-            grad_transform = getattr(ex, "grad_transform", None)
-            if grad_transform is not None and ex.implmap.get(bsym.sym.id) is not None:
-                rule = grad_transform(bsym)
-                if rule is not None and (ex.implmap[bsym.sym.id].checker is None or ex.can_execute(bsym)
-                                         or ex.implmap[bsym.sym.id].symbol is None):  # fmt: skip
-                    return rule
+            info = getattr(ex, "implmap", {}).get(bsym.sym.id)
+            if info is None or info.grad_transform is None:
+                continue
+            check = info.grad_checker or info.checker
+            if check is None or check(*bsym.args, **bsym.kwargs):
+                return ex.grad_transform(bsym)
         rule = GRAD_RULES.get(bsym.sym.id)
         if rule is not None:
             return rule

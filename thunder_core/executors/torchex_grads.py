@@ -1,0 +1,84 @@
+"""The torch executor's own backward kernels: for the operations where PyTorch has a fused backward
+(layer_norm, softmax, log_softmax, gelu, silu, nll_loss), the torch executor supplies a grad_transform
+that runs the same aten forward and backward kernels eager autograd runs, instead of differentiating the
+decomposition. Registered on the torch executor when its module is imported."""
+
+from __future__ import annotations
+
+import torch
+
+import thunder.torch as ltorch
+from thunder.core.transforms import get_grad, put_grad
+from thunder.torch.fallback import meta_from_torch
+
+aten = torch.ops.aten
+
+
+def register_torch_backward_kernels(ex) -> None:
+    def op(name, fn):
+        return ex.register_operator(name, meta=meta_from_torch(fn), fn=fn)
+
+    native_layer_norm = op("native_layer_norm", aten.native_layer_norm.default)
+    native_layer_norm_backward = op("native_layer_norm_backward", aten.native_layer_norm_backward.default)
+    softmax_backward = op("softmax_backward", aten._softmax_backward_data.default)
+    log_softmax_backward = op("log_softmax_backward", aten._log_softmax_backward_data.default)
+    gelu_backward = op("gelu_backward", aten.gelu_backward.default)
+    silu_backward = op("silu_backward", aten.silu_backward.default)
+    nll_loss_forward = op("nll_loss_forward", aten.nll_loss_forward.default)
+    nll_loss_backward = op("nll_loss_backward", aten.nll_loss_backward.default)
+
+    def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+        out, mean, rstd = native_layer_norm(input, list(normalized_shape), weight, bias, eps)
+        g = get_grad(out)
+        mask = [True, weight is not None, bias is not None]
+        grads = native_layer_norm_backward(g, input, list(normalized_shape), mean, rstd, weight, bias, mask)
+        for t, grad in zip((input, weight, bias), grads):
+            put_grad(t, grad)
+        return out
+
+    def softmax_like(symbol, backward):
+        def rule(input, dim=None, _stacklevel=3, dtype=None):
+            out = symbol(input, dim)
+            g = get_grad(out)
+            put_grad(input, backward(g, out, dim % max(input.ndim, 1), input.dtype))
+            return out
+
+        return rule
+
+    def gelu(input, approximate="none"):
+        out = ltorch.gelu(input, approximate=approximate)
+        put_grad(input, gelu_backward(get_grad(out), input, approximate=approximate))
+        return out
+
+    def silu(input, inplace=False):
+        out = ltorch.silu(input)
+        put_grad(input, silu_backward(get_grad(out), input))
+        return out
+
+    reductions = {"none": 0, "mean": 1, "sum": 2}
+
+    def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+        out, total_weight = nll_loss_forward(input, target, weight, reductions[reduction], ignore_index)
+        g = get_grad(out)
+        put_grad(input, nll_loss_backward(g, input, target, weight, reductions[reduction], ignore_index, total_weight))
+        return out
+
+    def same_dtype_softmax(input, dim=None, _stacklevel=3, dtype=None):
+        return dim is not None and (dtype is None or dtype == input.dtype) and input.dtype.is_floating_point
+
+    def plain_nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                       reduction="mean"):  # fmt: skip
+        return size_average is None and reduce is None and input.ndim in (1, 2) and reduction in reductions
+
+    def floating(input, *args, **kwargs):
+        return input.dtype.is_floating_point
+
+    ex.register_implementation(ltorch.layer_norm, grad_transform=layer_norm, checker=floating)
+    ex.register_implementation(ltorch.softmax, grad_transform=softmax_like(ltorch.softmax, softmax_backward),
+                               checker=same_dtype_softmax)  # fmt: skip
+    ex.register_implementation(ltorch.log_softmax,
+                               grad_transform=softmax_like(ltorch.log_softmax, log_softmax_backward),
+                               checker=same_dtype_softmax)  # fmt: skip
+    ex.register_implementation(ltorch.gelu, grad_transform=gelu, checker=floating)
+    ex.register_implementation(ltorch.silu, grad_transform=silu, checker=floating)
+    ex.register_implementation(ltorch.nll_loss, grad_transform=nll_loss, checker=plain_nll_loss)
