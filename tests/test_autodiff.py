@@ -206,3 +206,20 @@ def test_user_autograd_function_uses_its_own_backward(fn):
     expected.backward()
     torch.testing.assert_close(result, expected)
     torch.testing.assert_close(jit_grad, x.grad)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: x.split(4, dim=2)[0].sum() + x.split([8, 4], 2)[1].exp().sum(),
+        lambda x: sum((t * i).sum() for i, t in enumerate(x.chunk(3, -1))),
+        lambda x: sum((t.sin() * i).sum() for i, t in enumerate(x.unbind(1))),
+    ],
+    ids=["split", "chunk", "unbind"],
+)
+def test_gradient_of_splitting_is_one_concatenation(fn):
+    _grads_match(lambda x: fn(x).reshape(1), f64(2, 3, 12))
+    jf = thunder.jit(fn)
+    jf(f64(2, 3, 12)).backward()
+    backward = str(thunder.last_backward_traces(jf)[-1])
+    assert "pad" not in backward and ("cat" in backward or "stack" in backward)

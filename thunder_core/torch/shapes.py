@@ -15,6 +15,8 @@ import torch
 
 from thunder import prims
 from thunder.core.proxies import TensorProxy
+from thunder.core.transforms import get_grad, put_grad
+from thunder.prims.grads import GRAD_RULES
 from thunder.torch.base import (
     broadcast_shapes,
     canonicalize_dim,
@@ -611,3 +613,27 @@ VIEW_OPS = {
     torch.Tensor.expand: True, torch.Tensor.expand_as: True, torch.movedim: True, torch.Tensor.movedim: True,
     torch.diagonal: True, torch.Tensor.diagonal: True, torch.Tensor.unfold: True, torch.as_strided: True,
 }  # fmt: skip
+
+
+# -- grad rules at this level: the gradient of splitting is one concatenation (not a zero-padded sum per piece)
+def _split_grad(a, split_size_or_sections, dim=0):
+    outs = split(a, split_size_or_sections, dim)
+    put_grad(a, cat([get_grad(o) for o in outs], canonicalize_dim(a.ndim, dim)))
+    return outs
+
+
+def _chunk_grad(a, chunks, dim=0):
+    outs = chunk(a, chunks, dim)
+    put_grad(a, cat([get_grad(o) for o in outs], canonicalize_dim(a.ndim, dim)))
+    return outs
+
+
+def _unbind_grad(a, dim=0):
+    outs = unbind(a, dim)
+    put_grad(a, stack([get_grad(o) for o in outs], canonicalize_dim(a.ndim, dim)))
+    return outs
+
+
+GRAD_RULES[split.id] = _split_grad
+GRAD_RULES[chunk.id] = _chunk_grad
+GRAD_RULES[unbind.id] = _unbind_grad
