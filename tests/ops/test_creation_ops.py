@@ -176,7 +176,10 @@ def _conversion_samples(dtype):
     yield "detach", lambda x: x.detach() * 2, (a,)
 
 
-@pytest.mark.parametrize("case, dtype", op_params([OpCase("conversions", _conversion_samples, ALL)]))
+CONVERSION_CASES = [OpCase("conversions", _conversion_samples, ALL)]
+
+
+@pytest.mark.parametrize("case, dtype", op_params(CONVERSION_CASES))
 def test_conversion_matches_eager(case, dtype):
     run_case(case, dtype)
 

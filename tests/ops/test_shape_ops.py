@@ -259,13 +259,16 @@ def _getitem_samples(dtype):
     yield "too many indices", lambda x: x[0, 0, 0, 0], (a,)
 
 
+GETITEM_CASE = OpCase("getitem", _getitem_samples, (torch.float32, torch.bfloat16, torch.int64, torch.bool))
+
+
 def test_getitem_matches_eager_float32():
-    run_case(OpCase("getitem", _getitem_samples, ()), torch.float32)
+    run_case(GETITEM_CASE, torch.float32)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.int64, torch.bool], ids=str)
 def test_getitem_matches_eager(dtype):
-    run_case(OpCase("getitem", _getitem_samples, ()), dtype)
+    run_case(GETITEM_CASE, dtype)
 
 
 def test_boolean_mask_indexing_is_rejected_as_data_dependent():
@@ -295,9 +298,12 @@ def _setitem_samples(dtype):
     yield "float value into other dtype", setitem((1,), lambda x, v: v.double()), (a, v)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.int64], ids=str)
+SETITEM_CASE = OpCase("setitem", _setitem_samples, (torch.float32, torch.int64))
+
+
+@pytest.mark.parametrize("dtype", SETITEM_CASE.dtypes, ids=str)
 def test_functional_setitem_matches_eager(dtype):
-    run_case(OpCase("setitem", _setitem_samples, ()), dtype)
+    run_case(SETITEM_CASE, dtype)
 
 
 def test_setitem_through_a_view_writes_the_base():

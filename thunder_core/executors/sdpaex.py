@@ -72,8 +72,10 @@ def _grad_checker(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=Fa
     if not _checker(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa):
         return False
     same_heads = query.ndim == 4 and key.shape[1] == query.shape[1] and value.shape[1] == query.shape[1]
-    float_mask = attn_mask is None or attn_mask.dtype == query.dtype
-    return same_heads and float_mask and _kernel(query, attn_mask) is not None
+    # the flash kernels take one head size for q, k and v; a mask (boolean, or float and possibly requiring
+    # grad) is left to torch autograd, which converts it and differentiates it as eager does
+    same_head_size = query.shape[-1] == key.shape[-1] == value.shape[-1]
+    return same_heads and same_head_size and attn_mask is None and _kernel(query, attn_mask) is not None
 
 
 def _sdpa_grad(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):

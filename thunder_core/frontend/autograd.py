@@ -11,9 +11,13 @@ class ThunderAutogradFunction(torch.autograd.Function):
         outputs, saved = entry.forward(*flat_inputs)
         ctx.entry = entry
         ctx.saved = saved  # held on ctx (not save_for_backward): the backward trace frees them one by one
-        non_differentiable = [
-            o for o in outputs if isinstance(o, torch.Tensor) and not (o.dtype.is_floating_point or o.dtype.is_complex)
-        ]
+        # integer outputs, and outputs that depend on nothing requiring grad (zeros_like(x), x.detach())
+        seen: set[int] = set()
+        non_differentiable = []
+        for o, differentiable in zip(outputs, entry.differentiable_outputs):
+            if isinstance(o, torch.Tensor) and not differentiable and id(o) not in seen:
+                seen.add(id(o))
+                non_differentiable.append(o)
         if non_differentiable:
             ctx.mark_non_differentiable(*non_differentiable)
         return tuple(outputs)

@@ -104,6 +104,7 @@ def compile_entry(jfn, trace: TraceCtx, tracer, out_spec):
         entry.needs_autograd = True
         entry.n_outputs = fwd.tags["n_outputs"]
         entry.saved_count = fwd.tags["n_saved"]
+        entry.differentiable_outputs = fwd.tags["differentiable_outputs"]
         entry.forward_trace, entry.backward_trace = fwd_exec, bwd_exec
     else:
         exec_trace = execution_passes(jfn, trace, traces)

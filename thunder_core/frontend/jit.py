@@ -49,7 +49,7 @@ class CacheEntry:
 
     __slots__ = ("forward", "backward", "out_spec", "constants", "n_outputs", "traces", "backward_traces",
                  "needs_autograd", "saved_count", "fallback_ops", "single_output", "forward_trace", "backward_trace",
-                 "fast")  # fmt: skip
+                 "fast", "differentiable_outputs")  # fmt: skip
 
     def __init__(self):
         self.backward = None

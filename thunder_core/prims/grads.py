@@ -268,6 +268,10 @@ def _sum_to(g, shape, dims_to_keep=None):
     return prims.reshape(out, shape) if tuple(out.shape) != shape else out
 
 
+def _maybe_reshape(x, shape):
+    return x if tuple(x.shape) == tuple(shape) else prims.reshape(x, tuple(shape))
+
+
 @rule("broadcast_in_dim")
 def _broadcast_in_dim(a, shape, broadcast_dimensions):
     out = prims.broadcast_in_dim(a, shape, broadcast_dimensions)
@@ -396,10 +400,9 @@ def _index_add(a, index, value, dim):
 
 
 def _split_index_key(a, key):
-    """torch indexes `a[key]` in two steps: the basic entries first
-    (ints select, slices slice, None inserts a dim), then the index tensors, as aten's index with None for
-    every other dim. Returns the slice (starts, ends, strides) of a, the shape after the basic step, and
-    the aten indices."""
+    """torch indexes `a[key]` in two steps: the basic entries first (ints select, slices slice, None inserts
+    a dim), then the index tensors, as aten's index with None for every other dim. Returns the slice
+    (starts, ends, strides) of a, the shape after the basic step, and the aten indices."""
     consumed = sum(1 for k in key if k is not None and k is not Ellipsis)
     if Ellipsis in key:
         i = key.index(Ellipsis)
@@ -576,10 +579,6 @@ _sorted_values_rule("topk")
 _sorted_values_rule("sort")
 
 
-def _maybe_reshape(x, shape):
-    return x if tuple(x.shape) == tuple(shape) else prims.reshape(x, tuple(shape))
-
-
 # -- linear algebra and nn -----------------------------------------------------------------------------
 def _mT(x):
     perm = list(range(x.ndim))
@@ -659,6 +658,16 @@ NONDIFFERENTIABLE = {
         "full", "empty", "uniform", "randn", "bernoulli", "randint", "iota", "argmax", "argmin", "eq", "ne", "lt",
         "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not", "isnan", "isinf", "isfinite",
         "signbit", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "bitwise_left_shift",
-        "bitwise_right_shift", "floor_divide", "copy_to", "embedding_backward", "convolution_backward",
+        "bitwise_right_shift", "copy_to", "embedding_backward", "convolution_backward",
     )
 }  # fmt: skip
+
+
+@rule("floor_divide")
+def _floor_divide(a, b):
+    # piecewise constant: zero gradient almost everywhere (eager's div(rounding_mode="floor") gives zeros)
+    out = prims.floor_divide(a, b)
+    get_grad(out)  # the backward part starts here; the gradient itself is not needed
+    put_grad(a, _zeros_like(a) if _is_t(a) else None)
+    put_grad(b, _zeros_like(b) if _is_t(b) else None)
+    return out

@@ -73,9 +73,16 @@ def relu(input, inplace=False):
     return ew.where(ew.le(input, 0), 0, input)
 
 
-def _clamp(a, lo, hi):
-    out = ew.where(ew.lt(a, lo), lo, a)
-    return to_dtype(ew.where(ew.gt(out, hi), hi, out), a.dtype)
+def _clamp(a, lo, hi, *, nan_grad=True):
+    """clamp(a, lo, hi) with torch's hardtanh gradient: 0 at and beyond the bounds, 1 strictly between them,
+    and at NaN 1 (hardtanh's scalar and CUDA kernels; its vectorized CPU kernel gives 0) or, with
+    nan_grad=False, 0 (hardsigmoid's). The clamped values come from a detached `a`: they carry no gradient."""
+    fixed = shapes.detach(a)
+    fixed = ew.where(ew.lt(fixed, lo), lo, fixed)
+    fixed = ew.where(ew.gt(fixed, hi), hi, fixed)
+    if nan_grad:
+        return to_dtype(ew.where(ew.logical_or(ew.le(a, lo), ew.ge(a, hi)), fixed, a), a.dtype)
+    return to_dtype(ew.where(ew.logical_and(ew.gt(a, lo), ew.lt(a, hi)), a, fixed), a.dtype)
 
 
 @torchsymbol(F.hardtanh, tags=("elementwise",))
@@ -96,9 +103,11 @@ def leaky_relu(input, negative_slope=0.01, inplace=False):
 
 
 def _elu(x, alpha, scale=1.0, input_scale=1.0):
-    # torch's elu kernel: x > 0 ? x * scale : expm1(x * input_scale) * alpha * scale
-    negative = ew.mul(ew.expm1(ew.mul(x, input_scale) if input_scale != 1.0 else x), alpha * scale)
-    return ew.where(ew.gt(x, 0), ew.mul(x, scale) if scale != 1.0 else x, negative)
+    # torch's elu kernel: x > 0 ? x * scale : expm1(x * input_scale) * alpha * scale; its gradient takes the
+    # x * scale side at NaN. expm1 sees only x <= 0: an unselected inf would give an inf * 0 = NaN gradient
+    negative_x = ew.where(ew.le(x, 0), x, 0)
+    negative = ew.mul(ew.expm1(ew.mul(negative_x, input_scale) if input_scale != 1.0 else negative_x), alpha * scale)
+    return ew.where(ew.le(x, 0), negative, ew.mul(x, scale) if scale != 1.0 else x)
 
 
 @torchsymbol(F.elu, tags=("elementwise",))
@@ -147,7 +156,8 @@ def mish(input, inplace=False):
 def softplus(input, beta=1.0, threshold=20.0):
     def fn(x):
         scaled = ew.mul(x, beta) if beta != 1 else x
-        soft = ew.log1p(ew.exp(scaled))
+        # exp sees only the values it computes: an unselected inf would give an inf * 0 = NaN gradient
+        soft = ew.log1p(ew.exp(ew.where(ew.gt(scaled, threshold), 0, scaled)))
         return ew.where(ew.gt(scaled, threshold), x, ew.div(soft, beta) if beta != 1 else soft)
 
     return _pointwise(input, fn)
@@ -160,12 +170,20 @@ def softsign(input):
 
 @torchsymbol(F.hardsigmoid, tags=("elementwise",))
 def hardsigmoid(input, inplace=False):
-    return _pointwise(input, lambda x: ew.div(_clamp(ew.add(x, 3), 0, 6), 6))
+    return _pointwise(input, lambda x: ew.div(_clamp(ew.add(x, 3), 0, 6, nan_grad=False), 6))
 
 
 @torchsymbol(F.hardswish, tags=("elementwise",))
 def hardswish(input, inplace=False):
-    return _pointwise(input, lambda x: ew.div(ew.mul(x, _clamp(ew.add(x, 3), 0, 6)), 6))
+    # torch's gradient: x < -3 ? 0 : x <= 3 ? x / 3 + 0.5 : 1, which takes the last side at NaN. The middle
+    # side sees only the values it computes (an unselected inf would give an inf * 0 gradient), and x * 0
+    # keeps the forward's NaN at -inf (x * clamp(x + 3, 0, 6) / 6)
+    def fn(x):
+        between = ew.logical_and(ew.ge(x, -3), ew.le(x, 3))
+        xm = ew.where(between, x, 0)
+        return ew.where(ew.lt(x, -3), ew.mul(x, 0), ew.where(between, ew.div(ew.mul(xm, ew.add(xm, 3)), 6), x))
+
+    return _pointwise(input, fn)
 
 
 @torchsymbol(F.logsigmoid, tags=("elementwise",))

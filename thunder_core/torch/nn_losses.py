@@ -173,10 +173,17 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     if tuple(target.shape) != tuple(input.shape):
         raise ValueError(f"Using a target size ({target.shape}) that is different to the input size ({input.shape}) "
                          "is deprecated. Please ensure they have the same size.")  # fmt: skip
-    # eager's kernel: (t - 1) * max(log1p(-x), -100) - t * max(log(x), -100); the clamp keeps log(0) finite
-    log_x = ew.maximum(ew.log(input), -100)
-    log_1mx = ew.maximum(ew.log1p(ew.neg(input)), -100)
+    # eager's kernel: (t - 1) * max(log1p(-x), -100) - t * max(log(x), -100); the clamp keeps log(0) finite.
+    # The gradient to x is eager's too, (x - t) / max(x (1 - x), 1e-12), which is not the clamped forward's
+    # derivative where x is 0 or 1 (that would be 0 * inf): the loss is computed from a detached x, and
+    # (x - detach(x)) * detach(gradient), which is 0, carries the gradient. (Eager's gradient to the target
+    # there, log1p(-x) - log(x), is infinite; this gives the clamped logs' finite difference.)
+    x = shapes.detach(input)
+    log_x = ew.clamp(ew.log(x), min=-100)
+    log_1mx = ew.clamp(ew.log1p(ew.neg(x)), min=-100)
     loss = ew.sub(ew.mul(ew.sub(target, 1), log_1mx), ew.mul(target, log_x))
+    grad = ew.div(ew.sub(x, target), ew.clamp(ew.mul(x, ew.sub(1, x)), min=1e-12))
+    loss = ew.add(loss, ew.mul(ew.sub(input, x), shapes.detach(grad)))
     if weight is not None:
         loss = ew.mul(loss, weight)
     return _reduce_loss(loss, reduction)

@@ -269,9 +269,11 @@ def _avg_divisor(input, kernel, stride, padding, outs, count_include_pad, diviso
     for axis, (length, k, s, p, o) in enumerate(zip(lengths, kernel, stride, padding, outs)):
         # the counts as tensor ops (the trace has no literal tensors): clipped window ends minus starts
         start = prims.iota(o, start=-p, step=s, dtype=torch.int64, device=input.device)
-        end = ew.minimum(ew.add(start, k), length + p)
+        # clamp, not minimum/maximum: torch.minimum takes no Python number, and autodiff, which decomposes the
+        # pooling, leaves these integer operations whole for the torch executor to call
+        end = ew.clamp(ew.add(start, k), max=length + p)
         if not count_include_pad:
-            start, end = ew.maximum(start, 0), ew.minimum(end, length)
+            start, end = ew.clamp(start, min=0), ew.clamp(end, max=length)
         count = shapes.reshape(ew.sub(end, start), tuple(o if i == axis else 1 for i in range(n)))
         divisor = count if divisor is None else ew.mul(divisor, count)
     return to_dtype(divisor, dtype)

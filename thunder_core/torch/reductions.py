@@ -214,10 +214,13 @@ def _vector_norm(a, ord, dim, keepdim, dtype):
         out = sum(to_dtype(ew.ne(x, 0), x.dtype), dim, keepdim)
     elif ord == 1:
         out = sum(x, dim, keepdim)
-    elif ord == 2:
-        out = ew.sqrt(sum(ew.mul(x, x), dim, keepdim))
     else:
-        out = ew.pow(sum(ew.pow(x, ord), dim, keepdim), 1.0 / ord)
+        # the root of a zero sum is taken of 1 and replaced by 0: torch defines the norm's gradient at a zero
+        # vector as 0, where the root's derivative is infinite (0 * inf would be NaN)
+        total = sum(ew.mul(x, x) if ord == 2 else ew.pow(x, ord), dim, keepdim)
+        zero = ew.eq(total, 0)
+        safe = ew.where(zero, 1, total)
+        out = ew.where(zero, 0, ew.sqrt(safe) if ord == 2 else ew.pow(safe, 1.0 / ord))
     return to_dtype(out, result_dtype)
 
 

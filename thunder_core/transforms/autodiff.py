@@ -40,10 +40,19 @@ TORCH_VJP: dict[str, Callable] = {
         f"ltorch.{name}": lambda bsym: True
         for name in ("rms_norm", "group_norm", "conv1d", "conv2d", "conv3d", "conv_transpose2d", "max_pool2d", "avg_pool2d",
                      "adaptive_avg_pool2d", "mse_loss", "binary_cross_entropy_with_logits", "mish",
-                     "softplus", "logsigmoid", "glu", "normalize", "cosine_similarity", "interpolate")
+                     "softplus", "logsigmoid", "glu", "normalize", "cosine_similarity", "interpolate",
+                     "binary_cross_entropy")
     },  # fmt: skip
     "ltorch.scaled_dot_product_attention": _no_dropout,
 }
+
+
+# symbols whose outputs take only metadata from their tensor inputs: their outputs never require grad
+_FACTORIES_OF_INPUTS = {
+    f"ltorch.{name}"
+    for name in ("zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like", "randint_like",
+                 "new_zeros", "new_ones", "new_full", "new_empty", "bernoulli")
+}  # fmt: skip
 
 
 class _Chunk:
@@ -75,6 +84,9 @@ class _JointBuilder:
         elif bsym.subsymbols:
             for sub in bsym.subsymbols:
                 self.process(sub)
+            if bsym.sym.id in _FACTORIES_OF_INPUTS:
+                return  # like eager: zeros_like(x) does not require grad, whatever x does
+
         elif bsym.sym.id == "ltorch.detach":
             self.new.bound_symbols.append(bsym)
             return
@@ -100,7 +112,7 @@ class _JointBuilder:
             return rule
         predicate = TORCH_VJP.get(bsym.sym.id)
         if "fallback" in bsym.sym.tags or (predicate is not None and bsym.sym.torch_fns and predicate(bsym)):
-            return torch_autograd_rule(bsym)
+            return torch_autograd_rule(bsym, self.requires_grad)
         return None
 
     def _apply(self, rule: Callable, bsym: BoundSymbol) -> None:
@@ -123,10 +135,14 @@ class _JointBuilder:
 _RANDOM_NAME_PARTS = ("dropout", "rrelu", "bernoulli", "multinomial", "rand", "normal", "poisson", "uniform")
 
 
-def torch_autograd_rule(bsym: BoundSymbol) -> Callable:
-    """A rule whose backward re-runs the operation under torch.autograd and asks it for the vjp."""
+def torch_autograd_rule(bsym: BoundSymbol, requires_grad: set[str]) -> Callable:
+    """A rule whose backward re-runs the operation under torch.autograd and asks it for the vjp of the inputs
+    named in `requires_grad`, and only those: torch refuses some arguments that require grad (the weight of
+    binary_cross_entropy_with_logits, batch_norm's running statistics)."""
     fn = bsym.sym.torch_fns[0]
-    if any(part in bsym.sym.id.lower() for part in _RANDOM_NAME_PARTS):
+    # Only a fallback operator's name can tell it is random: Thunder's own symbols (TORCH_VJP) are vetted
+    # where they are listed, and "normalize" must not read as "normal"
+    if "fallback" in bsym.sym.tags and any(part in bsym.sym.id.lower() for part in _RANDOM_NAME_PARTS):
         # re-running a random operation in the backward would draw different values than the forward did
         raise NotImplementedError(
             f"{bsym.sym.id} is random and has no Thunder symbol, so its gradient cannot be computed by re-running it; "
@@ -137,9 +153,11 @@ def torch_autograd_rule(bsym: BoundSymbol) -> Callable:
         out = bsym.sym(*args, **kwargs) if bsym.sym.is_prim else _record_same(bsym, args, kwargs)
         outs = [o for o in flat_proxies(out) if _is_differentiable(o)]
         grads = [get_grad(o) for o in outs]
-        inputs = [a for a in flat_proxies((args, kwargs)) if _is_differentiable(a)]
+        differentiable = [a for a in flat_proxies((args, kwargs)) if _is_differentiable(a)]
+        grad_mask = tuple(a.name in requires_grad for a in differentiable)
+        inputs = [a for a, keep in zip(differentiable, grad_mask) if keep]
         vjp = _vjp_symbol(fn, bsym.sym.id)
-        results = vjp(args, kwargs, grads, _out_mask(out))
+        results = vjp(args, kwargs, grads, _out_mask(out), grad_mask)
         for t, g in zip(inputs, results):
             put_grad(t, g)
         return out
@@ -177,17 +195,19 @@ def _vjp_symbol(fn: Callable, sym_id: str) -> Symbol:
     if sym is not None:
         return sym
 
-    def meta(args, kwargs, grads, out_mask):
-        return [TensorProxy(like=a, requires_grad=False) for a in flat_proxies((args, kwargs)) if _is_differentiable(a)]
+    def meta(args, kwargs, grads, out_mask, grad_mask):
+        differentiable = [a for a in flat_proxies((args, kwargs)) if _is_differentiable(a)]
+        return [TensorProxy(like=a, requires_grad=False) for a, keep in zip(differentiable, grad_mask) if keep]
 
-    def impl(args, kwargs, grads, out_mask):
+    def impl(args, kwargs, grads, out_mask, grad_mask):
         from thunder.core.pytree import tree_flatten, tree_unflatten
 
         leaves, spec = tree_flatten((args, kwargs))
         inputs = []
+        keep = iter(grad_mask)  # one flag per floating tensor, in the order flat_proxies gave them
         with torch.enable_grad():
             for i, x in enumerate(leaves):
-                if isinstance(x, torch.Tensor) and (x.dtype.is_floating_point or x.dtype.is_complex):
+                if isinstance(x, torch.Tensor) and (x.dtype.is_floating_point or x.dtype.is_complex) and next(keep):
                     leaves[i] = x.detach().requires_grad_(True)
                     inputs.append(leaves[i])
             a, k = tree_unflatten(leaves, spec)
@@ -212,6 +232,9 @@ def forward_and_backward(trace: TraceCtx, executors: Sequence = ()) -> tuple[Tra
     outputs = list(trace.output)
     bwd = dce(_build_backward(trace, fwd, builder, outputs))
     fwd, bwd = rematerialize(fwd, bwd)
+    # outputs that depend on no input requiring grad are marked non-differentiable, as eager leaves them
+    fwd.tags["differentiable_outputs"] = [isinstance(o, TensorProxy) and o.name in builder.requires_grad
+                                          and _is_differentiable(o) for o in outputs]  # fmt: skip
     return fwd, bwd
 
 
