@@ -54,8 +54,24 @@ _flash_fwd = _op("sdpa_flash_fwd", _aten._scaled_dot_product_flash_attention.def
 _flash_bwd = _op("sdpa_flash_bwd", _aten._scaled_dot_product_flash_attention_backward.default)
 _efficient_fwd = _op("sdpa_efficient_fwd", _aten._scaled_dot_product_efficient_attention.default)
 _efficient_bwd = _op("sdpa_efficient_bwd", _aten._scaled_dot_product_efficient_attention_backward.default)
-_cpu_fwd = _op("sdpa_cpu_flash_fwd", _aten._scaled_dot_product_flash_attention_for_cpu.default)
-_cpu_bwd = _op("sdpa_cpu_flash_bwd", _aten._scaled_dot_product_flash_attention_for_cpu_backward.default)
+
+
+def _cpu_fwd_meta(query, key, value, dropout_p=0.0, is_causal=False, *, attn_mask=None, scale=None):
+    # explicit (not run on meta tensors): see executors/torchex_grads.py; the CPU kernel keeps the logsumexp
+    # in float32, or float64 for float64 inputs
+    out = TensorProxy(like=query, shape=(*query.shape[:-1], value.shape[-1]), requires_grad=False)
+    lse_dtype = torch.float64 if query.dtype == torch.float64 else torch.float32
+    return out, TensorProxy(like=query, shape=tuple(query.shape[:-1]), dtype=lse_dtype, requires_grad=False)
+
+
+def _cpu_bwd_meta(grad, query, key, value, out, lse, dropout_p, is_causal, *, attn_mask=None, scale=None):
+    return tuple(TensorProxy(like=t, requires_grad=False) for t in (query, key, value))
+
+
+_cpu_fwd = ex.register_operator("sdpa_cpu_flash_fwd", meta=_cpu_fwd_meta,
+                                fn=_aten._scaled_dot_product_flash_attention_for_cpu.default)  # fmt: skip
+_cpu_bwd = ex.register_operator("sdpa_cpu_flash_bwd", meta=_cpu_bwd_meta,
+                                fn=_aten._scaled_dot_product_flash_attention_for_cpu_backward.default)  # fmt: skip
 
 
 def _kernel(query, attn_mask) -> str | None:

@@ -8,24 +8,61 @@ from __future__ import annotations
 import torch
 
 import thunder.torch as ltorch
+from thunder.core.proxies import TensorProxy
 from thunder.core.transforms import get_grad, put_grad
-from thunder.torch.fallback import meta_from_torch
 
 aten = torch.ops.aten
 
 
-def register_torch_backward_kernels(ex) -> None:
-    def op(name, fn):
-        return ex.register_operator(name, meta=meta_from_torch(fn), fn=fn)
+# Explicit metas: running these kernels on meta tensors would be correct too, but its first use imports
+# torch's meta-kernel registry (about a second), which would land on the first call of every process.
+def _stats_dtype(x):
+    # CUDA keeps layer_norm's mean/rstd in float32 for half-precision inputs; the CPU in the input's dtype
+    return torch.float32 if x.device.type == "cuda" and x.dtype in (torch.float16, torch.bfloat16) else x.dtype
 
-    native_layer_norm = op("native_layer_norm", aten.native_layer_norm.default)
-    native_layer_norm_backward = op("native_layer_norm_backward", aten.native_layer_norm_backward.default)
-    softmax_backward = op("softmax_backward", aten._softmax_backward_data.default)
-    log_softmax_backward = op("log_softmax_backward", aten._log_softmax_backward_data.default)
-    gelu_backward = op("gelu_backward", aten.gelu_backward.default)
-    silu_backward = op("silu_backward", aten.silu_backward.default)
-    nll_loss_forward = op("nll_loss_forward", aten.nll_loss_forward.default)
-    nll_loss_backward = op("nll_loss_backward", aten.nll_loss_backward.default)
+
+def _native_layer_norm_meta(input, normalized_shape, weight, bias, eps):
+    stats_shape = tuple(input.shape[: input.ndim - len(normalized_shape)]) + (1,) * len(normalized_shape)
+    stats = lambda: TensorProxy(like=input, shape=stats_shape, dtype=_stats_dtype(input), requires_grad=False)
+    return TensorProxy(like=input, requires_grad=False), stats(), stats()
+
+
+def _native_layer_norm_backward_meta(grad, input, normalized_shape, mean, rstd, weight, bias, mask):
+    like = lambda t, keep: TensorProxy(like=t, requires_grad=False) if keep and t is not None else None
+    return like(input, mask[0]), like(weight, mask[1]), like(bias, mask[2])
+
+
+def _like_first(grad, *args, **kwargs):
+    return TensorProxy(like=grad, requires_grad=False)
+
+
+def _softmax_backward_meta(grad, output, dim, input_dtype):
+    return TensorProxy(like=grad, dtype=input_dtype, requires_grad=False)
+
+
+def _nll_loss_forward_meta(input, target, weight, reduction, ignore_index):
+    shape = tuple(target.shape) if reduction == 0 else ()
+    return TensorProxy(like=input, shape=shape, requires_grad=False), TensorProxy(like=input, shape=(), requires_grad=False)
+
+
+def _nll_loss_backward_meta(grad, input, target, weight, reduction, ignore_index, total_weight):
+    return TensorProxy(like=input, requires_grad=False)
+
+
+def register_torch_backward_kernels(ex) -> None:
+    def op(name, fn, meta):
+        return ex.register_operator(name, meta=meta, fn=fn)
+
+    native_layer_norm = op("native_layer_norm", aten.native_layer_norm.default, _native_layer_norm_meta)
+    native_layer_norm_backward = op("native_layer_norm_backward", aten.native_layer_norm_backward.default,
+                                    _native_layer_norm_backward_meta)  # fmt: skip
+    softmax_backward = op("softmax_backward", aten._softmax_backward_data.default, _softmax_backward_meta)
+    log_softmax_backward = op("log_softmax_backward", aten._log_softmax_backward_data.default,
+                              _softmax_backward_meta)  # fmt: skip
+    gelu_backward = op("gelu_backward", aten.gelu_backward.default, _like_first)
+    silu_backward = op("silu_backward", aten.silu_backward.default, _like_first)
+    nll_loss_forward = op("nll_loss_forward", aten.nll_loss_forward.default, _nll_loss_forward_meta)
+    nll_loss_backward = op("nll_loss_backward", aten.nll_loss_backward.default, _nll_loss_backward_meta)
 
     def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         out, mean, rstd = native_layer_norm(input, list(normalized_shape), weight, bias, eps)
