@@ -86,6 +86,18 @@ def test_no_backward_under_no_grad():
     assert not out.requires_grad and thunder.last_backward_traces(jf) == []
 
 
+def test_no_grad_inside_the_function_stops_gradients_like_eager():
+    def fn(w, x):
+        with torch.no_grad():
+            scale = w * 2
+        return scale * x + w
+
+    _grads_match(fn, f64(3), f64(3, grad=False))
+    jf = thunder.jit(fn)
+    jf(f64(3), f64(3))
+    assert thunder.fallback_ops(jf) == set()  # the grad-mode switch is not an operation
+
+
 def test_dropout_backward_reuses_the_forward_mask():
     a = f64(64)
     torch.manual_seed(1)
@@ -223,3 +235,13 @@ def test_gradient_of_splitting_is_one_concatenation(fn):
     jf(f64(2, 3, 12)).backward()
     backward = str(thunder.last_backward_traces(jf)[-1])
     assert "pad" not in backward and ("cat" in backward or "stack" in backward)
+
+
+def test_inplace_update_of_a_grad_requiring_tensor_under_no_grad_is_refused():
+    def fn(w, x):
+        with torch.no_grad():
+            w.mul_(0.5)  # eager keeps w the leaf; a functional trace would cut its later gradients
+        return (w * x).sum()
+
+    with pytest.raises(NotImplementedError, match="no_grad"):
+        thunder.jit(fn)(f64(3), f64(3, grad=False))

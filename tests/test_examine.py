@@ -205,3 +205,14 @@ def test_get_fusions_of_an_execution_trace_without_a_fusion_executor_is_empty():
     jfn = thunder.jit(lambda x: x.exp() * 2, executors=["torch"])
     jfn(torch.randn(3))
     assert get_fusions(thunder.last_traces(jfn)[-1]) == []
+
+
+def test_examine_records_the_paths_the_tracer_takes():
+    def fn(x):
+        # the shape of Hugging Face's mask creation: a data-dependent shortcut, skipped when compiling
+        if not torch.compiler.is_compiling() and bool((x > 0).all()):
+            return x * 2
+        return torch.where(x > 0, x * 2, x)
+
+    result = examine(fn, torch.ones(3))
+    assert result.unsupported == [] and result.matches_eager, result.report()

@@ -106,3 +106,29 @@ def test_inplace_on_leaf_requiring_grad_is_rejected_like_eager():
 
     with pytest.raises(RuntimeError, match="in-place"):
         thunder.jit(fn)(torch.randn(3, requires_grad=True))
+
+
+def test_in_place_update_of_a_captured_tensor_is_written_back_like_eager():
+    counter = torch.zeros(())  # held outside the function, as a static KV cache holds its tensors
+
+    def step(x):
+        counter.add_(1)
+        return x * counter
+
+    jstep = thunder.jit(step)
+    torch.testing.assert_close(jstep(torch.ones(2)), torch.ones(2))
+    torch.testing.assert_close(jstep(torch.ones(2)), torch.full((2,), 2.0))  # a cache hit reads the new value
+    torch.testing.assert_close(counter, torch.tensor(2.0))
+
+
+def test_in_place_update_through_a_view_of_a_captured_tensor_is_written_back_like_eager():
+    cache = torch.zeros(2, 4)  # held outside the function, as a KV cache holds its buffers
+
+    def write(x):
+        cache[:1].add_(x)  # a view of the first row
+        return cache.sum()
+
+    jwrite = thunder.jit(write)
+    torch.testing.assert_close(jwrite(torch.ones(4)), torch.tensor(4.0))
+    torch.testing.assert_close(jwrite(torch.ones(4)), torch.tensor(8.0))
+    torch.testing.assert_close(cache, torch.tensor([[2.0] * 4, [0.0] * 4]))

@@ -104,6 +104,30 @@ def test_dataclass_outputs_keep_their_type():
     torch.testing.assert_close(out.loss, x.sum())
 
 
+class _Pair:
+    """A Python object holding tensors, registered with torch's pytree, as torch.export asks of such inputs."""
+
+    def __init__(self, first, second):
+        self.first, self.second = first, second
+
+
+torch.utils._pytree.register_pytree_node(
+    _Pair,
+    lambda pair: ([pair.first, pair.second], {"fields": ["first", "second"]}),  # an unhashable context
+    lambda values, context: _Pair(*values),
+)
+
+
+def test_objects_registered_with_torch_pytree_are_inputs_and_outputs():
+    jf = thunder.jit(lambda pair, x: _Pair(pair.first + x, pair.second * x))
+    out = jf(_Pair(torch.ones(2), torch.full((2,), 2.0)), torch.full((2,), 3.0))
+    assert isinstance(out, _Pair)
+    torch.testing.assert_close((out.first, out.second), (torch.full((2,), 4.0), torch.full((2,), 6.0)))
+    out = jf(_Pair(torch.zeros(2), torch.ones(2)), torch.ones(2))  # new values, same metadata: a cache hit
+    torch.testing.assert_close((out.first, out.second), (torch.ones(2), torch.ones(2)))
+    assert (thunder.cache_misses(jf), thunder.cache_hits(jf)) == (1, 1)
+
+
 def test_globals_and_closures_are_read_as_constants():
     weight = torch.randn(3)
 
@@ -155,6 +179,20 @@ def test_data_dependent_control_flow_names_the_user_line():
 def test_item_is_a_data_dependent_error():
     with pytest.raises(RuntimeError, match="item"):
         thunder.jit(lambda x: x * x.max().item())(torch.randn(3))
+
+
+def test_torch_compiler_is_compiling_while_acquiring_only():
+    # Libraries (Hugging Face's mask creation) skip data-dependent checks under torch.compile, torch.export, and so
+    # under thunder.jit.
+    seen = []
+
+    def fn(x):
+        seen.append(torch.compiler.is_compiling())
+        return x + 1
+
+    thunder.jit(fn)(torch.ones(2))
+    assert seen == [True]
+    assert not torch.compiler.is_compiling()
 
 
 def test_unsupported_fallback_ops_still_run_and_are_reported():
@@ -227,6 +265,37 @@ def test_buffer_updated_in_forward_is_written_back():
     jm(x)
     out = jm(x)
     assert model.count.item() == 2 and torch.equal(out, x * 2)
+
+
+class _Total(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("total", torch.zeros(2))
+
+
+class _Accumulator(torch.nn.Module):
+    """Its state is made after thunder.jit, and made anew by reset(), like a KV cache."""
+
+    def __init__(self):
+        super().__init__()
+        self.state = None
+
+    def reset(self):
+        self.state = _Total()
+
+    def forward(self, x):
+        self.state.total.add_(x)
+        return self.state.total * 1
+
+
+def test_state_made_after_jit_is_read_and_written_on_every_call():
+    model = _Accumulator()
+    jmodel = thunder.jit(model)
+    for _ in range(2):  # the second state has the first's metadata: a cache hit
+        model.reset()
+        jmodel(torch.ones(2))
+        torch.testing.assert_close(jmodel(torch.ones(2)), torch.full((2,), 2.0))
+        torch.testing.assert_close(model.state.total, torch.full((2,), 2.0))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -154,9 +154,17 @@ def test_factory_outputs_follow_the_default_dtype():
         torch.set_default_dtype(previous)
 
 
-def test_tensor_of_a_list_is_rejected_with_a_way_out():
-    with pytest.raises(NotImplementedError, match="outside"):
-        thunder.jit(lambda x: x + torch.tensor([1.0, 2.0]))(make((2,), torch.float32))
+def test_tensor_of_a_list_of_numbers_matches_eager():
+    assert_matches_eager(lambda x: x + torch.tensor([[1.0, 2.0]]) + torch.tensor([3, 4]), make((2,), torch.float32))
+
+
+def test_tensor_of_an_empty_list_matches_eager():
+    assert_matches_eager(lambda x: torch.cat([torch.tensor([], dtype=x.dtype), x]), make((2,), torch.float32))
+
+
+def test_tensor_of_a_list_of_tensors_is_rejected_with_a_way_out():
+    with pytest.raises(NotImplementedError, match="torch.stack"):
+        thunder.jit(lambda x: torch.tensor([x[0], x[1]]))(make((2,), torch.float32))
 
 
 # -- conversions -------------------------------------------------------------------------------------------

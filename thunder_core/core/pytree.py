@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.utils._pytree as _torch_pytree
 
 
 class TreeSpec:
@@ -69,8 +70,45 @@ def _flatten(x: Any, leaves: list) -> TreeSpec:
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
         names = tuple(f.name for f in dataclasses.fields(x) if f.init)
         return TreeSpec("dataclass", (tx, names), tuple(_flatten(getattr(x, n), leaves) for n in names))
+    node = _torch_pytree.SUPPORTED_NODES.get(tx)
+    if node is not None:
+        # A class registered with torch.utils._pytree (as torch.export requires of its inputs), such as a Hugging
+        # Face cache: its tensors become leaves, and it is rebuilt around the proxies, or the results, from them.
+        children, context = node.flatten_fn(x)
+        return TreeSpec("torch_node", _NodeContext(tx, context), tuple(_flatten(c, leaves) for c in children))
     leaves.append(x)
     return _LEAF
+
+
+class _NodeContext:
+    """A torch pytree node's type and context, compared and hashed by value (contexts are often dicts)."""
+
+    __slots__ = ("cls", "context", "_key")
+
+    def __init__(self, cls: type, context: Any):
+        self.cls, self.context = cls, context
+        self._key = (cls, _freeze(context))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _NodeContext) and self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+
+def _freeze(x: Any) -> Any:
+    """A hashable stand-in for a pytree context, equal for equal contexts."""
+    if isinstance(x, dict):
+        return ("dict", tuple((k, _freeze(v)) for k, v in x.items()))
+    if isinstance(x, (list, tuple)):
+        return (type(x).__name__, tuple(_freeze(v) for v in x))
+    if isinstance(x, (set, frozenset)):
+        return ("set", frozenset(_freeze(v) for v in x))
+    try:
+        hash(x)
+    except TypeError:
+        return ("id", id(x))
+    return x
 
 
 def tree_unflatten(leaves: list, spec: TreeSpec) -> Any:
@@ -101,6 +139,9 @@ def _unflatten(it, spec: TreeSpec) -> Any:
     if kind == "dataclass":
         cls, names = spec.data
         return cls(**dict(zip(names, values)))
+    if kind == "torch_node":
+        node = spec.data
+        return _torch_pytree.SUPPORTED_NODES[node.cls].unflatten_fn(values, node.context)
     raise ValueError(f"unknown tree node kind {kind}")
 
 

@@ -102,7 +102,9 @@ def examine(fn_or_module: Callable | torch.nn.Module, /, *args, **kwargs) -> Exa
     recorder = _TorchCallRecorder()
     eager_fn, eager_args, eager_kwargs = _eager_copies(fn_or_module, args, kwargs)
     try:
-        with recorder:
+        # The eager run takes the paths the tracer takes: libraries branch on torch.compiler.is_compiling()
+        # (see tracer._compiling), and the data-dependent checks they skip then must not be reported.
+        with recorder, _tracer._compiling():
             expected = eager_fn(*eager_args, **eager_kwargs)
     except Exception as e:
         result.eager_error = f"{type(e).__name__}: {e}"

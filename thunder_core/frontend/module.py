@@ -3,8 +3,27 @@
 from __future__ import annotations
 
 import torch
+from torch.nn.modules.module import (
+    register_module_buffer_registration_hook,
+    register_module_module_registration_hook,
+    register_module_parameter_registration_hook,
+)
 
 from thunder.frontend.jit import ThunderFunction
+
+# Bumped whenever any module registers or replaces a parameter, buffer or submodule (torch's global hooks). A
+# jitted module re-reads where its state lives when it changed: state created after thunder.jit (a KV cache
+# built by `set_kv_cache`) is then an input of the trace, not a constant captured by the first trace.
+_module_structure_version = [0]
+
+
+def _structure_changed(*_) -> None:
+    _module_structure_version[0] += 1  # returns None: the registration goes on unchanged
+
+
+register_module_buffer_registration_hook(_structure_changed)
+register_module_module_registration_hook(_structure_changed)
+register_module_parameter_registration_hook(_structure_changed)
 
 
 def _python_name(qualified: str) -> str:
@@ -22,6 +41,7 @@ class _ModuleFunction(ThunderFunction):
 
     def refresh_slots(self) -> None:
         """Where each parameter and buffer lives: (module, dict name, key, qualified name), tied ones once."""
+        self.structure_version = _module_structure_version[0]
         seen: set[int] = set()
         self.slots = []
         for kind in ("_parameters", "_buffers"):
@@ -82,6 +102,8 @@ class ThunderModule(torch.nn.Module):
 
     def forward(self, *args, **kwargs):
         jfn = self._jfn
+        if jfn.structure_version != _module_structure_version[0]:
+            jfn.refresh_slots()
         state = jfn.state()
         return jfn.call_with_state(state, args, kwargs, jfn.state_key(state))
 

@@ -66,6 +66,9 @@ _PASSTHROUGH = {
     _Tensor.type, _Tensor.__reduce_ex__,
     torch.is_floating_point, torch.is_complex, torch.numel, torch.is_tensor, torch.result_type, torch.is_signed,
     torch.is_same_size,
+    # global state and plain objects: `with torch.no_grad()` sets the grad mode for real (the tracer reads it,
+    # see `Tracer.stop_gradients`); `torch.device(...)` builds a device
+    torch._C._set_grad_enabled, torch.device,
 }  # fmt: skip
 _PASSTHROUGH_GETTERS_EXCEPT = {"T", "mT", "H", "mH", "data", "real", "imag", "grad", "__get__"}
 _DATA_DEPENDENT = {
@@ -108,6 +111,10 @@ class Tracer:
         self._constant_proxies: dict[int, TensorProxy] = {}
         self.fallback_ops: set[str] = set()
         self.input_proxies: list[TensorProxy] = []
+        # Under torch.no_grad() inside a function called with grad enabled, values must not carry gradients:
+        # the ops' operands are detached, as eager records no graph for them.
+        self.grad_enabled_at_start = torch.is_grad_enabled()
+        self._detached: dict[int, TensorProxy] = {}
         self.autocast = autocast_state()
 
     # -- values -------------------------------------------------------------------------------------
@@ -125,11 +132,27 @@ class Tracer:
                 x, value = value, self.current[id(value)]
             return value
         if isinstance(x, torch.Tensor):
-            return self.constant_proxy(x)
+            return self.resolve(self.constant_proxy(x))  # its latest value, if the function mutated it
         if type(x) is tuple or type(x) is list:
             return type(x)(self.resolve(v) for v in x)
         if isinstance(x, dict) and type(x) is dict:
             return {k: self.resolve(v) for k, v in x.items()}
+        return x
+
+    def stop_gradients(self, x):
+        """x with every proxy that requires grad replaced by its detached value (one detach per value)."""
+        if isinstance(x, TensorProxy):
+            if not x.requires_grad:
+                return x
+            detached = self._detached.get(id(x))
+            if detached is None:
+                detached = self._detached[id(x)] = ltorch.detach(x)
+                self.keepalive.append(x)
+            return detached
+        if type(x) is tuple or type(x) is list:
+            return type(x)(self.stop_gradients(v) for v in x)
+        if type(x) is dict:
+            return {k: self.stop_gradients(v) for k, v in x.items()}
         return x
 
     def constant_proxy(self, t: torch.Tensor) -> TensorProxy:
@@ -147,7 +170,9 @@ class Tracer:
     def mutate(self, obj: torch.Tensor, new_value: torch.Tensor, op_name: str) -> None:
         """Rebinds the object the user holds to new_value; writes through to its base if it is a view."""
         if not isinstance(obj, TensorProxy):
-            raise NotImplementedError(f"in-place {op_name} on a tensor that is not traced")
+            # A real tensor met while tracing (a closure, a global, a tensor held by an object such as a static KV
+            # cache): its constant proxy takes the new value, which is copied into the tensor after each call.
+            obj = self.constant_proxy(obj)
         if obj.requires_grad and any(obj is p for p in self.input_proxies) and torch.is_grad_enabled():
             raise RuntimeError(
                 f"a leaf tensor that requires grad is used in the in-place operation {op_name} at {user_location()}; "
@@ -222,7 +247,7 @@ class TracingMode(TorchFunctionMode):
         ):
             return self._inplace(func, name, args, kwargs)
         handler = self.tracer.replacements.get(func) or ltorch.torch_handler(func)
-        resolved_args, resolved_kwargs = self.tracer.resolve(args), self.tracer.resolve(kwargs)
+        resolved_args, resolved_kwargs = self._operands(args, kwargs)
         if handler is None:
             handler = fallback.fallback_symbol(func)
             if handler is None:
@@ -234,11 +259,33 @@ class TracingMode(TorchFunctionMode):
             )
         out = handler(*resolved_args, **resolved_kwargs)
         view_info = VIEW_OPS.get(func)
-        if view_info is not None and args and isinstance(args[0], TensorProxy):
+        if view_info is not None and args and isinstance(args[0], torch.Tensor):
             self._record_view(func, view_info, args, kwargs, out)
         return out
 
+    def _operands(self, args, kwargs):
+        """The current values of args and kwargs; without gradients under torch.no_grad() (see Tracer)."""
+        resolved = self.tracer.resolve(args), self.tracer.resolve(kwargs)
+        if self.tracer.grad_enabled_at_start and not torch.is_grad_enabled():
+            resolved = self.tracer.stop_gradients(resolved)
+        return resolved
+
+    def _check_no_grad_update(self, target, op_name: str) -> None:
+        # Eager keeps a tensor that requires grad connected to the graph after an in-place update under
+        # no_grad (a parameter stays the leaf); a functional trace would cut its later gradients. Refuse
+        # rather than give silently wrong gradients.
+        if self.tracer.grad_enabled_at_start and not torch.is_grad_enabled():
+            value = self.tracer.resolve(target)
+            if isinstance(value, torch.Tensor) and value.requires_grad:
+                raise NotImplementedError(
+                    f"{op_name} at {user_location()} updates a tensor that requires grad in place under "
+                    "torch.no_grad() inside a jitted function; Thunder cannot keep its later gradients. Do the "
+                    "update outside the jitted function (as an optimizer step does)."
+                )
+
     def _record_view(self, func, view_info, args, kwargs, out) -> None:
+        if not isinstance(args[0], TensorProxy):  # a view of a captured tensor: writes through it reach the tensor
+            args = (self.tracer.constant_proxy(args[0]), *args[1:])
         handler = ltorch.torch_handler(func)
         rest = args[1:]
         scatter_factory = view_info
@@ -252,15 +299,17 @@ class TracingMode(TorchFunctionMode):
             self.tracer.record_view(getattr(func, "__name__", str(func)), args[0], o, derive, scatter)
 
     def _setitem(self, target, key, value):
-        resolved = self.tracer.resolve(target)
-        new_value = ltorch.setitem_functional(resolved, self.tracer.resolve(key), self.tracer.resolve(value))
+        self._check_no_grad_update(target, "__setitem__")
+        (resolved, key, value), _ = self._operands((target, key, value), {})
+        new_value = ltorch.setitem_functional(resolved, key, value)
         self.tracer.mutate(target, new_value, "__setitem__")
         return None
 
     def _inplace(self, func, name, args, kwargs):
         target = args[0]
-        resolved = self.tracer.resolve(args)
-        resolved_kwargs = self.tracer.resolve(kwargs)
+        if name != "requires_grad_":
+            self._check_no_grad_update(target, f"Tensor.{name}")
+        resolved, resolved_kwargs = self._operands(args, kwargs)
         special = ltorch.INPLACE_SPECIAL.get(name)
         if special is not None:
             new_value = special(*resolved, **resolved_kwargs)
@@ -304,7 +353,7 @@ def acquire_trace(
     tracer = Tracer(trace, replacements)
     _tracers.append(tracer)
     try:
-        with tracectx(trace):
+        with tracectx(trace), _compiling():
             args, kwargs = tree_unflatten(_proxy_leaves(leaves, names, trace, tracer), spec)
             with TracingMode(tracer), traced_autograd_functions():
                 result = fn(*args, **kwargs)
@@ -318,6 +367,22 @@ def acquire_trace(
     trace.output = out_leaves
     trace.provenance = "acquisition"
     return trace, tracer, out_spec
+
+
+@contextmanager
+def _compiling():
+    """`torch.compiler.is_compiling()` answers True while we acquire, as under torch.compile and torch.export.
+
+    Libraries guard their data-dependent fast paths and checks with it (Hugging Face's mask creation calls
+    `bool(mask.all())` unless it is tracing), and take a traceable path instead. torch.export's non-strict
+    mode sets the same flag (torch/_export/utils.py).
+    """
+    previous = torch.compiler._is_compiling_flag
+    torch.compiler._is_compiling_flag = True
+    try:
+        yield
+    finally:
+        torch.compiler._is_compiling_flag = previous
 
 
 def _proxy_leaves(leaves: list, names: list | None, trace: TraceCtx, tracer: Tracer) -> list:

@@ -293,9 +293,34 @@ def scalar_tensor(s, *, dtype=None, layout=None, device=None, pin_memory=False):
 def tensor(data, *, dtype=None, device=None, requires_grad=False, pin_memory=False):
     if isinstance(data, (int, float, bool, complex)):
         return full((), data, dtype=dtype or python_scalar_dtype(data), device=device)
+    if isinstance(data, (list, tuple)) and _all_numbers(data):
+        return _tensor_of_numbers(data, dtype, _device(device))
     raise NotImplementedError(
-        "torch.tensor(...) of a list inside thunder.jit is not supported; create it outside and pass it in"
+        "torch.tensor(...) of tensors inside thunder.jit is not supported; use torch.stack, or create it outside "
+        "and pass it in"
     )
+
+
+def _all_numbers(data) -> bool:
+    if isinstance(data, (list, tuple)):
+        return all(_all_numbers(x) for x in data)
+    return isinstance(data, (int, float, bool, complex))
+
+
+def _tensor_of_numbers(data, dtype, device):
+    """A (nested) list of Python numbers, a constant of the trace: torch infers its shape and dtype."""
+    with torch._C.DisableTorchFunction():
+        like = torch.tensor(data, dtype=dtype, device="meta")
+    shape, dtype = tuple(like.shape), like.dtype
+    if like.numel() == 0:  # torch.tensor([]): how Hugging Face's DynamicLayer starts its keys and values
+        return prims.full(shape, 0, dtype=dtype, device=device)
+
+    def flat(x):
+        return [v for item in x for v in flat(item)] if isinstance(x, (list, tuple)) else [x]
+
+    elements = [prims.full((1,), v, dtype=dtype, device=device) for v in flat(data)]
+    joined = elements[0] if len(elements) == 1 else prims.cat(elements, 0)
+    return prims.reshape(joined, shape)
 
 
 def _tri_mask(a, diagonal, upper):

@@ -1,0 +1,331 @@
+"""Hugging Face transformers models under `thunder.jit`: forward, one training step, greedy generation with a KV
+cache, and `examine`, each compared with eager.
+
+Tiny float32 configs built in code (hidden size 32, 2 layers, vocabulary 100, batch 2, sequence 8), random
+weights, dropout off. The attention is `attn_implementation="eager"` (explicit matmul/softmax, every op visible
+to Thunder) unless a test says otherwise; "sdpa" (transformers' default) has its own tests. Decoder inputs are
+left-padded, as batched generation pads them, so the attention mask matters.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+import transformers
+from transformers import DynamicCache, StaticCache
+from transformers.exporters.exporter_dynamo import register_pytree_node
+
+import thunder
+
+from .harness import (
+    EXECUTORS,
+    assert_examine_finds_every_op_supported,
+    assert_forward_matches_eager,
+    assert_training_step_matches_eager,
+    jit,
+    needs_core_patch,
+    seeded,
+)
+
+VOCAB, BATCH, SEQ = 100, 2, 8
+# every op these models use is native: no fallback is expected
+GRAD_MODE_SWITCH: dict[str, str] = {}
+
+
+
+def _decoder_config(config_class, attn: str, **extra):
+    return config_class(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=32, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        attn_implementation=attn, **extra,
+    )  # fmt: skip
+
+
+def gpt2(attn: str):
+    config = transformers.GPT2Config(
+        vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=32, resid_pdrop=0.0, embd_pdrop=0.0,
+        attn_pdrop=0.0, bos_token_id=1, eos_token_id=2, attn_implementation=attn,
+    )  # fmt: skip
+    return transformers.GPT2LMHeadModel(config)
+
+
+def llama(attn: str):
+    return transformers.LlamaForCausalLM(_decoder_config(transformers.LlamaConfig, attn))
+
+
+def mistral(attn: str):
+    # a window shorter than the sequence: the sliding-window mask is exercised
+    return transformers.MistralForCausalLM(_decoder_config(transformers.MistralConfig, attn, sliding_window=4))
+
+
+def qwen2(attn: str):
+    return transformers.Qwen2ForCausalLM(_decoder_config(transformers.Qwen2Config, attn))
+
+
+def phi3(attn: str):
+    return transformers.Phi3ForCausalLM(_decoder_config(transformers.Phi3Config, attn))
+
+
+def gemma(attn: str):
+    return transformers.GemmaForCausalLM(_decoder_config(transformers.GemmaConfig, attn, head_dim=8))
+
+
+def _encoder_config(config_class, attn: str, **extra):
+    return config_class(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        attn_implementation=attn, **extra,
+    )  # fmt: skip
+
+
+def bert(attn: str):
+    return transformers.BertModel(_encoder_config(transformers.BertConfig, attn))
+
+
+def roberta(attn: str):
+    return transformers.RobertaModel(_encoder_config(transformers.RobertaConfig, attn, pad_token_id=1))
+
+
+def t5(attn: str):
+    config = transformers.T5Config(
+        vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, dropout_rate=0.0,
+        decoder_start_token_id=0, pad_token_id=0, attn_implementation=attn,
+    )  # fmt: skip
+    return transformers.T5ForConditionalGeneration(config)
+
+
+def vit(attn: str):
+    config = transformers.ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, image_size=16,
+        patch_size=4, num_channels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        attn_implementation=attn,
+    )  # fmt: skip
+    return transformers.ViTModel(config)
+
+
+def token_ids(*shape, seed: int = 1) -> torch.Tensor:
+    return torch.randint(3, VOCAB, shape, generator=torch.Generator().manual_seed(seed))
+
+
+def causal_lm_inputs() -> dict:
+    input_ids = token_ids(BATCH, SEQ)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, :2] = 0  # the second prompt is left-padded
+    labels = input_ids.masked_fill(attention_mask == 0, -100)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "use_cache": False}
+
+
+def encoder_inputs() -> dict:
+    # No attention mask: with one, transformers inspects its values while building the mask (see
+    # test_encoder_with_a_padding_mask_matches_eager).
+    return {"input_ids": token_ids(BATCH, SEQ)}
+
+
+def seq2seq_inputs() -> dict:
+    return {"input_ids": token_ids(BATCH, SEQ), "labels": token_ids(BATCH, 6, seed=2), "use_cache": False}
+
+
+def image_inputs() -> dict:
+    return {"pixel_values": torch.randn(BATCH, 3, 16, 16, generator=torch.Generator().manual_seed(1))}
+
+
+def lm_loss(output):
+    return output.loss
+
+
+def hidden_state_loss(output):
+    return output.last_hidden_state.pow(2).mean() + output.pooler_output.mean()
+
+
+@dataclass(frozen=True)
+class Case:
+    build: Callable[[str], torch.nn.Module]  # attn_implementation -> model
+    inputs: Callable[[], dict]
+    loss: Callable
+    fallbacks: dict[str, str] = field(default_factory=dict)  # expected fallback operations, with the reason
+
+
+CASES = {
+    "gpt2": Case(gpt2, causal_lm_inputs, lm_loss),
+    "llama": Case(llama, causal_lm_inputs, lm_loss, GRAD_MODE_SWITCH),
+    "mistral": Case(mistral, causal_lm_inputs, lm_loss, GRAD_MODE_SWITCH),
+    "qwen2": Case(qwen2, causal_lm_inputs, lm_loss, GRAD_MODE_SWITCH),
+    "phi3": Case(phi3, causal_lm_inputs, lm_loss, GRAD_MODE_SWITCH),
+    "gemma": Case(gemma, causal_lm_inputs, lm_loss, GRAD_MODE_SWITCH),
+    "bert": Case(bert, encoder_inputs, hidden_state_loss),
+    "roberta": Case(roberta, encoder_inputs, hidden_state_loss),
+    "t5": Case(t5, seq2seq_inputs, lm_loss),
+    "vit": Case(vit, image_inputs, hidden_state_loss),
+}
+
+
+def build(name: str, attn: str = "eager") -> torch.nn.Module:
+    return seeded(lambda: CASES[name].build(attn))
+
+
+@pytest.mark.parametrize("executors", EXECUTORS)
+@pytest.mark.parametrize("name", CASES)
+def test_forward_matches_eager(name, executors):
+    assert_forward_matches_eager(build(name), CASES[name].inputs(), executors)
+
+
+@pytest.mark.parametrize("executors", EXECUTORS)
+@pytest.mark.parametrize("name", CASES)
+def test_training_step_matches_eager(name, executors):
+    case = CASES[name]
+    assert_training_step_matches_eager(build(name), case.inputs(), case.loss, executors)
+
+
+@pytest.mark.parametrize("name", ["llama", "bert"])
+def test_training_step_with_torchcompile_matches_eager(name):
+    case = CASES[name]
+    assert_training_step_matches_eager(build(name), case.inputs(), case.loss, "torchcompile")
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_examine_finds_every_op_supported(name):
+    case = CASES[name]
+    assert_examine_finds_every_op_supported(build(name), case.inputs(), case.fallbacks)
+
+
+# -- attention and cache settings --------------------------------------------------------------------------------
+@pytest.mark.parametrize("executors", EXECUTORS)
+def test_causal_lm_without_an_attention_mask_matches_eager(executors):
+    # Without a mask, transformers looks for packed sequences in the position ids (`bool(...all())`).
+    inputs = causal_lm_inputs()
+    del inputs["attention_mask"]
+    assert_training_step_matches_eager(build("llama"), inputs, lm_loss, executors)
+
+
+@pytest.mark.parametrize("executors", EXECUTORS)
+def test_causal_lm_with_sdpa_attention_matches_eager(executors):
+    assert_training_step_matches_eager(build("llama", "sdpa"), causal_lm_inputs(), lm_loss, executors)
+
+
+def test_examine_of_sdpa_attention_finds_every_op_supported():
+    assert_examine_finds_every_op_supported(build("llama", "sdpa"), causal_lm_inputs(), GRAD_MODE_SWITCH)
+
+
+@pytest.mark.parametrize("executors", EXECUTORS)
+def test_encoder_with_sdpa_attention_matches_eager(executors):
+    assert_training_step_matches_eager(build("bert", "sdpa"), encoder_inputs(), hidden_state_loss, executors)
+
+
+@pytest.mark.parametrize("executors", EXECUTORS)
+def test_encoder_with_a_padding_mask_matches_eager(executors):
+    inputs = encoder_inputs()
+    inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+    inputs["attention_mask"][1, -3:] = 0
+    assert_training_step_matches_eager(build("bert"), inputs, hidden_state_loss, executors)
+
+
+@pytest.mark.parametrize("executors", EXECUTORS)
+def test_training_step_with_the_default_use_cache_matches_eager(executors):
+    # What a user writes: the config's use_cache=True makes the forward build a DynamicCache even in training.
+    inputs = causal_lm_inputs()
+    del inputs["use_cache"]
+    assert_training_step_matches_eager(build("llama"), inputs, lm_loss, executors)
+
+
+# -- generation with a KV cache ----------------------------------------------------------------------------------
+# A cache is a Python object holding tensors, updated by the forward. Registered as a torch pytree node
+# (what torch.export asks of such inputs, with transformers' own flattening), its tensors become inputs and
+# outputs of the trace; Thunder's pytree honors the registration.
+register_pytree_node(DynamicCache)
+register_pytree_node(StaticCache)
+NEW_TOKENS = 4
+
+
+def greedy_tokens(model, prompt: torch.Tensor, attention_mask: torch.Tensor, config) -> torch.Tensor:
+    """Greedy decoding, one token per call, through a DynamicCache (the prompt first, then each new token)."""
+    cache = DynamicCache(config=config)
+    input_ids, tokens = prompt, []
+    for _ in range(NEW_TOKENS):
+        output = model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, use_cache=True)
+        cache = output.past_key_values
+        input_ids = output.logits[:, -1].argmax(-1, keepdim=True)
+        tokens.append(input_ids)
+        attention_mask = torch.cat([attention_mask, torch.ones_like(input_ids)], dim=1)
+    return torch.cat(tokens, dim=1)
+
+
+@pytest.mark.parametrize("executors", EXECUTORS)
+@pytest.mark.parametrize("name", ["llama", "gpt2"])
+def test_greedy_generation_with_a_kv_cache_matches_eager(name, executors):
+    model = build(name).eval()
+    inputs = causal_lm_inputs()
+    prompt, mask = inputs["input_ids"], inputs["attention_mask"]
+    with torch.no_grad():
+        expected = greedy_tokens(copy.deepcopy(model), prompt, mask, model.config)
+        actual = greedy_tokens(jit(model, executors), prompt, mask, model.config)
+    assert torch.equal(actual, expected), f"jitted {actual.tolist()} != eager {expected.tolist()}"
+
+
+def static_cache_tokens(model, prompt: torch.Tensor, cache: StaticCache) -> torch.Tensor:
+    """Greedy decoding into a preallocated cache, updated in place (`index_copy_`): the same shapes every step."""
+    cache_position, input_ids, tokens = torch.arange(prompt.shape[1]), prompt, []
+    for _ in range(NEW_TOKENS):
+        output = model(input_ids=input_ids, past_key_values=cache, cache_position=cache_position, use_cache=True)
+        input_ids = output.logits[:, -1].argmax(-1, keepdim=True)
+        tokens.append(input_ids)
+        cache_position = cache_position[-1:] + 1
+    return torch.cat(tokens, dim=1)
+
+
+def static_cache(model) -> StaticCache:
+    """A StaticCache with its tensors allocated (as torch.export needs it), so that decoding only writes into them."""
+    config = model.config
+    cache = StaticCache(config=config, max_cache_len=16)
+    head_dim = config.hidden_size // config.num_attention_heads
+    cache.early_initialization(BATCH, config.num_key_value_heads, head_dim, torch.float32, torch.device("cpu"))
+    return cache
+
+
+@pytest.mark.parametrize("executors", EXECUTORS)
+def test_greedy_generation_with_a_static_cache_matches_eager(executors):
+    model = build("llama").eval()
+    prompt = token_ids(BATCH, 5)
+    with torch.no_grad():
+        expected = static_cache_tokens(copy.deepcopy(model), prompt, static_cache(model))
+        jitted = jit(model, executors)
+        actual = static_cache_tokens(jitted, prompt, static_cache(model))
+    assert torch.equal(actual, expected), f"jitted {actual.tolist()} != eager {expected.tolist()}"
+    assert thunder.cache_misses(jitted) == 2, "the prompt and the decoding steps: one compilation each"
+
+
+@needs_core_patch(
+    "a Python object passed in is rebuilt around the trace's proxies: attributes the forward rebinds (a "
+    "StaticCache's lazy allocation of its tensors) are not written back to the caller's object",
+    (AssertionError, RuntimeError),
+)
+def test_a_cache_object_passed_in_is_updated_in_place_like_eager():
+    model = build("llama").eval()
+    prompt = token_ids(BATCH, 5)
+    expected_cache, cache = (StaticCache(config=model.config, max_cache_len=16) for _ in range(2))
+    with torch.no_grad():
+        copy.deepcopy(model)(input_ids=prompt, past_key_values=expected_cache, use_cache=True)
+        jit(model, "default")(input_ids=prompt, past_key_values=cache, use_cache=True)
+    assert cache.is_initialized == expected_cache.is_initialized, "the cache passed in was not allocated"
+    for layer, expected_layer in zip(cache.layers, expected_cache.layers, strict=True):
+        torch.testing.assert_close((layer.keys, layer.values), (expected_layer.keys, expected_layer.values))
+
+
+@pytest.mark.parametrize("executors", EXECUTORS)
+def test_generate_with_a_jitted_forward_matches_eager(executors):
+    model = build("llama").eval()
+    inputs = causal_lm_inputs()
+    settings = {"attention_mask": inputs["attention_mask"], "max_new_tokens": NEW_TOKENS, "do_sample": False}
+    with torch.no_grad():
+        expected = copy.deepcopy(model).generate(inputs["input_ids"], **settings)
+        # generate calls `model(...)`, which calls `model.forward`: make that the jitted module of a shallow copy
+        # (same submodules and weights), whose own `forward` is still the class's. Set through `vars`, since
+        # nn.Module.__setattr__ would register a module-valued attribute as a submodule instead.
+        jitted = jit(copy.copy(model), executors)
+        vars(model)["forward"] = jitted
+        actual = model.generate(inputs["input_ids"], **settings)
+    assert thunder.cache_misses(jitted) > 0, "generate did not call the jitted forward"
+    assert torch.equal(actual, expected), f"jitted {actual.tolist()} != eager {expected.tolist()}"
