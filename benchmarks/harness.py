@@ -83,6 +83,10 @@ ROW_FIELDS = {
     "info": "shapes and model configuration",
     "error": "None, or the exception that stopped the row: 'Type: message'",
     "error_stage": "import, setup, first_call, timing, reference or worker",
+    "thunder_trace_ms": "thunder only: acquisition time of the first call's compilation, in ms",
+    "thunder_transform_ms": "thunder only: every pass after acquisition (autodiff, fusion, claiming...), in ms",
+    "saved_for_backward": "thunder only, train: number of tensors the forward saves for the backward",
+    "saved_for_backward_bytes": "thunder only, train: their total size in bytes",
     "traceback": "the error's traceback",
     "worker_wall_s": "seconds the worker spent on the row",
     "load_avg_1m": "the machine's 1-minute load average at the end of the row (other work skews CPU timings)",
@@ -280,6 +284,8 @@ def run_row(spec: dict) -> dict:
         out = step()
         _sync(device)
         row["first_call_s"] = time.perf_counter() - t0
+        if backend.kind == "thunder":
+            row.update(_thunder_stats(fn))
 
         stage = "timing"
         if case.kind == "overhead":
@@ -592,3 +598,16 @@ def write_json(result: dict, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     return path
+
+
+def _thunder_stats(jitted) -> dict:
+    """Compile-time breakdown and the saved-for-backward set of a thunder-jitted callable."""
+    import thunder
+
+    stats = thunder.compile_stats(jitted)
+    return {
+        "thunder_trace_ms": stats.last_trace_time_ms,
+        "thunder_transform_ms": stats.last_transform_time_ms,
+        "saved_for_backward": stats.saved_for_backward,
+        "saved_for_backward_bytes": stats.saved_for_backward_bytes,
+    }

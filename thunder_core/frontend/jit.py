@@ -42,6 +42,8 @@ class CompileStats:
     last_traces: list = field(default_factory=list)
     last_backward_traces: list = field(default_factory=list)
     fallback_ops: set = field(default_factory=set)
+    saved_for_backward: int = 0  # tensors the last compiled forward saves for the backward
+    saved_for_backward_bytes: int = 0
 
 
 class CacheEntry:
@@ -173,6 +175,9 @@ class ThunderFunction:
         self.stats.last_traces = entry.traces
         self.stats.last_backward_traces = entry.backward_traces
         self.stats.fallback_ops |= entry.fallback_ops
+        saved = entry.forward_trace.output[1] if entry.needs_autograd else []
+        self.stats.saved_for_backward = len(saved)
+        self.stats.saved_for_backward_bytes = sum(t.numel() * t.element_size() for t in saved)
         self._progress(f"compiled in {self.stats.last_compile_time_ms:.1f} ms")
         return entry
 
