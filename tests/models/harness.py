@@ -26,7 +26,8 @@ EXECUTOR_LISTS: dict[str, list | None] = {"default": None, "torchcompile": ["tor
 # operation whole through PyTorch, but their backward formulas are Thunder's own, so gradients may differ
 # from torch autograd's in the last bits.
 TOLERANCES: dict[str, dict] = {"default": {"rtol": 1e-5, "atol": 1e-5}, "torchcompile": {"rtol": 1e-4, "atol": 1e-4}}
-# every model runs with the default executors; Inductor's compile time on 2 cores limits torchcompile to a few
+# every test runs with the default executors; the training-step tests (forward loss and every gradient) of
+# every model also run with torchcompile (Inductor's compile time on 2 cores keeps it to those)
 EXECUTORS = ["default"]
 
 
