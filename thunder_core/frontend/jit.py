@@ -27,7 +27,7 @@ from thunder.frontend.tracer import acquire_trace
 log = logging.getLogger("thunder")
 _Tensor = torch.Tensor
 
-JIT_OPTIONS = {"show_progress", "debug_verify", "fusion_cache"}
+JIT_OPTIONS = {"show_progress", "debug_verify"}
 
 
 @dataclass
