@@ -245,3 +245,32 @@ def test_inplace_update_of_a_grad_requiring_tensor_under_no_grad_is_refused():
 
     with pytest.raises(NotImplementedError, match="no_grad"):
         thunder.jit(fn)(f64(3), f64(3, grad=False))
+
+
+def _saved_names(jf) -> set[str]:
+    (entry,) = jf._cache.values()
+    return {t.name for t in entry.forward_trace.output[1]}
+
+
+def test_min_cut_recomputes_a_cheap_chain_instead_of_saving_it():
+    # tanh's backward reads its output; the min-cut saves only x (held by the caller anyway) and the backward
+    # recomputes x * 2 + 1 and tanh from it
+    jf = thunder.jit(lambda x: ((((x * 2) + 1).tanh()) ** 2).sum())
+    x = f64(8, 8)
+    jf(x).backward()
+    assert _saved_names(jf) == {"x"}
+    expected = torch.autograd.grad(((((x * 2) + 1).tanh()) ** 2).sum(), x)[0]
+    torch.testing.assert_close(x.grad, expected)
+
+
+def test_min_cut_saves_what_cannot_be_recomputed():
+    # the matmul is not recomputed; the cheap ops after it are, from its saved output
+    jf = thunder.jit(lambda a, b: ((a @ b).sin() * 3).exp().sum())
+    a, b = f64(4, 5), f64(5, 3)
+    jf(a, b).backward()
+    trace = thunder.last_traces(jf)[-1]
+    matmul_outputs = {o.name for bsym in trace.bound_symbols if "matmul" in bsym.sym.name for o in bsym.flat_outs}
+    assert matmul_outputs and matmul_outputs <= _saved_names(jf)
+    ga, gb = torch.autograd.grad(((a @ b).sin() * 3).exp().sum(), (a, b))
+    torch.testing.assert_close(a.grad, ga)
+    torch.testing.assert_close(b.grad, gb)

@@ -24,6 +24,7 @@ from thunder.core.trace import TraceCtx, tracectx
 from thunder.core.transforms import GradRuleContext, get_grad, put_grad
 from thunder.prims.grads import GRAD_RULES, NONDIFFERENTIABLE
 from thunder.transforms.dce import dce
+from thunder.transforms.remat import choose_recomputation
 
 
 def _no_dropout(bsym) -> bool:
@@ -297,9 +298,6 @@ def _accumulate(current, g):
 
 
 # -- split and rematerialization -----------------------------------------------------------------------
-_CHEAP_TAGS = {"elementwise", "shape"}
-
-
 def _defined_in(bsyms) -> dict[str, BoundSymbol]:
     return {o.name: b for b in bsyms for o in b.flat_outs}
 
@@ -309,31 +307,13 @@ def _used_in(bsyms) -> set[str]:
 
 
 def rematerialize(fwd: TraceCtx, bwd: TraceCtx) -> tuple[TraceCtx, TraceCtx]:
-    """Decides what the backward recomputes instead of saving, then wires the saved values.
-
-    A value the backward needs is recomputed (its producer copied into the backward) when its producer is
-    a cheap elementwise or shape primitive whose own inputs are forward inputs or values saved anyway:
-    recomputing it then costs no extra saved memory. Repeated to a fixed point. Random ops are never
-    recomputed, so a dropout mask is drawn once.
-    """
+    """Decides what the backward recomputes instead of saving (a min-cut, transforms/remat.py), then wires
+    the saved values. Random ops are never recomputed, so a dropout mask is drawn once."""
     fwd_defined = _defined_in(fwd.bound_symbols)
     fwd_inputs = {a.name: a for a in fwd.args if isinstance(a, TensorProxy)}
     bwd_bsyms = list(bwd.bound_symbols)
-    changed = True
-    while changed:
-        changed = False
-        needed = _used_in(bwd_bsyms) - set(_defined_in(bwd_bsyms))
-        needed_from_fwd = {n for n in needed if n in fwd_defined}
-        for name in sorted(needed_from_fwd):
-            producer = fwd_defined[name]
-            tags = producer.sym.tags
-            if not (tags & _CHEAP_TAGS) or "random" in tags or "side_effect" in tags:
-                continue
-            deps = {a.name for a in producer.flat_args}
-            if all(d in fwd_inputs or d in needed for d in deps):
-                bwd_bsyms.insert(0, producer)
-                changed = True
-                break
+    needed = (_used_in(bwd_bsyms) - set(_defined_in(bwd_bsyms))) & (set(fwd_defined) | set(fwd_inputs))
+    bwd_bsyms = choose_recomputation(fwd.bound_symbols, set(fwd_inputs), needed) + bwd_bsyms
     bwd_bsyms = _topological(bwd_bsyms)
     needed = [n for n in _ordered_needed(bwd_bsyms) if n in fwd_defined or n in fwd_inputs]
     saved = [fwd_defined[n].flat_outs[[o.name for o in fwd_defined[n].flat_outs].index(n)] if n in fwd_defined
