@@ -252,10 +252,20 @@ def _saved_names(jf) -> set[str]:
     return {t.name for t in entry.forward_trace.output[1]}
 
 
+class FusesNothing(thunder.extend.FusionExecutor):
+    """A fusion executor that fuses nothing: its presence alone tells autodiff recomputation will be fused."""
+
+    def __init__(self):
+        super().__init__("fuses_nothing")
+
+    def can_fuse(self, bsym) -> bool:
+        return False
+
+
 def test_min_cut_recomputes_a_cheap_chain_instead_of_saving_it():
-    # tanh's backward reads its output; the min-cut saves only x (held by the caller anyway) and the backward
-    # recomputes x * 2 + 1 and tanh from it
-    jf = thunder.jit(lambda x: ((((x * 2) + 1).tanh()) ** 2).sum())
+    # tanh's backward reads its output; with a fusion executor the min-cut saves only x (held by the caller
+    # anyway) and the backward recomputes x * 2 + 1 and tanh from it
+    jf = thunder.jit(lambda x: ((((x * 2) + 1).tanh()) ** 2).sum(), executors=[FusesNothing()])
     x = f64(8, 8)
     jf(x).backward()
     assert _saved_names(jf) == {"x"}
@@ -274,3 +284,13 @@ def test_min_cut_saves_what_cannot_be_recomputed():
     ga, gb = torch.autograd.grad(((a @ b).sin() * 3).exp().sum(), (a, b))
     torch.testing.assert_close(a.grad, ga)
     torch.testing.assert_close(b.grad, gb)
+
+
+def test_without_a_fusion_executor_only_views_are_recomputed():
+    # each recomputed elementwise op would be one more kernel: tanh's output is saved instead
+    jf = thunder.jit(lambda x: ((((x * 2) + 1).tanh()) ** 2).sum())
+    x = f64(8, 8)
+    jf(x).backward()
+    (entry,) = jf._cache.values()
+    backward = str(entry.backward_trace)
+    assert "tanh" not in backward and len(_saved_names(jf)) == 1 and "x" not in _saved_names(jf)

@@ -310,3 +310,18 @@ def test_autocast_casts_like_eager_and_keys_the_cache(dtype):
     assert result.dtype == expected.dtype == dtype and plain.dtype == torch.float32
     torch.testing.assert_close(result, expected)
     assert thunder.cache_misses(jm) == 2
+
+
+def test_documented_torchcompile_executor_list_works_after_a_bare_import():
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, thunder\n"
+        "exc_list = [thunder.extend.get_executor('torchcompile'), *thunder.get_always_executors()]\n"
+        "jf = thunder.jit(lambda x, y: x + y, executors=exc_list)\n"
+        "x = torch.ones(2)\n"
+        "assert torch.equal(jf(x, x), x + x)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

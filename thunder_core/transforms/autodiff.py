@@ -232,7 +232,7 @@ def forward_and_backward(trace: TraceCtx, executors: Sequence = ()) -> tuple[Tra
     fwd = builder.new
     outputs = list(trace.output)
     bwd = dce(_build_backward(trace, fwd, builder, outputs))
-    fwd, bwd = rematerialize(fwd, bwd)
+    fwd, bwd = rematerialize(fwd, bwd, fusing=any(hasattr(ex, "can_fuse") for ex in executors))
     # outputs that depend on no input requiring grad are marked non-differentiable, as eager leaves them
     fwd.tags["differentiable_outputs"] = [isinstance(o, TensorProxy) and o.name in builder.requires_grad
                                           and _is_differentiable(o) for o in outputs]  # fmt: skip
@@ -306,14 +306,14 @@ def _used_in(bsyms) -> set[str]:
     return {a.name for b in bsyms for a in b.flat_args}
 
 
-def rematerialize(fwd: TraceCtx, bwd: TraceCtx) -> tuple[TraceCtx, TraceCtx]:
+def rematerialize(fwd: TraceCtx, bwd: TraceCtx, *, fusing: bool = True) -> tuple[TraceCtx, TraceCtx]:
     """Decides what the backward recomputes instead of saving (a min-cut, transforms/remat.py), then wires
     the saved values. Random ops are never recomputed, so a dropout mask is drawn once."""
     fwd_defined = _defined_in(fwd.bound_symbols)
     fwd_inputs = {a.name: a for a in fwd.args if isinstance(a, TensorProxy)}
     bwd_bsyms = list(bwd.bound_symbols)
     needed = (_used_in(bwd_bsyms) - set(_defined_in(bwd_bsyms))) & (set(fwd_defined) | set(fwd_inputs))
-    bwd_bsyms = choose_recomputation(fwd.bound_symbols, set(fwd_inputs), needed) + bwd_bsyms
+    bwd_bsyms = choose_recomputation(fwd.bound_symbols, set(fwd_inputs), needed, fusing=fusing) + bwd_bsyms
     bwd_bsyms = _topological(bwd_bsyms)
     needed = [n for n in _ordered_needed(bwd_bsyms) if n in fwd_defined or n in fwd_inputs]
     saved = [fwd_defined[n].flat_outs[[o.name for o in fwd_defined[n].flat_outs].index(n)] if n in fwd_defined

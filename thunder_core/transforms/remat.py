@@ -6,7 +6,8 @@ yields every value the backward reads; the saved set is a minimum cut in bytes o
 
 The flow network has, for each candidate value v, an edge v_in -> v_out whose capacity is v's size (the cost
 of saving v; zero for the function's inputs, which the caller holds anyway). A value that cannot be
-recomputed (its producer is not a cheap elementwise or shape op, or is random, or has side effects) is fed
+recomputed (see is_recomputable: cheap elementwise and shape ops when a fusion executor is active, views
+otherwise; never random or side-effecting ops) is fed
 from the source: the forward must compute it. A recomputable value's inputs feed it with infinite capacity,
 and every value the backward reads drains into the sink. Cutting v_in -> v_out means saving v; a minimum cut
 saves the fewest bytes from which the rest can be recomputed.
@@ -20,21 +21,31 @@ from thunder.core.proxies import TensorProxy
 from thunder.core.symbol import BoundSymbol
 
 CHEAP_TAGS = frozenset({"elementwise", "shape"})
+# Without a fusion executor each recomputed op is one more kernel over memory, so only views are recomputed
+VIEW_OPS = frozenset({
+    "prims.reshape", "prims.permute", "prims.broadcast_in_dim", "prims.slice", "prims.squeeze", "ltorch.reshape",
+    "ltorch.view", "ltorch.permute", "ltorch.transpose", "ltorch.t", "ltorch.unsqueeze", "ltorch.squeeze",
+    "ltorch.expand", "ltorch.flatten", "ltorch.unflatten", "ltorch.split", "ltorch.chunk", "ltorch.movedim",
+})  # fmt: skip
 _INF = float("inf")
 
 
-def is_recomputable(bsym: BoundSymbol | None) -> bool:
+def is_recomputable(bsym: BoundSymbol | None, *, fusing: bool = True) -> bool:
+    """Whether the backward may recompute bsym: a cheap elementwise or shape op when a fusion executor will fuse
+    the recomputation (nearly free there), a view otherwise. Never a random or side-effecting op."""
     if bsym is None:
         return False
     tags = bsym.sym.tags
-    return bool(tags & CHEAP_TAGS) and "random" not in tags and "side_effect" not in tags
+    if "random" in tags or "side_effect" in tags:
+        return False
+    return bool(tags & CHEAP_TAGS) if fusing else bsym.sym.id in VIEW_OPS
 
 
 def _nbytes(p: TensorProxy) -> int:
     return p.numel() * p.element_size()
 
 
-def _candidates(needed: set[str], producer: dict[str, BoundSymbol]) -> set[str]:
+def _candidates(needed: set[str], producer: dict[str, BoundSymbol], fusing: bool) -> set[str]:
     """The values that may be saved or recomputed: what the backward reads, and back through cheap producers."""
     region: set[str] = set()
     stack = list(needed)
@@ -44,7 +55,7 @@ def _candidates(needed: set[str], producer: dict[str, BoundSymbol]) -> set[str]:
             continue
         region.add(name)
         bsym = producer.get(name)
-        if is_recomputable(bsym):
+        if is_recomputable(bsym, fusing=fusing):
             stack.extend(a.name for a in bsym.flat_args)
     return region
 
@@ -73,10 +84,12 @@ def _max_flow_reachable(capacity: dict, source, sink) -> set:
             capacity[v][u] += flow
 
 
-def choose_recomputation(fwd_bsyms: list[BoundSymbol], fwd_inputs: set[str], needed: set[str]) -> list[BoundSymbol]:
+def choose_recomputation(
+    fwd_bsyms: list[BoundSymbol], fwd_inputs: set[str], needed: set[str], *, fusing: bool = True
+) -> list[BoundSymbol]:
     producer = {o.name: b for b in fwd_bsyms for o in b.flat_outs}
     proxies = {o.name: o for b in fwd_bsyms for o in b.flat_outs}
-    region = _candidates(needed, producer)
+    region = _candidates(needed, producer, fusing)
     capacity: dict = defaultdict(lambda: defaultdict(float))
 
     def edge(u, v, c):
@@ -86,7 +99,7 @@ def choose_recomputation(fwd_bsyms: list[BoundSymbol], fwd_inputs: set[str], nee
     for name in region:
         edge((name, "in"), (name, "out"), 0.0 if name in fwd_inputs else float(_nbytes(proxies[name])))
         bsym = producer.get(name)
-        if is_recomputable(bsym):
+        if is_recomputable(bsym, fusing=fusing):
             for a in bsym.flat_args:
                 edge((a.name, "out"), (name, "in"), _INF)
         else:
