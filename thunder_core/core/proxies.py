@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from numbers import Number
 
 import torch
 
@@ -127,14 +126,8 @@ def type_string(t: torch.Tensor) -> str:
     return f"{t.device} {dtype}{list(t.shape)}"
 
 
-def is_proxy(x) -> bool:
-    return isinstance(x, TensorProxy)
-
 
 def proxy_like_tensor(t: torch.Tensor, name: str | None = None) -> TensorProxy:
     """A proxy for a real tensor: same shape, strides, dtype, device and requires_grad."""
     return TensorProxy(name, like=t, strides=t.stride())
 
-
-def is_number(x) -> bool:
-    return isinstance(x, Number) and not isinstance(x, torch.Tensor)

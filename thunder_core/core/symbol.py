@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import torch
-
 from thunder.core.proxies import TensorProxy
 from thunder.core.trace import get_tracectx
 
@@ -183,6 +181,3 @@ class BoundSymbol:
 
         return bsym_line(self, {}, with_comment=False)
 
-
-def is_tensor_like(x) -> bool:
-    return isinstance(x, torch.Tensor)

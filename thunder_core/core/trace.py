@@ -8,12 +8,9 @@ structure. `str(trace)` is the program's source with a comment per line (device,
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
-
-import torch
 
 _tracectx_stack: list[TraceCtx] = []
 
@@ -115,20 +112,6 @@ class TraceCtx:
 
     def __repr__(self) -> str:
         return f"<TraceCtx {self.fn_name} ({len(self.bound_symbols)} bound symbols) by {self.provenance or 'tracing'}>"
-
-
-@contextmanager
-def timed_pass(trace_holder: list, name: str) -> Iterator[None]:
-    """Times a pass; the caller stores the resulting trace in trace_holder[0]."""
-    start = time.perf_counter()
-    yield
-    trace = trace_holder[0]
-    trace.provenance = name
-    trace.duration_ms = (time.perf_counter() - start) * 1e3
-
-
-def tensor_args(trace: TraceCtx) -> list[torch.Tensor]:
-    return [a for a in trace.args if isinstance(a, torch.Tensor)]
 
 
 # The frontend's tracer registers how to trace torch code with proxies (its TorchFunctionMode). Lower

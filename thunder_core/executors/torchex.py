@@ -259,9 +259,6 @@ def _resolves_to(qualified: str, fn) -> bool:
     return obj is fn
 
 
-def _is_tensor_first(x) -> bool:
-    return isinstance(x, torch.Tensor)
-
 
 ex = TorchExecutor()
 torchex = ex

@@ -59,13 +59,22 @@ def _leaf_key(x):
     return (type(x), x)
 
 
-def flatten_and_key(args: tuple, kwargs: dict) -> tuple[tuple, list, object, list]:
-    """(key, leaves, spec, tensors) for one call."""
-    if not kwargs and all(type(a) is _Tensor for a in args):
-        # the hot path: plain tensors only
+def _plain_tensors(args: tuple, kwargs: dict) -> bool:
+    return not kwargs and all(type(a) is _Tensor for a in args)
+
+
+def flatten_and_key(args: tuple, kwargs: dict) -> tuple[tuple, list]:
+    """(key, tensors) for one call."""
+    if _plain_tensors(args, kwargs):  # the hot path: plain tensors only
         key = tuple([(a.shape, a.stride(), a.dtype, a.device, a.requires_grad) for a in args])
-        return key, list(args), None, list(args)
+        return key, list(args)
     leaves, spec = tree_flatten((args, kwargs))
     key = (spec, tuple(_leaf_key(x) for x in leaves))
-    tensors = [x for x in leaves if isinstance(x, _Tensor)]
-    return key, leaves, spec, tensors
+    return key, [x for x in leaves if isinstance(x, _Tensor)]
+
+
+def input_tensors(args: tuple, kwargs: dict) -> list:
+    """The call's tensors, without a key (cache="same input" promises the metadata is the first call's)."""
+    if _plain_tensors(args, kwargs):
+        return list(args)
+    return [x for x in tree_flatten((args, kwargs))[0] if isinstance(x, _Tensor)]

@@ -14,7 +14,7 @@ from thunder.transforms.dce import dce
 from thunder.transforms.del_last_used import del_last_used
 
 
-def _run_pass(traces: list, name: str, fn, *args, **kwargs):
+def _run_pass(name: str, fn, *args, **kwargs):
     start = time.perf_counter()
     result = fn(*args, **kwargs)
     duration = (time.perf_counter() - start) * 1e3
@@ -38,10 +38,10 @@ def execution_passes(jfn, trace: TraceCtx, traces: list, *, keep: frozenset = fr
 
     for ex in jfn.executors:
         if hasattr(ex, "can_fuse"):
-            trace = _run_pass(traces, "fusion", fuse_regions, trace, ex, jfn.executors, progress=jfn._progress)
+            trace = _run_pass("fusion", fuse_regions, trace, ex, jfn.executors, progress=jfn._progress)
             traces.append(trace)
             _maybe_verify(jfn, trace)
-    trace = _run_pass(traces, "claim operators", claim_operators, trace, jfn.executors)
+    trace = _run_pass("claim operators", claim_operators, trace, jfn.executors)
     traces.append(trace)
     _maybe_verify(jfn, trace)
     for transform in jfn.transforms:
@@ -53,7 +53,7 @@ def execution_passes(jfn, trace: TraceCtx, traces: list, *, keep: frozenset = fr
             trace.duration_ms = (time.perf_counter() - start) * 1e3
             traces.append(trace)
             _maybe_verify(jfn, trace)
-    trace = _run_pass(traces, "delete last used", del_last_used, trace, keep=keep)
+    trace = _run_pass("delete last used", del_last_used, trace, keep=keep)
     traces.append(trace)
     _maybe_verify(jfn, trace)
     return trace
@@ -77,7 +77,7 @@ def compile_entry(jfn, trace: TraceCtx, tracer, out_spec):
             trace.provenance = f"{type(transform).__name__}.transform_traces_pre_prologue"
             trace.duration_ms = (time.perf_counter() - start) * 1e3
             traces.append(trace)
-    trace = _run_pass(traces, "dead code elimination", dce, trace)
+    trace = _run_pass("dead code elimination", dce, trace)
     traces.append(trace)
 
     needs_grad = (
@@ -102,8 +102,6 @@ def compile_entry(jfn, trace: TraceCtx, tracer, out_spec):
         entry.forward = fwd_exec.python_callable()
         entry.backward = bwd_exec.python_callable()
         entry.needs_autograd = True
-        entry.n_outputs = fwd.tags["n_outputs"]
-        entry.saved_count = fwd.tags["n_saved"]
         entry.differentiable_outputs = fwd.tags["differentiable_outputs"]
         entry.forward_trace, entry.backward_trace = fwd_exec, bwd_exec
     else:

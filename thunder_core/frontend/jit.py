@@ -12,14 +12,14 @@ from typing import Any
 
 import torch
 
-from thunder.core.pytree import tree_flatten, tree_unflatten
-from thunder.core.trace import TraceCtx
+from thunder.core.pytree import _LEAF, TreeSpec, tree_flatten, tree_unflatten
 from thunder.frontend.cache import (
     _default_dtype,
     _is_grad_enabled,
     autocast_key,
     flatten_and_key,
     global_state_key,
+    input_tensors,
     resolve_cache_option,
 )
 from thunder.frontend.tracer import acquire_trace
@@ -49,8 +49,8 @@ class CompileStats:
 class CacheEntry:
     """One compiled specialization: the forward callable, and the backward when autograd is involved."""
 
-    __slots__ = ("forward", "backward", "out_spec", "constants", "n_outputs", "traces", "backward_traces",
-                 "needs_autograd", "saved_count", "fallback_ops", "single_output", "forward_trace", "backward_trace",
+    __slots__ = ("forward", "backward", "out_spec", "constants", "traces", "backward_traces",
+                 "needs_autograd", "fallback_ops", "single_output", "forward_trace", "backward_trace",
                  "fast", "differentiable_outputs")  # fmt: skip
 
     def __init__(self):
@@ -117,10 +117,10 @@ class ThunderFunction:
         """Calls with leading tensors `state` (a module's parameters and buffers) before the arguments."""
         if self.cache_option == "same input" and self._same_input_entry is not None:
             entry = self._same_input_entry
-            _, leaves, spec, tensors = flatten_and_key(args, kwargs)
+            tensors = input_tensors(args, kwargs)
             self.stats.cache_hits += 1
         else:
-            key, leaves, spec, tensors = flatten_and_key(args, kwargs)
+            key, tensors = flatten_and_key(args, kwargs)
             key = (key, state_key, global_state_key())
             entry = self._cache.get(key) if self.cache_option != "no caching" else None
             if entry is None:
@@ -158,9 +158,7 @@ class ThunderFunction:
             a, k = tree_unflatten(list(flat[n_state:]), spec)
             return self.trace_call(state_proxies, a, k)
 
-        from thunder.core.pytree import TreeSpec
-
-        flat_spec = TreeSpec("tuple", None, (TreeSpec("tuple", None, tuple(_leaf_spec() for _ in all_leaves)),
+        flat_spec = TreeSpec("tuple", None, (TreeSpec("tuple", None, (_LEAF,) * len(all_leaves)),
                                              TreeSpec("dict", (dict, ()), ())))  # fmt: skip
         t0 = time.perf_counter()
         trace, tracer, out_spec = acquire_trace(traced_fn, all_leaves, flat_spec, names=names,
@@ -191,12 +189,6 @@ class ThunderFunction:
         if self.options.get("show_progress"):
             print(f"[thunder] {getattr(self.fn, '__name__', 'function')}: {message}", flush=True)
         log.info("%s: %s", getattr(self.fn, "__name__", "function"), message)
-
-
-def _leaf_spec():
-    from thunder.core.pytree import _LEAF
-
-    return _LEAF
 
 
 def _argument_names(fn) -> list[str] | None:
@@ -238,10 +230,6 @@ def _unique(base: str | None, used: set) -> str | None:
         name = f"{base}_{i}"
     used.add(name)
     return name
-
-
-def last_entry_traces(jfn) -> list[TraceCtx]:
-    return jfn.stats.last_traces
 
 
 def jit_options_check(options: dict[str, Any]) -> None:

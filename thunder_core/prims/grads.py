@@ -257,7 +257,7 @@ def _convert(a, dtype):
 
 
 # -- shapes --------------------------------------------------------------------------------------------
-def _sum_to(g, shape, dims_to_keep=None):
+def sum_to(g, shape):
     """Reduces g (of a broadcast shape) to `shape` by summing broadcast dims."""
     shape = tuple(shape)
     if tuple(g.shape) == shape:
@@ -454,7 +454,7 @@ def _index_put(a, indices, values, accumulate):
     g = get_grad(out)
     put_grad(a, g if accumulate else prims.index_put(g, indices, _zeros_like(values), False))
     python_key = tuple(slice(None) if i is None else i for i in indices)
-    put_grad(values, _sum_to(prims.advanced_index(g, python_key), values.shape))
+    put_grad(values, sum_to(prims.advanced_index(g, python_key), values.shape))
     return out
 
 
@@ -464,7 +464,7 @@ def _setitem(a, key, value):
     g = get_grad(out)
     put_grad(a, prims.setitem(g, key, 0.0))
     if _is_t(value):
-        put_grad(value, _sum_to(prims.advanced_index(g, key if isinstance(key, tuple) else (key,)), value.shape))
+        put_grad(value, sum_to(prims.advanced_index(g, key if isinstance(key, tuple) else (key,)), value.shape))
     return out
 
 
@@ -598,8 +598,8 @@ def _matmul(a, b):
     if b.ndim == 1:
         out_shape2.append(1)
     g2 = prims.reshape(g, tuple(out_shape2)) if tuple(out_shape2) != tuple(g.shape) else g
-    ga = _sum_to(prims.matmul(g2, _mT(b2)), a2.shape)
-    gb = _sum_to(prims.matmul(_mT(a2), g2), b2.shape)
+    ga = sum_to(prims.matmul(g2, _mT(b2)), a2.shape)
+    gb = sum_to(prims.matmul(_mT(a2), g2), b2.shape)
     put_grad(a, prims.reshape(ga, tuple(a.shape)) if a.ndim == 1 else ga)
     put_grad(b, prims.reshape(gb, tuple(b.shape)) if b.ndim == 1 else gb)
     return out

@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 import torch
 
 from thunder import prims
-from thunder.core.proxies import TensorProxy
 from thunder.core.symbol import Symbol
 
 # torch callable (function, Tensor method, operator dunder, property getter) -> callable that traces it
@@ -102,17 +101,3 @@ def to_dtype(a, dtype: torch.dtype):
         return prims.convert_element_type(a, dtype)
     return a
 
-
-def sum_to_shape(a: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-    """Reduces a broadcast result back to `shape` (the adjoint of broadcasting)."""
-    shape = tuple(shape)
-    if tuple(a.shape) == shape:
-        return a
-    lead = a.ndim - len(shape)
-    dims = list(range(lead)) + [lead + i for i, s in enumerate(shape) if s == 1 and a.shape[lead + i] != 1]
-    out = prims.sum(a, tuple(dims)) if dims else a
-    return prims.reshape(out, shape) if tuple(out.shape) != shape else out
-
-
-def is_proxy(x) -> bool:
-    return isinstance(x, TensorProxy)

@@ -23,7 +23,7 @@ from thunder.torch.base import broadcast_tensors, register_handler, to_dtype, to
 __all__ = [
     "add", "sub", "mul", "div", "true_divide", "floor_divide", "remainder", "fmod", "pow", "maximum", "minimum",
     "atan2", "eq", "ne", "lt", "le", "gt", "ge", "where", "clamp", "lerp", "addcmul", "addcdiv", "square",
-    "logical_and", "logical_or", "logical_xor", "bitwise_and", "bitwise_or", "bitwise_xor", "to_dtype_op",
+    "logical_and", "logical_or", "logical_xor", "bitwise_and", "bitwise_or", "bitwise_xor",
     "rsub", "frac", "xlogy", "hypot", "logaddexp", "float_power", "nan_to_num", "masked_fill", "round", "sgn",
     "positive", "logit", "sinc", "deg2rad", "rad2deg", "ndtr", "entr", "ldexp", "heaviside", "fmax", "fmin",
     "isclose", "isposinf", "isneginf", "isreal", "xlog1py", "logaddexp2", "exp", "exp2", "expm1", "log", "log1p",
@@ -400,11 +400,6 @@ def nan_to_num(a, nan=0.0, posinf=None, neginf=None):
     out = where(isnan(a), nan, a)
     out = where(logical_and(isinf(out), gt(out, 0)), info.max if posinf is None else posinf, out)
     return where(logical_and(isinf(out), lt(out, 0)), info.min if neginf is None else neginf, out)
-
-
-def to_dtype_op(a, dtype):
-    """`a` converted to dtype through a conversion prim (an identity when the dtypes agree)."""
-    return to_dtype(a, dtype)
 
 
 

@@ -22,7 +22,7 @@ from thunder.core.proxies import TensorProxy
 from thunder.core.symbol import BoundSymbol, Symbol, flat_proxies
 from thunder.core.trace import TraceCtx, tracectx
 from thunder.core.transforms import GradRuleContext, get_grad, put_grad
-from thunder.prims.grads import GRAD_RULES, NONDIFFERENTIABLE
+from thunder.prims.grads import GRAD_RULES, NONDIFFERENTIABLE, sum_to
 from thunder.transforms.dce import dce
 from thunder.transforms.remat import choose_recomputation
 
@@ -281,9 +281,7 @@ def _build_backward(trace: TraceCtx, fwd: TraceCtx, builder: _JointBuilder, outp
 
 def _match(g, a):
     if tuple(g.shape) != tuple(a.shape):
-        from thunder.prims.grads import _sum_to
-
-        g = _sum_to(g, a.shape)
+        g = sum_to(g, a.shape)
     return prims.convert_element_type(g, a.dtype) if g.dtype != a.dtype else g
 
 
@@ -291,9 +289,7 @@ def _accumulate(current, g):
     if current is None:
         return g
     if tuple(current.shape) != tuple(g.shape):
-        from thunder.prims.grads import _sum_to
-
-        g = _sum_to(g, current.shape) if g.numel() > current.numel() else g
+        g = sum_to(g, current.shape) if g.numel() > current.numel() else g
     return prims.add(current, g)
 
 
@@ -320,8 +316,6 @@ def rematerialize(fwd: TraceCtx, bwd: TraceCtx, *, fusing: bool = True) -> tuple
              else fwd_inputs[n] for n in needed]  # fmt: skip
     fwd_out = fwd.from_trace("autodiff forward (split)")
     fwd_out.output = (list(fwd.output), saved)
-    fwd_out.tags["n_outputs"] = len(fwd.output)
-    fwd_out.tags["n_saved"] = len(saved)
     bwd_out = bwd.from_trace("autodiff backward (split)", bwd_bsyms)
     cotangents = [c for c in bwd.tags["cotangents"]]
     bwd_out.args = [*saved, *[c if c is not None else _unused_cotangent(i) for i, c in enumerate(cotangents)]]
