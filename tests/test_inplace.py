@@ -89,14 +89,40 @@ def test_view_of_mutated_base_sees_the_update():
     _check(fn, rand(2, 3))
 
 
-def test_inplace_on_transposed_view_is_a_clear_error():
+_PERMUTING_VIEW_WRITES = {
+    "transpose": lambda x: x.transpose(0, 1).mul_(2),
+    "transpose_keywords": lambda x: torch.transpose(x, dim0=1, dim1=2).add_(1),
+    "permute_then_index": lambda x: x.permute(2, 0, 1)[0].fill_(5),
+    "permute_tuple": lambda x: x.permute((1, 2, 0)).add_(torch.arange(2.0)),
+    "T": lambda x: x[0].T.sub_(1),
+    "t": lambda x: x[:, 0].t().mul_(3),
+    "mT": lambda x: x.mT[..., 0].zero_(),
+    "movedim": lambda x: x.movedim(0, -1)[..., 1].add_(7),
+    "movedim_lists": lambda x: torch.movedim(x, [0, 1], [2, 0]).mul_(-1),
+    "swapaxes": lambda x: x.swapaxes(0, 2)[1].add_(1),
+    "setitem": lambda x: x.transpose(1, 2).__setitem__((0, 1), 9.0),
+}
+
+
+@pytest.mark.parametrize("write", list(_PERMUTING_VIEW_WRITES.values()), ids=list(_PERMUTING_VIEW_WRITES))
+def test_inplace_through_permuting_views_reaches_the_base(write):
     def fn(x):
         y = x * 1
-        y.t().add_(1)
+        write(y)  # an intermediate's view
+        write(x)  # an input's view: the caller's tensor changes too
+        return y + x
+
+    _check(fn, rand(2, 3, 3))
+
+
+def test_inplace_on_expanded_view_is_a_clear_error():
+    def fn(x):
+        y = x * 1
+        y.expand(4, 3).add_(1)
         return y
 
     with pytest.raises(NotImplementedError, match="view"):
-        thunder.jit(fn)(torch.randn(2, 3))
+        thunder.jit(fn)(torch.randn(1, 3))
 
 
 def test_inplace_on_leaf_requiring_grad_is_rejected_like_eager():

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from thunder.core.proxies import TensorProxy, type_string
+from thunder.core.proxies import Proxy, type_string
 
 
 class _Context(dict):
@@ -25,7 +25,7 @@ class _Context(dict):
 
 def value_source(x: Any, ctx: _Context) -> str:
     """Python source that evaluates to `x` in `ctx` (proxies print as their names)."""
-    if isinstance(x, TensorProxy):
+    if isinstance(x, Proxy):
         return x.name
     if x is None or x is Ellipsis or isinstance(x, (bool, int, str)):
         return "..." if x is Ellipsis else repr(x)
@@ -54,7 +54,7 @@ def value_source(x: Any, ctx: _Context) -> str:
 
 
 def _output_pattern(out: Any) -> str:
-    if isinstance(out, TensorProxy):
+    if isinstance(out, Proxy):
         return out.name
     if isinstance(out, (tuple, list)):
         parts = [_output_pattern(o) for o in out]
@@ -65,7 +65,7 @@ def _output_pattern(out: Any) -> str:
 
 
 def _has_proxy(out: Any) -> bool:
-    if isinstance(out, TensorProxy):
+    if isinstance(out, Proxy):
         return True
     if isinstance(out, (tuple, list)):
         return any(_has_proxy(o) for o in out)
@@ -105,7 +105,7 @@ def bsym_line(bsym, ctx: _Context, *, with_comment: bool = True) -> str:
 def trace_source(trace, *, with_comments: bool = True) -> tuple[str, dict]:
     ctx = _Context()
     ctx["torch"] = torch
-    arg_names = [a.name if isinstance(a, TensorProxy) else str(a) for a in trace.args]
+    arg_names = [a.name if isinstance(a, Proxy) else str(a) for a in trace.args]
     lines = []
     if with_comments:
         lines.append(f"# Constructed by {trace.provenance or 'tracing'}")
@@ -124,7 +124,7 @@ def trace_source(trace, *, with_comments: bool = True) -> tuple[str, dict]:
         lines.append(f"def {trace.fn_name}({', '.join(arg_names)}):")
     if with_comments:
         for a in trace.args:
-            if isinstance(a, TensorProxy):
+            if isinstance(a, Proxy):
                 lines.append(f'  # {a.name}: "{type_string(a)}"')
     for bsym in trace.bound_symbols:
         lines.append("  " + bsym_line(bsym, ctx, with_comment=with_comments))

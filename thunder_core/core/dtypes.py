@@ -12,6 +12,8 @@ from numbers import Number
 
 import torch
 
+from thunder.core.proxies import NumberProxy
+
 bool_dtypes = frozenset({torch.bool})
 integer_dtypes = frozenset({torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64})
 float_dtypes = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
@@ -51,6 +53,8 @@ def corresponding_real_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def python_scalar_dtype(x: Number) -> torch.dtype:
     """The dtype torch gives a Python scalar taking part in an operation with tensors."""
+    if isinstance(x, NumberProxy):
+        x = x.value  # its type is fixed by the cache key; its value may vary
     if isinstance(x, bool):
         return torch.bool
     if isinstance(x, int):

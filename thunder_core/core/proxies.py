@@ -5,11 +5,21 @@ FakeTensor): library code that checks `isinstance(x, torch.Tensor)`, reads `.sha
 `.ndim`, or stores it in an `nn.Module` slot keeps working while we trace. It holds metadata only
 (shape, dtype, device, strides, requires_grad) and a name in its trace. Any attempt to reach its data
 ends in `__torch_dispatch__`, which raises: the tracer records operations before they get there.
+
+A `NumberProxy` (`IntegerProxy`, `FloatProxy`) is a Python number that is an input of the trace
+(`cache="symbolic values"`) or computed from one. Arithmetic on it records scalar prims; tensor operations
+that accept a scalar operand take it as is. Anything that needs a concrete answer gets the one seen while
+tracing and adds a *guard*: a comparison (`if n > 0`) guards that the comparison has the same outcome,
+anything that needs the value itself (`int()`, `range()`, a shape, hashing) guards that the value is the
+same. A proxy's `expr` computes its value from the call's flat inputs, so guards are checked per call
+without re-tracing; a compiled entry is reused only for calls that pass its guards.
 """
 
 from __future__ import annotations
 
 import itertools
+import numbers
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -35,7 +45,14 @@ def contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(reversed(strides))
 
 
-class TensorProxy(torch.Tensor):
+class Proxy:
+    """A named value of a trace: a `TensorProxy` or a `NumberProxy`."""
+
+    __slots__ = ()
+    name: str
+
+
+class TensorProxy(torch.Tensor, Proxy):
     """A tensor's metadata and its name in a trace.
 
     `TensorProxy(like=t)` makes a proxy with `t`'s metadata (shape, dtype, device, requires_grad);
@@ -120,14 +137,170 @@ _short_dtype = {
 }
 
 
-def type_string(t: torch.Tensor) -> str:
-    """`cpu f32[2, 3]`: the comment printed beside a tensor in a trace."""
+def type_string(t) -> str:
+    """`cpu f32[2, 3]`: the comment printed beside a tensor in a trace (`int`, `float` beside a number)."""
+    if isinstance(t, NumberProxy):
+        return t.python_type.__name__
     dtype = _short_dtype.get(t.dtype, str(t.dtype).removeprefix("torch."))
     return f"{t.device} {dtype}{list(t.shape)}"
-
 
 
 def proxy_like_tensor(t: torch.Tensor, name: str | None = None) -> TensorProxy:
     """A proxy for a real tensor: same shape, strides, dtype, device and requires_grad."""
     return TensorProxy(name, like=t, strides=t.stride())
 
+
+# -- numbers -------------------------------------------------------------------------------------------
+# Set by the frontend: called as hook(expr, value, proxy) when the traced program needs `expr`'s outcome
+# (a function of the flat inputs) to be `value`; it records the guard, or raises where that is not
+# allowed (in a pass after acquisition: the cache key is fixed by then).
+_concretization_hook = None
+
+
+def register_concretization_hook(hook) -> None:
+    global _concretization_hook
+    _concretization_hook = hook
+
+
+class NumberProxy(Proxy):
+    """A Python number in a trace: `value` is the one seen while tracing; `expr(inputs)` computes it from a
+    call's flat inputs (None: the number depends on no input)."""
+
+    __slots__ = ("name", "value", "expr")
+    python_type: type = object
+
+    def __init__(self, name: str | None = None, *, value, expr=None, prefix: str = "n"):
+        self.name = name if name is not None else _new_name(prefix)
+        self.value = value
+        self.expr = expr
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        # Having it makes torch's argument parser accept a number proxy where a number goes (`t * n`,
+        # `torch.full(shape, n)`) and hand the call to the tracer's TorchFunctionMode, which records it.
+        # Reached only outside tracing, where a proxy has no use.
+        return NotImplemented
+
+    def concrete(self):
+        """The value, for code that needs it: guards that it is the same (see the module docstring)."""
+        if _concretization_hook is not None and self.expr is not None:
+            _concretization_hook(self.expr, self.value, self)
+        return self.value
+
+    def replace_name(self, name: str) -> NumberProxy:
+        return type(self)(name, value=self.value, expr=self.expr)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}: {self.value!r}>"
+
+    # Python needs the value: guard it
+    def __bool__(self):
+        return bool(self.concrete())
+
+    def __int__(self):
+        return int(self.concrete())
+
+    def __float__(self):
+        return float(self.concrete())
+
+    def __complex__(self):
+        return complex(self.concrete())
+
+    def __hash__(self):
+        return hash(self.concrete())
+
+    def __format__(self, spec):
+        return format(self.concrete(), spec)
+
+    def __round__(self, ndigits=None):
+        return round(self.concrete(), ndigits)
+
+    def __trunc__(self):
+        return self.concrete().__trunc__()
+
+    def __floor__(self):
+        return self.concrete().__floor__()
+
+    def __ceil__(self):
+        return self.concrete().__ceil__()
+
+    def is_integer(self):
+        return float(self.concrete()).is_integer()
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError("a NumberProxy cannot be pickled or deep-copied: it stands for a number during tracing")
+
+
+def value_getter(x):
+    """A function of the flat inputs giving x's value: a number proxy's expr, or a constant."""
+    if isinstance(x, NumberProxy) and x.expr is not None:
+        return x.expr
+    value = x.value if isinstance(x, NumberProxy) else x
+    return lambda inputs: value
+
+
+def _comparison(op):
+    def compare(self, other):
+        if isinstance(other, torch.Tensor) or not isinstance(other, (NumberProxy, int, float, complex)):
+            return NotImplemented
+        result = op(self.value, other.value if isinstance(other, NumberProxy) else other)
+        if _concretization_hook is not None:
+            a, b = value_getter(self), value_getter(other)
+            _concretization_hook(lambda inputs: op(a(inputs), b(inputs)), result, self)
+        return result
+
+    return compare
+
+
+def _arithmetic(name: str, reflected: bool = False):
+    def method(self, other):
+        if isinstance(other, torch.Tensor) or not isinstance(other, (NumberProxy, int, float, complex)):
+            return NotImplemented  # a tensor's reflected operator takes it (and records the tensor op)
+        from thunder import prims
+
+        a, b = (other, self) if reflected else (self, other)
+        return prims.all_prims[f"scalar_{name}"](a, b)
+
+    return method
+
+
+def _unary_arithmetic(name: str):
+    def method(self):
+        from thunder import prims
+
+        return prims.all_prims[f"scalar_{name}"](self)
+
+    return method
+
+
+for _name, _op in (("eq", operator.eq), ("ne", operator.ne), ("lt", operator.lt), ("le", operator.le),
+                   ("gt", operator.gt), ("ge", operator.ge)):  # fmt: skip
+    setattr(NumberProxy, f"__{_name}__", _comparison(_op))
+for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow"):
+    setattr(NumberProxy, f"__{_name}__", _arithmetic(_name))
+    setattr(NumberProxy, f"__r{_name}__", _arithmetic(_name, reflected=True))
+for _name in ("neg", "pos", "abs"):
+    setattr(NumberProxy, f"__{_name}__", _unary_arithmetic(_name))
+
+
+class IntegerProxy(NumberProxy):
+    __slots__ = ()
+    python_type = int
+
+    def __index__(self):
+        return self.concrete()
+
+
+class FloatProxy(NumberProxy):
+    __slots__ = ()
+    python_type = float
+
+
+numbers.Integral.register(IntegerProxy)
+numbers.Real.register(FloatProxy)
+
+
+def number_proxy(value, name: str | None = None, *, expr=None) -> NumberProxy:
+    """The proxy for a Python int or float (bool is not proxied: flags specialize)."""
+    cls = IntegerProxy if isinstance(value, int) else FloatProxy
+    return cls(name, value=value, expr=expr)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from thunder.core.proxies import TensorProxy
+from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.trace import get_tracectx
 
 
@@ -102,10 +102,10 @@ def _returns_an_input(result, args, kwargs) -> bool:
 
 
 def flat_proxies(x, out: list | None = None) -> list:
-    """The tensor proxies in a nested structure of args (tuples, lists, dicts), in order."""
+    """The proxies (tensors and numbers) in a nested structure of args (tuples, lists, dicts), in order."""
     if out is None:
         out = []
-    if isinstance(x, TensorProxy):
+    if isinstance(x, Proxy):
         out.append(x)
     elif isinstance(x, (tuple, list)):
         for v in x:
@@ -132,15 +132,15 @@ class BoundSymbol:
         self.tag = None  # set by passes (e.g. "backward", "recomputed")
 
     @property
-    def flat_args(self) -> list[TensorProxy]:
-        """Every tensor proxy this call reads."""
+    def flat_args(self) -> list[Proxy]:
+        """Every proxy this call reads."""
         if self._flat_args is None:
             self._flat_args = flat_proxies(self.args) + flat_proxies(self.kwargs)
         return self._flat_args
 
     @property
-    def flat_outs(self) -> list[TensorProxy]:
-        """Every tensor proxy this call defines."""
+    def flat_outs(self) -> list[Proxy]:
+        """Every proxy this call defines."""
         if self._flat_outs is None:
             self._flat_outs = flat_proxies(self.output)
         return self._flat_outs
@@ -153,13 +153,13 @@ class BoundSymbol:
         new.tag = self.tag
         return new
 
-    def swap_proxies(self, mapping: dict[str, TensorProxy]) -> BoundSymbol:
+    def swap_proxies(self, mapping: dict[str, Proxy]) -> BoundSymbol:
         """This call with proxies renamed through `mapping` (by name), in args, output and subsymbols."""
         if not mapping:
             return self
 
         def swap(x):
-            if isinstance(x, TensorProxy):
+            if isinstance(x, Proxy):
                 return mapping.get(x.name, x)
             if type(x) is list:
                 return [swap(v) for v in x]
@@ -180,4 +180,3 @@ class BoundSymbol:
         from thunder.core.codegen import bsym_line
 
         return bsym_line(self, {}, with_comment=False)
-

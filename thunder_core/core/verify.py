@@ -8,7 +8,7 @@ test suite sets it).
 
 from __future__ import annotations
 
-from thunder.core.proxies import TensorProxy
+from thunder.core.proxies import NumberProxy, Proxy
 from thunder.core.symbol import flat_proxies
 from thunder.core.trace import TraceCtx
 
@@ -21,23 +21,29 @@ def _fail(trace: TraceCtx, message: str):
     raise TraceVerificationError(f"invalid trace made by {trace.provenance or 'tracing'}: {message}")
 
 
+def _signature(p) -> tuple:
+    if isinstance(p, NumberProxy):
+        return ("number", p.python_type)
+    return (tuple(p.shape), p.dtype)
+
+
 def verify_trace(trace: TraceCtx) -> None:
     meta: dict[str, tuple] = {}
     deleted: set[str] = set()
 
-    def check_use(p: TensorProxy, where: str) -> None:
+    def check_use(p: Proxy, where: str) -> None:
         if p.name in deleted:
             _fail(trace, f"{p.name} is used after it was deleted, in {where}")
         if p.name not in meta:
             _fail(trace, f"{p.name} is used before it is defined, in {where}")
-        if meta[p.name] != (tuple(p.shape), p.dtype):
-            _fail(trace, f"{p.name} is used as {tuple(p.shape)} {p.dtype} but defined as {meta[p.name]}, in {where}")
+        if meta[p.name] != _signature(p):
+            _fail(trace, f"{p.name} is used as {_signature(p)} but defined as {meta[p.name]}, in {where}")
 
     for a in trace.args:
-        if isinstance(a, TensorProxy):
+        if isinstance(a, Proxy):
             if a.name in meta:
                 _fail(trace, f"input {a.name} appears twice")
-            meta[a.name] = (tuple(a.shape), a.dtype)
+            meta[a.name] = _signature(a)
     for bsym in trace.bound_symbols:
         if bsym.sym.id == "python.del":
             for name in bsym.args:
@@ -51,6 +57,6 @@ def verify_trace(trace: TraceCtx) -> None:
         for o in bsym.flat_outs:
             if o.name in meta:
                 _fail(trace, f"{o.name} is defined twice (again by {where})")
-            meta[o.name] = (tuple(o.shape), o.dtype)
+            meta[o.name] = _signature(o)
     for o in flat_proxies(trace.output):
         check_use(o, "the return statement")

@@ -2,7 +2,9 @@
 
 Tensors contribute (shape, strides, dtype, device, requires_grad); Python scalars and other hashable
 leaves their values ("constant values"); the global state the trace depends on contributes grad mode,
-autocast state and the default dtype.
+autocast state and the default dtype. Under "symbolic values" an int or float argument contributes only its
+type: it is an input of the trace, and the entries under one key differ by the values their programs
+pinned (see `CacheEntry.guards` in jit.py).
 """
 
 from __future__ import annotations
@@ -22,11 +24,6 @@ def resolve_cache_option(option) -> str:
     if isinstance(value, str):
         normalized = value.replace("_", " ").lower()
         if normalized in CACHE_OPTIONS:
-            if normalized == "symbolic values":
-                raise NotImplementedError(
-                    'cache="symbolic values" (dynamic shapes) is not implemented yet; use "constant values", '
-                    'or "same input" when every call has the same metadata'
-                )
             return normalized
     raise ValueError(f"unknown cache option {option!r}; valid options are {', '.join(repr(o) for o in CACHE_OPTIONS)}")
 
@@ -59,16 +56,30 @@ def _leaf_key(x):
     return (type(x), x)
 
 
+def is_symbolic_number(x) -> bool:
+    """Whether a leaf is an input number under cache="symbolic values": ints and floats, not bools (flags)."""
+    return type(x) is int or type(x) is float
+
+
+def _symbolic_leaf_key(x):
+    if type(x) is int or type(x) is float:
+        return ("number", type(x))
+    return _leaf_key(x)
+
+
 def _plain_tensors(args: tuple, kwargs: dict) -> bool:
     return not kwargs and all(type(a) is _Tensor for a in args)
 
 
-def flatten_and_key(args: tuple, kwargs: dict) -> tuple[tuple, list]:
-    """(key, tensors) for one call."""
+def flatten_and_key(args: tuple, kwargs: dict, symbolic: bool = False) -> tuple[tuple, list]:
+    """(key, inputs) for one call: inputs are the tensors, and under `symbolic` the numbers too, in order."""
     if _plain_tensors(args, kwargs):  # the hot path: plain tensors only
         key = tuple([(a.shape, a.stride(), a.dtype, a.device, a.requires_grad) for a in args])
         return key, list(args)
     leaves, spec = tree_flatten((args, kwargs))
+    if symbolic:
+        key = (spec, tuple(_symbolic_leaf_key(x) for x in leaves))
+        return key, [x for x in leaves if isinstance(x, _Tensor) or is_symbolic_number(x)]
     key = (spec, tuple(_leaf_key(x) for x in leaves))
     return key, [x for x in leaves if isinstance(x, _Tensor)]
 

@@ -20,6 +20,7 @@ from thunder.frontend.cache import (
     flatten_and_key,
     global_state_key,
     input_tensors,
+    is_symbolic_number,
     resolve_cache_option,
 )
 from thunder.frontend.tracer import acquire_trace
@@ -51,10 +52,13 @@ class CacheEntry:
 
     __slots__ = ("forward", "backward", "out_spec", "constants", "traces", "backward_traces",
                  "needs_autograd", "fallback_ops", "single_output", "forward_trace", "backward_trace",
-                 "fast", "differentiable_outputs")  # fmt: skip
+                 "fast", "differentiable_outputs", "guards")  # fmt: skip
 
     def __init__(self):
         self.backward = None
+        # cache="symbolic values": (expr, outcome) pairs; the entry serves the calls whose flat inputs give
+        # every expr its outcome (see thunder.core.proxies)
+        self.guards: tuple = ()
         self.needs_autograd = False
         self.constants: list[torch.Tensor] = []
         self.fallback_ops: set[str] = set()
@@ -114,13 +118,29 @@ class ThunderFunction:
         return self.call_with_state((), args, kwargs, ())
 
     def call_with_state(self, state: Sequence[torch.Tensor], args, kwargs, state_key: tuple):
-        """Calls with leading tensors `state` (a module's parameters and buffers) before the arguments."""
+        """Calls with leading tensors `state` (a module's parameters and buffers) before the arguments.
+
+        The trace's inputs are `state`, the call's tensors (and, under "symbolic values", its numbers) in
+        order, then the constants the trace captured."""
         if self.cache_option == "same input" and self._same_input_entry is not None:
             entry = self._same_input_entry
-            tensors = input_tensors(args, kwargs)
+            inputs = input_tensors(args, kwargs)
             self.stats.cache_hits += 1
+        elif self.cache_option == "symbolic values":
+            key, inputs = flatten_and_key(args, kwargs, symbolic=True)
+            key = (key, state_key, global_state_key())
+            entries = self._cache.setdefault(key, [])
+            flat = [*state, *inputs] if state else inputs
+            for entry in entries:
+                if _passes(entry.guards, flat):
+                    self.stats.cache_hits += 1
+                    break
+            else:
+                entry = self._compile(state, args, kwargs)
+                self.stats.cache_misses += 1
+                entries.append(entry)
         else:
-            key, tensors = flatten_and_key(args, kwargs)
+            key, inputs = flatten_and_key(args, kwargs)
             key = (key, state_key, global_state_key())
             entry = self._cache.get(key) if self.cache_option != "no caching" else None
             if entry is None:
@@ -132,7 +152,7 @@ class ThunderFunction:
                     self._same_input_entry = entry
             else:
                 self.stats.cache_hits += 1
-        flat_inputs = [*state, *tensors, *entry.constants] if (state or entry.constants) else tensors
+        flat_inputs = [*state, *inputs, *entry.constants] if (state or entry.constants) else inputs
         if entry.needs_autograd:
             from thunder.frontend.autograd import run_with_autograd
 
@@ -148,8 +168,9 @@ class ThunderFunction:
         from thunder.frontend.compile import compile_entry
 
         start = time.perf_counter()
+        symbolic = self.cache_option == "symbolic values"
         leaves, spec = tree_flatten((args, kwargs))
-        names = [*self.state_names()] + _leaf_names(self._arg_names, args, kwargs, leaves, spec)
+        names = [*self.state_names()] + _leaf_names(self._arg_names, args, kwargs, symbolic)
         all_leaves = [*state, *leaves]
         n_state = len(state)
 
@@ -162,11 +183,12 @@ class ThunderFunction:
                                              TreeSpec("dict", (dict, ()), ())))  # fmt: skip
         t0 = time.perf_counter()
         trace, tracer, out_spec = acquire_trace(traced_fn, all_leaves, flat_spec, names=names,
-                                                replacements=self.replacements)  # fmt: skip
+                                                replacements=self.replacements, symbolic_numbers=symbolic)  # fmt: skip
         trace.duration_ms = (time.perf_counter() - t0) * 1e3
         self.stats.last_trace_time_ms = trace.duration_ms
         self._progress(f"traced in {trace.duration_ms:.1f} ms ({len(trace.bound_symbols)} operations)")
         entry = compile_entry(self, trace, tracer, out_spec)
+        entry.guards = tuple(tracer.guards)
         entry.fast = not entry.needs_autograd and not entry.constants and n_state == 0
         self.stats.last_compile_time_ms = (time.perf_counter() - start) * 1e3
         self.stats.last_transform_time_ms = self.stats.last_compile_time_ms - self.stats.last_trace_time_ms
@@ -174,6 +196,7 @@ class ThunderFunction:
         self.stats.last_backward_traces = entry.backward_traces
         self.stats.fallback_ops |= entry.fallback_ops
         saved = entry.forward_trace.output[1] if entry.needs_autograd else []
+        saved = [t for t in saved if isinstance(t, torch.Tensor)]
         self.stats.saved_for_backward = len(saved)
         self.stats.saved_for_backward_bytes = sum(t.numel() * t.element_size() for t in saved)
         self._progress(f"compiled in {self.stats.last_compile_time_ms:.1f} ms")
@@ -199,21 +222,35 @@ def _argument_names(fn) -> list[str] | None:
     return [p.name for p in sig.parameters.values()]
 
 
-def _leaf_names(arg_names, args, kwargs, leaves, spec) -> list[str | None]:
-    """Readable, unique input names: the parameter names where an argument is a plain tensor."""
+def _passes(guards, flat_inputs) -> bool:
+    for expr, outcome in guards:
+        try:
+            value = expr(flat_inputs)
+        except ArithmeticError:  # e.g. a division by zero with these inputs: compile again (and fail as eager does)
+            return False
+        if value != outcome and not (value != value and outcome != outcome):  # NaN is one value for the cache
+            return False
+    return True
+
+
+def _leaf_names(arg_names, args, kwargs, symbolic: bool) -> list[str | None]:
+    """Readable, unique names for the input leaves (tensors, and numbers when `symbolic`): the parameter
+    names where an argument is itself such a leaf."""
+
+    def is_input(x) -> bool:
+        return isinstance(x, torch.Tensor) or (symbolic and is_symbolic_number(x))
+
     names: list[str | None] = []
-    if arg_names is None:
-        return [None] * sum(isinstance(x, torch.Tensor) for x in leaves)
     used = set()
     for i, a in enumerate(args):
         for x in tree_flatten(a)[0]:
-            if isinstance(x, torch.Tensor):
-                base = arg_names[i] if i < len(arg_names) and isinstance(a, torch.Tensor) else None
+            if is_input(x):
+                base = arg_names[i] if arg_names is not None and i < len(arg_names) and is_input(a) else None
                 names.append(_unique(base, used))
     for k, v in kwargs.items():
         for x in tree_flatten(v)[0]:
-            if isinstance(x, torch.Tensor):
-                names.append(_unique(k if isinstance(v, torch.Tensor) else None, used))
+            if is_input(x):
+                names.append(_unique(k if arg_names is not None and is_input(v) else None, used))
     return names
 
 
@@ -221,7 +258,7 @@ _RESERVED = {"torch", "ltorch", "prims", "del", "return", "def", "lambda", "clas
 
 
 def _unique(base: str | None, used: set) -> str | None:
-    if base is None or not base.isidentifier() or base in _RESERVED or base.startswith(("t", "c", "_")) and base[1:].isdigit():
+    if base is None or not base.isidentifier() or base in _RESERVED or base.startswith(("t", "c", "n", "_")) and base[1:].isdigit():
         return None
     name = base
     i = 0

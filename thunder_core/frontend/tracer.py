@@ -10,6 +10,7 @@ an in-place op on a view is written back to its base.
 
 from __future__ import annotations
 
+import operator
 import os
 import sys
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from torch.overrides import TorchFunctionMode
 
 import thunder.torch as ltorch
 from thunder import prims
-from thunder.core.proxies import TensorProxy, proxy_like_tensor
+from thunder.core.proxies import NumberProxy, TensorProxy, number_proxy, proxy_like_tensor, register_concretization_hook
 from thunder.core.pytree import tree_flatten, tree_unflatten
 from thunder.core.trace import TraceCtx, get_tracectx, register_torch_tracing, tracectx
 from thunder.frontend.autocast import apply_autocast, autocast_state
@@ -110,7 +111,12 @@ class Tracer:
         self.constant_tensors: list[torch.Tensor] = []  # real tensors met while tracing (closures, globals)
         self._constant_proxies: dict[int, TensorProxy] = {}
         self.fallback_ops: set[str] = set()
-        self.input_proxies: list[TensorProxy] = []
+        self.input_proxies: list[TensorProxy | NumberProxy] = []
+        # cache="symbolic values": number inputs are proxies; `guards` are the (expr, outcome) pairs the
+        # program depends on (see thunder.core.proxies)
+        self.acquiring = False
+        self.has_numbers = False
+        self.guards: list[tuple[Callable, Any]] = []
         # Under torch.no_grad() inside a function called with grad enabled, values must not carry gradients:
         # the ops' operands are detached, as eager records no graph for them.
         self.grad_enabled_at_start = torch.is_grad_enabled()
@@ -231,6 +237,8 @@ class TracingMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in _PASSTHROUGH:
+            if self.tracer.has_numbers:  # torch itself cannot take number proxies (`x.size(n)`)
+                args, kwargs = concrete_numbers((args, kwargs))
             return func(*args, **kwargs)
         name = getattr(func, "__name__", "")
         if name == "__get__":
@@ -248,6 +256,8 @@ class TracingMode(TorchFunctionMode):
             return self._inplace(func, name, args, kwargs)
         handler = self.tracer.replacements.get(func) or ltorch.torch_handler(func)
         resolved_args, resolved_kwargs = self._operands(args, kwargs)
+        if self.tracer.has_numbers and func not in ltorch.SYMBOLIC_SCALAR_FNS:
+            resolved_args, resolved_kwargs = concrete_numbers((resolved_args, resolved_kwargs))
         if handler is None:
             handler = fallback.fallback_symbol(func)
             if handler is None:
@@ -292,15 +302,15 @@ class TracingMode(TorchFunctionMode):
         outs = out if isinstance(out, (tuple, list)) else (out,)
         for i, o in enumerate(outs):
             if isinstance(out, (tuple, list)):
-                derive = lambda base, i=i: handler(base, *self.tracer.resolve(rest), **kwargs)[i]
+                derive = lambda base, i=i: handler(base, *concrete_numbers(self.tracer.resolve(rest)), **kwargs)[i]
             else:
-                derive = lambda base: handler(base, *self.tracer.resolve(rest), **kwargs)
+                derive = lambda base: handler(base, *concrete_numbers(self.tracer.resolve(rest)), **kwargs)
             scatter = scatter_factory(args[0], rest, kwargs, i) if scatter_factory is not True else None
             self.tracer.record_view(getattr(func, "__name__", str(func)), args[0], o, derive, scatter)
 
     def _setitem(self, target, key, value):
         self._check_no_grad_update(target, "__setitem__")
-        (resolved, key, value), _ = self._operands((target, key, value), {})
+        (resolved, key, value), _ = concrete_numbers(self._operands((target, key, value), {}))
         new_value = ltorch.setitem_functional(resolved, key, value)
         self.tracer.mutate(target, new_value, "__setitem__")
         return None
@@ -311,15 +321,17 @@ class TracingMode(TorchFunctionMode):
             self._check_no_grad_update(target, f"Tensor.{name}")
         resolved, resolved_kwargs = self._operands(args, kwargs)
         special = ltorch.INPLACE_SPECIAL.get(name)
+        out_of_place_name = _INPLACE_DUNDERS.get(name, name[:-1])
+        oop = (
+            getattr(torch.Tensor, out_of_place_name, None)
+            or getattr(torch, out_of_place_name, None)
+            or getattr(torch.nn.functional, out_of_place_name, None)
+        )
+        if self.tracer.has_numbers and (special is not None or oop not in ltorch.SYMBOLIC_SCALAR_FNS):
+            resolved, resolved_kwargs = concrete_numbers((resolved, resolved_kwargs))
         if special is not None:
             new_value = special(*resolved, **resolved_kwargs)
         else:
-            out_of_place_name = _INPLACE_DUNDERS.get(name, name[:-1])
-            oop = (
-                getattr(torch.Tensor, out_of_place_name, None)
-                or getattr(torch, out_of_place_name, None)
-                or getattr(torch.nn.functional, out_of_place_name, None)
-            )
             handler = ltorch.torch_handler(oop) if oop is not None else None
             if handler is None:
                 raise NotImplementedError(
@@ -340,21 +352,26 @@ def acquire_trace(
     *,
     names: list[str] | None = None,
     replacements: dict | None = None,
+    symbolic_numbers: bool = False,
 ) -> tuple[TraceCtx, Tracer, Any]:
     """Traces `fn(*args, **kwargs)`, where `(args, kwargs) = tree_unflatten(leaves, spec)`.
 
-    Every tensor leaf becomes an input proxy (named from `names` where given). Returns the trace, whose
-    output is the flat list of result leaves and whose inputs are the tensor leaves followed by the real
-    tensors met while tracing (closures, globals); the tracer; and the result's tree spec.
+    Every tensor leaf becomes an input proxy (named from `names` where given), and so does every int and
+    float leaf when `symbolic_numbers`. Returns the trace, whose output is the flat list of result leaves
+    and whose inputs are those input proxies followed by the real tensors met while tracing (closures,
+    globals); the tracer (its `guards` are what the program assumed of the numbers); and the result's tree
+    spec.
     """
     from thunder.frontend.autograd_function import traced_autograd_functions
 
     trace = TraceCtx()
     tracer = Tracer(trace, replacements)
+    tracer.acquiring = True
     _tracers.append(tracer)
     try:
         with tracectx(trace), _compiling():
-            args, kwargs = tree_unflatten(_proxy_leaves(leaves, names, trace, tracer), spec)
+            proxied = _proxy_leaves(leaves, names, trace, tracer, symbolic_numbers)
+            args, kwargs = tree_unflatten(proxied, spec)
             with TracingMode(tracer), traced_autograd_functions():
                 result = fn(*args, **kwargs)
             out_leaves, out_spec = tree_flatten(result)
@@ -362,6 +379,7 @@ def acquire_trace(
             for proxy, value in tracer.mutated_inputs():
                 prims.copy_to(proxy, value)
     finally:
+        tracer.acquiring = False
         _tracers.pop()
     trace.args = [*tracer.input_proxies, *tracer._constant_proxies.values()]
     trace.output = out_leaves
@@ -385,20 +403,58 @@ def _compiling():
         torch.compiler._is_compiling_flag = previous
 
 
-def _proxy_leaves(leaves: list, names: list | None, trace: TraceCtx, tracer: Tracer) -> list:
+def _proxy_leaves(leaves: list, names: list | None, trace: TraceCtx, tracer: Tracer, symbolic_numbers: bool) -> list:
     proxied = []
     for leaf in leaves:
-        if isinstance(leaf, torch.Tensor):
+        is_number = symbolic_numbers and is_symbolic_number(leaf)
+        if isinstance(leaf, torch.Tensor) or is_number:
             index = len(tracer.input_proxies)
             name = names[index] if names and index < len(names) else None
             if name is not None:
                 trace.add_name(name)
-            proxy = proxy_like_tensor(leaf, name or trace.make_name("t"))
+            if is_number:
+                proxy = number_proxy(leaf, name or trace.make_name("n"), expr=operator.itemgetter(index))
+                tracer.has_numbers = True
+            else:
+                proxy = proxy_like_tensor(leaf, name or trace.make_name("t"))
             tracer.input_proxies.append(proxy)
             proxied.append(proxy)
         else:
             proxied.append(leaf)
     return proxied
+
+
+def is_symbolic_number(x) -> bool:
+    """Whether a leaf is an input number under cache="symbolic values": ints and floats, not bools (flags)."""
+    return type(x) is int or type(x) is float
+
+
+def concrete_numbers(x):
+    """x with every number proxy replaced by its value (pinning the inputs it came from)."""
+    if isinstance(x, NumberProxy):
+        return x.concrete()
+    if type(x) is tuple or type(x) is list:
+        return type(x)(concrete_numbers(v) for v in x)
+    if type(x) is dict:
+        return {k: concrete_numbers(v) for k, v in x.items()}
+    if isinstance(x, slice):
+        return slice(concrete_numbers(x.start), concrete_numbers(x.stop), concrete_numbers(x.step))
+    return x
+
+
+def _guard(expr: Callable, outcome, proxy: NumberProxy) -> None:
+    """The concretization hook (see thunder.core.proxies): the program depends on `expr(inputs) == outcome`."""
+    if _tracers and _tracers[-1].acquiring:
+        _tracers[-1].guards.append((expr, outcome))
+    elif _tracers or get_tracectx() is not None:
+        # the cache key was fixed when acquisition ended: a value used now would be an unguarded specialization
+        raise RuntimeError(
+            f"the value of the symbolic number {proxy.name} was needed after acquisition (by a transform, a grad "
+            "rule or an executor); this is a bug in that component. Use cache='constant values' meanwhile."
+        )
+
+
+register_concretization_hook(_guard)
 
 
 def _torch_tracing_context():

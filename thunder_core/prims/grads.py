@@ -12,6 +12,7 @@ from numbers import Number
 import torch
 
 from thunder import prims
+from thunder.core.proxies import NumberProxy
 from thunder.core.transforms import get_grad, put_grad
 
 GRAD_RULES: dict[str, object] = {}
@@ -146,6 +147,11 @@ def _div(a, b):
 def _pow(a, b):
     out = prims.pow(a, b)
     g = get_grad(out)
+    # a symbolic number (cache="symbolic values") has no value to branch on here: it takes the tensor path
+    if isinstance(a, NumberProxy):
+        a = prims.full(tuple(b.shape), a, dtype=b.dtype, device=b.device)
+    if isinstance(b, NumberProxy):
+        b = prims.full(tuple(a.shape), b, dtype=a.dtype, device=a.device)
     if _is_t(a):
         if isinstance(b, Number):
             ga = m(g, m(prims.pow(a, b - 1), b)) if b != 0 else _zeros_like(a)

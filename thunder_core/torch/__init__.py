@@ -8,6 +8,8 @@ that traces a torch callable.
 
 from __future__ import annotations
 
+import torch
+
 from thunder.torch import (
     creation,  # noqa: F401,E402
     elementwise,  # noqa: F401,E402  (registers symbols)
@@ -28,6 +30,7 @@ from thunder.torch.base import (  # noqa: F401
 )
 from thunder.torch.creation import *  # noqa: F401,F403,E402
 from thunder.torch.elementwise import *  # noqa: F401,F403,E402
+from thunder.torch.elementwise import SYMBOLIC_SCALAR_FNS as _ELEMENTWISE_SYMBOLIC  # noqa: E402
 from thunder.torch.indexing import *  # noqa: F401,F403,E402
 from thunder.torch.linalg import *  # noqa: F401,F403,E402
 from thunder.torch.nn import *  # noqa: F401,F403,E402
@@ -35,3 +38,6 @@ from thunder.torch.nn_losses import *  # noqa: F401,F403,E402
 from thunder.torch.nn_spatial import *  # noqa: F401,F403,E402
 from thunder.torch.reductions import *  # noqa: F401,F403,E402
 from thunder.torch.shapes import *  # noqa: F401,F403,E402
+
+# torch callables whose scalar operands may stay number proxies (see thunder.torch.elementwise)
+SYMBOLIC_SCALAR_FNS = _ELEMENTWISE_SYMBOLIC | frozenset({torch.full, torch.full_like, torch.Tensor.new_full})

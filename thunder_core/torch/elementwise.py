@@ -18,6 +18,7 @@ from thunder.core.dtypes import (
     is_exact_dtype,
     result_dtype,
 )
+from thunder.core.proxies import NumberProxy
 from thunder.torch.base import broadcast_tensors, register_handler, to_dtype, torchsymbol
 
 __all__ = [
@@ -239,7 +240,8 @@ register_handler(torch.Tensor.__rfloordiv__, lambda self, other: floor_divide(ot
 
 @torchsymbol(torch.pow, torch.Tensor.pow, torch.Tensor.__pow__, tags=("elementwise",))
 def pow(a, b):
-    if isinstance(b, Number) and not isinstance(b, bool) and isinstance(a, torch.Tensor):
+    concrete_b = isinstance(b, Number) and not isinstance(b, (bool, NumberProxy))
+    if concrete_b and isinstance(a, torch.Tensor):
         if b == 2 and not is_exact_dtype(a.dtype):
             return mul(a, a)
         if b == 1:
@@ -351,6 +353,8 @@ def masked_fill(a, mask, value):
     if isinstance(value, torch.Tensor):
         value = to_dtype(value, a.dtype)
     elif isinstance(value, bool) or a.dtype.is_floating_point or a.dtype.is_complex:
+        pass
+    elif isinstance(value, NumberProxy) and value.python_type is int:
         pass
     else:
         value = int(value) if not isinstance(value, float) or value.is_integer() else value
@@ -539,3 +543,18 @@ def isreal(a):
     if a.dtype.is_complex:
         return eq(prims.imag(a), 0)
     return eq(a, a) if a.dtype == torch.bool else logical_or(eq(a, a), ne(a, a))  # all True, whatever NaNs
+
+
+# Torch callables whose scalar operands may stay symbolic (number proxies, cache="symbolic values"): the
+# decompositions pass them to elementwise prims, which take numbers. Any other call gets the values (and
+# pins the inputs they came from).
+SYMBOLIC_SCALAR_FNS = frozenset(
+    fn
+    for sym in (add, sub, rsub, mul, div, true_divide, floor_divide, remainder, pow, eq, ne, lt, le, gt, ge,
+                where, masked_fill, clamp, lerp)  # fmt: skip
+    for fn in sym.torch_fns
+) | frozenset({
+    torch.Tensor.__radd__, torch.Tensor.__rsub__, torch.Tensor.__rmul__, torch.Tensor.__rtruediv__,
+    torch.Tensor.__rfloordiv__, torch.Tensor.__rmod__, torch.Tensor.__rpow__, torch.Tensor.where,
+    torch.clamp_min, torch.clamp_max, torch.Tensor.clamp_min, torch.Tensor.clamp_max,
+})  # fmt: skip

@@ -593,6 +593,30 @@ def _scatter_identity(base_obj, rest, kwargs, i):
     return lambda base, new: new
 
 
+# Views that permute dims are written back by the inverse permutation
+def _scatter_transpose(base_obj, rest, kwargs, i):
+    dims = (*rest, *(kwargs[k] for k in ("dim0", "dim1", "axis0", "axis1") if k in kwargs))
+    return lambda base, new: transpose(new, *dims)
+
+
+def _scatter_permute(base_obj, rest, kwargs, i):
+    def scatter(base, new):
+        dims = canonicalize_dims(base.ndim, _shape_arg(rest) if "dims" not in kwargs else tuple(kwargs["dims"]))
+        return permute(new, [dims.index(d) for d in range(base.ndim)])
+
+    return scatter
+
+
+def _scatter_movedim(base_obj, rest, kwargs, i):
+    source = rest[0] if rest else kwargs["source"]
+    destination = rest[1] if len(rest) > 1 else kwargs["destination"]
+    return lambda base, new: movedim(new, destination, source)
+
+
+def _scatter_reverse_dims(base_obj, rest, kwargs, i):
+    return lambda base, new: permute(new, tuple(reversed(range(new.ndim))))
+
+
 VIEW_OPS = {
     torch.Tensor.__getitem__: _scatter_getitem,
     torch.Tensor.view: _scatter_reshape, torch.reshape: _scatter_reshape, torch.Tensor.reshape: _scatter_reshape,
@@ -608,9 +632,17 @@ VIEW_OPS = {
     torch.unbind: _scatter_unbind, torch.Tensor.unbind: _scatter_unbind,
     torch.Tensor.detach: _scatter_identity, torch.Tensor.data.__get__: _scatter_identity,
     torch.Tensor.contiguous: _scatter_identity,
-    torch.transpose: True, torch.Tensor.transpose: True, torch.permute: True, torch.Tensor.permute: True,
-    torch.t: True, torch.Tensor.t: True, torch.Tensor.T.__get__: True, torch.Tensor.mT.__get__: True,
-    torch.Tensor.expand: True, torch.Tensor.expand_as: True, torch.movedim: True, torch.Tensor.movedim: True,
+    torch.transpose: _scatter_transpose, torch.Tensor.transpose: _scatter_transpose,
+    torch.swapaxes: _scatter_transpose, torch.Tensor.swapaxes: _scatter_transpose,
+    torch.swapdims: _scatter_transpose, torch.Tensor.swapdims: _scatter_transpose,
+    torch.permute: _scatter_permute, torch.Tensor.permute: _scatter_permute,
+    torch.t: _scatter_reverse_dims, torch.Tensor.t: _scatter_reverse_dims, torch.Tensor.T.__get__: _scatter_reverse_dims,
+    torch.Tensor.mT.__get__: lambda b, r, k, i: (lambda base, new: transpose(new, -2, -1)),
+    torch.movedim: _scatter_movedim, torch.Tensor.movedim: _scatter_movedim,
+    torch.moveaxis: _scatter_movedim, torch.Tensor.moveaxis: _scatter_movedim,
+    # writes through these would reach one element of the base several times (expand), or need a strided
+    # scatter Thunder does not have yet: refused with a clear error (see frontend/tracer.py)
+    torch.Tensor.expand: True, torch.Tensor.expand_as: True,
     torch.diagonal: True, torch.Tensor.diagonal: True, torch.Tensor.unfold: True, torch.as_strided: True,
 }  # fmt: skip
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from thunder import prims
-from thunder.core.proxies import TensorProxy
+from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.symbol import BoundSymbol, Symbol, flat_proxies
 from thunder.core.trace import TraceCtx, tracectx
 from thunder.core.transforms import GradRuleContext, get_grad, put_grad
@@ -306,7 +306,7 @@ def rematerialize(fwd: TraceCtx, bwd: TraceCtx, *, fusing: bool = True) -> tuple
     """Decides what the backward recomputes instead of saving (a min-cut, transforms/remat.py), then wires
     the saved values. Random ops are never recomputed, so a dropout mask is drawn once."""
     fwd_defined = _defined_in(fwd.bound_symbols)
-    fwd_inputs = {a.name: a for a in fwd.args if isinstance(a, TensorProxy)}
+    fwd_inputs = {a.name: a for a in fwd.args if isinstance(a, Proxy)}
     bwd_bsyms = list(bwd.bound_symbols)
     needed = (_used_in(bwd_bsyms) - set(_defined_in(bwd_bsyms))) & (set(fwd_defined) | set(fwd_inputs))
     bwd_bsyms = choose_recomputation(fwd.bound_symbols, set(fwd_inputs), needed, fusing=fusing) + bwd_bsyms

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict, deque
 
-from thunder.core.proxies import TensorProxy
+from thunder.core.proxies import NumberProxy, TensorProxy
 from thunder.core.symbol import BoundSymbol
 
 CHEAP_TAGS = frozenset({"elementwise", "shape"})
@@ -41,7 +41,9 @@ def is_recomputable(bsym: BoundSymbol | None, *, fusing: bool = True) -> bool:
     return bool(tags & CHEAP_TAGS) if fusing else bsym.sym.id in VIEW_OPS
 
 
-def _nbytes(p: TensorProxy) -> int:
+def _nbytes(p: TensorProxy | NumberProxy) -> int:
+    if isinstance(p, NumberProxy):
+        return 8  # a Python number: saving it costs next to nothing
     return p.numel() * p.element_size()
 
 
