@@ -218,9 +218,35 @@ def test_number_proxies_are_numbers_to_python():
     assert list(range(n)) == [0, 1, 2] and float(s) == 0.5
 
 
-def test_a_value_needed_after_acquisition_is_an_error():
-    # A pass that needed a number's value would specialize the program without a guard: refused.
+def test_a_value_needed_outside_a_compilation_is_an_error():
+    # Code tracing outside jit's compilation would specialize a program on the value without a guard: refused.
     trace = TraceCtx()
     n = IntegerProxy("n", value=3, expr=lambda inputs: inputs[0])
-    with tracectx(trace), pytest.raises(RuntimeError, match="needed after acquisition"):
+    with tracectx(trace), pytest.raises(RuntimeError, match="outside a compilation"):
         int(n)
+
+
+def test_autograd_function_backward_may_branch_on_a_number():
+    class SignedScale(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, s):
+            ctx.s = s
+            return x * s
+
+        @staticmethod
+        def backward(ctx, g):
+            if ctx.s > 0:  # traced by autodiff, after acquisition: still a guard of the entry
+                return g * ctx.s, None
+            return -g, None
+
+    def f(x, s):
+        return SignedScale.apply(x, s).sum()
+
+    jf = _jit(f)
+    for s in (2.0, 3.0, -1.0, -4.0):
+        x = torch.randn(3, requires_grad=True)
+        x_ref = x.detach().clone().requires_grad_(True)
+        jf(x, s).backward()
+        f(x_ref, s).backward()
+        torch.testing.assert_close(x.grad, x_ref.grad)
+    assert (thunder.cache_misses(jf), thunder.cache_hits(jf)) == (2, 2)

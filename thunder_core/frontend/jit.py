@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -23,7 +24,7 @@ from thunder.frontend.cache import (
     is_symbolic_number,
     resolve_cache_option,
 )
-from thunder.frontend.tracer import acquire_trace
+from thunder.frontend.tracer import acquire_trace, collecting_guards
 
 log = logging.getLogger("thunder")
 _Tensor = torch.Tensor
@@ -181,14 +182,16 @@ class ThunderFunction:
 
         flat_spec = TreeSpec("tuple", None, (TreeSpec("tuple", None, (_LEAF,) * len(all_leaves)),
                                              TreeSpec("dict", (dict, ()), ())))  # fmt: skip
-        t0 = time.perf_counter()
-        trace, tracer, out_spec = acquire_trace(traced_fn, all_leaves, flat_spec, names=names,
-                                                replacements=self.replacements, symbolic_numbers=symbolic)  # fmt: skip
-        trace.duration_ms = (time.perf_counter() - t0) * 1e3
-        self.stats.last_trace_time_ms = trace.duration_ms
-        self._progress(f"traced in {trace.duration_ms:.1f} ms ({len(trace.bound_symbols)} operations)")
-        entry = compile_entry(self, trace, tracer, out_spec)
-        entry.guards = tuple(tracer.guards)
+        guards: list = []
+        with collecting_guards(guards) if symbolic else contextlib.nullcontext():
+            t0 = time.perf_counter()
+            trace, tracer, out_spec = acquire_trace(traced_fn, all_leaves, flat_spec, names=names,
+                                                    replacements=self.replacements, symbolic_numbers=symbolic)  # fmt: skip
+            trace.duration_ms = (time.perf_counter() - t0) * 1e3
+            self.stats.last_trace_time_ms = trace.duration_ms
+            self._progress(f"traced in {trace.duration_ms:.1f} ms ({len(trace.bound_symbols)} operations)")
+            entry = compile_entry(self, trace, tracer, out_spec)
+        entry.guards = tuple(guards)
         entry.fast = not entry.needs_autograd and not entry.constants and n_state == 0
         self.stats.last_compile_time_ms = (time.perf_counter() - start) * 1e3
         self.stats.last_transform_time_ms = self.stats.last_compile_time_ms - self.stats.last_trace_time_ms

@@ -112,11 +112,6 @@ class Tracer:
         self._constant_proxies: dict[int, TensorProxy] = {}
         self.fallback_ops: set[str] = set()
         self.input_proxies: list[TensorProxy | NumberProxy] = []
-        # cache="symbolic values": number inputs are proxies; `guards` are the (expr, outcome) pairs the
-        # program depends on (see thunder.core.proxies)
-        self.acquiring = False
-        self.has_numbers = False
-        self.guards: list[tuple[Callable, Any]] = []
         # Under torch.no_grad() inside a function called with grad enabled, values must not carry gradients:
         # the ops' operands are detached, as eager records no graph for them.
         self.grad_enabled_at_start = torch.is_grad_enabled()
@@ -237,7 +232,7 @@ class TracingMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in _PASSTHROUGH:
-            if self.tracer.has_numbers:  # torch itself cannot take number proxies (`x.size(n)`)
+            if _guard_sinks:  # torch itself cannot take number proxies (`x.size(n)`)
                 args, kwargs = concrete_numbers((args, kwargs))
             return func(*args, **kwargs)
         name = getattr(func, "__name__", "")
@@ -256,7 +251,7 @@ class TracingMode(TorchFunctionMode):
             return self._inplace(func, name, args, kwargs)
         handler = self.tracer.replacements.get(func) or ltorch.torch_handler(func)
         resolved_args, resolved_kwargs = self._operands(args, kwargs)
-        if self.tracer.has_numbers and func not in ltorch.SYMBOLIC_SCALAR_FNS:
+        if _guard_sinks and func not in ltorch.SYMBOLIC_SCALAR_FNS:
             resolved_args, resolved_kwargs = concrete_numbers((resolved_args, resolved_kwargs))
         if handler is None:
             handler = fallback.fallback_symbol(func)
@@ -327,7 +322,7 @@ class TracingMode(TorchFunctionMode):
             or getattr(torch, out_of_place_name, None)
             or getattr(torch.nn.functional, out_of_place_name, None)
         )
-        if self.tracer.has_numbers and (special is not None or oop not in ltorch.SYMBOLIC_SCALAR_FNS):
+        if _guard_sinks and (special is not None or oop not in ltorch.SYMBOLIC_SCALAR_FNS):
             resolved, resolved_kwargs = concrete_numbers((resolved, resolved_kwargs))
         if special is not None:
             new_value = special(*resolved, **resolved_kwargs)
@@ -359,14 +354,13 @@ def acquire_trace(
     Every tensor leaf becomes an input proxy (named from `names` where given), and so does every int and
     float leaf when `symbolic_numbers`. Returns the trace, whose output is the flat list of result leaves
     and whose inputs are those input proxies followed by the real tensors met while tracing (closures,
-    globals); the tracer (its `guards` are what the program assumed of the numbers); and the result's tree
-    spec.
+    globals); the tracer; and the result's tree spec. Number proxies record their guards into the
+    innermost `collecting_guards` list, which the caller opens.
     """
     from thunder.frontend.autograd_function import traced_autograd_functions
 
     trace = TraceCtx()
     tracer = Tracer(trace, replacements)
-    tracer.acquiring = True
     _tracers.append(tracer)
     try:
         with tracectx(trace), _compiling():
@@ -379,7 +373,6 @@ def acquire_trace(
             for proxy, value in tracer.mutated_inputs():
                 prims.copy_to(proxy, value)
     finally:
-        tracer.acquiring = False
         _tracers.pop()
     trace.args = [*tracer.input_proxies, *tracer._constant_proxies.values()]
     trace.output = out_leaves
@@ -414,7 +407,6 @@ def _proxy_leaves(leaves: list, names: list | None, trace: TraceCtx, tracer: Tra
                 trace.add_name(name)
             if is_number:
                 proxy = number_proxy(leaf, name or trace.make_name("n"), expr=operator.itemgetter(index))
-                tracer.has_numbers = True
             else:
                 proxy = proxy_like_tensor(leaf, name or trace.make_name("t"))
             tracer.input_proxies.append(proxy)
@@ -442,15 +434,31 @@ def concrete_numbers(x):
     return x
 
 
+# cache="symbolic values": while a function is compiled, the (expr, outcome) pairs its program depends on
+# (see thunder.core.proxies) are collected here, from acquisition and from every later pass (a user
+# autograd.Function's backward may branch on a number when autodiff traces it).
+_guard_sinks: list[list] = []
+
+
+@contextmanager
+def collecting_guards(guards: list):
+    """Guards recorded inside are appended to `guards`; number proxies may flow through torch calls."""
+    _guard_sinks.append(guards)
+    try:
+        yield guards
+    finally:
+        _guard_sinks.pop()
+
+
 def _guard(expr: Callable, outcome, proxy: NumberProxy) -> None:
-    """The concretization hook (see thunder.core.proxies): the program depends on `expr(inputs) == outcome`."""
-    if _tracers and _tracers[-1].acquiring:
-        _tracers[-1].guards.append((expr, outcome))
+    """The concretization hook: the program depends on `expr(inputs) == outcome`."""
+    if _guard_sinks:
+        _guard_sinks[-1].append((expr, outcome))
     elif _tracers or get_tracectx() is not None:
-        # the cache key was fixed when acquisition ended: a value used now would be an unguarded specialization
+        # no compilation collects guards: a value used here would be an unguarded specialization
         raise RuntimeError(
-            f"the value of the symbolic number {proxy.name} was needed after acquisition (by a transform, a grad "
-            "rule or an executor); this is a bug in that component. Use cache='constant values' meanwhile."
+            f"the value of the symbolic number {proxy.name} was needed outside a compilation that guards it; "
+            "this is a bug in the component that asked. Use cache='constant values' meanwhile."
         )
 
 
