@@ -36,6 +36,16 @@ def test_python_scalars_are_constants_in_the_key():
     assert thunder.cache_misses(jf) == 2
 
 
+def test_scalar_arguments_key_by_type_and_value():
+    jf = thunder.jit(lambda a, s, flag, none: a * s if flag and none is None else a)
+    x = torch.randn(3)
+    jf(x, 2, True, None)
+    jf(x, 2.0, True, None)  # 2 == 2.0, but an int and a float promote differently
+    jf(x, 2, False, None)
+    assert thunder.cache_misses(jf) == 3
+    assert torch.equal(jf(x, 2, True, None), x * 2) and thunder.cache_hits(jf) == 1
+
+
 def test_grad_mode_is_part_of_the_key():
     jf = thunder.jit(lambda a: a.sin())
     x = torch.randn(3, requires_grad=True)

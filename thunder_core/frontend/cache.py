@@ -71,11 +71,28 @@ def _plain_tensors(args: tuple, kwargs: dict) -> bool:
     return not kwargs and all(type(a) is _Tensor for a in args)
 
 
+_SCALAR_TYPES = (int, float, bool, type(None))
+
+
 def flatten_and_key(args: tuple, kwargs: dict, symbolic: bool = False) -> tuple[tuple, list]:
     """(key, inputs) for one call: inputs are the tensors, and under `symbolic` the numbers too, in order."""
     if _plain_tensors(args, kwargs):  # the hot path: plain tensors only
         key = tuple([(a.shape, a.stride(), a.dtype, a.device, a.requires_grad) for a in args])
         return key, list(args)
+    if not kwargs and all(type(a) is _Tensor or type(a) in _SCALAR_TYPES for a in args):
+        # tensors and Python scalars side by side (`f(x, 0.5)`): no tree to flatten. Its key holds a scalar's
+        # entry, so it never equals a key of the plain-tensor path; nor of the tree path, which starts with a spec.
+        key, inputs = [], []
+        for a in args:
+            if type(a) is _Tensor:
+                key.append((a.shape, a.stride(), a.dtype, a.device, a.requires_grad))
+                inputs.append(a)
+            elif symbolic and (type(a) is int or type(a) is float):
+                key.append(("number", type(a)))
+                inputs.append(a)
+            else:
+                key.append((type(a), a))
+        return tuple(key), inputs
     leaves, spec = tree_flatten((args, kwargs))
     if symbolic:
         key = (spec, tuple(_symbolic_leaf_key(x) for x in leaves))
