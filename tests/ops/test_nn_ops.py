@@ -580,22 +580,6 @@ def test_one_hot_without_num_classes_is_data_dependent():
         thunder.jit(lambda t: F.one_hot(t))(torch.tensor([0, 2]))
 
 
-def test_max_pool_with_indices_falls_back_to_torch():
-    x = torch.randn(1, 2, 6, 6)
-    jfn = thunder.jit(lambda a: F.max_pool2d(a, 2, return_indices=True))
-    values, indices = jfn(x)
-    expected_values, expected_indices = F.max_pool2d(x, 2, return_indices=True)
-    assert torch.equal(values, expected_values) and torch.equal(indices, expected_indices)
-    assert thunder.fallback_ops(jfn)
-
-
-def test_interpolate_falls_back_to_torch():
-    x = torch.randn(1, 2, 3, 3)
-    jfn = thunder.jit(lambda a: F.interpolate(a, scale_factor=2, mode="bilinear"))
-    torch.testing.assert_close(jfn(x), F.interpolate(x, scale_factor=2, mode="bilinear"))
-    assert thunder.fallback_ops(jfn)
-
-
 class SmallNet(torch.nn.Module):
     """Convolution, normalization, pooling, embedding, attention and loss modules, as a model uses them."""
 

@@ -59,12 +59,22 @@ def execution_passes(jfn, trace: TraceCtx, traces: list, *, keep: frozenset = fr
     return trace
 
 
+def _fallback_ops(bsyms, found: set) -> set:
+    """The names of the fallback operators in bsyms and their decompositions (a symbol may send some of its
+    calls to the fallback, as interpolate does with modes it has no decomposition for)."""
+    for bsym in bsyms:
+        if "fallback" in bsym.sym.tags:
+            found.add(bsym.sym.qualified_name)
+        _fallback_ops(bsym.subsymbols, found)
+    return found
+
+
 def compile_entry(jfn, trace: TraceCtx, tracer, out_spec):
     from thunder.frontend.jit import CacheEntry
 
     entry = CacheEntry()
     entry.constants = list(tracer.constant_tensors)
-    entry.fallback_ops = set(tracer.fallback_ops)
+    entry.fallback_ops = _fallback_ops(trace.bound_symbols, set())
     entry.out_spec = out_spec
     entry.single_output = out_spec is _LEAF
     traces = [trace]

@@ -110,7 +110,6 @@ class Tracer:
         self.keepalive: list = []  # objects whose ids key the tables above
         self.constant_tensors: list[torch.Tensor] = []  # real tensors met while tracing (closures, globals)
         self._constant_proxies: dict[int, TensorProxy] = {}
-        self.fallback_ops: set[str] = set()
         self.input_proxies: list[TensorProxy | NumberProxy] = []
         # Under torch.no_grad() inside a function called with grad enabled, values must not carry gradients:
         # the ops' operands are detached, as eager records no graph for them.
@@ -257,7 +256,6 @@ class TracingMode(TorchFunctionMode):
             handler = fallback.fallback_symbol(func)
             if handler is None:
                 raise NotImplementedError(f"Thunder cannot trace {func} (called at {user_location()})")
-            self.tracer.fallback_ops.add(handler.name)
         if self.tracer.autocast:
             resolved_args, resolved_kwargs = apply_autocast(
                 getattr(handler, "name", ""), self.tracer.autocast, resolved_args, resolved_kwargs

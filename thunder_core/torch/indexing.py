@@ -1,6 +1,6 @@
 """Indexing operations: `__getitem__` (basic and advanced), functional `__setitem__` (what the tracer
-records for `x[key] = value`), gather/scatter, index_select/index_add/index_copy/index_fill/index_put,
-take/take_along_dim and select_scatter/slice_scatter. They build on `thunder.torch.shapes`.
+records for `x[key] = value`), gather/scatter/scatter_reduce, index_select/index_add/index_copy/index_fill/
+index_put, take/take_along_dim and select_scatter/slice_scatter. They build on `thunder.torch.shapes`.
 """
 
 from __future__ import annotations
@@ -8,12 +8,15 @@ from __future__ import annotations
 import torch
 
 from thunder import prims
+from thunder.core.proxies import TensorProxy
+from thunder.core.transforms import get_grad, put_grad
+from thunder.prims.grads import GRAD_RULES
 from thunder.torch.base import broadcast_shapes, canonicalize_dim, expand_to, to_dtype, torchsymbol
 from thunder.torch.shapes import movedim, reshape
 
 __all__ = [
-    "getitem", "setitem_functional", "gather", "take_along_dim", "scatter", "scatter_add", "index_select",
-    "index_add", "index_copy", "index_fill", "index_put", "take", "select_scatter", "slice_scatter",
+    "getitem", "setitem_functional", "gather", "take_along_dim", "scatter", "scatter_add", "scatter_reduce",
+    "index_select", "index_add", "index_copy", "index_fill", "index_put", "take", "select_scatter", "slice_scatter",
 ]  # fmt: skip
 
 
@@ -139,11 +142,110 @@ def scatter(a, dim, index, src=None, value=None, *, reduce=None):
         raise RuntimeError(f"scatter(): Expected self.dtype to be equal to src.dtype ({a.dtype} and {src.dtype})")
     if reduce is None:
         return prims.scatter(a, index, src, d)
+    if reduce not in ("add", "multiply"):
+        raise RuntimeError(f"reduce argument must be either add or multiply, got {reduce}")
+    if not isinstance(src, torch.Tensor):
+        src = prims.full(tuple(index.shape), src, dtype=a.dtype, device=a.device)
     if reduce == "add":
-        if not isinstance(src, torch.Tensor):
-            src = prims.full(tuple(index.shape), src, dtype=a.dtype, device=a.device)
         return prims.scatter_add(a, index, src, d)
-    raise NotImplementedError(f"scatter with reduce={reduce!r} is not supported inside thunder.jit; use 'add'")
+    return scatter_reduce(a, d, index, src, "prod")
+
+
+_SCATTER_REDUCTIONS = ("sum", "prod", "mean", "amax", "amin")
+_SCATTER_ALIASES = {"max": "amax", "min": "amin"}  # eager's forward accepts these too (its backward does not)
+
+
+def _check_scatter(a, dim, index, src, name):
+    """torch's checks of a scatter's operands (scatter_gather_dtype_check and scatter_shape_check)."""
+    if index.dtype != torch.int64:
+        raise RuntimeError(f"{name}(): Expected dtype int64 for index")
+    if src.dtype != a.dtype:
+        raise RuntimeError(f"{name}(): Expected self.dtype to be equal to src.dtype")
+    if index.numel() == 0:
+        return
+    if not index.ndim == a.ndim == src.ndim and not (index.ndim <= 1 and a.ndim <= 1 and src.ndim <= 1):
+        raise RuntimeError("Index tensor must have the same number of dimensions as self tensor")
+    for i in range(index.ndim):
+        if index.shape[i] > src.shape[i] or (i != dim and index.shape[i] > a.shape[i]):
+            raise RuntimeError(
+                f"Expected index {tuple(index.shape)} to be no larger than self {tuple(a.shape)} apart from dimension "
+                f"{dim} and to be no larger than src {tuple(src.shape)}"
+            )
+
+
+def _read_part(src, index):
+    """The part of src a scatter reads: the leading index.shape of it (torch ignores the rest)."""
+    if tuple(src.shape) == tuple(index.shape):
+        return src
+    return prims.slice(src, [0] * src.ndim, list(index.shape))
+
+
+@torchsymbol(torch.scatter_reduce, torch.Tensor.scatter_reduce)
+def scatter_reduce(a, dim, index, src, reduce, *, include_self=True):
+    """Sums and means decompose into scatter_add; products and extrema have no primitive, so the torch executor
+    runs the operation whole (this symbol records no decomposition for them) and its grad rule is below."""
+    from thunder.torch.elementwise import div, eq, floor_divide, where
+
+    reduce = _SCATTER_ALIASES.get(reduce, reduce)
+    if reduce not in _SCATTER_REDUCTIONS:
+        raise RuntimeError(f"reduce argument must be either sum, prod, mean, amax or amin, got {reduce}")
+    d = canonicalize_dim(a.ndim, dim)
+    _check_scatter(a, d, index, src, "scatter_reduce")
+    if reduce not in ("sum", "mean"):
+        return TensorProxy(like=a, requires_grad=False)
+    src = _read_part(src, index)
+    base = a if include_self else prims.scatter(a, index, 0, d)
+    total = prims.scatter_add(base, index, src, d)
+    if reduce == "sum":
+        return total
+    count = prims.full(tuple(a.shape), 1 if include_self else 0, dtype=a.dtype, device=a.device)
+    count = prims.scatter_add(count, index, prims.full(tuple(index.shape), 1, dtype=a.dtype, device=a.device), d)
+    count = where(eq(count, 0), 1, count)
+    return div(total, count) if a.dtype.is_floating_point or a.dtype.is_complex else floor_divide(total, count)
+
+
+def _scatter_reduce_grad(a, dim, index, src, reduce, *, include_self=True):
+    """torch's scatter_reduce_backward (its amax/amin gradient of src included, which counts ties with the
+    original value even where include_self=False excludes it)."""
+    from thunder.torch.elementwise import div, eq, logical_and, mul, where
+
+    out = scatter_reduce(a, dim, index, src, reduce, include_self=include_self)
+    g = get_grad(out)
+    d = canonicalize_dim(a.ndim, dim)
+    reduce = _SCATTER_ALIASES.get(reduce, reduce)
+    part = _read_part(src, index)
+    gather_g = lambda x: prims.take_along_axis(x, index, d)
+    zeros = prims.full(tuple(a.shape), 0, dtype=a.dtype, device=a.device)
+    if reduce == "sum":
+        grad_self, grad_src = g, gather_g(g)
+    elif reduce == "mean":
+        count = prims.full(tuple(a.shape), 1 if include_self else 0, dtype=a.dtype, device=a.device)
+        count = prims.scatter_add(count, index, prims.full(tuple(index.shape), 1, dtype=a.dtype, device=a.device), d)
+        count = where(eq(count, 0), 1, count)
+        grad_self, grad_src = div(g, count), div(gather_g(g), gather_g(count))
+    elif reduce == "prod":
+        masked_self = where(eq(a, 0), 1, a)
+        grad_self = div(mul(g, scatter_reduce(masked_self, d, index, part, "prod", include_self=include_self)),
+                        masked_self)  # fmt: skip
+        src_zero = eq(part, 0)
+        zeros_there = gather_g(prims.scatter_add(zeros, index, to_dtype(src_zero, a.dtype), d))
+        single_zero = logical_and(src_zero, eq(zeros_there, 1))
+        masked_src_result = scatter_reduce(a, d, index, where(single_zero, 1, part), "prod", include_self=include_self)
+        grad_src = where(single_zero, gather_g(mul(g, masked_src_result)),
+                         div(gather_g(mul(g, out)), where(src_zero, 1, part)))  # fmt: skip
+    else:
+        self_is_result = to_dtype(eq(a, out), a.dtype)
+        src_is_result = to_dtype(eq(part, gather_g(out)), a.dtype)
+        distributed = div(g, prims.scatter_add(self_is_result, index, src_is_result, d))
+        grad_self, grad_src = mul(self_is_result, distributed), mul(src_is_result, gather_g(distributed))
+    put_grad(a, grad_self if include_self else prims.scatter(grad_self, index, 0, d))
+    if tuple(part.shape) != tuple(src.shape):  # the elements of src the scatter does not read get no gradient
+        grad_src = prims.pad(grad_src, 0, [(0, s - i, 0) for s, i in zip(src.shape, index.shape)])
+    put_grad(src, grad_src)
+    return out
+
+
+GRAD_RULES[scatter_reduce.id] = _scatter_reduce_grad
 
 
 @torchsymbol(torch.scatter_add, torch.Tensor.scatter_add)

@@ -1,18 +1,23 @@
 """Reductions: sum, mean, prod, amax/amin, max/min, var/std, argmax/argmin, all/any, logsumexp, norms,
-cumulative sums."""
+cumulative sums and products, cumulative extrema and logcumsumexp, sorting and selection."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 from thunder import prims
 from thunder.core.dtypes import computation_dtype, is_exact_dtype
+from thunder.core.transforms import get_grad, put_grad
+from thunder.prims.grads import GRAD_RULES
 from thunder.torch.base import canonicalize_dim, canonicalize_dims, to_dtype, torchsymbol
+from thunder.torch.fallback import fallback_symbol
 
 __all__ = [
     "sum", "mean", "prod", "amax", "amin", "max", "min", "var", "std", "var_mean", "std_mean", "argmax", "argmin",
     "all", "any", "logsumexp", "cumsum", "norm", "count_nonzero", "aminmax", "vector_norm", "nansum", "nanmean",
-    "cumprod", "sort", "argsort", "msort", "topk", "kthvalue", "median",
+    "cumprod", "cummax", "cummin", "logcumsumexp", "sort", "argsort", "msort", "topk", "kthvalue", "median",
 ]  # fmt: skip
 
 _builtin_sum, _builtin_all, _builtin_any, _builtin_max = sum, all, any, max
@@ -270,6 +275,107 @@ def cumprod(a, dim, *, dtype=None):
         dtype = torch.int64
     a = to_dtype(a, dtype) if dtype is not None else a
     return prims.cumprod(a, canonicalize_dim(a.ndim, dim))
+
+
+# -- scans without a primitive ---------------------------------------------------------------------------------
+# cummax, cummin and logcumsumexp are inclusive scans of an associative operation, computed in log2(n) steps of
+# elementwise operations (Hillis-Steele): step k combines each position with the one 2**k before it.
+def _shifted(x, dim, shift, fill):
+    """x moved `shift` positions later along dim, the first `shift` positions holding `fill`."""
+    ends = list(x.shape)
+    ends[dim] -= shift
+    config = [(shift, 0, 0) if i == dim else (0, 0, 0) for i in range(x.ndim)]
+    return prims.pad(prims.slice(x, [0] * x.ndim, ends), fill, config)
+
+
+def _inclusive_scan(combine, operands: tuple, fills: tuple, dim: int) -> tuple:
+    """`combine(earlier, later, shift)` (on tuples of tensors) scanned along dim. The first `shift` positions have no
+    earlier element: they are combined with `fills`, which must be identities, or `combine` must mask them."""
+    shift = 1
+    while shift < operands[0].shape[dim]:
+        earlier = tuple(_shifted(x, dim, shift, fill) for x, fill in zip(operands, fills))
+        operands = combine(earlier, operands, shift)
+        shift *= 2
+    return operands
+
+
+def _cumulative_extremum(a, dim, largest: bool):
+    """(values, indices) of torch's cummax (largest) or cummin: the later element wins ties, and NaN wins over
+    every number (the last NaN over earlier ones)."""
+    from thunder.torch import elementwise as ew
+
+    if a.ndim == 0:
+        canonicalize_dim(0, dim)
+        return prims.convert_element_type(a, a.dtype), prims.full((), 0, dtype=torch.int64, device=a.device)
+    d = canonicalize_dim(a.ndim, dim)
+    positions = prims.iota(a.shape[d], start=0, step=1, dtype=torch.int64, device=a.device)
+    positions = prims.broadcast_in_dim(positions, tuple(a.shape), (d,))
+    beats = ew.ge if largest else ew.le
+    floating = not is_exact_dtype(a.dtype)
+
+    def combine(earlier, later, shift):
+        (v1, i1), (v2, i2) = earlier, later
+        later_wins = beats(v2, v1)
+        if floating:  # the padding holds -inf (cummax) or inf (cummin), which every value beats
+            later_wins = ew.logical_or(ew.isnan(v2), ew.logical_and(ew.logical_not(ew.isnan(v1)), later_wins))
+        else:  # no integer fill pads exactly (an int64 extreme does not survive a float): mask the padding
+            later_wins = ew.logical_or(later_wins, ew.lt(positions, shift))
+        return ew.where(later_wins, v2, v1), ew.where(later_wins, i2, i1)
+
+    fill = (-math.inf if largest else math.inf) if floating else 0
+    values, indices = _inclusive_scan(combine, (a, positions), (fill, 0), d)
+    return values if values is not a else prims.convert_element_type(a, a.dtype), indices
+
+
+@torchsymbol(torch.cummax, torch.Tensor.cummax)
+def cummax(a, dim):
+    return torch.return_types.cummax(_cumulative_extremum(a, dim, True))
+
+
+@torchsymbol(torch.cummin, torch.Tensor.cummin)
+def cummin(a, dim):
+    return torch.return_types.cummin(_cumulative_extremum(a, dim, False))
+
+
+def _cumulative_extremum_grad(symbol):
+    # as torch's cummaxmin_backward: each output's cotangent goes to the element its index names
+    def rule(a, dim):
+        out = symbol(a, dim)
+        g = get_grad(out[0])
+        if a.ndim == 0:
+            put_grad(a, g)
+        else:
+            zeros = prims.full(tuple(a.shape), 0, dtype=g.dtype, device=g.device)
+            put_grad(a, prims.scatter_add(zeros, out[1], g, canonicalize_dim(a.ndim, dim)))
+        return out
+
+    return rule
+
+
+GRAD_RULES[cummax.id] = _cumulative_extremum_grad(cummax)
+GRAD_RULES[cummin.id] = _cumulative_extremum_grad(cummin)
+
+
+def _log_add_exp(x, y):
+    """log(exp(x) + exp(y)) as torch's scan computes it; equal infinities give themselves (not inf - inf), and the
+    branch not taken there is kept finite so that its gradient is not NaN."""
+    from thunder.torch import elementwise as ew
+
+    high, low = ew.maximum(x, y), ew.minimum(x, y)
+    same_infinity = ew.logical_and(ew.isinf(low), ew.eq(low, high))
+    difference = ew.where(same_infinity, 0.0, ew.sub(low, high))
+    return ew.where(same_infinity, high, ew.add(high, ew.log1p(ew.exp(difference))))
+
+
+@torchsymbol(torch.logcumsumexp, torch.Tensor.logcumsumexp)
+def logcumsumexp(a, dim):
+    if not a.dtype.is_floating_point:  # complex inputs, and the integers eager rejects: torch's own kernel
+        return fallback_symbol(torch.logcumsumexp)(a, dim)
+    d = canonicalize_dim(a.ndim, dim)
+    x = to_dtype(a, computation_dtype(a.dtype))
+    if a.ndim:
+        (x,) = _inclusive_scan(lambda earlier, later, _: (_log_add_exp(earlier[0], later[0]),), (x,), (-math.inf,), d)
+    return to_dtype(x, a.dtype) if x is not a else prims.convert_element_type(a, a.dtype)
 
 
 # -- sorting and selection ----------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ TORCH_VJP: dict[str, Callable] = {
         f"ltorch.{name}": lambda bsym: True
         for name in ("rms_norm", "group_norm", "conv1d", "conv2d", "conv3d", "conv_transpose2d", "max_pool2d", "avg_pool2d",
                      "adaptive_avg_pool2d", "mse_loss", "binary_cross_entropy_with_logits", "mish",
-                     "softplus", "logsigmoid", "glu", "normalize", "cosine_similarity", "interpolate",
+                     "softplus", "logsigmoid", "glu", "normalize", "cosine_similarity",
                      "binary_cross_entropy")
     },  # fmt: skip
     "ltorch.scaled_dot_product_attention": _no_dropout,
