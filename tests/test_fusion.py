@@ -132,6 +132,54 @@ def test_an_op_without_fusible_parts_stays_whole():
     assert ids(fusion_trace(jf).bound_symbols) == ["test.Fused0", "ltorch.cumsum"]
 
 
+def test_groups_that_feed_a_common_unfused_op_share_a_region():
+    fuser = ElementwiseFuser()
+    jf = thunder.jit(lambda x, y: x.exp() @ y.sin(), executors=[fuser])
+    x, y = torch.randn(3), torch.randn(3)
+    torch.testing.assert_close(jf(x, y), x.exp() @ y.sin())
+    (region,) = fuser.regions
+    assert ids(region.bound_symbols) == ["prims.exp", "prims.sin"]
+
+
+def test_groups_that_feed_a_common_unfused_op_stay_apart_when_one_depends_on_the_other():
+    # exp -> cumsum -> sin: one region holding exp and sin would both feed and consume cumsum
+    fuser = ElementwiseFuser()
+
+    def f(x):
+        e = x.exp()
+        return e @ torch.cumsum(e, 0).sin()
+
+    jf = thunder.jit(f, executors=[fuser])
+    x = torch.randn(3)
+    torch.testing.assert_close(jf(x), f(x))
+    assert [ids(r.bound_symbols) for r in fuser.regions] == [["prims.exp"], ["prims.sin"]]
+
+
+def _scaled_exp_operator(executor: OperatorExecutor, **how):
+    return executor.register_operator("scaled_exp", fn=lambda a: a.exp() * 2, **how)
+
+
+def test_an_executor_operator_is_fused_when_the_fusion_executor_accepts_it():
+    scaled_exp = _scaled_exp_operator(OperatorExecutor("scaled_exp_ops"), meta=lambda a: TensorProxy(like=a),
+                                      tags=("elementwise",))  # fmt: skip
+    fuser = ElementwiseFuser()
+    jf = thunder.jit(lambda x: scaled_exp(x + 1) * 3, executors=[fuser])
+    x = torch.randn(4)
+    torch.testing.assert_close(jf(x), (x + 1).exp() * 6)
+    (region,) = fuser.regions
+    assert ids(region.bound_symbols) == ["prims.add", "scaled_exp_ops.scaled_exp", "prims.mul"]
+
+
+def test_an_executor_operator_the_fusion_executor_refuses_is_not_flattened():
+    # its decomposition (exp, mul) is fusible, but the operator's own implementation is what must run
+    scaled_exp = _scaled_exp_operator(OperatorExecutor("scaled_exp_like"), like=lambda a: a.exp() * 2)
+    fuser = ElementwiseFuser()
+    jf = thunder.jit(lambda x: scaled_exp(x + 1) * 3, executors=[fuser])
+    x = torch.randn(4)
+    torch.testing.assert_close(jf(x), (x + 1).exp() * 6)
+    assert ids(fusion_trace(jf).bound_symbols) == ["test.Fused0", "scaled_exp_like.scaled_exp", "test.Fused1"]
+
+
 def test_in_place_updates_are_not_reordered_with_reads_of_the_same_tensor():
     fuser = ElementwiseFuser()
 
@@ -177,7 +225,7 @@ def _random_program(rng: random.Random, n_ops: int):
     steps = []
     for i in range(n_ops):
         a, b = rng.randrange(i + 2), rng.randrange(i + 2)  # any earlier value (two inputs first)
-        steps.append((rng.choice(["add", "mul", "tanh", "cumsum", "flip"]), a, b))
+        steps.append((rng.choice(["add", "mul", "tanh", "cumsum", "flip", "cat"]), a, b))
 
     def program(x, y):
         values = [x, y]
@@ -191,6 +239,8 @@ def _random_program(rng: random.Random, n_ops: int):
                 values.append(torch.tanh(va))
             elif op == "cumsum":
                 values.append(torch.cumsum(va, 0) * 0.1)
+            elif op == "cat":  # unfused, with two inputs
+                values.append(torch.cat([va, vb])[2:6])
             else:
                 values.append(torch.flip(va, (0,)))
         return values[-3:]

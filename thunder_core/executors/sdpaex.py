@@ -88,14 +88,39 @@ def _grad_checker(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=Fa
     if not _checker(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa):
         return False
     same_heads = query.ndim == 4 and key.shape[1] == query.shape[1] and value.shape[1] == query.shape[1]
-    # the flash kernels take one head size for q, k and v; a mask (boolean, or float and possibly requiring
-    # grad) is left to torch autograd, which converts it and differentiates it as eager does
+    # the flash kernels take one head size for q, k and v
     same_head_size = query.shape[-1] == key.shape[-1] == value.shape[-1]
-    return same_heads and same_head_size and attn_mask is None and _kernel(query, attn_mask) is not None
+    kernel = _kernel(query, attn_mask)
+    return same_heads and same_head_size and kernel is not None and _mask_supported(attn_mask, kernel, key)
+
+
+def _mask_supported(attn_mask, kernel: str, key) -> bool:
+    """Whether the backward kernels take this mask. A mask that requires grad is left to torch autograd, which
+    differentiates it as eager does; so is a mask on CUDA whose key length is not a multiple of 16 (the
+    memory-efficient kernel wants its rows aligned; eager pads them, which a fused copy could undo)."""
+    if attn_mask is None:
+        return True
+    if attn_mask.requires_grad or attn_mask.ndim > 4:
+        return False
+    return kernel == "cpu" or key.shape[-2] % 16 == 0
+
+
+def _kernel_mask(attn_mask, query, key):
+    """The mask as the kernels take it: additive, of the query's dtype, 4-d and broadcast (as eager prepares it)."""
+    if attn_mask is None:
+        return None
+    if attn_mask.dtype == torch.bool:
+        attn_mask = ltorch.where(attn_mask, 0.0, float("-inf"))
+    attn_mask = ltorch.to(attn_mask, query.dtype)
+    if attn_mask.ndim < 4:
+        attn_mask = ltorch.reshape(attn_mask, (1,) * (4 - attn_mask.ndim) + tuple(attn_mask.shape))
+    shape = (query.shape[0], query.shape[1], query.shape[2], key.shape[2])
+    return ltorch.expand(attn_mask, shape) if attn_mask.ndim == 4 and query.device.type == "cuda" else attn_mask
 
 
 def _sdpa_grad(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
     kernel = _kernel(query, attn_mask)
+    attn_mask = _kernel_mask(attn_mask, query, key)
     if kernel == "flash":
         out, lse, cum_q, cum_k, max_q, max_k, seed, offset, _ = _flash_fwd(query, key, value, 0.0, is_causal, False,
                                                                          scale=scale)  # fmt: skip

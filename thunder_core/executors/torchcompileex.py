@@ -1,6 +1,10 @@
 """The `torchcompile` executor: a fusion executor that compiles each region of the trace with TorchInductor.
 
-It fuses what the torch executor can run, except what is unsafe or pointless to compile:
+It fuses what the torch executor can run: the torch operations, and the aten kernels that the torch executor
+runs as operators of its own (what autodiff records with its grad rules, see torchex_grads.py: layer_norm's and
+nll_loss's forward and backward, the backward of softmax, log_softmax, gelu and silu), which Inductor
+decomposes and fuses with their neighbours as torch.compile does. It leaves out what is unsafe or pointless to
+compile:
 
 - operations with side effects (`prims.copy_to`): they write into the caller's tensors;
 - random operations (and operations whose decomposition draws random numbers): they stay on the torch
@@ -8,6 +12,10 @@ It fuses what the torch executor can run, except what is unsafe or pointless to 
   generate its own random numbers, from another stream;
 - fallback operators (torch operators without a Thunder symbol): nothing says they are pure and of static
   shape;
+- other executors' operators (the sdpa executor's attention kernels): Inductor would only call the same
+  kernel. A region stops at each, so in a transformer the regions between two attention calls are the same
+  program in every block, and compile once;
+- operations on number proxies: a region's source is its cache key, so its arguments must be literals;
 - complex tensors, and tensors on devices Inductor does not compile for.
 
 A region becomes a straight-line program of torch calls (each operation lowered by the torch executor) and
@@ -63,9 +71,15 @@ class TorchCompileExecutor(FusionExecutor):
         self.cache_hits = 0
 
     def can_fuse(self, bsym: BoundSymbol) -> bool:
-        if bsym.sym.tags & _NOT_COMPILED_TAGS or not torchex.can_execute(bsym):
-            return False
+        # First, before any metadata is read: a number proxy has none, and a region's source is its key.
         if not _plain(bsym.args) or not _plain(bsym.kwargs):
+            return False
+        if bsym.sym.tags & _NOT_COMPILED_TAGS:
+            return False
+        if bsym.sym.python_impl is not None:  # an executor's operator, which runs its own implementation
+            if not _compilable_aten_operator(bsym):
+                return False
+        elif not torchex.can_execute(bsym):
             return False
         for p in bsym.flat_args + bsym.flat_outs:
             if p.dtype.is_complex or p.device.type not in _DEVICES:
@@ -234,6 +248,21 @@ def _renamed(x, names: dict[str, TensorProxy]):
     if isinstance(x, dict):
         return {k: _renamed(v, names) for k, v in x.items()}
     return x
+
+
+_REFUSED_ATEN_TAGS = (torch.Tag.nondeterministic_seeded, torch.Tag.dynamic_output_shape, torch.Tag.data_dependent_output,
+                      torch.Tag.inplace_view)  # fmt: skip
+
+
+def _compilable_aten_operator(bsym: BoundSymbol) -> bool:
+    """Whether bsym is one of the torch executor's own operators that calls an aten operator Inductor compiles
+    as torch.compile would: a pure one, of static output shape, that draws no random numbers."""
+    op = bsym.sym.python_impl
+    if getattr(bsym.sym, "executor", None) is not torchex:
+        return False
+    if not isinstance(op, torch._ops.OpOverload) or op.namespace != "aten":
+        return False
+    return not op._schema.is_mutable and not any(tag in op.tags for tag in _REFUSED_ATEN_TAGS)
 
 
 def _draws_random(bsym: BoundSymbol) -> bool:

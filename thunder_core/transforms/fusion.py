@@ -1,20 +1,23 @@
 """Fusion partitioning: cuts a trace into maximal regions of operations a fusion executor can fuse, and
 replaces each region by the one bound symbol the executor makes of it.
 
-Expects: a trace of `thunder.torch`/prims symbols (fusions of earlier fusion executors, and other symbols
-that already have a Python implementation, are left alone) and a fusion executor, one of `executors`.
+Expects: a trace of `thunder.torch`/prims symbols (and of executors' operators, which carry their own Python
+implementation; fusions of earlier fusion executors are left alone) and a fusion executor, one of `executors`.
 Guarantees: the same results. Each operation that an executor earlier in the priority list can run is kept
-as it is; each one the fusion executor can fuse is in exactly one region; an operation neither can take is
-flattened into its decomposition when some part of it is fusible. Regions follow data flow and never form
-a cycle with the operations outside them, and the program order stays valid.
+as it is; each one the fusion executor can fuse is in exactly one region (an executor's operator too, when
+the fusion executor accepts it); an operation neither can take is flattened into its decomposition when some
+part of it is fusible, unless it is an executor's operator (its implementation, not its decomposition, is
+what runs). Regions follow data flow and never form a cycle with the operations outside them, and the
+program order stays valid.
 
 How regions are found (the idea of torch.fx's CapabilityBasedPartitioner, with a cheaper cycle check):
 every operation starts as its own group, and the groups are kept in a topological order ("slots"). For each
 data edge between two fusible operations, in program order, their groups merge unless another group lies on
-a path between them (merging would then both feed and consume it); then groups that read a common value
-merge under the same condition (horizontal fusion). Only groups whose slots lie between the two need to be
-searched; after a merge, the groups reachable from the earlier group move after the merged group, so the
-slot order stays topological.
+a path between them (merging would then both feed and consume it); then, under the same condition, groups
+that read a common value merge (horizontal fusion), and so do groups that feed a common operation left out
+of the regions (they run one after the other just before it anyway: one region instead of several, and one
+compilation less). Only groups whose slots lie between the two need to be searched; after a merge, the
+groups reachable from the earlier group move after the merged group, so the slot order stays topological.
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ def fuse_regions(
 
     preds, readers = _dependencies(nodes)
     siblings = [fusible_readers for rs in readers.values() if len(fusible_readers := [r for r in rs if fusible[r]]) > 1]
+    siblings += [producers for v, ps in enumerate(preds)
+                 if not fusible[v] and len(producers := sorted(u for u in ps if fusible[u])) > 1]  # fmt: skip
     groups = _Partitioner(preds, fusible, siblings).groups()
     used_outside = _used_outside(nodes, groups, {p.name for p in flat_proxies(trace.output)})
     n_regions = sum(1 for g in groups if fusible[g[0]])
@@ -94,11 +99,11 @@ def fuse_regions(
 
 def _decide(bsym: BoundSymbol, executor, earlier: list) -> list[tuple[BoundSymbol, bool]]:
     """(bound symbol, fusible) pairs that replace `bsym`: itself, or its decomposition when part of it is fusible."""
-    if bsym.sym.python_impl is not None or any(ex.can_execute(bsym) for ex in earlier):
+    if "fusion" in bsym.sym.tags or any(ex.can_execute(bsym) for ex in earlier):
         return [(bsym, False)]
     if executor.can_fuse(bsym):
         return [(bsym, True)]
-    if bsym.subsymbols:
+    if bsym.sym.python_impl is None and bsym.subsymbols:
         parts = []
         for sub in bsym.subsymbols:
             if sub.tag is None and bsym.tag is not None:
@@ -215,7 +220,8 @@ class _Partitioner:
             for u in sorted(self.preds[v], reverse=True):  # the nearest producer first
                 if self.fusible[u]:
                     self._try_merge(self.find(u), self.find(v))
-        # Horizontal fusion: groups that read a common value share that read, and one call runs them both.
+        # Horizontal fusion: groups that read a common value share that read, and one call runs them both; groups
+        # that feed a common unfused operation run one after the other just before it, and one call runs them.
         for readers in self.siblings:
             for r in readers[1:]:
                 a, b = self.find(readers[0]), self.find(r)
