@@ -239,9 +239,14 @@ def value_getter(x):
     return lambda inputs: value
 
 
+# what a number proxy's operators take; anything else (a tensor: its reflected operator records the tensor op)
+# gets NotImplemented
+_NUMBER_OPERANDS = (NumberProxy, int, float, complex)
+
+
 def _comparison(op):
     def compare(self, other):
-        if isinstance(other, torch.Tensor) or not isinstance(other, (NumberProxy, int, float, complex)):
+        if not isinstance(other, _NUMBER_OPERANDS):
             return NotImplemented
         result = op(self.value, other.value if isinstance(other, NumberProxy) else other)
         if _concretization_hook is not None:
@@ -254,8 +259,8 @@ def _comparison(op):
 
 def _arithmetic(name: str, reflected: bool = False):
     def method(self, other):
-        if isinstance(other, torch.Tensor) or not isinstance(other, (NumberProxy, int, float, complex)):
-            return NotImplemented  # a tensor's reflected operator takes it (and records the tensor op)
+        if not isinstance(other, _NUMBER_OPERANDS):
+            return NotImplemented
         from thunder import prims
 
         a, b = (other, self) if reflected else (self, other)

@@ -115,7 +115,7 @@ def _kernel_mask(attn_mask, query, key):
     if attn_mask.ndim < 4:
         attn_mask = ltorch.reshape(attn_mask, (1,) * (4 - attn_mask.ndim) + tuple(attn_mask.shape))
     shape = (query.shape[0], query.shape[1], query.shape[2], key.shape[2])
-    return ltorch.expand(attn_mask, shape) if attn_mask.ndim == 4 and query.device.type == "cuda" else attn_mask
+    return ltorch.expand(attn_mask, shape) if query.device.type == "cuda" else attn_mask
 
 
 def _sdpa_grad(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):

@@ -62,7 +62,7 @@ def is_symbolic_number(x) -> bool:
 
 
 def _symbolic_leaf_key(x):
-    if type(x) is int or type(x) is float:
+    if is_symbolic_number(x):
         return ("number", type(x))
     return _leaf_key(x)
 
@@ -87,8 +87,8 @@ def flatten_and_key(args: tuple, kwargs: dict, symbolic: bool = False) -> tuple[
             if type(a) is _Tensor:
                 key.append((a.shape, a.stride(), a.dtype, a.device, a.requires_grad))
                 inputs.append(a)
-            elif symbolic and (type(a) is int or type(a) is float):
-                key.append(("number", type(a)))
+            elif symbolic and is_symbolic_number(a):
+                key.append(_symbolic_leaf_key(a))
                 inputs.append(a)
             else:
                 key.append((type(a), a))

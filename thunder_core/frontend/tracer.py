@@ -27,6 +27,7 @@ from thunder.core.proxies import NumberProxy, TensorProxy, number_proxy, proxy_l
 from thunder.core.pytree import tree_flatten, tree_unflatten
 from thunder.core.trace import TraceCtx, get_tracectx, register_torch_tracing, tracectx
 from thunder.frontend.autocast import apply_autocast, autocast_state
+from thunder.frontend.cache import is_symbolic_number
 from thunder.torch import fallback
 from thunder.torch.shapes import VIEW_OPS
 
@@ -314,17 +315,19 @@ class TracingMode(TorchFunctionMode):
             self._check_no_grad_update(target, f"Tensor.{name}")
         resolved, resolved_kwargs = self._operands(args, kwargs)
         special = ltorch.INPLACE_SPECIAL.get(name)
-        out_of_place_name = _INPLACE_DUNDERS.get(name, name[:-1])
-        oop = (
-            getattr(torch.Tensor, out_of_place_name, None)
-            or getattr(torch, out_of_place_name, None)
-            or getattr(torch.nn.functional, out_of_place_name, None)
-        )
-        if _guard_sinks and (special is not None or oop not in ltorch.SYMBOLIC_SCALAR_FNS):
-            resolved, resolved_kwargs = concrete_numbers((resolved, resolved_kwargs))
         if special is not None:
+            if _guard_sinks:
+                resolved, resolved_kwargs = concrete_numbers((resolved, resolved_kwargs))
             new_value = special(*resolved, **resolved_kwargs)
         else:
+            out_of_place_name = _INPLACE_DUNDERS.get(name, name[:-1])
+            oop = (
+                getattr(torch.Tensor, out_of_place_name, None)
+                or getattr(torch, out_of_place_name, None)
+                or getattr(torch.nn.functional, out_of_place_name, None)
+            )
+            if _guard_sinks and oop not in ltorch.SYMBOLIC_SCALAR_FNS:
+                resolved, resolved_kwargs = concrete_numbers((resolved, resolved_kwargs))
             handler = ltorch.torch_handler(oop) if oop is not None else None
             if handler is None:
                 raise NotImplementedError(
@@ -414,13 +417,8 @@ def _proxy_leaves(leaves: list, names: list | None, trace: TraceCtx, tracer: Tra
     return proxied
 
 
-def is_symbolic_number(x) -> bool:
-    """Whether a leaf is an input number under cache="symbolic values": ints and floats, not bools (flags)."""
-    return type(x) is int or type(x) is float
-
-
 def concrete_numbers(x):
-    """x with every number proxy replaced by its value (pinning the inputs it came from)."""
+    """x with every number proxy replaced by its value (each value guarded, see thunder.core.proxies)."""
     if isinstance(x, NumberProxy):
         return x.concrete()
     if type(x) is tuple or type(x) is list:
