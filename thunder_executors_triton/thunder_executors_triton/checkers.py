@@ -64,16 +64,23 @@ def cross_entropy_checker(input, target, weight=None, size_average=None, ignore_
 def linear_cross_entropy_checker(x, weight, bias, target, ignore_index=-100, label_smoothing=0.0,
                                  reduction="mean") -> bool:  # fmt: skip
     """[N, H] tokens, a [V, H] weight, an optional [V] bias, one dtype, and [N] class-index targets."""
+    return isinstance(x, torch.Tensor) and x.ndim == 2 and linear_cross_entropy_operands_fit(
+        x, weight, bias, target, ignore_index, label_smoothing, reduction
+    )
+
+
+def linear_cross_entropy_operands_fit(x, weight, bias, target, ignore_index, label_smoothing, reduction) -> bool:
+    """As `linear_cross_entropy_checker`, for tokens x [..., H] that flatten to [N, H] as a view."""
     return (
         is_kernel_tensor(x)
         and is_kernel_tensor(weight)
-        and x.ndim == 2
+        and x.ndim >= 2
         and weight.ndim == 2
-        and x.shape[1] == weight.shape[1]
+        and x.shape[-1] == weight.shape[1]
         and x.dtype == weight.dtype
         and (bias is None or (is_kernel_tensor(bias) and bias.dtype == x.dtype and tuple(bias.shape) == (weight.shape[0],)))
         and is_kernel_tensor(target, dtypes=INDEX_DTYPES)
-        and tuple(target.shape) == (x.shape[0],)
+        and tuple(target.shape) == (x.numel() // max(x.shape[-1], 1),)
         and _same_device(x, weight, bias, target)
         and reduction in ("mean", "sum", "none")
         and isinstance(ignore_index, int)
