@@ -189,12 +189,14 @@ def _check_linear(x, weight, bias, target, reduction, label_smoothing):
 def linear_cross_entropy(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, target: torch.Tensor, *,
     ignore_index: int = -100, label_smoothing: float = 0.0, reduction: str = "mean", with_grads: bool = False,
+    chunk_tokens: int | None = None,
 ):  # fmt: skip
     """`cross_entropy(x @ weight.T + bias, target)` without materializing the [N, V] logits.
 
     with_grads: also return the gradients to x, weight and bias for an incoming gradient of 1 (reductions
     "mean" and "sum" only: the gradient then scales them), computed chunk by chunk while each chunk's logits
-    are at hand; the chunk's logits buffer receives its own gradient in place. Returns the loss, or
+    are at hand; the chunk's logits buffer receives its own gradient in place. chunk_tokens: tokens per chunk
+    (default: `token_chunk`). Returns the loss, or
     (loss, grad_x, grad_weight, grad_bias) where grad_bias is zeros if bias is None.
     """
     _check_linear(x, weight, bias, target, reduction, label_smoothing)
@@ -210,7 +212,7 @@ def linear_cross_entropy(
         grad_b = torch.zeros(vocab, dtype=torch.float32, device=x.device)
         scale = (1.0 / valid_count(target, ignore_index) if reduction == "mean" else torch.ones((), device=x.device))
         scale = (scale.to(torch.float32).reshape(1), 0)
-    chunk = token_chunk(n_tokens, x.shape[1], vocab)
+    chunk = chunk_tokens or token_chunk(n_tokens, x.shape[1], vocab)
     for start in range(0, n_tokens, chunk):
         stop = min(start + chunk, n_tokens)
         x_chunk = x[start:stop]
