@@ -78,7 +78,8 @@ def linear_cross_entropy_operands_fit(x, weight, bias, target, ignore_index, lab
         and weight.ndim == 2
         and x.shape[-1] == weight.shape[1]
         and x.dtype == weight.dtype
-        and (bias is None or (is_kernel_tensor(bias) and bias.dtype == x.dtype and tuple(bias.shape) == (weight.shape[0],)))
+        and (bias is None or (is_kernel_tensor(bias) and bias.dtype == x.dtype
+                              and tuple(bias.shape) == (weight.shape[0],)))
         and is_kernel_tensor(target, dtypes=INDEX_DTYPES)
         and tuple(target.shape) == (x.numel() // max(x.shape[-1], 1),)
         and _same_device(x, weight, bias, target)

@@ -39,6 +39,18 @@ def _fall_back_once(op: str, why: str) -> None:
                       stacklevel=3)  # fmt: skip
 
 
+def _on_contiguous(fn):
+    """fn called with its tensor arguments made contiguous: a proxy of a view in a trace may not know its
+    strides, so the checker's layout test is a hint, and the real tensors are laid out here (a no-op when
+    they already are)."""
+
+    def run(*args, **kwargs):
+        return fn(*(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args), **kwargs)
+
+    run.__name__ = getattr(fn, "__name__", "run")
+    return run
+
+
 def _float_proxy(shape, like) -> TensorProxy:
     return TensorProxy(shape=tuple(shape), dtype=torch.float32, device=like.device)
 
@@ -68,10 +80,9 @@ def _cross_entropy_bwd_impl(grad, logits, target, lse, ignore_index, label_smoot
 
 
 cross_entropy_fwd = ex.register_operator("cross_entropy_fwd", meta=_cross_entropy_fwd_meta,
-                                         fn=_cross_entropy_fwd_impl)  # fmt: skip
-cross_entropy_bwd = ex.register_operator(
-    "cross_entropy_bwd", meta=lambda grad, logits, *rest: _fresh_like(logits), fn=_cross_entropy_bwd_impl
-)
+                                         fn=_on_contiguous(_cross_entropy_fwd_impl))  # fmt: skip
+cross_entropy_bwd = ex.register_operator("cross_entropy_bwd", meta=lambda grad, logits, *rest: _fresh_like(logits),
+                                         fn=_on_contiguous(_cross_entropy_bwd_impl))  # fmt: skip
 
 
 def _cross_entropy_exec(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
@@ -112,7 +123,8 @@ def _linear_cross_entropy_impl(x, weight, bias, target, ignore_index=-100, label
 
 def _linear_cross_entropy_with_grads_impl(x, weight, bias, target, ignore_index, label_smoothing, reduction):
     return ce_kernels.linear_cross_entropy(x, weight, bias, target, ignore_index=ignore_index,
-                                           label_smoothing=label_smoothing, reduction=reduction, with_grads=True)  # fmt: skip
+                                           label_smoothing=label_smoothing, reduction=reduction,
+                                           with_grads=True)  # fmt: skip
 
 
 def _linear_cross_entropy_with_grads_meta(x, weight, bias, target, ignore_index, label_smoothing, reduction):
@@ -124,10 +136,10 @@ def _linear_cross_entropy_with_grads_meta(x, weight, bias, target, ignore_index,
 #: ``cross_entropy(linear(x, weight, bias), target, ...)`` for x [N, H], chunked over tokens: the [N, V]
 #: logits are never materialized.
 linear_cross_entropy = ex.register_operator("linear_cross_entropy", like=linear_cross_entropy_reference,
-                                            fn=_linear_cross_entropy_impl)  # fmt: skip
+                                            fn=_on_contiguous(_linear_cross_entropy_impl))  # fmt: skip
 linear_cross_entropy_with_grads = ex.register_operator(
     "linear_cross_entropy_with_grads", meta=_linear_cross_entropy_with_grads_meta,
-    fn=_linear_cross_entropy_with_grads_impl,
+    fn=_on_contiguous(_linear_cross_entropy_with_grads_impl),
 )  # fmt: skip
 
 
@@ -154,9 +166,10 @@ ex.register_implementation(linear_cross_entropy, checker=checkers.linear_cross_e
 
 def _register_softmax(symbol, log: bool) -> None:
     name = "log_softmax" if log else "softmax"
-    fwd = ex.register_operator(f"{name}_fwd", meta=_fresh_like, fn=lambda x: softmax.softmax_forward(x, log=log))
+    fwd = ex.register_operator(f"{name}_fwd", meta=_fresh_like,
+                               fn=_on_contiguous(lambda x: softmax.softmax_forward(x, log=log)))  # fmt: skip
     bwd = ex.register_operator(f"{name}_bwd", meta=lambda dy, y: _fresh_like(y),
-                               fn=lambda dy, y: softmax.softmax_backward(dy, y, log=log))  # fmt: skip
+                               fn=_on_contiguous(lambda dy, y: softmax.softmax_backward(dy, y, log=log)))  # fmt: skip
 
     def execution(input, dim=None, _stacklevel=3, dtype=None):
         return fwd(input)
@@ -184,11 +197,12 @@ def _rms_eps(eps):
 
 rms_norm_fwd = ex.register_operator(
     "rms_norm_fwd", meta=lambda x, weight, eps: (_fresh_like(x), _float_proxy((x.numel() // x.shape[-1],), x)),
-    fn=norms.rms_norm_forward,
+    fn=_on_contiguous(norms.rms_norm_forward),
 )  # fmt: skip
 rms_norm_bwd = ex.register_operator(
     "rms_norm_bwd", meta=lambda dy, x, weight, rstd: tuple(_fresh_like(t) for t in (x, weight) if t is not None),
-    fn=lambda dy, x, weight, rstd: tuple(t for t in norms.rms_norm_backward(dy, x, weight, rstd) if t is not None),
+    fn=_on_contiguous(lambda dy, x, weight, rstd: tuple(t for t in norms.rms_norm_backward(dy, x, weight, rstd)
+                                                        if t is not None)),
 )  # fmt: skip
 
 
@@ -227,8 +241,10 @@ def _layer_norm_bwd_impl(dy, x, weight, mean, rstd, has_bias):
     return tuple(t for t in norms.layer_norm_backward(dy, x, weight, mean, rstd, has_bias) if t is not None)
 
 
-layer_norm_fwd = ex.register_operator("layer_norm_fwd", meta=_layer_norm_fwd_meta, fn=norms.layer_norm_forward)
-layer_norm_bwd = ex.register_operator("layer_norm_bwd", meta=_layer_norm_bwd_meta, fn=_layer_norm_bwd_impl)
+layer_norm_fwd = ex.register_operator("layer_norm_fwd", meta=_layer_norm_fwd_meta,
+                                      fn=_on_contiguous(norms.layer_norm_forward))  # fmt: skip
+layer_norm_bwd = ex.register_operator("layer_norm_bwd", meta=_layer_norm_bwd_meta,
+                                      fn=_on_contiguous(_layer_norm_bwd_impl))  # fmt: skip
 
 
 def _layer_norm_exec(input, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -265,8 +281,10 @@ def _apply_rotary_emb_impl(x, cos, sin):
 
 
 #: Rotary position embedding of x [..., S, D] with cos, sin [S, D] (half rotation, as Llama and GPT-NeoX).
-apply_rotary_emb = ex.register_operator("apply_rotary_emb", like=rotary_reference, fn=_apply_rotary_emb_impl)
-rotary_bwd = ex.register_operator("rotary_bwd", meta=lambda dy, cos, sin: _fresh_like(dy), fn=rotary.rotary_backward)
+apply_rotary_emb = ex.register_operator("apply_rotary_emb", like=rotary_reference,
+                                        fn=_on_contiguous(_apply_rotary_emb_impl))  # fmt: skip
+rotary_bwd = ex.register_operator("rotary_bwd", meta=lambda dy, cos, sin: _fresh_like(dy),
+                                  fn=_on_contiguous(rotary.rotary_backward))  # fmt: skip
 
 
 def _sum_to_trig(t, trig):
@@ -304,9 +322,9 @@ def _swiglu_impl(a, b):
 
 
 #: ``silu(a) * b`` in one kernel (and one in the backward).
-swiglu_op = ex.register_operator("swiglu", like=swiglu_reference, fn=_swiglu_impl)
+swiglu_op = ex.register_operator("swiglu", like=swiglu_reference, fn=_on_contiguous(_swiglu_impl))
 swiglu_bwd = ex.register_operator("swiglu_bwd", meta=lambda dy, a, b: (_fresh_like(a), _fresh_like(b)),
-                                  fn=swiglu.swiglu_backward)  # fmt: skip
+                                  fn=_on_contiguous(swiglu.swiglu_backward))  # fmt: skip
 
 
 def _swiglu_grad(a, b):
