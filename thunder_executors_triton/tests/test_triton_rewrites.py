@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from thunder_executors_triton.rewrites import TritonPatterns, fuse_linear_cross_entropy, fuse_swiglu
 from triton_testing import DEVICE, backward_source, execution_source, reference_copy
 
 import thunder
 from thunder.core.verify import verify_trace
-from thunder_executors_triton.rewrites import TritonPatterns, fuse_linear_cross_entropy, fuse_swiglu
 
 pytestmark = pytest.mark.usefixtures("triton_registry")
 

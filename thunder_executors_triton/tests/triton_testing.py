@@ -18,10 +18,10 @@ HAS_CUDA = torch.cuda.is_available()
 if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-# Run from a checkout without installing: the distribution's folder holds the package.
-_DISTRIBUTION = str(Path(__file__).resolve().parents[1])
-if _DISTRIBUTION not in sys.path:
-    sys.path.insert(0, _DISTRIBUTION)
+# Run from a checkout without installing: the distribution's src folder holds the package.
+_SOURCES = str(Path(__file__).resolve().parents[1] / "src")
+if _SOURCES not in sys.path:
+    sys.path.insert(0, _SOURCES)
 
 
 import thunder  # noqa: E402
