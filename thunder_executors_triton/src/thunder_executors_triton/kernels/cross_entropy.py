@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from thunder_executors_triton.kernels.launch import check_tensors, loop_block, next_power_of_2, warps_for
+from thunder_executors_triton.kernels.launch import check_tensors, loop_block, warps_for
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -164,11 +164,28 @@ def cross_entropy_backward(
 # -- linear + cross-entropy, chunked over tokens -------------------------------------------------------------
 
 
-def token_chunk(n_tokens: int, hidden: int, vocab: int) -> int:
-    """Tokens per chunk: a chunk's logits are about as large as the hidden states of all tokens (so the
-    logits never dominate memory), but at least 256 rows so that each matmul keeps the GPU busy."""
-    n_chunks = max(1, -(-vocab // max(hidden, 1)))
-    return max(1, min(n_tokens, max(256, next_power_of_2(-(-n_tokens // n_chunks)))))
+def token_chunk(n_tokens: int) -> int:
+    """Tokens per chunk: a quarter of the tokens, so that a chunk's logits are a quarter of the full logits,
+    but at least 256 tokens so that each matmul keeps the GPU busy. (Fewer, larger chunks also mean fewer
+    read-modify-writes of the float32 weight gradient, one per chunk.)"""
+    return max(1, min(n_tokens, max(256, -(-n_tokens // 4))))
+
+
+_mm_out_dtype_works: bool | None = None  # whether torch.mm(..., out_dtype=float32) runs here (CUDA, torch >= 2.9)
+
+
+def _weight_grad_of_chunk(grad: torch.Tensor, x_chunk: torch.Tensor) -> torch.Tensor:
+    """grad.T @ x_chunk in float32; for half-precision operands, straight from the matmul's float32 accumulator
+    where torch supports it, without a half-precision product and a conversion."""
+    global _mm_out_dtype_works
+    if grad.dtype != torch.float32 and grad.is_cuda and _mm_out_dtype_works is not False:
+        try:
+            result = torch.mm(grad.t(), x_chunk, out_dtype=torch.float32)
+            _mm_out_dtype_works = True
+            return result
+        except (RuntimeError, TypeError, NotImplementedError):
+            _mm_out_dtype_works = False
+    return (grad.t() @ x_chunk).to(torch.float32)
 
 
 def _check_linear(x, weight, bias, target, reduction, label_smoothing):
@@ -212,7 +229,7 @@ def linear_cross_entropy(
         grad_b = torch.zeros(vocab, dtype=torch.float32, device=x.device)
         scale = (1.0 / valid_count(target, ignore_index) if reduction == "mean" else torch.ones((), device=x.device))
         scale = (scale.to(torch.float32).reshape(1), 0)
-    chunk = chunk_tokens or token_chunk(n_tokens, x.shape[1], vocab)
+    chunk = chunk_tokens or token_chunk(n_tokens)
     for start in range(0, n_tokens, chunk):
         stop = min(start + chunk, n_tokens)
         x_chunk = x[start:stop]
@@ -222,7 +239,7 @@ def linear_cross_entropy(
                         label_smoothing, grad=grad, scale=scale if with_grads else None)  # fmt: skip
         if with_grads:
             torch.mm(grad, weight, out=grad_x[start:stop])
-            grad_w += (grad.t() @ x_chunk).to(torch.float32)
+            grad_w += _weight_grad_of_chunk(grad, x_chunk)
             if bias is not None:
                 grad_b += grad.sum(0, dtype=torch.float32)
     loss = _reduce(loss_rows, target, ignore_index, reduction, x.dtype)
