@@ -14,6 +14,7 @@ warning) on tensors the kernels cannot take.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
@@ -40,12 +41,15 @@ def _fall_back_once(op: str, why: str) -> None:
 
 
 def _on_contiguous(fn):
-    """fn called with its tensor arguments made contiguous: a proxy of a view in a trace may not know its
-    strides, so the checker's layout test is a hint, and the real tensors are laid out here (a no-op when
-    they already are)."""
+    """fn called with its tensor arguments made contiguous, on the device of its first CUDA tensor (Triton
+    launches on the current device). A proxy of a view in a trace may not know its strides, so the checkers'
+    layout test is a hint: the real tensors are laid out here (a no-op when they already are)."""
 
     def run(*args, **kwargs):
-        return fn(*(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args), **kwargs)
+        args = tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args)
+        device = next((a.device for a in args if isinstance(a, torch.Tensor) and a.is_cuda), None)
+        with torch.cuda.device(device) if device is not None else contextlib.nullcontext():
+            return fn(*args, **kwargs)
 
     run.__name__ = getattr(fn, "__name__", "run")
     return run

@@ -21,10 +21,10 @@ import inspect
 import math
 from collections import defaultdict
 
+import thunder
 import thunder.torch as ltorch
 from thunder.core.symbol import BoundSymbol, flat_proxies
 from thunder.core.trace import TraceCtx, torch_tracing, tracectx
-from thunder.frontend.transform import Transform
 from thunder_executors_triton import checkers
 
 _RESHAPES = ("ltorch.view", "ltorch.reshape")
@@ -158,7 +158,7 @@ def fuse_swiglu(trace: TraceCtx) -> TraceCtx:
     return _replace(trace, replacements, drop, "fuse silu(a) * b into swiglu (triton)")
 
 
-class TritonPatterns(Transform):
+class TritonPatterns(thunder.Transform):
     """Applies `fuse_linear_cross_entropy` and `fuse_swiglu` to the acquired trace."""
 
     def transform_traces_pre_prologue(self, prologue, computation, epilogue, **kwargs):
