@@ -161,6 +161,7 @@ def test_command_line(tmp_path):
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "max diff out" in proc.stdout
+    assert "warning: --size tiny is a smoke test" in proc.stderr  # 3 timed steps of microseconds mean nothing
     result = json.loads(out.read_text())
     assert result["meta"]["config"]["size"] == "tiny" and result["meta"]["torch"] == torch.__version__
     rows = result["rows"]
