@@ -50,7 +50,8 @@ def jit(
 
             * ``"constant values"`` (the default): the key holds every input tensor's metadata (shape,
               strides, dtype, device, requires_grad), the values of Python scalars, module training flags,
-              grad mode, autocast state and the default dtype; other values the program read are guarded.
+              grad mode, autocast state and the default dtype (`thunder.frontend.cache` says what else is
+              checked).
             * ``"symbolic values"``: like ``"constant values"``, but int and float arguments become inputs
               of the trace, so a new value does not recompile; a branch on such a number is guarded by its
               outcome, a number used as a size by its value.
@@ -58,7 +59,7 @@ def jit(
               checked (the lowest overhead, and a stale result when the promise is broken).
             * ``"no caching"``: every call traces and compiles anew.
 
-        transforms: `thunder.Transform` objects (or names of transforms offered by plugins).
+        transforms: `thunder.Transform` objects.
         plugins: names of plugin bundles; their executors go first and their transforms run too.
         disable_torch_autograd: never build a backward, even for inputs that require grad.
         **options: ``show_progress=True`` prints the compilation stages; ``debug_verify=True`` checks every
