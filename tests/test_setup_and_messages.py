@@ -158,3 +158,11 @@ def test_last_prologue_traces_is_empty_and_says_why():
 def test_every_public_function_of_thunder_has_a_docstring():
     missing = [name for name in thunder.__all__ if not (getattr(thunder, name).__doc__ or "").strip()]
     assert not missing
+
+
+def test_every_hook_specification_is_documented_for_the_api_reference():
+    from thunder.extend import hookspecs
+
+    hooks = [name for name in vars(hookspecs) if name.startswith("thunder_") and callable(getattr(hookspecs, name))]
+    assert hooks, "the API reference documents the hook specifications of thunder.extend.hookspecs"
+    assert [name for name in hooks if not (getattr(hookspecs, name).__doc__ or "").strip()] == []

@@ -45,7 +45,7 @@ loss.backward()
 reference = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
 reference.load_state_dict(model.state_dict())
 reference(x).square().mean().backward()
-for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+for p, q in zip(model.parameters(), reference.parameters()):
     torch.testing.assert_close(p.grad, q.grad)
 print("loss", loss.item(), "- gradients match eager PyTorch for", [n for n, _ in model.named_parameters()])
 
