@@ -143,6 +143,31 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     )
 
 
+# Below this a step's time is mostly Python dispatch and timer noise: ratios between backends mean nothing.
+MEANINGFUL_STEP_S = 1e-3
+MEANINGFUL_ITERS = 5
+
+
+def short_timing_warning(cfg: RunConfig, rows: list[dict]) -> str | None:
+    """A warning for a `--size tiny` run whose timings are too short (or too few) to compare backends by;
+    None for other sizes, and for tiny runs long enough to mean something."""
+    if cfg.size != "tiny":
+        return None
+    timed = [r for r in rows if r.get("step_time_s") is not None and r.get("workload") != "overhead"]
+    short = [r for r in timed if r["step_time_s"] < MEANINGFUL_STEP_S]
+    if not short and cfg.iters >= MEANINGFUL_ITERS:
+        return None
+    reasons = []
+    if short:
+        reasons.append(f"{len(short)} of {len(timed)} rows take under {MEANINGFUL_STEP_S * 1e3:g} ms a step")
+    if cfg.iters < MEANINGFUL_ITERS:
+        reasons.append(f"each row times only {cfg.iters} step{'s' if cfg.iters != 1 else ''}")
+    return (
+        f"warning: --size tiny is a smoke test: {' and '.join(reasons)}, so the step times measure Python "
+        "dispatch and timer noise, not the backends. Compare backends with --size small (CPU) or full (GPU)."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -163,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_meta(result["meta"]))
     print(format_table(result["rows"], markdown=args.markdown))
+    warning = short_timing_warning(cfg, result["rows"])
+    if warning:
+        print(f"\n{warning}", file=sys.stderr)
     if args.json:
         path = write_json(result, args.json)
         print(f"\nwrote {path}", file=sys.stderr)

@@ -53,6 +53,7 @@ def _explain(row: dict, with_traceback: bool = True) -> str:
     return msg + ("\n" + (row.get("traceback") or "") if with_traceback else "")
 
 
+@pytest.mark.slow  # subprocesses that each import torch and run every workload
 def test_eager_rows_all_workloads_tiny():
     rows = run_tiny([BackendSpec("eager")])
     assert _keys(rows) == plan_rows(ALL_WORKLOADS, MODES)
@@ -137,6 +138,7 @@ def test_failing_backend_gives_an_error_row():
     assert "ERROR [1]" in format_table(rows) and "ERROR [2]" in format_table(rows, markdown=True)
 
 
+@pytest.mark.slow  # subprocesses that each import torch and run every workload
 def test_command_line(tmp_path):
     out = tmp_path / "out.json"
     cmd = [
@@ -161,6 +163,7 @@ def test_command_line(tmp_path):
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "max diff out" in proc.stdout
+    assert "warning: --size tiny is a smoke test" in proc.stderr  # 3 timed steps of microseconds mean nothing
     result = json.loads(out.read_text())
     assert result["meta"]["config"]["size"] == "tiny" and result["meta"]["torch"] == torch.__version__
     rows = result["rows"]
@@ -178,6 +181,7 @@ def test_command_line(tmp_path):
     assert rows[2]["max_diff_grad"] == 0.0
 
 
+@pytest.mark.slow  # subprocesses that each import torch and run every workload
 def test_thunder_backend_matches_eager_tiny():
     """The acceptance test: thunder.jit (default executors) runs every workload, train and inference, like eager."""
     rows = run_tiny([BackendSpec("thunder")])

@@ -216,3 +216,77 @@ def test_examine_records_the_paths_the_tracer_takes():
 
     result = examine(fn, torch.ones(3))
     assert result.unsupported == [] and result.matches_eager, result.report()
+
+
+# -- names and executors as users know them ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "op, name",
+    [
+        (torch.fft.fft, "torch.fft.fft"),
+        (torch.fft.rfft, "torch.fft.rfft"),
+        (torch.special.scaled_modified_bessel_k0, "torch.special.scaled_modified_bessel_k0"),
+        (torch.linalg.vector_norm, "torch.linalg.vector_norm"),
+        (torch.nn.functional.gelu, "torch.nn.functional.gelu"),
+    ],
+)
+def test_examine_names_operations_as_users_write_them(op, name):
+    result = examine(lambda x: op(x), torch.rand(4) + 0.5)
+    assert list(result.operations) == [name], result.report()
+    assert eval(name) is op  # the reported name is the user's spelling of the very same function
+
+
+def test_examine_reports_a_fallback_property_by_its_name_and_nothing_else():
+    # Tensor.real of a complex tensor runs through the fallback; its getter must not appear as a second row.
+    result = examine(lambda x: torch.fft.fft(x).real * 2, torch.randn(4))
+    assert sorted(result.operations) == ["torch.Tensor.mul", "torch.Tensor.real", "torch.fft.fft"], result.report()
+    assert result.fallback_ops == {"torch.Tensor.real", "torch.fft.fft"}
+    assert "getset_descriptor" not in result.report()
+    assert result.ok
+
+
+def test_examine_accepts_nan_where_eager_has_nan():
+    result = examine(lambda x: torch.log(x), torch.tensor([-1.0, 2.0]))  # log(-1) is NaN, eagerly too
+    assert result.matches_eager is True, result.report()
+
+
+def test_examine_reports_a_nan_that_eager_does_not_produce_as_a_mismatch():
+    ex = OperatorExecutor("nan_ex")
+    ex.register_operator("nan_exp", like=torch.exp, fn=lambda x: torch.full_like(x, float("nan")), replaces=torch.exp)
+    thunder.add_default_executor(ex)
+    assert examine(lambda x: torch.exp(x), torch.randn(3)).matches_eager is False
+
+
+def _claiming_executor(name: str, claims_dtype: torch.dtype) -> OperatorExecutor:
+    """An executor that claims `thunder.torch.exp` for tensors of one dtype, as a plugin executor would."""
+    import thunder.torch as ltorch
+
+    ex = OperatorExecutor(name)
+    own_exp = ex.register_operator(f"{name}_exp", like=torch.exp, fn=torch.exp)
+    ex.register_implementation(ltorch.exp, checker=lambda a: a.dtype == claims_dtype, execution_transform=own_exp)
+    return ex
+
+
+def test_examine_names_the_executor_that_claims_an_operation():
+    thunder.add_default_executor(_claiming_executor("claim_ex", torch.float32))
+    result = examine(lambda x: torch.exp(x) * 2, torch.randn(3))
+    exp, mul = result.operations["torch.exp"], result.operations["torch.Tensor.mul"]
+    assert (exp.support, exp.detail) == ("executor", "claim_ex"), result.report()
+    assert (mul.support, mul.detail) == ("native", "")
+    assert "executor (claim_ex)" in result.report()
+    assert result.ok
+
+
+def test_examine_says_when_an_executor_claims_only_some_calls():
+    thunder.add_default_executor(_claiming_executor("claim_ex", torch.float64))
+    result = examine(lambda x, y: torch.exp(x).double() + torch.exp(y), torch.randn(3), torch.randn(3).double())
+    exp = result.operations["torch.exp"]
+    assert exp.support == "executor" and exp.detail.startswith("claim_ex for some calls, natively for others")
+    assert result.ok
+
+
+def test_examine_reports_native_when_the_claiming_executor_declines():
+    thunder.add_default_executor(_claiming_executor("claim_ex", torch.float64))
+    result = examine(lambda x: torch.exp(x), torch.randn(3))  # float32: the checker declines
+    assert result.operations["torch.exp"].support == "native"

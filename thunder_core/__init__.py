@@ -40,11 +40,31 @@ def jit(
 ) -> Callable:
     """Compiles a function or module; returns a callable (or a `ThunderModule` for modules).
 
-    executors: names and/or executor objects in priority order (None: the default list); the
-        always-executors (`torch`, `python`) are appended. cache: "constant values" (default),
-        "same input" or "no caching". transforms: `thunder.Transform` objects. plugins: names of plugin
-        bundles (their executors go first, their transforms run too). disable_torch_autograd: never build
-        a backward. Options: show_progress (print compilation stages), debug_verify (check every trace).
+    Compilation happens on the first call and again whenever a call does not match a cached entry.
+
+    Args:
+        fn: the function or `torch.nn.Module` to compile.
+        executors: executor names and/or executor objects in priority order; None means the default list
+            (`thunder.get_default_executors()`). The always-executors (`torch`, `python`) are appended.
+        cache: how calls are matched to compiled entries, one of
+
+            * ``"constant values"`` (the default): the key holds every input tensor's metadata (shape,
+              strides, dtype, device, requires_grad), the values of Python scalars, module training flags,
+              grad mode, autocast state and the default dtype (`thunder.frontend.cache` says what else is
+              checked).
+            * ``"symbolic values"``: like ``"constant values"``, but int and float arguments become inputs
+              of the trace, so a new value does not recompile; a branch on such a number is guarded by its
+              outcome, a number used as a size by its value.
+            * ``"same input"``: the caller promises every call looks like the first one; nothing is
+              checked (the lowest overhead, and a stale result when the promise is broken).
+            * ``"no caching"``: every call traces and compiles anew.
+
+        transforms: `thunder.Transform` objects.
+        plugins: names of plugin bundles; their executors go first and their transforms run too.
+        disable_torch_autograd: never build a backward, even for inputs that require grad.
+        **options: ``show_progress=True`` prints the compilation stages; ``debug_verify=True`` checks every
+            trace with the trace verifier (also turned on by the environment variable
+            ``THUNDER_DEBUG_VERIFY=1``). Unknown options are an error.
     """
     if isinstance(fn, (ThunderFunction, ThunderModule)):
         raise TypeError("this function is already compiled by thunder.jit; pass the original")
@@ -105,20 +125,29 @@ def last_backward_traces(fn) -> list:
 
 
 def last_prologue_traces(fn) -> list:
-    """Thunder checks inputs with a hashed cache key rather than a prologue program: there is none."""
+    """Always an empty list, kept for code written against Lightning Thunder's API.
+
+    Lightning Thunder checks each call's inputs with a generated *prologue* program. This project matches a
+    call to a compiled entry with a hashed cache key and per-entry guards instead (see
+    `thunder.frontend.cache`), so there is no prologue trace to return. `thunder.cache_hits`,
+    `thunder.cache_misses` and `thunder.compile_stats` say how calls were matched.
+    """
     _jitted(fn)
     return []
 
 
 def cache_hits(fn) -> int:
+    """How many calls of the jitted function reused a compiled entry."""
     return _jitted(fn).stats.cache_hits
 
 
 def cache_misses(fn) -> int:
+    """How many calls of the jitted function compiled a new entry."""
     return _jitted(fn).stats.cache_misses
 
 
 def cache_option(fn) -> str:
+    """The cache option the function was compiled with (see `jit`), as a string."""
     return _jitted(fn).cache_option
 
 
@@ -133,18 +162,21 @@ def fallback_ops(fn) -> set[str]:
 
 
 def get_default_executors() -> list:
+    """The executors `jit` uses when `executors` is None: every available default executor, by priority."""
     from thunder.extend import get_default_executors as impl
 
     return impl()
 
 
 def get_always_executors() -> list:
+    """The executors appended to every list (`torch`, `python`): they run whatever no other executor claims."""
     from thunder.extend import get_always_executors as impl
 
     return impl()
 
 
 def add_default_executor(ex) -> None:
+    """Puts an executor (an object, registered if it is not yet, or a registered name) first in the default list."""
     from thunder.extend import add_default_executor as impl
 
     impl(ex)

@@ -173,7 +173,7 @@ def test_forward_matches_eager(name, executors):
     assert_forward_matches_eager(build(name), CASES[name].inputs(), executors)
 
 
-@pytest.mark.parametrize("executors", ["default", "torchcompile"])
+@pytest.mark.parametrize("executors", ["default", pytest.param("torchcompile", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", CASES)
 def test_training_step_matches_eager(name, executors):
     case = CASES[name]

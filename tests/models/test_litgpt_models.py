@@ -69,7 +69,7 @@ def test_forward_matches_eager(name, executors):
     assert_forward_matches_eager(build(name), {"idx": token_ids(BATCH, SEQ)}, executors)
 
 
-@pytest.mark.parametrize("executors", ["default", "torchcompile"])
+@pytest.mark.parametrize("executors", ["default", pytest.param("torchcompile", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", CONFIGS)
 def test_training_step_matches_eager(name, executors):
     assert_training_step_matches_eager(NextTokenLoss(build(name)), training_inputs(), lambda loss: loss, executors)

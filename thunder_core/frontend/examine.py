@@ -5,7 +5,8 @@ that records every torch callable it calls (with the user's file and line), thro
 finally compares the two results. Each operation is classified as
 
 * ``native``: a `thunder.torch` symbol traces it (or the tracer functionalizes it, for in-place ops);
-* ``executor``: an active executor replaces it (`register_operator(replaces=...)`);
+* ``executor``: an active executor replaces it (`register_operator(replaces=...)`) or claims the symbol that
+  traces it (`register_implementation`); the report names the executor;
 * ``fallback``: no symbol, but torch's meta kernel gives its outputs; PyTorch eager runs it;
 * ``unsupported``: tracing it fails; the report names the call site and the reason.
 
@@ -28,6 +29,10 @@ from thunder.core.pytree import tree_flatten, tree_unflatten
 from thunder.core.trace import TraceCtx
 from thunder.frontend import tracer as _tracer
 from thunder.torch.fallback import fallback_symbol, qualified_name
+
+# torch's C namespaces whose functions carry a prefixed name (`torch._C._fft.fft_fft` is `torch.fft.fft`)
+_PUBLIC_NAMESPACES = {"_fft": "fft", "_linalg": "linalg", "_special": "special", "_nested": "nested",
+                      "_sparse": "sparse", "_nn": "nn.functional"}  # fmt: skip
 
 __all__ = ["ExamineResult", "OperationReport", "examine", "get_fusion_symbols", "get_fusions"]
 
@@ -166,10 +171,32 @@ def _is_metadata_query(func) -> bool:
 
 
 def _operation_name(func) -> str:
+    """The name users write for `func`: `torch.fft.fft` (not torch's internal `torch._C._fft.fft_fft`),
+    `torch.Tensor.T` for a property (recorded as its getter), `torch.nn.functional.gelu`."""
     if getattr(func, "__name__", "") == "__get__":  # a property such as Tensor.T, seen as its getter
         owner = func.__self__
         return f"torch.Tensor.{owner.__name__}"
-    return qualified_name(func)
+    public = _public_namespace_name(func)
+    return public if public is not None else qualified_name(func)
+
+
+def _public_namespace_name(func) -> str | None:
+    module = getattr(func, "__module__", None) or ""
+    name = getattr(func, "__name__", None) or ""
+    if not module.startswith("torch._C._"):
+        return None
+    namespace = _PUBLIC_NAMESPACES.get(module[len("torch._C.") :])
+    if namespace is None:
+        return None
+    prefix = namespace.split(".")[0] + "_"
+    short = name[len(prefix) :] if name.startswith(prefix) and namespace != "nn.functional" else name
+    public_module = torch
+    for part in namespace.split("."):
+        public_module = getattr(public_module, part, None)
+    # Only a name that resolves back to the same function is reported: never a made-up one.
+    if public_module is not None and getattr(public_module, short, None) is func:
+        return f"torch.{namespace}.{short}"
+    return None
 
 
 def _inplace_status(func, args) -> str | None:
@@ -279,13 +306,68 @@ def _run_jitted(fn, args, kwargs, result: ExamineResult) -> Any:
                 op.support, op.detail = UNSUPPORTED, (str(e).splitlines() or [type(e).__name__])[0]
         result.failed_at = site
         return None
-    result.fallback_ops = thunder.fallback_ops(jfn)
+    acquired = thunder.last_traces(jfn)[0]
+    result.fallback_ops = {_operation_name(func) for func in _fallback_functions(acquired.bound_symbols)}
     for name in result.fallback_ops:
         op = result.operations.setdefault(name, OperationReport(name))
         op.support = FALLBACK
+    _report_claims(acquired, _executors_of(jfn), result)
     result.execution_trace = thunder.last_traces(jfn)[-1]
     result.fusions = [name for name, _ in get_fusions(result.execution_trace)]
     return out
+
+
+def _fallback_functions(bsyms) -> list[Callable]:
+    """The torch callables that bsyms (and their decompositions) run through the meta-kernel fallback."""
+    found = []
+    for bsym in bsyms:
+        if "fallback" in bsym.sym.tags:
+            found.extend(getattr(bsym.sym, "torch_fns", ())[:1])
+        found.extend(_fallback_functions(bsym.subsymbols))
+    return found
+
+
+def _executors_of(jfn) -> list:
+    inner = getattr(jfn, "_jfn", jfn)  # a ThunderModule wraps the jitted function
+    return list(getattr(inner, "executors", ()))
+
+
+def _report_claims(acquired: TraceCtx, executors: list, result: ExamineResult) -> None:
+    """Marks the operations that an executor other than the always-executors claims, as claiming will: the
+    first executor in the list whose checker accepts the call. Claims are per symbol: `torch.add` and
+    `torch.Tensor.add` share one, so an operation some of whose symbol's calls stay native says so."""
+    from thunder.extend import get_always_executors
+
+    always = {ex.name for ex in get_always_executors()}
+    claimers = [ex for ex in executors if ex.name not in always and hasattr(ex, "can_execute")]
+    claimed: dict[str, set[str]] = {}
+    unclaimed: set[str] = set()
+    for bsym in acquired.bound_symbols:
+        torch_fns = getattr(bsym.sym, "torch_fns", ())
+        if not torch_fns or "fallback" in bsym.sym.tags:
+            continue
+        names = {_operation_name(fn) for fn in torch_fns} & result.operations.keys()
+        claimer = next((ex.name for ex in claimers if _claims(ex, bsym)), None)
+        for name in names:
+            if claimer is None:
+                unclaimed.add(name)
+            else:
+                claimed.setdefault(name, set()).add(claimer)
+    for name, executor_names in claimed.items():
+        op = result.operations[name]
+        if op.support not in (NATIVE, EXECUTOR):
+            continue
+        detail = ", ".join(sorted(executor_names | ({op.detail} if op.detail else set())))
+        if name in unclaimed:  # the checker declined some calls of the symbol that traces this operation
+            detail += " for some calls, natively for others (the checker decides by the arguments)"
+        op.support, op.detail = EXECUTOR, detail
+
+
+def _claims(ex, bsym) -> bool:
+    try:
+        return bool(ex.can_execute(bsym))
+    except Exception:  # a checker that fails does not claim, as in the pipeline, where the error surfaces
+        return False
 
 
 def _failure_point(error: BaseException) -> tuple[Callable | None, str | None]:
@@ -321,7 +403,7 @@ def _compare(actual, expected, result: ExamineResult) -> None:
     for i, (a, e) in enumerate(zip(actual_leaves, expected_leaves)):
         try:
             if isinstance(e, torch.Tensor) or isinstance(a, torch.Tensor):
-                torch.testing.assert_close(a, e)
+                torch.testing.assert_close(a, e, equal_nan=True)  # NaN where eager has NaN matches
             elif a != e:
                 raise AssertionError(f"{a!r} != {e!r}")
         except (AssertionError, TypeError, ValueError, RuntimeError) as err:  # examine never raises

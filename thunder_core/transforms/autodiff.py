@@ -67,6 +67,21 @@ def _is_differentiable(t) -> bool:
     return isinstance(t, TensorProxy) and (t.dtype.is_floating_point or t.dtype.is_complex)
 
 
+def _no_gradient_message(bsym: BoundSymbol, executors: Sequence) -> str:
+    message = (
+        f"Thunder has no gradient for {bsym.sym.id}; it is used with inputs that require grad. Wrap the call "
+        "in torch.no_grad() or detach its inputs, or register a grad_transform for it."
+    )
+    owner = getattr(getattr(bsym.sym, "executor", None), "name", None)
+    if owner is not None and owner not in {getattr(ex, "name", None) for ex in executors}:
+        # A plugin operator's grad_transform is registered on its executor, and only listed executors are asked.
+        message += (
+            f" It is an operator of the {owner!r} executor, whose grad_transform is used only when that executor "
+            f"is in the executor list: thunder.jit(fn, executors=[{owner!r}, ...])."
+        )
+    return message
+
+
 class _JointBuilder:
     def __init__(self, trace: TraceCtx, executors: Sequence = ()):
         self.trace = trace
@@ -92,10 +107,7 @@ class _JointBuilder:
             self.new.bound_symbols.append(bsym)
             return
         else:
-            raise NotImplementedError(
-                f"Thunder has no gradient for {bsym.sym.id}; it is used with inputs that require grad. Wrap the call "
-                "in torch.no_grad() or detach its inputs, or register a grad_transform for it."
-            )
+            raise NotImplementedError(_no_gradient_message(bsym, self.executors))
         for o in bsym.flat_outs:
             if _is_differentiable(o):
                 self.requires_grad.add(o.name)
