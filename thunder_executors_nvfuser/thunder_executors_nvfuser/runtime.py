@@ -195,8 +195,9 @@ class RegionRunner:
         ops = [b.sym.name for b in self.region.bound_symbols]
         shown = ", ".join(ops[:6]) + (", ..." if len(ops) > 6 else "")
         reason = f"{type(error).__name__}: {_first_line(error)}"
+        where = " of the backward" if any(b.tag == "backward" for b in self.region.bound_symbols) else ""
         warnings.warn(
-            f"nvFuser could not compile or run fusion region {self.name} ({len(ops)} operations: {shown}): "
+            f"nvFuser could not compile or run fusion region {self.name}{where} ({len(ops)} operations: {shown}): "
             f"{reason}. This region runs on the torch executor instead; other regions keep using nvFuser. "
             "To keep nvFuser away from a program entirely, leave 'nvfuser' out of the executors.",
             NvFuserFallbackWarning,
