@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
 from thunder_executors_nvfuser.translation import NV_DTYPES, DType, FusionPlan, Ref
 
 _TORCH_DTYPES = {name: dtype for dtype, name in NV_DTYPES.items()}

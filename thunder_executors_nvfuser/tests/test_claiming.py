@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from thunder_executors_nvfuser.executor import NvFuserExecutor, split_edges
+from thunder_executors_nvfuser.options import NvFuserOptions
+from thunder_executors_nvfuser.translation import DType, NvCall, Ref, plan_fusion
 
 import thunder.torch as ltorch
 from thunder import prims
 from thunder.core.proxies import IntegerProxy, TensorProxy
 from thunder.core.trace import TraceCtx, tracectx
-from thunder_executors_nvfuser.executor import NvFuserExecutor, split_edges
-from thunder_executors_nvfuser.options import NvFuserOptions
-from thunder_executors_nvfuser.translation import DType, NvCall, Ref, plan_fusion
 
 ex = NvFuserExecutor()
 

@@ -9,10 +9,10 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-
-import thunder
 from thunder_executors_nvfuser.executor import NvFuserExecutor
 from thunder_executors_nvfuser.runtime import NvFuserFallbackWarning
+
+import thunder
 
 
 def failing_build(plan, tensors):

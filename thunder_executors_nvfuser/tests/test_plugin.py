@@ -9,9 +9,9 @@ import sys
 
 import pytest
 from conftest import nvfuser_available
+from thunder_executors_nvfuser.plugin import DISABLE_ENV_VAR, PRIORITY, why_unavailable
 
 from thunder.extend import PluginRegistry
-from thunder_executors_nvfuser.plugin import DISABLE_ENV_VAR, PRIORITY, why_unavailable
 
 
 def run_plugins_command(**env: str) -> str:

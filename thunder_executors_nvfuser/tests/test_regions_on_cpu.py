@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from plan_interpreter import interpret_build
-
-import thunder
 from thunder_executors_nvfuser.executor import NvFuserExecutor
 from thunder_executors_nvfuser.options import NvFuserOptions
+
+import thunder
 
 
 def cpu_executor(**options) -> NvFuserExecutor:
