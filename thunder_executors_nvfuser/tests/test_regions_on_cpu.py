@@ -109,3 +109,57 @@ def test_empty_inputs_stay_with_torch():
 def test_zero_dim_inputs():
     x, w = torch.tensor(0.7, requires_grad=True), torch.tensor(-1.3, requires_grad=True)
     assert_matches_eager(lambda x, w: torch.sigmoid(x * w) + x.exp(), x, w)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_tiny_models_train_like_eager(kind):
+    import copy
+
+    from benchmarks.models import GPT, GPTConfig, Llama, LlamaConfig
+
+    config = GPTConfig.preset("tiny") if kind == "gpt2" else LlamaConfig.preset("tiny")
+    model = GPT(config) if kind == "gpt2" else Llama(config)
+    seq = config.block_size if kind == "gpt2" else config.max_seq_len
+    idx, targets = torch.randint(0, config.vocab_size, (2, seq)), torch.randint(0, config.vocab_size, (2, seq))
+    eager = copy.deepcopy(model)
+    executor = cpu_executor()
+    jmodel = thunder.jit(model, executors=[executor, "sdpa"])
+    for _ in range(2):
+        loss, expected = jmodel(idx, targets), eager(idx, targets)
+        torch.testing.assert_close(loss, expected)
+        loss.backward()
+        expected.backward()
+        for p, e in zip(model.parameters(), eager.parameters()):
+            torch.testing.assert_close(p.grad, e.grad, atol=1e-5, rtol=1e-4)
+    assert any(r.status == "nvfuser" for r in executor.stats.records) and executor.stats.fallbacks == 0
+
+
+GRAD_RULE_CASES = {
+    "gelu": lambda x, w: F.gelu(x) * w,
+    "gelu_tanh": lambda x, w: F.gelu(x, approximate="tanh") * w,
+    "silu": lambda x, w: F.silu(x) * w,
+    "softmax": lambda x, w: F.softmax(x, dim=0) * w,
+    "log_softmax": lambda x, w: F.log_softmax(x * w, dim=-1),
+    "layer_norm_affine": lambda x, w: F.layer_norm(x, (8,), w, w * 0.5),
+    "layer_norm_plain": lambda x, w: F.layer_norm(x, (4, 8)) * w,
+}
+
+
+@pytest.mark.parametrize("case", GRAD_RULE_CASES)
+def test_own_grad_rules_match_eager_and_replace_the_aten_backward_kernels(case):
+    x, w = torch.randn(3, 4, 8, requires_grad=True), torch.randn(8, requires_grad=True)
+    executor = cpu_executor()
+    jfn = thunder.jit(GRAD_RULE_CASES[case], executors=[executor])
+    out, expected = jfn(x, w), GRAD_RULE_CASES[case](x, w)
+    torch.testing.assert_close(out, expected)
+    cotangent = torch.randn_like(out)
+    torch.testing.assert_close(torch.autograd.grad(out, (x, w), cotangent),
+                               torch.autograd.grad(expected, (x, w), cotangent))  # fmt: skip
+    backward = str(thunder.last_backward_traces(jfn)[-1])
+    assert "_backward(" not in backward, backward
+
+
+def test_without_own_grad_rules_the_torch_executors_backward_kernels_run():
+    jfn = thunder.jit(lambda x: F.gelu(x), executors=[cpu_executor(own_grad_rules=False)])
+    jfn(torch.randn(4, requires_grad=True)).sum().backward()
+    assert "gelu_backward(" in str(thunder.last_backward_traces(jfn)[-1])

@@ -24,6 +24,7 @@ from __future__ import annotations
 import threading
 
 from thunder_executors_nvfuser._thunder import BoundSymbol, FusionExecutor, Symbol, TensorProxy
+from thunder_executors_nvfuser.grads import register_grad_rules
 from thunder_executors_nvfuser.options import NvFuserOptions
 from thunder_executors_nvfuser.runtime import (
     FusionCache,
@@ -53,6 +54,8 @@ class NvFuserExecutor(FusionExecutor):
         if not isinstance(self.options, NvFuserOptions):
             raise TypeError(f"options must be NvFuserOptions, got {type(self.options).__name__}")
         self.device_types = frozenset(device_types)
+        if self.options.own_grad_rules:
+            register_grad_rules(self.implmap, self.device_types)
         if build is None:
             from thunder_executors_nvfuser.emit import build_fusion as build
         self.stats = NvFuserStats()
@@ -108,13 +111,16 @@ class NvFuserExecutor(FusionExecutor):
         for k, chunk in enumerate(chunks):
             later = [b for c in chunks[k + 1 :] for b in c] + epilogue
             inputs, outputs = _inputs_of(chunk), _used_after(chunk, later, region_outputs)
+            if not inputs:  # only creation ops (an arange): nvFuser would have no input to take the device from
+                steps.append(TorchStep(chunk, inputs, outputs, scratch, f"{name}_creation{k}"))
+                continue
             plan, sources = plan_fusion(chunk, inputs, outputs)
             devices = [b.kwargs["device"] for b in chunk if RULES[prim_name(b)].random]
             steps.append(NvFuserStep(plan, sources, inputs, outputs, devices, self.cache))
         if epilogue:
             steps.append(TorchStep(epilogue, _inputs_of(epilogue), _used_after(epilogue, [], region_outputs),
                                    scratch, f"{name}_epilogue"))  # fmt: skip
-        return steps, len(chunks)
+        return steps, sum(isinstance(s, NvFuserStep) for s in steps)
 
     def clear_cache(self) -> None:
         """Forgets every compiled fusion (regions already compiled into traces rebuild theirs when next called)."""

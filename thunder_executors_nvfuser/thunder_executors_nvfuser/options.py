@@ -18,12 +18,15 @@ class NvFuserOptions:
         off by default, since cuBLAS through the torch executor has not been measured slower.
     enable_random: translate `uniform`, `randn` and `bernoulli` (dropout) to nvFuser's Philox generator, seeded
         from torch's CUDA generator; off, they stay with the torch executor.
+    own_grad_rules: differentiate layer_norm, softmax, log_softmax, gelu and silu with rules written in primitives
+        (grads.py), which nvFuser fuses with their neighbours, instead of the torch executor's aten backward kernels.
     max_fusion_ops: the most primitives one nvFuser fusion holds; a longer region runs as several fusions in a
         row. Very large fusions are where nvFuser's segmenter has failed (INTERNAL ASSERT) in training steps.
     """
 
     enable_matmul: bool = False
     enable_random: bool = True
+    own_grad_rules: bool = True
     max_fusion_ops: int = 256
 
     def __post_init__(self) -> None:

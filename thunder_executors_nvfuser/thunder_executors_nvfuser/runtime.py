@@ -187,7 +187,7 @@ class RegionRunner:
             return self.fallback(*args)
         if first:
             self.record.first_call_ms = (time.perf_counter() - start) * 1e3
-            self.record.status = "nvfuser" if self.record.nvfuser_fusions else "torch (shape-only region)"
+            self.record.status = "nvfuser" if self.record.nvfuser_fusions else "torch (no nvFuser work)"
         return result
 
     def fall_back(self, error: BaseException) -> None:
