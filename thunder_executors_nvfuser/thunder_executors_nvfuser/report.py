@@ -10,8 +10,8 @@ from thunder_executors_nvfuser.runtime import RegionRunner
 
 def fusion_report(jfn) -> list[dict]:
     """One dict per nvFuser region of the last compilation of `jfn`: trace ("forward"/"backward"), name,
-    operations, nvfuser_fusions, first_call_ms (None until it ran), status ("nvfuser", X
-    region)", "torch fallback: <reason>" or "not run yet")."""
+    operations, nvfuser_fusions, first_call_ms (None until it ran), status ("nvfuser", "torch (no nvFuser
+    work)" for views and creation only, "torch fallback: <reason>" or "not run yet")."""
     rows = []
     backward = thunder.last_backward_traces(jfn)
     for label, traces in (("forward", thunder.last_traces(jfn)), ("backward", backward)):
