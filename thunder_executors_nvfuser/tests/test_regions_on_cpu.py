@@ -87,8 +87,8 @@ def test_identical_regions_share_one_compiled_fusion():
     jfn = thunder.jit(two_blocks, executors=[executor])
     torch.testing.assert_close(jfn(x, m), two_blocks(x, m))
     assert (executor.stats.compilations, executor.stats.cache_hits) == (1, 1)
-    jfn(x, m)
-    assert (executor.stats.compilations, executor.stats.cache_hits) == (1, 3)
+    torch.testing.assert_close(jfn(x, m), two_blocks(x, m))  # later calls reuse each region's fusion directly
+    assert (executor.stats.compilations, executor.stats.cache_hits) == (1, 1)
 
 
 def test_a_long_region_runs_as_several_fusions_of_at_most_max_fusion_ops():
