@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import needs_nvfuser
+from nvfuser_test_support import needs_nvfuser
 
 import thunder
 

@@ -12,7 +12,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import needs_nvfuser
+from nvfuser_test_support import needs_nvfuser
 
 import thunder
 

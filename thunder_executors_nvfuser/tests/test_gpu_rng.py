@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import needs_nvfuser
+from nvfuser_test_support import needs_nvfuser
 
 import thunder
 

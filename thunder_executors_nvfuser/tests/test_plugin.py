@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import nvfuser_available
+from nvfuser_test_support import nvfuser_available
 from thunder_executors_nvfuser.plugin import DISABLE_ENV_VAR, PRIORITY, why_unavailable
 
 from thunder.extend import PluginRegistry
