@@ -110,8 +110,8 @@ def main() -> int:
           lambda t: t.reshape(4, 1).expand(4, 8))  # fmt: skip
     check("ops.permute", [x], [c("permute", r0, (1, 0))], lambda t: t.permute(1, 0).contiguous())
     check("ops.slice(x, start, end, strides)", [x], [c("slice", r0, (0, 1), (4, 5), (1, 1))], lambda t: t[:, 1:5])
-    check("ops.pad(x, widths, value)", [x], [c("define_scalar", 0.25, dtype=DType(F32)), c("pad", r0, (1, 2), Ref(1))],
-          lambda t: torch.nn.functional.pad(t, (1, 2), value=0.25))  # fmt: skip
+    check("ops.pad(x, widths, value), last dimension first", [x], [c("define_scalar", 0.25, dtype=DType(F32)),
+          c("pad", r0, (1, 2, 0, 3), Ref(1))], lambda t: torch.nn.functional.pad(t, (1, 2, 0, 3), value=0.25))  # fmt: skip
     check("ops.cat([a, b], dim)", [x, y], [c("cat", (r0, r1), 1)], lambda a, b: torch.cat([a, b], 1))
     check("ops.full(shape, value, dtype)", [x], [two_f, c("full", (4, 8), Ref(1), DType(F32)), c("add", r0, Ref(2))],
           lambda t: t + 2)  # fmt: skip

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# The helpers next to the tests, and the package itself: from the repository root `thunder_executors_nvfuser`
+# would otherwise name the distribution's folder, not the package inside it, when the package is not installed.
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(1, str(Path(__file__).parents[1]))
 
 
 @pytest.fixture(autouse=True)

@@ -13,3 +13,19 @@ def nvfuser_available() -> bool:
 
 
 needs_nvfuser = pytest.mark.skipif(not nvfuser_available(), reason="needs CUDA and nvfuser_direct")
+
+
+def installed() -> bool:
+    """Whether the distribution is installed (its entry point is then visible to Thunder's plugin discovery)."""
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("thunder-executors-nvfuser")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+needs_installed = pytest.mark.skipif(
+    not installed(), reason="needs the package installed: pip install --no-deps --no-build-isolation -e thunder_executors_nvfuser"
+)

@@ -173,15 +173,26 @@ def test_random_operations_read_one_seed_and_offset_each():
 
 def test_shape_only_operations_at_the_edges_are_left_to_torch():
     def fn(a, b):
-        x = prims.reshape(a, (8, 4))
-        y = prims.add(x, b)
-        prims.permute(y, (1, 0))
+        prims.reshape(a, (8, 4))  # leaves the region: a torch view
+        y = prims.add(prims.broadcast_in_dim(b, (8, 4), (1,)), a)  # the broadcast only feeds the core
+        prims.permute(y, (1, 0))  # leaves the region: a torch view of the fusion's output
 
-    bsyms, args = record(fn, ((4, 8), F32), ((8, 4), F32))
-    prologue, core, epilogue = split_edges(bsyms, {a.name for a in args}, {bsyms[-1].output.name})
+    bsyms, args = record(fn, ((8, 4), F32), ((4,), F32))
+    outputs = {bsyms[0].output.name, bsyms[-1].output.name}
+    prologue, core, epilogue = split_edges(bsyms, {a.name for a in args}, outputs)
     assert [b.sym.name for b in prologue] == ["reshape"]
-    assert [b.sym.name for b in core] == ["add"]
+    assert [b.sym.name for b in core] == ["broadcast_in_dim", "add"]
     assert [b.sym.name for b in epilogue] == ["permute"]
+
+
+def test_a_view_of_an_input_needed_both_outside_and_by_the_core_is_made_in_both():
+    def fn(a):
+        x = prims.reshape(a, (32,))
+        prims.exp(x)
+
+    bsyms, args = record(fn, ((4, 8), F32))
+    prologue, core, epilogue = split_edges(bsyms, {args[0].name}, {bsyms[0].output.name, bsyms[1].output.name})
+    assert [b.sym.name for b in prologue] == ["reshape"] and [b.sym.name for b in core] == ["reshape", "exp"]
 
 
 def test_a_shape_operation_feeding_the_core_stays_in_the_core():

@@ -8,10 +8,12 @@ import subprocess
 import sys
 
 import pytest
-from nvfuser_test_support import nvfuser_available
+from nvfuser_test_support import needs_installed, nvfuser_available
 from thunder_executors_nvfuser.plugin import DISABLE_ENV_VAR, PRIORITY, why_unavailable
 
 from thunder.extend import PluginRegistry
+
+pytestmark = needs_installed
 
 
 def run_plugins_command(**env: str) -> str:

@@ -163,3 +163,11 @@ def test_without_own_grad_rules_the_torch_executors_backward_kernels_run():
     jfn = thunder.jit(lambda x: F.gelu(x), executors=[cpu_executor(own_grad_rules=False)])
     jfn(torch.randn(4, requires_grad=True)).sum().backward()
     assert "gelu_backward(" in str(thunder.last_backward_traces(jfn)[-1])
+
+
+def test_a_view_of_an_input_that_leaves_the_region_is_a_view_and_not_a_fusion_output():
+    executor = cpu_executor()
+    x = torch.randn(4, 8)
+    view, y = thunder.jit(lambda x: (x.reshape(32), torch.exp(x.reshape(32))), executors=[executor])(x)
+    assert view.data_ptr() == x.data_ptr()
+    torch.testing.assert_close(y, torch.exp(x.reshape(32)))

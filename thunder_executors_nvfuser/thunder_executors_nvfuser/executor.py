@@ -104,6 +104,7 @@ class NvFuserExecutor(FusionExecutor):
         prologue, core, epilogue = split_edges(prims, {p.name for p in region.inputs}, region_outputs)
         scratch = region.as_trace()
         steps: list = []
+        from_prologue = {p.name for b in prologue for p in b.flat_outs}
         if prologue:
             needed = _used_after(prologue, core + epilogue, region_outputs)
             steps.append(TorchStep(prologue, _inputs_of(prologue), needed, scratch, f"{name}_prologue"))
@@ -111,6 +112,8 @@ class NvFuserExecutor(FusionExecutor):
         for k, chunk in enumerate(chunks):
             later = [b for c in chunks[k + 1 :] for b in c] + epilogue
             inputs, outputs = _inputs_of(chunk), _used_after(chunk, later, region_outputs)
+            # a view the prologue already made is taken from there, never made an nvFuser output (an alias)
+            outputs = [p for p in outputs if p.name not in from_prologue]
             if not inputs:  # only creation ops (an arange): nvFuser would have no input to take the device from
                 steps.append(TorchStep(chunk, inputs, outputs, scratch, f"{name}_creation{k}"))
                 continue
@@ -128,28 +131,39 @@ class NvFuserExecutor(FusionExecutor):
 
 
 def split_edges(prims: list[BoundSymbol], inputs: set[str], outputs: set[str]) -> tuple[list, list, list]:
-    """(prologue, core, epilogue) of a region's primitives, in program order (see the module docstring)."""
-    from_inputs = set(inputs)
-    prologue_ids = set()
+    """(prologue, core, epilogue) of a region's primitives, each in program order.
+
+    Shape-only operations computed from the region's inputs alone go to the prologue (torch views) when their
+    results leave the region or feed the epilogue, and to the core when the core reads them (nvFuser then
+    broadcasts or reshapes internally rather than reading a strided view): to both when both need them.
+    Shape-only operations on core results whose results only leave the region form the epilogue.
+    """
+    from_inputs, derived = set(inputs), set()
     for i, b in enumerate(prims):
         if _shape_only(b) and all(p.name in from_inputs for p in b.flat_args):
-            prologue_ids.add(i)
+            derived.add(i)
             from_inputs.update(p.name for p in b.flat_outs)
     readers: dict[str, list[int]] = {}
     for i, b in enumerate(prims):
         for p in b.flat_args:
             readers.setdefault(p.name, []).append(i)
-    epilogue_ids: set[int] = set()
+
+    def readers_of(i: int) -> list[int]:
+        return [r for p in prims[i].flat_outs for r in readers.get(p.name, ())]
+
+    epilogue: set[int] = set()
     for i in reversed(range(len(prims))):
-        b = prims[i]
-        if i in prologue_ids or not _shape_only(b):
-            continue
-        if all(r in epilogue_ids for p in b.flat_outs for r in readers.get(p.name, ())):
-            epilogue_ids.add(i)
-    prologue = [b for i, b in enumerate(prims) if i in prologue_ids]
-    epilogue = [b for i, b in enumerate(prims) if i in epilogue_ids]
-    core = [b for i, b in enumerate(prims) if i not in prologue_ids and i not in epilogue_ids]
-    return prologue, core, epilogue
+        if i not in derived and _shape_only(prims[i]) and all(r in epilogue for r in readers_of(i)):
+            epilogue.add(i)
+    core = {i for i in range(len(prims)) if i not in derived and i not in epilogue}
+    prologue: set[int] = set()
+    for i in sorted(derived, reverse=True):
+        used = readers_of(i)
+        if any(r in core for r in used):
+            core.add(i)
+        if any(p.name in outputs for p in prims[i].flat_outs) or any(r in epilogue or r in prologue for r in used):
+            prologue.add(i)
+    return [prims[i] for i in sorted(prologue)], [prims[i] for i in sorted(core)], [prims[i] for i in sorted(epilogue)]
 
 
 def _shape_only(bsym: BoundSymbol) -> bool:
