@@ -91,3 +91,11 @@ def test_identical_regions_do_not_retry_a_fusion_that_failed():
     torch.testing.assert_close(out, two_blocks(*args))
     assert build.builds == 1
     assert ex.stats.fallbacks == 2 and len(caught) == 2
+
+
+def test_with_the_debug_variable_the_warning_shows_the_failing_fusions_calls(monkeypatch):
+    monkeypatch.setenv("THUNDER_NVFUSER_DEBUG", "1")
+    ex = NvFuserExecutor(device_types=("cpu",), build=failing_build)
+    _, caught = run_recording_warnings(thunder.jit(lambda x: torch.exp(x) * 2, executors=[ex]), torch.randn(4))
+    (warning,) = caught
+    assert "fd.ops.exp(v0)" in str(warning.message) and "fd.add_output(" in str(warning.message)

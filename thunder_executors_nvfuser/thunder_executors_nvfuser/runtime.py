@@ -10,6 +10,8 @@ then on runs all its operations with the torch executor: never an error for the 
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 import warnings
@@ -19,7 +21,12 @@ from dataclasses import dataclass, field
 import torch
 
 from thunder_executors_nvfuser._thunder import TraceCtx, get_executor, lower_bsym, tracectx
-from thunder_executors_nvfuser.translation import FusionPlan
+from thunder_executors_nvfuser.translation import FusionPlan, describe_plan
+
+log = logging.getLogger("thunder.nvfuser")
+
+#: Set to 1 to add the failing fusion's nvFuser calls to the fallback warning (they are always logged at DEBUG).
+DEBUG_ENV_VAR = "THUNDER_NVFUSER_DEBUG"
 
 
 class NvFuserFallbackWarning(UserWarning):
@@ -182,21 +189,25 @@ class RegionRunner:
             return self.fallback(*args)
         first = self.record.first_call_ms is None
         start = time.perf_counter() if first else 0.0
+        step = None
         try:
             env = dict(zip(self.inputs, args))
             for step in self.steps:
                 step(env)
             result = tuple(env[n] for n in self.outputs)
         except Exception as e:
-            self.fall_back(e)
+            self.fall_back(e, step)
             return self.fallback(*args)
         if first:
             self.record.first_call_ms = (time.perf_counter() - start) * 1e3
             self.record.status = "nvfuser" if self.record.nvfuser_fusions else "torch (no nvFuser work)"
         return result
 
-    def fall_back(self, error: BaseException) -> None:
+    def fall_back(self, error: BaseException, step=None) -> None:
         """Switches this region to the torch executor, with one warning that names it."""
+        plan = describe_plan(step.plan) if isinstance(step, NvFuserStep) else ""
+        if plan:
+            log.debug("nvFuser failed on region %s; its fusion:\n%s", self.name, plan)
         ops = [b.sym.name for b in self.region.bound_symbols]
         shown = ", ".join(ops[:6]) + (", ..." if len(ops) > 6 else "")
         reason = f"{type(error).__name__}: {_first_line(error)}"
@@ -204,7 +215,8 @@ class RegionRunner:
         warnings.warn(
             f"nvFuser could not compile or run fusion region {self.name}{where} ({len(ops)} operations: {shown}): "
             f"{reason}. This region runs on the torch executor instead; other regions keep using nvFuser. "
-            "To keep nvFuser away from a program entirely, leave 'nvfuser' out of the executors.",
+            "To keep nvFuser away from a program entirely, leave 'nvfuser' out of the executors."
+            + (f" The fusion's nvFuser calls:\n{plan}" if plan and os.environ.get(DEBUG_ENV_VAR) == "1" else ""),
             NvFuserFallbackWarning,
             stacklevel=3,
         )

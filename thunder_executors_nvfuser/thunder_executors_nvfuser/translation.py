@@ -77,6 +77,28 @@ class FusionPlan:
         return (self.inputs, self.calls, self.outputs)
 
 
+def describe_plan(plan: FusionPlan) -> str:
+    """The plan as the nvFuser calls it makes, one per line (for failure reports)."""
+
+    def show(x):
+        if isinstance(x, Ref):
+            return f"v{x.index}"
+        if isinstance(x, DType):
+            return f"DataType.{x.name}"
+        if isinstance(x, tuple):
+            return "[" + ", ".join(show(v) for v in x) + "]"
+        return repr(x)
+
+    lines = [f"v{i} = fd.define_tensor(shape={list(shape)}, dtype=DataType.{dtype})"
+             for i, (shape, dtype) in enumerate(plan.inputs)]  # fmt: skip
+    for k, call in enumerate(plan.calls):
+        args = [show(a) for a in call.args] + [f"{name}={show(v)}" for name, v in call.kwargs]
+        fn = call.fn if call.fn in ("define_scalar", "rng_scalar") else f"ops.{call.fn}"
+        lines.append(f"v{len(plan.inputs) + k} = fd.{fn}({', '.join(args)})")
+    lines += [f"fd.add_output(v{i})" for i in plan.outputs]
+    return "\n".join(lines)
+
+
 class Untranslatable(Exception):
     """A primitive (or an argument form) that the plan cannot express; raised only for what a checker let
     through by mistake, and caught by the executor, which then runs the region with torch."""
