@@ -204,3 +204,15 @@ def test_a_shape_operation_feeding_the_core_stays_in_the_core():
     bsyms, args = record(fn, ((4, 8), F32))
     prologue, core, epilogue = split_edges(bsyms, {a.name for a in args}, {bsyms[-1].output.name})
     assert (prologue, epilogue) == ([], []) and [b.sym.name for b in core] == ["exp", "reshape", "neg"]
+
+
+def test_a_view_of_a_core_value_that_leaves_the_region_is_made_by_torch_too():
+    def fn(a):
+        y = prims.exp(a)
+        t = prims.reshape(y, (32,))
+        prims.neg(t)
+
+    bsyms, args = record(fn, ((4, 8), F32))
+    outputs = {b.output.name for b in bsyms}
+    prologue, core, epilogue = split_edges(bsyms, {args[0].name}, outputs)
+    assert [b.sym.name for b in core] == ["exp", "reshape", "neg"] and [b.sym.name for b in epilogue] == ["reshape"]

@@ -171,3 +171,16 @@ def test_a_view_of_an_input_that_leaves_the_region_is_a_view_and_not_a_fusion_ou
     view, y = thunder.jit(lambda x: (x.reshape(32), torch.exp(x.reshape(32))), executors=[executor])(x)
     assert view.data_ptr() == x.data_ptr()
     torch.testing.assert_close(y, torch.exp(x.reshape(32)))
+
+
+def test_views_of_fusion_outputs_are_torch_views_of_them():
+    def fn(x):
+        y = torch.exp(x)
+        t = y.reshape(32)
+        return y, t, -t
+
+    executor = cpu_executor()
+    x = torch.randn(4, 8)
+    y, t, u = thunder.jit(fn, executors=[executor])(x)
+    torch.testing.assert_close((y, t, u), fn(x))
+    assert t.data_ptr() == y.data_ptr()  # the reshape is a view of the fusion's output, as eager's would be

@@ -104,7 +104,7 @@ class NvFuserExecutor(FusionExecutor):
         prologue, core, epilogue = split_edges(prims, {p.name for p in region.inputs}, region_outputs)
         scratch = region.as_trace()
         steps: list = []
-        from_prologue = {p.name for b in prologue for p in b.flat_outs}
+        made_by_torch = {p.name for b in prologue + epilogue for p in b.flat_outs}
         if prologue:
             needed = _used_after(prologue, core + epilogue, region_outputs)
             steps.append(TorchStep(prologue, _inputs_of(prologue), needed, scratch, f"{name}_prologue"))
@@ -112,8 +112,8 @@ class NvFuserExecutor(FusionExecutor):
         for k, chunk in enumerate(chunks):
             later = [b for c in chunks[k + 1 :] for b in c] + epilogue
             inputs, outputs = _inputs_of(chunk), _used_after(chunk, later, region_outputs)
-            # a view the prologue already made is taken from there, never made an nvFuser output (an alias)
-            outputs = [p for p in outputs if p.name not in from_prologue]
+            # a view torch makes (prologue, epilogue) is never also an nvFuser output (an alias)
+            outputs = [p for p in outputs if p.name not in made_by_torch]
             if not inputs:  # only creation ops (an arange): nvFuser would have no input to take the device from
                 steps.append(TorchStep(chunk, inputs, outputs, scratch, f"{name}_creation{k}"))
                 continue
@@ -136,7 +136,8 @@ def split_edges(prims: list[BoundSymbol], inputs: set[str], outputs: set[str]) -
     Shape-only operations computed from the region's inputs alone go to the prologue (torch views) when their
     results leave the region or feed the epilogue, and to the core when the core reads them (nvFuser then
     broadcasts or reshapes internally rather than reading a strided view): to both when both need them.
-    Shape-only operations on core results whose results only leave the region form the epilogue.
+    Shape-only operations on core results whose results leave the region form the epilogue (and stay in the
+    core too when the core reads them).
     """
     from_inputs, derived = set(inputs), set()
     for i, b in enumerate(prims):
@@ -163,6 +164,12 @@ def split_edges(prims: list[BoundSymbol], inputs: set[str], outputs: set[str]) -
             core.add(i)
         if any(p.name in outputs for p in prims[i].flat_outs) or any(r in epilogue or r in prologue for r in used):
             prologue.add(i)
+    # A view of a core value that leaves the region is also made by the epilogue, from the value: nvFuser then
+    # returns no output that is a view of another (aliased outputs are where its runtime has asserted).
+    for i in sorted(core, reverse=True):
+        if _shape_only(prims[i]) and (any(p.name in outputs for p in prims[i].flat_outs)
+                                      or any(r in epilogue for r in readers_of(i))):  # fmt: skip
+            epilogue.add(i)
     return [prims[i] for i in sorted(prologue)], [prims[i] for i in sorted(core)], [prims[i] for i in sorted(epilogue)]
 
 
