@@ -196,6 +196,8 @@ class Planner:
         for i, p in enumerate(self.inputs):
             self.env[p.name] = Ref(i)
             self.dtypes[i] = p.dtype
+        self._casts: dict[tuple[Ref, torch.dtype], Ref] = {}  # each value is cast to a dtype once
+        self._scalars: dict[tuple[torch.dtype, str], Ref] = {}  # each constant is defined once
         self.rng: list[tuple[Ref, Ref]] = []
         for _ in range(n_random):
             seed = self.call("rng_scalar", out_dtype=torch.int64)
@@ -223,12 +225,17 @@ class Planner:
             number = bool(number)
         else:
             number = int(number)
-        return self.call("define_scalar", number, out_dtype=dtype, dtype=DType(NV_DTYPES[dtype]))
+        key = (dtype, repr(number))  # repr tells -0.0 from 0.0, and NaN equals itself
+        if key not in self._scalars:
+            self._scalars[key] = self.call("define_scalar", number, out_dtype=dtype, dtype=DType(NV_DTYPES[dtype]))
+        return self._scalars[key]
 
     def cast(self, ref: Ref, dtype: torch.dtype) -> Ref:
         if self.dtypes[ref.index] == dtype:
             return ref
-        return self.call("cast", ref, out_dtype=dtype, dtype=DType(NV_DTYPES[dtype]))
+        if (ref, dtype) not in self._casts:
+            self._casts[(ref, dtype)] = self.call("cast", ref, out_dtype=dtype, dtype=DType(NV_DTYPES[dtype]))
+        return self._casts[(ref, dtype)]
 
     def operand(self, x, compute: torch.dtype) -> Ref:
         """A tensor operand cast to the computation dtype, or a number defined in it."""
