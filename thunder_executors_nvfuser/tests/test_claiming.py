@@ -216,3 +216,11 @@ def test_a_view_of_a_core_value_that_leaves_the_region_is_made_by_torch_too():
     outputs = {b.output.name for b in bsyms}
     prologue, core, epilogue = split_edges(bsyms, {args[0].name}, outputs)
     assert [b.sym.name for b in core] == ["exp", "reshape", "neg"] and [b.sym.name for b in epilogue] == ["reshape"]
+
+
+def test_with_options_gives_one_executor_per_set_of_options():
+    assert ex.with_options(enable_matmul=True) is ex.with_options(enable_matmul=True)
+    assert ex.with_options(enable_matmul=False) is ex
+    assert ex.with_options(enable_matmul=True).options == NvFuserOptions(enable_matmul=True)
+    with pytest.raises(TypeError, match="unknown nvfuser options"):
+        ex.with_options(fast=True)

@@ -62,12 +62,24 @@ class NvFuserExecutor(FusionExecutor):
         self.cache = FusionCache(build, self.stats)
         self._build = build
         self._lock = threading.Lock()
+        self._variants: dict[NvFuserOptions, NvFuserExecutor] = {}
+
+    #: The type of this executor's options: `options_type.from_dict(d)` validates a dict of them.
+    options_type = NvFuserOptions
 
     def with_options(self, **changes) -> NvFuserExecutor:
-        """An executor with these options changed (its own fusion cache), e.g. `ex.with_options(enable_matmul=True)`."""
+        """The executor with these options changed, e.g. `ex.with_options(enable_matmul=True)`: one object (and one
+        fusion cache) per distinct set of options, so that every jit call with the same options shares it."""
         values = {f: getattr(self.options, f) for f in NvFuserOptions.__dataclass_fields__}
         options = NvFuserOptions.from_dict({**values, **changes})
-        return NvFuserExecutor(options, device_types=self.device_types, build=self._build)
+        if options == self.options:
+            return self
+        with self._lock:
+            variant = self._variants.get(options)
+            if variant is None:
+                variant = self._variants[options] = NvFuserExecutor(options, device_types=self.device_types,
+                                                                    build=self._build)  # fmt: skip
+        return variant
 
     # -- claiming -----------------------------------------------------------------------------------------
     def can_execute(self, bsym: BoundSymbol) -> bool:
