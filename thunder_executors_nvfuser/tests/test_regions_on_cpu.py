@@ -184,3 +184,13 @@ def test_views_of_fusion_outputs_are_torch_views_of_them():
     y, t, u = thunder.jit(fn, executors=[executor])(x)
     torch.testing.assert_close((y, t, u), fn(x))
     assert t.data_ptr() == y.data_ptr()  # the reshape is a view of the fusion's output, as eager's would be
+
+
+def test_an_input_at_another_alignment_gets_its_own_fusion():
+    executor = cpu_executor()
+    jfn = thunder.jit(lambda x: torch.exp(x) * 2, executors=[executor], cache="no caching")
+    base = torch.randn(65)
+    aligned, shifted = base[:64], base[1:]  # same size and stride, data 4 bytes apart
+    torch.testing.assert_close(jfn(aligned), torch.exp(aligned) * 2)
+    torch.testing.assert_close(jfn(shifted), torch.exp(shifted) * 2)
+    assert executor.stats.compilations == 2

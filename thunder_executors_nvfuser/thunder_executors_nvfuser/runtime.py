@@ -65,7 +65,7 @@ class FusionCache:
         self._lock = threading.Lock()
 
     def get(self, plan: FusionPlan, tensors: list[torch.Tensor]) -> _CompiledFusion:
-        key = (plan.key, tuple((t.shape, t.stride(), t.dtype, t.device) for t in tensors))
+        key = (plan.key, input_layout(tensors))
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -128,6 +128,12 @@ def philox_scalars(devices: list[torch.device]) -> list[int]:
     return scalars
 
 
+def input_layout(tensors) -> tuple:
+    """What a compiled fusion is specialized on: sizes, strides, dtypes, devices, and the alignment of each data
+    pointer (nvFuser vectorizes for the alignment it saw; a view at another offset must not reuse that kernel)."""
+    return tuple([(t.shape, t.stride(), t.dtype, t.device, t.data_ptr() % 16) for t in tensors])
+
+
 class TorchStep:
     """Bound symbols run by the torch executor, as one compiled Python function over named values."""
 
@@ -155,7 +161,7 @@ class NvFuserStep:
 
     def __call__(self, env: dict) -> None:
         tensors = [env[n] for n in self.inputs]
-        meta = tuple([(t.shape, t.stride(), t.dtype, t.device) for t in tensors])
+        meta = input_layout(tensors)
         last_meta, fusion = self._last
         if meta != last_meta:
             fusion = self.cache.get(self.plan, tensors)
