@@ -7,16 +7,16 @@ partly fusible, so its fusible part still joins a region). Random primitives (dr
 while `enable_random` is on, matmul and linear only with `enable_matmul`. Executors' own operators (the torch
 executor's aten kernels, sdpa's attention) are never claimed: a region stops at them.
 
-Fusing (`fuse`): the region's operations are flattened to primitives and split into
-- a prologue: shape-only operations computed from the region's inputs alone (views, run by torch);
+Fusing (`fuse`): the region's operations are flattened to primitives and split (`split_edges`) into
+- a prologue: shape-only operations on the region's inputs whose results leave the region (torch views);
 - the core, planned into nvFuser fusions of at most `max_fusion_ops` primitives each;
-- an epilogue: shape-only operations whose results leave the region without feeding the core (views of the
-  fusion's outputs, run by torch: nvFuser would write a copy).
-A region with an empty core never reaches nvFuser.
+- an epilogue: shape-only operations on core results whose results leave the region (torch views of the
+  fusion's outputs: nvFuser would write copies, or return outputs aliasing each other).
+A region with an empty core (it only reshapes) never reaches nvFuser, nor does a chunk without inputs.
 
 Fusions are compiled on a region's first call, with the actual inputs' layout, and cached by (plan, input
-sizes, strides, dtypes, devices): the identical regions of a transformer's layers, and later calls, reuse
-one compiled fusion. A failure anywhere falls back to torch for that region (runtime.py).
+sizes, strides, dtypes, devices, pointer alignment): the identical regions of a transformer's layers, and
+later calls, reuse one compiled fusion. A failure anywhere falls back to torch for that region (runtime.py).
 """
 
 from __future__ import annotations
