@@ -108,7 +108,7 @@ def vit(attn: str):
 
 
 def token_ids(*shape, seed: int = 1) -> torch.Tensor:
-    return torch.randint(3, VOCAB, shape, generator=torch.Generator().manual_seed(seed))
+    return torch.randint(3, VOCAB, shape, generator=torch.Generator(torch.get_default_device()).manual_seed(seed))
 
 
 def causal_lm_inputs() -> dict:
@@ -130,7 +130,7 @@ def seq2seq_inputs() -> dict:
 
 
 def image_inputs() -> dict:
-    return {"pixel_values": torch.randn(BATCH, 3, 16, 16, generator=torch.Generator().manual_seed(1))}
+    return {"pixel_values": torch.randn(BATCH, 3, 16, 16, generator=torch.Generator(torch.get_default_device()).manual_seed(1))}
 
 
 def lm_loss(output):
