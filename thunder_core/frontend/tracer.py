@@ -278,9 +278,10 @@ class TracingMode(TorchFunctionMode):
             handler = fallback.fallback_symbol(func)
             if handler is None:
                 raise NotImplementedError(f"Thunder cannot trace {func} (called at {user_location()})")
-        if self.tracer.autocast:
+        autocast = autocast_state()  # read per op: a `with torch.autocast(...)` inside the function changes it
+        if autocast:
             resolved_args, resolved_kwargs = apply_autocast(
-                getattr(handler, "name", ""), self.tracer.autocast, resolved_args, resolved_kwargs
+                getattr(handler, "name", ""), autocast, resolved_args, resolved_kwargs
             )
         out = handler(*resolved_args, **resolved_kwargs)
         view_info = VIEW_OPS.get(func)
