@@ -275,7 +275,7 @@ def static_cache(model) -> StaticCache:
     config = model.config
     cache = StaticCache(config=config, max_cache_len=16)
     head_dim = config.hidden_size // config.num_attention_heads
-    cache.early_initialization(BATCH, config.num_key_value_heads, head_dim, torch.float32, torch.device("cpu"))
+    cache.early_initialization(BATCH, config.num_key_value_heads, head_dim, torch.float32, torch.get_default_device())
     return cache
 
 
