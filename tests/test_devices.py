@@ -172,7 +172,7 @@ def test_recurrent_modules_trace_for_cuda_weights_that_cudnn_accepts(cls, monkey
             rnn._parameters[name] = p
         return rnn(x)[0]
 
-    params = [_cuda_proxy(f"p{i}", tuple(p.shape), requires_grad=True) for i, (_, p) in enumerate(rnn.named_parameters())]
+    params = [_cuda_proxy(f"p{i}", tuple(p.shape), requires_grad=True) for i, p in enumerate(rnn.parameters())]
     try:
         trace = _acquire(fn, _cuda_proxy("x", (2, 3, 4)), *params)
     finally:

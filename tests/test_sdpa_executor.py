@@ -79,9 +79,8 @@ def test_attention_stays_with_sdpa_when_a_fusion_executor_comes_after_it():
 
 def _backward_uses_kernel(jfn) -> bool:
     """Whether the backward runs one of sdpa's attention backward kernels (CPU flash, CUDA flash or efficient)."""
-    return any(
-        b.sym.id.startswith("sdpa.") and b.sym.id.endswith("_bwd") for b in thunder.last_backward_traces(jfn)[-1].bound_symbols
-    )
+    backward = thunder.last_backward_traces(jfn)[-1]
+    return any(b.sym.id.startswith("sdpa.") and b.sym.id.endswith("_bwd") for b in backward.bound_symbols)
 
 
 @pytest.mark.parametrize(
