@@ -106,6 +106,13 @@ def test_a_zero_dim_cpu_input_with_a_cuda_input_acts_as_a_scalar_in_every_elemen
     assert {o.device for o in trace.output} == {_current_cuda()}
 
 
+def test_an_operator_without_a_thunder_symbol_puts_its_result_with_the_cuda_operands():
+    # torch.special.zeta runs through the meta-kernel fallback; a 0-d CPU operand does not decide its device
+    s = TensorProxy("s", shape=(), dtype=torch.float32, device="cpu")
+    trace = _acquire(lambda s, x: torch.special.zeta(s, x), s, _cuda_proxy("x", (3,)))
+    assert trace.output[0].device == _current_cuda()
+
+
 def test_a_dimensioned_cpu_tensor_with_a_cuda_tensor_is_an_error_as_in_eager():
     s = TensorProxy("s", shape=(3,), dtype=torch.float32, device="cpu")
     with pytest.raises(RuntimeError, match="devices"):

@@ -43,6 +43,14 @@ def _to_meta(x):
     return x
 
 
+def _result_device(leaves) -> torch.device | None:
+    """Where an operator on these tensors puts its result: with a 0-d CPU tensor among CUDA tensors (a scalar to
+    eager), on the CUDA tensors' device."""
+    tensors = [x for x in leaves if isinstance(x, torch.Tensor)]
+    dimensioned = [t for t in tensors if not (t.device.type == "cpu" and t.ndim == 0)]
+    return (dimensioned or tensors)[0].device if tensors else None
+
+
 def fallback_symbol(func: Callable) -> Callable | None:
     """The callable that traces `func` through its meta kernel (cached per func)."""
     handler = _fallback_symbols.get(func)
@@ -53,7 +61,7 @@ def fallback_symbol(func: Callable) -> Callable | None:
 
     def meta(*args, **kwargs):
         leaves, spec = tree_flatten((args, kwargs))
-        device = next((x.device for x in leaves if isinstance(x, torch.Tensor)), None)
+        device = _result_device(leaves)
         if "device" in kwargs and kwargs["device"] is not None:
             device = resolve_device(kwargs["device"])
         meta_leaves = [_to_meta(x) for x in leaves]
@@ -99,7 +107,7 @@ def meta_from_torch(fn: Callable) -> Callable:
 
     def meta(*args, **kwargs):
         leaves, spec = tree_flatten((args, kwargs))
-        device = next((x.device for x in leaves if isinstance(x, torch.Tensor)), None) or default_device()
+        device = _result_device(leaves) or default_device()
         meta_args, meta_kwargs = tree_unflatten([_to_meta(x) for x in leaves], spec)
         with torch._C.DisableTorchFunction():
             out = fn(*meta_args, **meta_kwargs)
