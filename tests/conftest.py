@@ -51,15 +51,18 @@ def _run_on_test_device(request):
     if marker is not None:
         reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "the test is about the CPU")
         pytest.skip(f"CPU only: {reason}")
-    saved = (torch.get_default_device(), torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    # The default device is thread-local state: a test that starts threads makes their tensors on the CPU.
+    context = getattr(torch._GLOBAL_DEVICE_CONTEXT, "device_context", None)
+    saved_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.set_default_device("cuda")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     try:
         yield
     finally:
-        torch.set_default_device(saved[0])
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[1], saved[2]
+        # None when no default device was set: no device mode stays on the stack between tests
+        torch.set_default_device(None if context is None else context.device)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved_tf32
 
 
 @pytest.fixture
