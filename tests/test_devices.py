@@ -134,6 +134,30 @@ def test_moving_a_cpu_tensor_to_the_cuda_device_is_an_op_whose_gradient_goes_bac
     assert sorted(str(g.device) for g in grads) == sorted(["cpu", str(_current_cuda())])
 
 
+def test_copy_and_fill_into_a_cuda_tensor_move_the_cpu_source_as_eager_does():
+    def fn(x, w, s):
+        buffer = torch.zeros(3, device="cuda")
+        buffer.copy_(w)  # a CPU tensor copied into a CUDA one
+        filled = torch.empty(3, device="cuda").fill_(s)  # filled from a 0-d CPU tensor
+        return buffer + x, filled
+
+    w = TensorProxy("w", shape=(3,), dtype=torch.float32, device="cpu")
+    s = TensorProxy("s", shape=(), dtype=torch.float32, device="cpu")
+    trace = _acquire(fn, _cuda_proxy("x", (3,)), w, s)
+    assert [o.device for o in trace.output] == [_current_cuda()] * 2
+    assert len(_prim_calls(trace, "prims.to_device")) == 2
+
+
+def test_an_in_place_op_that_would_move_its_destination_is_an_error():
+    def fn(x, y):
+        x.add_(y)  # the sum of a 0-d CPU tensor and a CUDA tensor is on CUDA: eager refuses to write it to the CPU
+        return x
+
+    x = TensorProxy("x", shape=(), dtype=torch.float32, device="cpu")
+    with pytest.raises(RuntimeError, match="destination"):
+        _acquire(fn, x, _cuda_proxy("y", ()))
+
+
 def test_non_blocking_is_recorded_on_the_transfer():
     trace = _acquire(lambda w: w.to("cuda", non_blocking=True), TensorProxy("w", shape=(3,), dtype=torch.float32,
                                                                             device="cpu"))  # fmt: skip

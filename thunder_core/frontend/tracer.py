@@ -200,6 +200,11 @@ class Tracer:
                 f"in-place {op_name} at {user_location()}: the result's shape {tuple(new_value.shape)} differs from "
                 f"the destination's {tuple(obj.shape)}"
             )
+        if new_value.device != obj.device:  # an in-place op never moves its destination
+            raise RuntimeError(
+                f"in-place {op_name} at {user_location()}: the result is on {new_value.device}, the destination on "
+                f"{obj.device}; move the operand first (`.to({str(obj.device)!r})`)"
+            )
         if new_value.dtype != obj.dtype:
             new_value = prims.convert_element_type(new_value, obj.dtype)
         view = self.views.get(id(obj))
