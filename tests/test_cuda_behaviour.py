@@ -7,6 +7,8 @@ Tests that name CUDA skip with "needs CUDA" on a host without it; the autocast t
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,6 +17,17 @@ import thunder
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 BF16_TOLERANCE = {"atol": 2e-2, "rtol": 2e-2}  # bf16 has 8 bits of mantissa; fused and unfused paths round apart
+
+
+@contextmanager
+def default_device(device):
+    """torch.set_default_device(device) for the block; then the default device as it was (none set, or one)."""
+    context = getattr(torch._GLOBAL_DEVICE_CONTEXT, "device_context", None)
+    torch.set_default_device(device)
+    try:
+        yield
+    finally:
+        torch.set_default_device(None if context is None else context.device)
 
 
 def _mlp(x, w1, w2):
@@ -166,6 +179,7 @@ def test_cpu_then_cuda_inputs_compile_separately_and_both_match_eager():
         return torch.tanh(x @ w) + torch.ones(x.shape[-1], device=x.device)
 
     jfn = thunder.jit(fn)
+    torch.cuda.init()
     x, w = torch.randn(3, 3, device="cpu"), torch.randn(3, 3, device="cpu")
     out_cpu = jfn(x, w)
     out_cuda = jfn(x.cuda(), w.cuda())
@@ -207,13 +221,9 @@ def test_current_device_and_default_device_changes_are_followed():
     jfn = thunder.jit(lambda n: torch.ones(n, device="cuda") * 2)
     torch.cuda.set_device(0)
     assert jfn(3).device == torch.device("cuda", 0)
-    previous = torch.get_default_device()
     jfn_default = thunder.jit(lambda n: torch.arange(n) + 1)
-    assert jfn_default(3).device == previous
-    torch.set_default_device("cuda")
-    try:
+    assert jfn_default(3).device == torch.get_default_device()
+    with default_device("cuda"):
         out = jfn_default(3)
-    finally:
-        torch.set_default_device(previous)
     assert out.device == torch.device("cuda", torch.cuda.current_device())
     torch.testing.assert_close(out.cpu(), torch.arange(3, device="cpu") + 1)

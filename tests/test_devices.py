@@ -8,6 +8,8 @@ everywhere. The tests that run programs compare with eager on the test device (-
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -29,6 +31,17 @@ def _current_cuda() -> torch.device:
 
 def _cuda_proxy(name, shape, dtype=torch.float32, device=None, requires_grad=False):
     return TensorProxy(name, shape=shape, dtype=dtype, device=device or _current_cuda(), requires_grad=requires_grad)
+
+
+@contextmanager
+def default_device(device):
+    """torch.set_default_device(device) for the block; then the default device as it was (none set, or one)."""
+    context = getattr(torch._GLOBAL_DEVICE_CONTEXT, "device_context", None)
+    torch.set_default_device(device)
+    try:
+        yield
+    finally:
+        torch.set_default_device(None if context is None else context.device)
 
 
 def _acquire(fn, *proxies):
@@ -65,12 +78,8 @@ def test_the_default_device_resolves_to_the_current_device():
     def fn(x):
         return x + torch.zeros(x.shape) + torch.arange(x.shape[0]) + torch.tensor([1.0, 2.0, 3.0])
 
-    previous = torch.get_default_device()
-    torch.set_default_device("cuda")
-    try:
+    with default_device("cuda"):
         trace = _acquire(fn, _cuda_proxy("x", (3,)))
-    finally:
-        torch.set_default_device(previous)
     assert trace.output[0].device == _current_cuda()
     with torch.device("cuda"):
         trace = _acquire(fn, _cuda_proxy("x", (3,)))

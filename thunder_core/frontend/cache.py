@@ -46,7 +46,8 @@ def device_key():
     """Where a device without an index resolves (see thunder.core.devices): the innermost default-device mode
     (`torch.set_default_device`, `with torch.device(...)`) and, once CUDA is initialized, the current CUDA device.
     A trace that created `torch.zeros(3)` or `device="cuda"` tensors is valid only there."""
-    cuda = _cuda_current_device() if _cuda_initialized() else None
+    # before CUDA is initialized the current device is 0 (setting another one initializes it)
+    cuda = _cuda_current_device() if _cuda_initialized() else 0
     if not _function_mode_stack_len():  # the common case: no mode, factories use the CPU
         return cuda
     from torch.overrides import _get_current_function_mode_stack
