@@ -14,6 +14,11 @@ import torch
 import torch.nn.functional as F
 
 import thunder
+from thunder.core.proxies import TensorProxy
+from thunder.core.pytree import tree_flatten
+from thunder.executors.torchex import ex as torchex
+from thunder.frontend.tracer import acquire_trace
+from thunder.transforms.autodiff import forward_and_backward
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 BF16_TOLERANCE = {"atol": 2e-2, "rtol": 2e-2}  # bf16 has 8 bits of mantissa; fused and unfused paths round apart
@@ -125,6 +130,31 @@ def test_dropout_backward_on_cuda_uses_the_forward_mask():
     kept = out != 0
     # eager's rule: the gradient is 2 / (1 - p) where the forward kept the element, 0 where it dropped it
     torch.testing.assert_close(grad, torch.where(kept, 4.0, 0.0))
+
+
+def test_training_dropout_for_cuda_inputs_runs_eager_fused_kernel_and_its_backward():
+    # traced for CUDA proxies (no GPU needed): the forward draws with aten.native_dropout, as CUDA eager does, and
+    # the backward applies the mask the forward drew
+    x = TensorProxy("x", shape=(3,), dtype=torch.float32, device="cuda:0", requires_grad=True)
+    leaves, spec = tree_flatten(((x,), {}))
+    trace, _, _ = acquire_trace(_dropout_twice, leaves, spec)
+    fwd, bwd = forward_and_backward(trace, [torchex])
+    assert [b.sym.name for b in fwd.bound_symbols if "random" in b.sym.tags] == ["native_dropout"]
+    (backward,) = [b for b in bwd.bound_symbols if b.sym.name == "native_dropout_backward"]
+    assert backward.args[1].name in {o.name for o in fwd.output[1]}, "the backward does not use the saved mask"
+
+
+@needs_cuda
+def test_training_dropout_on_cuda_draws_eager_mask_under_the_same_seed():
+    x = torch.randn(64, 32, device="cuda", requires_grad=True)
+    torch.manual_seed(5)
+    expected = _dropout_twice(x)
+    (expected_grad,) = torch.autograd.grad(expected.square().sum(), x)
+    torch.manual_seed(5)
+    out = thunder.jit(_dropout_twice)(x)
+    (grad,) = torch.autograd.grad(out.square().sum(), x)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    torch.testing.assert_close(grad, expected_grad)
 
 
 @needs_cuda
