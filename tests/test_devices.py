@@ -198,6 +198,41 @@ def test_moving_to_the_meta_device_matches_eager():
     assert (out.device, out.dtype, out.shape) == (expected.device, expected.dtype, expected.shape)
 
 
+class _CachesTheMovedTable(torch.nn.Module):
+    """GPT-J's rotary table: a plain attribute, moved to the input's device in forward and kept there."""
+
+    def __init__(self):
+        super().__init__()
+        self.table = torch.arange(4.0, device="cpu")
+
+    def forward(self, x):
+        table = self.table
+        if table.device != x.device:
+            table = table.to(x.device)
+            self.table = table
+        self.scaled = table * 2  # a new plain attribute
+        return x * table + self.scaled
+
+
+def test_a_traced_value_assigned_to_a_module_attribute_does_not_outlive_the_trace():
+    model = _CachesTheMovedTable()
+    original = model.table
+    jmodel = thunder.jit(model)
+    x = torch.ones(4, device="meta")
+    for _ in range(2):  # the second call runs the cached trace with the module as the first call left it
+        out = jmodel(x)
+        assert (out.device, out.shape) == (x.device, x.shape)
+        assert model.table is original and not hasattr(model, "scaled")
+
+
+def test_results_stay_eager_when_forward_caches_a_tensor_in_a_module_attribute():
+    model = _CachesTheMovedTable()
+    jmodel = thunder.jit(model)
+    x = torch.randn(4)
+    for _ in range(2):
+        torch.testing.assert_close(jmodel(x), _CachesTheMovedTable()(x))
+
+
 # -- recurrent modules ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls", [torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN])
 def test_recurrent_modules_trace_for_cuda_weights_that_cudnn_accepts(cls, monkeypatch):
