@@ -47,7 +47,7 @@ def device_key():
     (`torch.set_default_device`, `with torch.device(...)`) and, once CUDA is initialized, the current CUDA device.
     A trace that created `torch.zeros(3)` or `device="cuda"` tensors is valid only there."""
     # before CUDA is initialized the current device is 0 (setting another one initializes it)
-    cuda = _cuda_current_device() if _cuda_initialized() else 0
+    cuda = _cuda.current_device() if _cuda._initialized else 0
     if not _function_mode_stack_len():  # the common case: no mode, factories use the CPU
         return cuda
     from torch.overrides import _get_current_function_mode_stack
@@ -60,8 +60,7 @@ def device_key():
 
 
 _function_mode_stack_len = torch._C._len_torch_function_stack
-_cuda_initialized = torch.cuda.is_initialized
-_cuda_current_device = torch.cuda.current_device
+_cuda = torch.cuda  # `_initialized`: torch.cuda.is_initialized() without its fork check, read on every call
 
 
 def global_state_key() -> tuple:

@@ -132,7 +132,6 @@ class Tracer:
         # the ops' operands are detached, as eager records no graph for them.
         self.grad_enabled_at_start = torch.is_grad_enabled()
         self._detached: dict[int, TensorProxy] = {}
-        self.autocast = autocast_state()
 
     # -- values -------------------------------------------------------------------------------------
     def resolve(self, x):
