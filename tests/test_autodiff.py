@@ -141,7 +141,7 @@ def test_model_training_matches_eager_step_for_step(name):
     model = model.double()
 
     def make_batch(step):
-        g = torch.Generator().manual_seed(step)
+        g = torch.Generator(torch.get_default_device()).manual_seed(step)
         return torch.randint(0, vocab, (batch, seq), generator=g), torch.randint(0, vocab, (batch, seq), generator=g)
 
     eager_losses, eager_params = _train(model, 3, make_batch, jit=False)

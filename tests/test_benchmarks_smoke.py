@@ -1,4 +1,5 @@
-"""Smoke tests of the benchmark suite (benchmarks/): tiny sizes, CPU, a few iterations. No timing is asserted.
+"""Smoke tests of the benchmark suite (benchmarks/): tiny sizes, the test device (--device), a few iterations. No
+timing is asserted.
 
 ``test_thunder_backend_matches_eager_tiny`` is the acceptance test of the compiler on the benchmark
 workloads: every workload, train and inference, through ``thunder.jit`` with its default executors.
@@ -31,7 +32,7 @@ def run_tiny(backends: list[BackendSpec], workloads=ALL_WORKLOADS, isolation: st
         workloads=workloads,
         backends=backends,
         modes=MODES,
-        device="cpu",
+        device=torch.get_default_device().type,
         dtype="float32",
         size="tiny",
         iters=2,
@@ -61,7 +62,7 @@ def test_eager_rows_all_workloads_tiny():
     for r in rows:
         assert set(ROW_FIELDS) <= set(r), f"missing fields {set(ROW_FIELDS) - set(r)}"
         assert r["error"] is None, _explain(r)
-        assert r["backend"] == "eager" and r["device"] == "cpu" and r["dtype"] == "float32"
+        assert r["backend"] == "eager" and r["device"] == torch.get_default_device().type and r["dtype"] == "float32"
         assert r["step_time_s"] > 0 and r["first_call_s"] > 0 and r["peak_mem_bytes"] >= 0
         assert r["step_time_min_s"] <= r["step_time_s"] <= r["step_time_max_s"]
         assert r["step_vs_eager"] == 1.0 and r["mem_vs_eager"] in (1.0, None)
@@ -148,7 +149,7 @@ def test_command_line(tmp_path):
         "--size",
         "tiny",
         "--device",
-        "cpu",
+        torch.get_default_device().type,
         "--backends",
         "eager",
         "--workloads",

@@ -19,7 +19,7 @@ def _check(fn, *make_inputs):
 
 
 def rand(*shape):
-    return lambda: torch.randn(*shape, generator=torch.Generator().manual_seed(sum(shape)))
+    return lambda: torch.randn(*shape, generator=torch.Generator(torch.get_default_device()).manual_seed(sum(shape)))
 
 
 def test_inplace_method_on_intermediate():

@@ -204,9 +204,10 @@ def test_attention_kernels_stay_between_regions_and_the_blocks_between_them_comp
     before = torchcompileex.ex.compilations
     torch.testing.assert_close(jmodel(x), model(x))  # the forward only: its regions compile now
     trace = thunder.last_traces(jmodel)[-1]
-    calls = ["fusion" if "fusion" in b.sym.tags else b.sym.id for b in trace.bound_symbols
+    # the attention kernel sdpa picks depends on the device (CPU flash, CUDA flash or memory-efficient)
+    calls = ["fusion" if "fusion" in b.sym.tags else "attention" for b in trace.bound_symbols
              if "fusion" in b.sym.tags or b.sym.id.startswith("sdpa.")]  # fmt: skip
-    assert calls == ["fusion", "sdpa.sdpa_cpu_flash_fwd"] * 3 + ["fusion"]
+    assert calls == ["fusion", "attention"] * 3 + ["fusion"]
     # the first block's projections, then twice the same program (one block's end, the next one's start), then
     # the last block's end
     assert torchcompileex.ex.compilations - before == 3

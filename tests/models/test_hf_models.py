@@ -108,7 +108,7 @@ def vit(attn: str):
 
 
 def token_ids(*shape, seed: int = 1) -> torch.Tensor:
-    return torch.randint(3, VOCAB, shape, generator=torch.Generator().manual_seed(seed))
+    return torch.randint(3, VOCAB, shape, generator=torch.Generator(torch.get_default_device()).manual_seed(seed))
 
 
 def causal_lm_inputs() -> dict:
@@ -130,7 +130,8 @@ def seq2seq_inputs() -> dict:
 
 
 def image_inputs() -> dict:
-    return {"pixel_values": torch.randn(BATCH, 3, 16, 16, generator=torch.Generator().manual_seed(1))}
+    generator = torch.Generator(torch.get_default_device()).manual_seed(1)
+    return {"pixel_values": torch.randn(BATCH, 3, 16, 16, generator=generator)}
 
 
 def lm_loss(output):
@@ -184,6 +185,92 @@ def test_training_step_matches_eager(name, executors):
 def test_examine_finds_every_op_supported(name):
     case = CASES[name]
     assert_examine_finds_every_op_supported(build(name), case.inputs(), case.fallbacks)
+
+
+# -- models built on the CPU and moved to the test device ------------------------------------------------------
+# What a user does: build on the CPU, then `.to("cuda")`. Tensors such models make in forward without device=
+# stay on the CPU (Hugging Face's mask helpers: `torch.tensor(1.0, dtype=dtype) - mask`), and attributes that are
+# not buffers stay behind (GPT-J's and CodeGen's rotary tables, moved with `.to(position_ids.device)` in forward).
+# On CUDA each of these failed under jit; on the CPU they run the same path.
+def distilbert(attn: str):
+    config = transformers.DistilBertConfig(
+        vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=32, dropout=0.0,
+        attention_dropout=0.0, attn_implementation=attn,
+    )  # fmt: skip
+    return transformers.DistilBertModel(config)
+
+
+def albert(attn: str):
+    config = transformers.AlbertConfig(
+        vocab_size=VOCAB, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        attn_implementation=attn,
+    )  # fmt: skip
+    return transformers.AlbertModel(config)
+
+
+def bart(attn: str):
+    config = transformers.BartConfig(
+        vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=32, dropout=0.0,
+        attention_dropout=0.0, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=2,
+        attn_implementation=attn,
+    )  # fmt: skip
+    return transformers.BartForConditionalGeneration(config)
+
+
+def clip_text(attn: str):
+    config = transformers.CLIPTextConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=32, pad_token_id=0, bos_token_id=1, eos_token_id=2, attn_implementation=attn,
+    )  # fmt: skip
+    return transformers.CLIPTextModel(config)
+
+
+def gptj(attn: str):
+    config = transformers.GPTJConfig(
+        vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, rotary_dim=4, n_positions=32, resid_pdrop=0.0,
+        embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=1, eos_token_id=2, attn_implementation=attn,
+    )  # fmt: skip
+    return transformers.GPTJForCausalLM(config)
+
+
+def codegen(attn: str):
+    config = transformers.CodeGenConfig(
+        vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, rotary_dim=4, n_positions=32, n_ctx=32, resid_pdrop=0.0,
+        embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=1, eos_token_id=2, attn_implementation=attn,
+    )  # fmt: skip
+    return transformers.CodeGenForCausalLM(config)
+
+
+def padded_encoder_inputs() -> dict:
+    inputs = encoder_inputs()
+    inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+    inputs["attention_mask"][1, -3:] = 0
+    return inputs
+
+
+def last_hidden_state_loss(output):
+    return output.last_hidden_state.pow(2).mean()
+
+
+MOVED_CASES = {
+    "distilbert": Case(distilbert, padded_encoder_inputs, last_hidden_state_loss),
+    "albert": Case(albert, padded_encoder_inputs, hidden_state_loss),
+    "bart": Case(bart, seq2seq_inputs, lm_loss),
+    "clip_text": Case(clip_text, encoder_inputs, hidden_state_loss),
+    "gptj": Case(gptj, causal_lm_inputs, lm_loss),
+    "codegen": Case(codegen, causal_lm_inputs, lm_loss),
+}
+
+
+@pytest.mark.parametrize("name", MOVED_CASES)
+def test_model_built_on_the_cpu_and_moved_to_the_test_device_matches_eager(name):
+    case, target = MOVED_CASES[name], torch.get_default_device()
+    with torch.device("cpu"):  # the user's default device, whatever --device the suite runs on
+        model = seeded(lambda: case.build("eager")).to(target)
+        inputs = {k: v.to(target) if isinstance(v, torch.Tensor) else v for k, v in case.inputs().items()}
+        assert_training_step_matches_eager(model, inputs, case.loss, "default")
 
 
 # -- attention and cache settings --------------------------------------------------------------------------------
@@ -275,7 +362,7 @@ def static_cache(model) -> StaticCache:
     config = model.config
     cache = StaticCache(config=config, max_cache_len=16)
     head_dim = config.hidden_size // config.num_attention_heads
-    cache.early_initialization(BATCH, config.num_key_value_heads, head_dim, torch.float32, torch.device("cpu"))
+    cache.early_initialization(BATCH, config.num_key_value_heads, head_dim, torch.float32, torch.get_default_device())
     return cache
 
 

@@ -56,7 +56,7 @@ class NextTokenLoss(torch.nn.Module):
 
 
 def token_ids(*shape, seed: int = 1) -> torch.Tensor:
-    return torch.randint(0, VOCAB, shape, generator=torch.Generator().manual_seed(seed))
+    return torch.randint(0, VOCAB, shape, generator=torch.Generator(torch.get_default_device()).manual_seed(seed))
 
 
 def training_inputs() -> dict:

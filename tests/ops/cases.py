@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from .opdb import OpInfo, SampleInput, run_opinfo
+from .opdb import OpInfo, SampleInput, dtypes_on_test_device, run_opinfo
 from .opdb import make as make_on_device
 
 
@@ -44,7 +44,7 @@ def op_params(cases: list[OpCase]) -> list:
     return [
         pytest.param(case, dtype, id=f"{case.name}-{str(dtype).removeprefix('torch.')}")
         for case in cases
-        for dtype in case.dtypes
+        for dtype in dtypes_on_test_device(case.dtypes)
     ]
 
 
@@ -55,7 +55,8 @@ def run_case(case: OpCase, dtype: torch.dtype) -> None:
 
 
 def make(shape, dtype: torch.dtype, low=None, high=None) -> torch.Tensor:
-    return make_on_device(shape, dtype, "cpu", low, high)
+    """A random tensor on the test's device (--device)."""
+    return make_on_device(shape, dtype, None, low, high)
 
 
 FLOATS = (torch.float32, torch.float64, torch.bfloat16)

@@ -15,6 +15,7 @@ Test modules build their lists of `OpInfo`s and parametrize over `opinfo_params(
 from __future__ import annotations
 
 import inspect
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -29,6 +30,12 @@ import thunder
 import thunder.transforms.autodiff as autodiff
 from thunder.core.pytree import tree_flatten, tree_map, tree_unflatten
 from thunder.extend import OperatorExecutor
+
+# the device the suite runs on (tests/conftest.py's --device), known at collection
+TEST_DEVICE = os.environ.get("THUNDER_TEST_DEVICE", "cpu")
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+# low-precision floats: decompositions round differently than the kernels they are compared with
+LOW_PRECISION_TOLERANCE = {"atol": 2e-2, "rtol": 2e-2}
 
 
 @dataclass
@@ -74,7 +81,7 @@ class OpInfo:
     reference: Callable | None = None
 
     def tolerance(self, dtype: torch.dtype) -> dict:
-        return dict(self.tolerances.get(dtype, {}))
+        return dict(self.tolerances.get(dtype, LOW_PRECISION_TOLERANCE if dtype in LOW_PRECISION else {}))
 
 
 class DecomposeToPrims(OperatorExecutor):
@@ -100,8 +107,10 @@ EXECUTOR_LISTS: dict[str, list | None] = {"torch": None, "prims": [DECOMPOSE_TO_
 
 
 # -- sample helpers ------------------------------------------------------------------------------------
-def make(shape, dtype: torch.dtype, device="cpu", low=None, high=None, **kwargs) -> torch.Tensor:
-    """A random tensor (torch.testing.make_tensor); `low`/`high` are ignored for bool."""
+def make(shape, dtype: torch.dtype, device=None, low=None, high=None, **kwargs) -> torch.Tensor:
+    """A random tensor (torch.testing.make_tensor) on `device`, by default the test's (--device);
+    `low`/`high` are ignored for bool."""
+    device = torch.get_default_device() if device is None else device
     if dtype == torch.bool:
         return make_tensor(shape, dtype=dtype, device=device, **kwargs)
     return make_tensor(shape, dtype=dtype, device=device, low=low, high=high, **kwargs)
@@ -134,10 +143,20 @@ def _clone(x):
     return x
 
 
+def dtypes_on_test_device(dtypes: tuple) -> tuple:
+    """The dtypes an op's tests run at on the test device: on CUDA an op tested in bfloat16 is tested in float16
+    too (CUDA kernels support both wherever they support one; CPU float16 kernels are patchy)."""
+    if TEST_DEVICE == "cuda" and torch.bfloat16 in dtypes and torch.float16 not in dtypes:
+        return (*dtypes, torch.float16)
+    return tuple(dtypes)
+
+
 def opinfo_params(opinfos: Iterable[OpInfo]) -> list:
     """pytest parameters (opinfo, dtype), one per supported dtype, with readable ids."""
     return [
-        pytest.param(o, dtype, id=f"{o.name}-{str(dtype).removeprefix('torch.')}") for o in opinfos for dtype in o.dtypes
+        pytest.param(o, dtype, id=f"{o.name}-{str(dtype).removeprefix('torch.')}")
+        for o in opinfos
+        for dtype in dtypes_on_test_device(o.dtypes)
     ]
 
 
@@ -190,15 +209,17 @@ def check_sample(opinfo: OpInfo, sample: SampleInput, dtype: torch.dtype) -> Non
             assert not thunder.fallback_ops(jfn), f"ops took the fallback path: {thunder.fallback_ops(jfn)}"
 
 
-def samples_with_variants(opinfo: OpInfo, dtype: torch.dtype, device="cpu") -> Iterator[SampleInput]:
-    for sample in opinfo.sample_inputs(dtype, torch.device(device)):
+def samples_with_variants(opinfo: OpInfo, dtype: torch.dtype, device=None) -> Iterator[SampleInput]:
+    device = torch.get_default_device() if device is None else torch.device(device)
+    for sample in opinfo.sample_inputs(dtype, device):
         yield sample
         if opinfo.noncontiguous and sample.raises is None and _has_noncontiguous_form(sample):
             yield noncontiguous_sample(sample)
 
 
-def run_opinfo(opinfo: OpInfo, dtype: torch.dtype, device="cpu") -> None:
-    """Checks every sample of `opinfo` (and its non-contiguous form) at `dtype` against eager."""
+def run_opinfo(opinfo: OpInfo, dtype: torch.dtype, device=None) -> None:
+    """Checks every sample of `opinfo` (and its non-contiguous form) at `dtype` against eager, on `device` (by
+    default the test's, see tests/conftest.py)."""
     torch.manual_seed(0)
     for sample in samples_with_variants(opinfo, dtype, device):
         try:
@@ -336,7 +357,7 @@ def assert_grads_match_finite_differences(fn: Callable, inputs: list, grads: lis
     `cotangent_dot(fn(inputs))` (the outputs' inner product with the cotangents) along v: a random projection
     of the Jacobian, as gradcheck's fast mode (which cannot run here: it backpropagates through one graph
     several times, and Thunder frees a graph's saved tensors after its backward)."""
-    generator = torch.Generator().manual_seed(4321)
+    generator = torch.Generator(torch.get_default_device()).manual_seed(4321)
     inputs = [x.detach() for x in inputs]
     for k, (x, grad) in enumerate(zip(inputs, grads)):
         v = torch.randn(x.shape, generator=generator, dtype=x.dtype)
@@ -400,7 +421,7 @@ def check_sample_grad(op: Callable, sample: SampleInput, *, variant: str = "torc
         flat_actual, _ = tree_flatten(actual)
         assert not any(isinstance(o, torch.Tensor) and o.requires_grad for o in flat_actual), "an output requires grad"
         return "no differentiable output"
-    generator = torch.Generator().manual_seed(1234)
+    generator = torch.Generator(torch.get_default_device()).manual_seed(1234)
     cotangents = [torch.randn(flat_expected[i].shape, generator=generator, dtype=flat_expected[i].dtype)
                   for i in positions]  # fmt: skip
     executors, decompose = GRAD_VARIANTS[variant]
@@ -449,7 +470,8 @@ def with_noncontiguous(samples: Iterable[tuple[Callable, SampleInput]]) -> Itera
             yield op, noncontiguous_sample(sample)
 
 
-def opinfo_grad_samples(opinfo: OpInfo, device="cpu") -> Iterator[tuple[Callable, SampleInput]]:
+def opinfo_grad_samples(opinfo: OpInfo, device=None) -> Iterator[tuple[Callable, SampleInput]]:
     """The op's float64 samples (gradients are compared in float64, whatever dtypes the forward runs at)."""
-    for sample in opinfo.sample_inputs(torch.float64, torch.device(device)):
+    device = torch.get_default_device() if device is None else torch.device(device)
+    for sample in opinfo.sample_inputs(torch.float64, device):
         yield opinfo.op, sample

@@ -61,7 +61,7 @@ INTERPOLATE = OpInfo("interpolate", F.interpolate, interpolate_samples, (F32, F6
 def test_interpolate_gradient_without_dense_resampling_matrices_matches_torch_autograd(monkeypatch):
     # long dims: the gradient adds the weighted cotangents at the taps' indices instead of a matrix product
     monkeypatch.setattr(nn_spatial, "_DENSE_RESAMPLING_LIMIT", 0)
-    samples = [(F.interpolate, sample) for sample in INTERPOLATE.sample_inputs(F64, torch.device("cpu"))]
+    samples = [(F.interpolate, sample) for sample in INTERPOLATE.sample_inputs(F64, torch.get_default_device())]
     assert {"checked", "borrowed backward"} & set(run_grads("interpolate", samples))
 
 

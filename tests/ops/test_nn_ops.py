@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import thunder
 
-from .opdb import EXECUTOR_LISTS, OpInfo, SampleInput, make, opinfo_params, run_opinfo
+from .opdb import EXECUTOR_LISTS, TEST_DEVICE, OpInfo, SampleInput, make, opinfo_params, run_opinfo
 
 F32, F64, BF16 = torch.float32, torch.float64, torch.bfloat16
 FLOATS = (F32, F64, BF16)
@@ -190,10 +190,14 @@ def one_hot_samples(dtype, device):
     yield S(torch.zeros(0, dtype=torch.int64, device=device), 3, name="empty")
 
 
+# On CUDA, eager's dropout is one fused kernel drawing from its own Philox stream; the decomposition draws a
+# bernoulli mask, equal in distribution but not in values. There only the whole op (run by torch) is compared.
+DROPOUT_DECOMPOSITION_DRAWS_AS_EAGER = TEST_DEVICE != "cuda"
 OTHERS = [
-    OpInfo("dropout", F.dropout, dropout_samples, FLOATS, symbol="ltorch.dropout", seeded=True),
+    OpInfo("dropout", F.dropout, dropout_samples, FLOATS, symbol="ltorch.dropout", seeded=True,
+           decomposes=DROPOUT_DECOMPOSITION_DRAWS_AS_EAGER),
     OpInfo("torch.dropout", lambda a, p: torch.dropout(a, p, True), lambda d, dev: iter([S(make((6, 7), d, dev), 0.4)]),
-           (F32,), symbol="ltorch.dropout", seeded=True),  # fmt: skip
+           (F32,), symbol="ltorch.dropout", seeded=True, decomposes=DROPOUT_DECOMPOSITION_DRAWS_AS_EAGER),  # fmt: skip
     OpInfo("embedding", F.embedding, embedding_samples, FLOATS, symbol="ltorch.embedding"),
     OpInfo("one_hot", F.one_hot, one_hot_samples, (torch.int64,), symbol="ltorch.one_hot"),
 ]
@@ -502,6 +506,8 @@ def test_op_matches_eager(opinfo, dtype):
 # -- behaviours beyond the op database -------------------------------------------------------------------
 @pytest.mark.parametrize("executors", EXECUTOR_LISTS.values(), ids=EXECUTOR_LISTS.keys())
 def test_dropout_draws_exactly_what_eager_draws(executors):
+    if executors is not None and not DROPOUT_DECOMPOSITION_DRAWS_AS_EAGER:
+        pytest.skip("on CUDA eager's fused dropout kernel draws its own Philox values; the decomposition's differ")
     x = torch.randn(64, 32)
     fn = lambda a: F.dropout(torch.sin(a), 0.25) * 2
     torch.manual_seed(0)
@@ -522,7 +528,8 @@ def test_sdpa_dropout_draws_what_eager_draws():
     fn = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, dropout_p=0.4)
     torch.manual_seed(0)
     expected = fn(q, k, v)
-    for executors in EXECUTOR_LISTS.values():
+    # on CUDA eager's attention kernels draw the dropout mask inside the kernel: only the whole op compares
+    for executors in EXECUTOR_LISTS.values() if DROPOUT_DECOMPOSITION_DRAWS_AS_EAGER else [None]:
         torch.manual_seed(0)
         torch.testing.assert_close(thunder.jit(fn, executors=executors)(q, k, v), expected, rtol=1e-5, atol=1e-5)
 

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import torch
 
+from thunder.core.devices import resolve_device
 from thunder.core.trace import get_tracectx
 
 _fallback_names = itertools.count()
@@ -87,7 +88,7 @@ class TensorProxy(torch.Tensor, Proxy):
             strides = contiguous_strides(shape)
         requires_grad = bool(requires_grad) and (dtype.is_floating_point or dtype.is_complex)
         proxy = torch.Tensor._make_wrapper_subclass(
-            cls, shape, strides=tuple(strides), dtype=dtype, device=torch.device(device), requires_grad=requires_grad
+            cls, shape, strides=tuple(strides), dtype=dtype, device=resolve_device(device), requires_grad=requires_grad
         )
         proxy._thunder_name = name if name is not None else _new_name(prefix)
         return proxy

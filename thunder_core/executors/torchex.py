@@ -103,6 +103,7 @@ def _advanced_index(a, indices):
 
 _PRIM_IMPLS: dict[str, Callable] = {
     "convert_element_type": lambda a, dtype: a.to(dtype),
+    "to_device": lambda a, device, non_blocking=False: a.to(device, non_blocking=non_blocking),
     "where": lambda pred, a, b: torch.where(pred, a, b),
     "full": _full,
     "empty": lambda shape, *, dtype, device: torch.empty(shape, dtype=dtype, device=device),

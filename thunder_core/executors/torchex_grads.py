@@ -49,6 +49,10 @@ def _nll_loss_backward_meta(grad, input, target, weight, reduction, ignore_index
     return TensorProxy(like=input, requires_grad=False)
 
 
+def _native_dropout_meta(input, p, train):
+    return TensorProxy(like=input, requires_grad=False), TensorProxy(like=input, dtype=torch.bool, requires_grad=False)
+
+
 def register_torch_backward_kernels(ex) -> None:
     def op(name, fn, meta):
         return ex.register_operator(name, meta=meta, fn=fn)
@@ -92,6 +96,21 @@ def register_torch_backward_kernels(ex) -> None:
         put_grad(input, silu_backward(get_grad(out), input))
         return out
 
+    # CUDA eager runs training dropout as one fused kernel, which draws its mask from its own Philox stream: the
+    # same kernel here draws eager's mask under the same seed (the decomposition's bernoulli mask would differ)
+    native_dropout = ex.register_operator("native_dropout", meta=_native_dropout_meta, fn=aten.native_dropout.default,
+                                          tags=("random",))  # fmt: skip
+    native_dropout_backward = op("native_dropout_backward", aten.native_dropout_backward.default, _like_first)
+
+    def dropout(input, p=0.5, training=True, inplace=False):
+        out, mask = native_dropout(input, p, True)
+        put_grad(input, native_dropout_backward(get_grad(out), mask, 1.0 / (1.0 - p)))
+        return out
+
+    def fused_dropout(input, p=0.5, training=True, inplace=False):
+        # when eager's torch.dropout takes the fused kernel (aten is_fused_kernel_acceptable)
+        return input.device.type == "cuda" and training and 0.0 < p < 1.0 and input.numel() > 0
+
     reductions = {"none": 0, "mean": 1, "sum": 2}
 
     def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
@@ -119,3 +138,4 @@ def register_torch_backward_kernels(ex) -> None:
     ex.register_implementation(ltorch.gelu, grad_transform=gelu, checker=floating)
     ex.register_implementation(ltorch.silu, grad_transform=silu, checker=floating)
     ex.register_implementation(ltorch.nll_loss, grad_transform=nll_loss, checker=plain_nll_loss)
+    ex.register_implementation(ltorch.dropout, grad_transform=dropout, checker=fused_dropout)

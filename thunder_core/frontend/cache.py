@@ -42,8 +42,29 @@ def autocast_key():
     )
 
 
+def device_key():
+    """Where a device without an index resolves (see thunder.core.devices): the innermost default-device mode
+    (`torch.set_default_device`, `with torch.device(...)`) and, once CUDA is initialized, the current CUDA device.
+    A trace that created `torch.zeros(3)` or `device="cuda"` tensors is valid only there."""
+    # before CUDA is initialized the current device is 0 (setting another one initializes it)
+    cuda = _cuda.current_device() if _cuda._initialized else 0
+    if not _function_mode_stack_len():  # the common case: no mode, factories use the CPU
+        return cuda
+    from torch.overrides import _get_current_function_mode_stack
+    from torch.utils._device import DeviceContext
+
+    for mode in reversed(_get_current_function_mode_stack()):
+        if isinstance(mode, DeviceContext):
+            return (str(mode.device), cuda)
+    return cuda
+
+
+_function_mode_stack_len = torch._C._len_torch_function_stack
+_cuda = torch.cuda  # `_initialized`: torch.cuda.is_initialized() without its fork check, read on every call
+
+
 def global_state_key() -> tuple:
-    return (_is_grad_enabled(), autocast_key(), _default_dtype())
+    return (_is_grad_enabled(), autocast_key(), _default_dtype(), device_key())
 
 
 def _leaf_key(x):

@@ -78,6 +78,7 @@ class _ModuleFunction(ThunderFunction):
                     if t is not None and id(t) in by_id:
                         replaced.append((d, key, t, by_id[id(t)]))
                         d[key] = by_id[id(t)]
+        attributes = _tensor_attributes(self.submodules)
         try:
             result = self.model(*args, **kwargs)
             tracer = current_tracer()
@@ -89,7 +90,29 @@ class _ModuleFunction(ThunderFunction):
         finally:
             for d, key, original, _ in replaced:
                 d[key] = original
+            _restore_proxy_attributes(self.submodules, attributes)
         return result
+
+
+def _tensor_attributes(modules) -> dict[tuple[int, str], torch.Tensor]:
+    """The plain tensor attributes (not parameters or buffers) of each module, by (id(module), name)."""
+    return {(id(m), k): v for m in modules for k, v in vars(m).items() if isinstance(v, torch.Tensor)}
+
+
+def _restore_proxy_attributes(modules, before: dict) -> None:
+    """Undoes forward's assignments of traced values to plain module attributes (GPT-J caches its rotary table
+    moved to the input's device: `self.embed_positions = table.to(device)`). A proxy must not outlive its trace;
+    the trace recomputes the value from the original on every call, so results are eager's."""
+    from thunder.core.proxies import TensorProxy
+
+    for m in modules:
+        for name, value in list(vars(m).items()):
+            if isinstance(value, TensorProxy):
+                original = before.get((id(m), name))
+                if original is None:
+                    delattr(m, name)
+                else:
+                    object.__setattr__(m, name, original)
 
 
 class ThunderModule(torch.nn.Module):

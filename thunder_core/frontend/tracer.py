@@ -83,6 +83,22 @@ _DATA_DEPENDENT = {
     torch.is_nonzero: "torch.is_nonzero", _Tensor.data_ptr: "Tensor.data_ptr()", _Tensor.__complex__: "complex(tensor)",
     torch.argwhere: "torch.argwhere (data-dependent shape)", _Tensor.untyped_storage: "Tensor.untyped_storage()",
 }  # fmt: skip
+_RNN_FLATTEN_PARAMETERS = torch.nn.RNNBase.flatten_parameters.__code__
+
+
+def _asked_by_rnn_flatten_parameters() -> bool:
+    """Whether the torch call being handled comes from `nn.RNNBase.flatten_parameters` (directly or through its
+    set comprehension, a frame of its own before Python 3.12), which LSTM/GRU/RNN forwards call on CUDA."""
+    frame = sys._getframe(2)  # the frame that made the torch call
+    for _ in range(3):
+        if frame is None:
+            return False
+        if frame.f_code is _RNN_FLATTEN_PARAMETERS:
+            return True
+        frame = frame.f_back
+    return False
+
+
 _INPLACE_DUNDERS = {
     "__iadd__": "__add__", "__isub__": "__sub__", "__imul__": "__mul__", "__itruediv__": "__truediv__",
     "__ifloordiv__": "__floordiv__", "__imod__": "__mod__", "__ipow__": "__pow__", "__iand__": "__and__",
@@ -116,7 +132,6 @@ class Tracer:
         # the ops' operands are detached, as eager records no graph for them.
         self.grad_enabled_at_start = torch.is_grad_enabled()
         self._detached: dict[int, TensorProxy] = {}
-        self.autocast = autocast_state()
 
     # -- values -------------------------------------------------------------------------------------
     def resolve(self, x):
@@ -184,6 +199,11 @@ class Tracer:
                 f"in-place {op_name} at {user_location()}: the result's shape {tuple(new_value.shape)} differs from "
                 f"the destination's {tuple(obj.shape)}"
             )
+        if new_value.device != obj.device:  # an in-place op never moves its destination
+            raise RuntimeError(
+                f"in-place {op_name} at {user_location()}: the result is on {new_value.device}, the destination on "
+                f"{obj.device}; move the operand first (`.to({str(obj.device)!r})`)"
+            )
         if new_value.dtype != obj.dtype:
             new_value = prims.convert_element_type(new_value, obj.dtype)
         view = self.views.get(id(obj))
@@ -242,6 +262,11 @@ class TracingMode(TorchFunctionMode):
                 return func(*args, **kwargs)
         what = _DATA_DEPENDENT.get(func)
         if what is not None:
+            if func is _Tensor.data_ptr and _asked_by_rnn_flatten_parameters():
+                # One answer for every weight: flatten_parameters then sees aliased weights and leaves them as they
+                # are (its own early return). Packing the weights into one cuDNN buffer changes only their memory
+                # layout, which the traced program does not depend on; the real weights stay packed.
+                return 0
             raise data_dependent_error(what)
         if func is _Tensor.__setitem__:
             return self._setitem(*args)
@@ -257,9 +282,10 @@ class TracingMode(TorchFunctionMode):
             handler = fallback.fallback_symbol(func)
             if handler is None:
                 raise NotImplementedError(f"Thunder cannot trace {func} (called at {user_location()})")
-        if self.tracer.autocast:
+        autocast = autocast_state()  # read per op: a `with torch.autocast(...)` inside the function changes it
+        if autocast:
             resolved_args, resolved_kwargs = apply_autocast(
-                getattr(handler, "name", ""), self.tracer.autocast, resolved_args, resolved_kwargs
+                getattr(handler, "name", ""), autocast, resolved_args, resolved_kwargs
             )
         out = handler(*resolved_args, **resolved_kwargs)
         view_info = VIEW_OPS.get(func)

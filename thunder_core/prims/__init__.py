@@ -107,6 +107,15 @@ def _convert_element_type_meta(a, dtype):
 make_prim("convert_element_type", _convert_element_type_meta, tags=("elementwise",))
 
 
+def _to_device_meta(a, device, non_blocking=False):
+    check(isinstance(a, torch.Tensor), lambda: f"prims.to_device moves a tensor, got {a!r}")
+    return _out(a, device=device)
+
+
+# A copy of `a` on another device (`Tensor.to(device)`); not elementwise: a fusion region stays on one device.
+make_prim("to_device", _to_device_meta)
+
+
 # -- creation and randomness -------------------------------------------------------------------------
 def _creation_meta(shape, *args, dtype, device, **kwargs):
     return TensorProxy(shape=tuple(shape), dtype=dtype, device=device)

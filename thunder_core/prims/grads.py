@@ -262,6 +262,18 @@ def _convert(a, dtype):
     return out
 
 
+@rule("to_device")
+def _to_device(a, device, non_blocking=False):
+    out = prims.to_device(a, device, non_blocking)
+    if not (a.dtype.is_floating_point or a.dtype.is_complex):
+        return out
+    g = get_grad(out)
+    # The gradient goes back to the input's device. Blocking: a non-blocking copy to the CPU may be read by the
+    # CPU before it has landed, and nothing in the backward would wait for it.
+    put_grad(a, prims.to_device(g, a.device, False))
+    return out
+
+
 # -- shapes --------------------------------------------------------------------------------------------
 def sum_to(g, shape):
     """Reduces g (of a broadcast shape) to `shape` by summing broadcast dims."""

@@ -86,8 +86,29 @@ def expand_to(a: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     return prims.broadcast_in_dim(a, shape, tuple(range(offset, len(shape))))
 
 
+def on_common_device(*args):
+    """args with each 0-d CPU tensor moved to the device of the other tensors, where those share one device.
+
+    Eager treats a 0-d CPU tensor among CUDA tensors like a Python scalar (Hugging Face's mask helpers compute
+    `torch.tensor(1.0) - mask`); the result is on the CUDA device. Any other mix is left for the primitive to
+    report, as eager reports it.
+    """
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if len(tensors) < 2 or all(t.device == tensors[0].device for t in tensors):
+        return args
+    others = {t.device for t in tensors if not (t.device.type == "cpu" and t.ndim == 0)}
+    if len(others) != 1:
+        return args
+    (target,) = others
+    return tuple(
+        prims.to_device(a, target) if isinstance(a, torch.Tensor) and a.device != target else a for a in args
+    )
+
+
 def broadcast_tensors(*args):
-    """Tensors among args broadcast to their common shape; numbers stay numbers."""
+    """Tensors among args broadcast to their common shape (and device, see `on_common_device`); numbers stay
+    numbers."""
+    args = on_common_device(*args)
     shapes = [a.shape for a in args if isinstance(a, torch.Tensor)]
     if not shapes:
         return args

@@ -8,6 +8,7 @@ import math
 import torch
 
 from thunder import prims
+from thunder.core.devices import default_device, resolve_device
 from thunder.core.dtypes import python_scalar_dtype
 from thunder.torch.base import register_handler, to_dtype, torchsymbol
 
@@ -29,7 +30,7 @@ def _size(size, size_keyword=None) -> tuple:
 
 
 def _device(device) -> torch.device:
-    return torch.device(device) if device is not None else torch.get_default_device()
+    return resolve_device(device) if device is not None else default_device()
 
 
 def _check_no_out(out):
@@ -64,7 +65,7 @@ def empty(*size_args, size=None, dtype=None, layout=torch.strided, device=None, 
 
 
 def _like(a, dtype, device):
-    return dtype or a.dtype, device if device is not None else a.device
+    return dtype or a.dtype, resolve_device(device) if device is not None else a.device
 
 
 @torchsymbol(torch.full_like)
@@ -239,34 +240,41 @@ def _check_generator(generator):
 
 # -- conversions ----------------------------------------------------------------------------------------
 def _parse_to(a, args, kwargs):
+    """(dtype, device, non_blocking, copy) of a `Tensor.to` call, in any of its signatures."""
     dtype = kwargs.pop("dtype", None)
     device = kwargs.pop("device", None)
+    flags = [kwargs.pop("non_blocking", False), kwargs.pop("copy", False)]
+    positional_flags = []
     for x in args:
-        if isinstance(x, torch.dtype):
+        if isinstance(x, bool):  # `to(dtype, non_blocking, copy)`: the flags follow, positionally
+            positional_flags.append(x)
+        elif isinstance(x, torch.dtype):
             dtype = x
-        elif isinstance(x, (str, torch.device)):
+        elif isinstance(x, (str, torch.device, int)):
             device = x
         elif isinstance(x, torch.Tensor):
             dtype, device = x.dtype, x.device
-    return dtype, device
+    flags[: len(positional_flags)] = positional_flags
+    return dtype, device, bool(flags[0]), bool(flags[1])
 
 
 @torchsymbol(torch.Tensor.to)
 def to(a, *args, **kwargs):
-    kwargs = dict(kwargs)
-    dtype, device = _parse_to(a, args, kwargs)
-    if device is not None and torch.device(device) != a.device:
-        device = torch.device(device)
-        if device.type == a.device.type and device.index is None:
-            device = a.device
-    if device is not None and torch.device(device) != a.device:
-        raise NotImplementedError(
-            f"moving a tensor between devices ({a.device} -> {device}) inside thunder.jit is not supported; "
-            "move the inputs before calling the jitted function"
-        )
-    if dtype is None or dtype == a.dtype:
-        return a
-    return prims.convert_element_type(a, dtype)
+    dtype, device, non_blocking, copy = _parse_to(a, args, dict(kwargs))
+    device = a.device if device is None else resolve_device(device)
+    out = a
+    if device != a.device:  # a device transfer is an op of the trace, differentiable (the gradient goes back)
+        out = prims.to_device(out, device, non_blocking)
+    if dtype is not None and dtype != a.dtype:
+        out = prims.convert_element_type(out, dtype)
+    if copy and out is a:  # `copy=True` promises a new tensor even when nothing changes
+        out = prims.convert_element_type(a, a.dtype)
+    return out
+
+
+def _cuda(a, device=None, non_blocking=False, memory_format=None):
+    device = f"cuda:{device}" if isinstance(device, int) else device
+    return to(a, "cuda" if device is None else device, non_blocking=non_blocking)
 
 
 for _method, _dtype in {
@@ -276,7 +284,7 @@ for _method, _dtype in {
 }.items():  # fmt: skip
     register_handler(getattr(torch.Tensor, _method), lambda a, memory_format=None, _d=_dtype: to(a, _d))
 register_handler(torch.Tensor.cpu, lambda a, memory_format=None: to(a, "cpu"))
-register_handler(torch.Tensor.cuda, lambda a, device=None, non_blocking=False, memory_format=None: to(a, device or "cuda"))
+register_handler(torch.Tensor.cuda, _cuda)
 
 
 @torchsymbol(torch.Tensor.type_as)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import torch
 
+from thunder.core.devices import default_device, resolve_device
 from thunder.core.proxies import TensorProxy
 from thunder.core.pytree import tree_flatten, tree_unflatten
 from thunder.core.symbol import Symbol
@@ -42,6 +43,14 @@ def _to_meta(x):
     return x
 
 
+def _result_device(leaves) -> torch.device | None:
+    """Where an operator on these tensors puts its result: with a 0-d CPU tensor among CUDA tensors (a scalar to
+    eager), on the CUDA tensors' device."""
+    tensors = [x for x in leaves if isinstance(x, torch.Tensor)]
+    dimensioned = [t for t in tensors if not (t.device.type == "cpu" and t.ndim == 0)]
+    return (dimensioned or tensors)[0].device if tensors else None
+
+
 def fallback_symbol(func: Callable) -> Callable | None:
     """The callable that traces `func` through its meta kernel (cached per func)."""
     handler = _fallback_symbols.get(func)
@@ -52,9 +61,9 @@ def fallback_symbol(func: Callable) -> Callable | None:
 
     def meta(*args, **kwargs):
         leaves, spec = tree_flatten((args, kwargs))
-        device = next((x.device for x in leaves if isinstance(x, torch.Tensor)), None)
+        device = _result_device(leaves)
         if "device" in kwargs and kwargs["device"] is not None:
-            device = torch.device(kwargs["device"])
+            device = resolve_device(kwargs["device"])
         meta_leaves = [_to_meta(x) for x in leaves]
         meta_args, meta_kwargs = tree_unflatten(meta_leaves, spec)
         if "device" in meta_kwargs:
@@ -68,7 +77,7 @@ def fallback_symbol(func: Callable) -> Callable | None:
                 f"({type(e).__name__}: {e}). Ask for the op to be supported, or use the torch.compile frontend "
                 "(thunder.dynamo.ThunderCompiler)."
             ) from e
-        device = device or torch.get_default_device()
+        device = device or default_device()
         out_leaves, out_spec = tree_flatten(out)
         out_leaves = [
             TensorProxy(like=o, device=device, strides=o.stride()) if isinstance(o, torch.Tensor) else o
@@ -98,7 +107,7 @@ def meta_from_torch(fn: Callable) -> Callable:
 
     def meta(*args, **kwargs):
         leaves, spec = tree_flatten((args, kwargs))
-        device = next((x.device for x in leaves if isinstance(x, torch.Tensor)), torch.get_default_device())
+        device = _result_device(leaves) or default_device()
         meta_args, meta_kwargs = tree_unflatten([_to_meta(x) for x in leaves], spec)
         with torch._C.DisableTorchFunction():
             out = fn(*meta_args, **meta_kwargs)

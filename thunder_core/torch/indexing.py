@@ -51,7 +51,7 @@ def getitem(a, key):
                 "indexing with a boolean mask gives a data-dependent shape, which Thunder cannot trace; "
                 "use torch.where(mask, x, other) or masked_fill instead"
             )
-        key = tuple(k if not isinstance(k, (list, tuple)) else torch.tensor(k) for k in key)
+        key = tuple(k if not isinstance(k, (list, tuple)) else torch.tensor(k, device="cpu") for k in key)
         scalar_positions = [i for i, k in enumerate(key) if isinstance(k, torch.Tensor) and k.ndim == 0]
         if scalar_positions:
             return _index_with_scalar_tensors(a, key, scalar_positions)

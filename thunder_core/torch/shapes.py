@@ -529,15 +529,24 @@ def _full_like_value(a, value):
     return full_like(a, value)
 
 
+def _on_device_of(a, value, non_blocking=False):
+    """value on a's device: `a.copy_(value)` and `a.fill_(value)` copy across devices, as eager does."""
+    if isinstance(value, torch.Tensor) and value.device != a.device:
+        return prims.to_device(value, a.device, non_blocking)
+    return value
+
+
 def _copy_value(a, src, non_blocking=False):
-    src = to_dtype(src, a.dtype)
+    src = to_dtype(_on_device_of(a, src, non_blocking), a.dtype)
     return expand_to(src, tuple(a.shape)) if tuple(src.shape) != tuple(a.shape) else prims.convert_element_type(src, a.dtype)
 
 
 INPLACE_SPECIAL = {
     "copy_": _copy_value,
     "zero_": lambda a: _full_like_value(a, 0),
-    "fill_": lambda a, value: _full_like_value(a, value) if not isinstance(value, torch.Tensor) else expand_to(value, a.shape),
+    "fill_": lambda a, value: (
+        _full_like_value(a, value) if not isinstance(value, torch.Tensor) else expand_to(_on_device_of(a, value), a.shape)
+    ),
     "requires_grad_": lambda a, requires_grad=True: a,
     "detach_": detach,
 }
