@@ -24,6 +24,7 @@ from torch.overrides import TorchFunctionMode
 import thunder.torch as ltorch
 from thunder import prims
 from thunder.core.proxies import NumberProxy, TensorProxy, number_proxy, proxy_like_tensor, register_concretization_hook
+from thunder.core.context import ContextStack
 from thunder.core.pytree import tree_flatten, tree_unflatten
 from thunder.core.trace import TraceCtx, get_tracectx, register_torch_tracing, tracectx
 from thunder.frontend.autocast import apply_autocast, autocast_state
@@ -215,7 +216,7 @@ class Tracer:
         return pairs
 
 
-_tracers: list[Tracer] = []
+_tracers = ContextStack("thunder_tracers")  # per thread (see thunder.core.context)
 
 
 def current_tracer() -> Tracer:
@@ -433,7 +434,7 @@ def concrete_numbers(x):
 # cache="symbolic values": while a function is compiled, the (expr, outcome) pairs its program depends on
 # (see thunder.core.proxies) are collected here, from acquisition and from every later pass (a user
 # autograd.Function's backward may branch on a number when autodiff traces it).
-_guard_sinks: list[list] = []
+_guard_sinks = ContextStack("thunder_guard_sinks")
 
 
 @contextmanager

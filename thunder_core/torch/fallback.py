@@ -89,8 +89,7 @@ def fallback_symbol(func: Callable) -> Callable | None:
 
     handler.symbol = sym
     handler.name = name
-    _fallback_symbols[func] = handler
-    return handler
+    return _fallback_symbols.setdefault(func, handler)  # thread-safe: the first registration wins
 
 
 def meta_from_torch(fn: Callable) -> Callable:

@@ -220,8 +220,8 @@ def _vjp_symbol(fn: Callable, sym_id: str) -> Symbol:
     name = "vjp_" + sym_id.replace(".", "_")
     # python_impl: claimed as is (it already is an implementation), run by the torch-autograd machinery
     sym = Symbol(name, meta, id=f"autodiff.vjp.{sym_id}", is_prim=True, python_impl=impl)
-    _vjp_symbols[sym_id] = sym
-    return sym
+    # setdefault: two threads making the same symbol at once both get the one registered first
+    return _vjp_symbols.setdefault(sym_id, sym)
 
 
 def forward_and_backward(trace: TraceCtx, executors: Sequence = ()) -> tuple[TraceCtx, TraceCtx]:
