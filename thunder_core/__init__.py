@@ -36,20 +36,28 @@ def jit(
     transforms: Sequence | None = None,
     plugins: Sequence[str] | str | None = None,
     disable_torch_autograd: bool = False,
+    executor_options: dict[str, dict] | None = None,
     **options,
 ) -> Callable:
     """Compiles a function or module; returns a callable (or a `ThunderModule` for modules).
 
     executors: names and/or executor objects in priority order (None: the default list); the
         always-executors (`torch`, `python`) are appended. cache: "constant values" (default),
-        "same input" or "no caching". transforms: `thunder.Transform` objects. plugins: names of plugin
-        bundles (their executors go first, their transforms run too). disable_torch_autograd: never build
-        a backward. Options: show_progress (print compilation stages), debug_verify (check every trace).
+        "same input", "symbolic values" or "no caching". transforms: `thunder.Transform` objects and/or
+        names of transforms offered by plugins (`python -m thunder plugins` lists them); None: the
+        transforms plugins offer as default. plugins: names of plugin bundles (their executors go first,
+        their transforms run too). disable_torch_autograd: never build a backward.
+        executor_options: `{"executor name": {"option": value}}`, validated against the options each
+        executor declares (`python -m thunder plugins --options`); part of what the compiled program
+        depends on. Options: show_progress (print compilation stages), debug_verify (check every trace).
     """
     if isinstance(fn, (ThunderFunction, ThunderModule)):
         raise TypeError("this function is already compiled by thunder.jit; pass the original")
     jit_options_check(options)
     executors, transforms = _apply_plugins(plugins, executors, transforms)
+    executors = thunder.extend.resolve_executors(executors)
+    transforms = thunder.extend.resolve_transforms(transforms)
+    options = {**options, "executor_options": _validated_executor_options(executors, executor_options)}
     kwargs = dict(executors=executors, cache=cache, transforms=transforms,
                   disable_torch_autograd=disable_torch_autograd, options=options)  # fmt: skip
     if isinstance(fn, pytorch.nn.Module):
@@ -60,6 +68,29 @@ def jit(
     if not callable(fn):
         raise TypeError(f"thunder.jit expects a function or an nn.Module, got {type(fn).__name__}")
     return ThunderFunction(fn, **kwargs)
+
+
+def _validated_executor_options(executors: list, given: dict | None) -> dict:
+    """Every listed executor's options, validated (unknown executor names and options are errors)."""
+    given = dict(given or {})
+    by_name = {ex.name: ex for ex in executors}
+    unknown = sorted(set(given) - set(by_name))
+    if unknown:
+        raise thunder.extend.ExecutorOptionError(
+            f"executor_options names {', '.join(map(repr, unknown))}, not in the executor list "
+            f"[{', '.join(by_name)}]; add it to executors=[...] or drop its options"
+        )
+    validated = {}
+    for name, ex in by_name.items():
+        if not isinstance(given.get(name, {}), dict):
+            raise thunder.extend.ExecutorOptionError(f"executor_options[{name!r}] must be a dict of options")
+        validate = getattr(ex, "validate_options", None)
+        if validate is None:  # an executor object not derived from thunder.extend.Executor declares no options
+            if given.get(name):
+                raise thunder.extend.ExecutorOptionError(f"executor {name!r} declares no options")
+            continue
+        validated[name] = validate(given.get(name))
+    return validated
 
 
 def _apply_plugins(plugins, executors, transforms):
@@ -79,7 +110,8 @@ def _apply_plugins(plugins, executors, transforms):
 
 
 def compile(fn, plugins=None, **kwargs):
-    """`jit` with recommended settings (plugins such as "reduce-overhead", "ddp", "fsdp" when installed)."""
+    """`jit` with the plugin bundles named in `plugins` (see `python -m thunder plugins` for those installed;
+    the core ships none); other arguments as for `jit`."""
     return jit(fn, plugins=plugins, **kwargs)
 
 

@@ -41,7 +41,8 @@ class TraceCtx:
         self.args: list = []  # input proxies, in call order
         self.bound_symbols: list = []
         self.output: Any = None
-        self.provenance: str = ""
+        self.provenance: str = ""  # the pass that made this trace
+        self.stage: str = ""  # the pipeline stage it belongs to (see thunder.extend.passes)
         self.duration_ms: float | None = None
         self.names: set[str] = set()
         self._counters: dict[str, Iterator[int]] = {}
