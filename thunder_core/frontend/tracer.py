@@ -23,8 +23,8 @@ from torch.overrides import TorchFunctionMode
 
 import thunder.torch as ltorch
 from thunder import prims
-from thunder.core.proxies import NumberProxy, TensorProxy, number_proxy, proxy_like_tensor, register_concretization_hook
 from thunder.core.context import ContextStack
+from thunder.core.proxies import NumberProxy, TensorProxy, number_proxy, proxy_like_tensor, register_concretization_hook
 from thunder.core.pytree import tree_flatten, tree_unflatten
 from thunder.core.trace import TraceCtx, get_tracectx, register_torch_tracing, tracectx
 from thunder.frontend.autocast import apply_autocast, autocast_state
