@@ -53,6 +53,7 @@ from thunder.extend.registry import (
     default_registry,
     set_default_registry,
 )
+from thunder.torch.fallback import meta_from_torch
 from thunder.transforms.fusion import Region
 
 __all__ = [
@@ -95,6 +96,7 @@ __all__ = [
     "get_transform",
     "input_metadata",
     "lower_region",
+    "meta_from_torch",
     "put_grad",
     "put_grads",
     "resolve_transforms",
