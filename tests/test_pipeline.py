@@ -363,3 +363,15 @@ def test_compiling_from_eight_threads_at_once_gives_eager_results():
     for t in threads:
         t.join()
     assert not failures, "\n".join(failures)
+
+
+def test_torchcompile_declares_options_and_declines_small_regions():
+    def f(x):
+        return torch.sin(x) * 2
+
+    x = torch.randn(8)
+    jfn = thunder.jit(f, executors=["torchcompile"], executor_options={"torchcompile": {"min_region_size": 100}})
+    torch.testing.assert_close(jfn(x), f(x))
+    assert not any(b.sym.name.startswith("TorchCompile") for b in thunder.last_traces(jfn)[-1].bound_symbols)
+    with pytest.raises(thunder.extend.ExecutorOptionError, match=r"'torchcompile' has no option 'autotune'.*max_autotune"):
+        thunder.jit(f, executors=["torchcompile"], executor_options={"torchcompile": {"autotune": True}})
