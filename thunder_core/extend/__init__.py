@@ -56,8 +56,16 @@ from thunder.extend.registry import (
 from thunder.torch.fallback import meta_from_torch
 from thunder.transforms.fusion import Region
 
+#: The modules of Thunder an extension may import (and their submodules, for ``thunder.extend``); see the
+#: module docstring. ``tests/test_public_api.py`` holds every plugin and executor package to it.
+PUBLIC_MODULES = frozenset({
+    "thunder", "thunder.extend", "thunder.torch", "thunder.prims", "thunder.core.proxies", "thunder.core.symbol",
+    "thunder.core.trace", "thunder.core.transforms", "thunder.core.dtypes", "thunder.examine",
+})  # fmt: skip
+
 __all__ = [
     "ACQUIRED",
+    "PUBLIC_MODULES",
     "AFTER_AUTODIFF",
     "AFTER_CLAIMING",
     "BEFORE_AUTODIFF",
