@@ -6,15 +6,11 @@ passes) and runs each operation on the best available executor. This module is t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
-
-import torch as pytorch  # `thunder.torch` is the ltorch subpackage: the name `torch` here is taken
-
 import thunder.examine  # noqa: F401  (thunder.examine.examine after a bare `import thunder`)
 import thunder.extend  # noqa: F401  (thunder.extend.get_executor(...) after a bare `import thunder`, as documented)
 import thunder.frontend.tracer  # noqa: F401  (registers torch tracing for lower layers)
-from thunder.frontend.jit import ThunderFunction, jit_options_check
+from thunder.frontend.api import jit
+from thunder.frontend.jit import ThunderFunction
 from thunder.frontend.module import ThunderModule
 from thunder.frontend.transform import Transform
 
@@ -25,88 +21,6 @@ __all__ = [
     "cache_option", "compile_stats", "ThunderModule", "Transform", "get_default_executors", "get_always_executors",
     "add_default_executor", "fallback_ops",
 ]  # fmt: skip
-
-
-def jit(
-    fn: Callable | pytorch.nn.Module,
-    /,
-    *,
-    executors: Sequence | None = None,
-    cache: Any = None,
-    transforms: Sequence | None = None,
-    plugins: Sequence[str] | str | None = None,
-    disable_torch_autograd: bool = False,
-    executor_options: dict[str, dict] | None = None,
-    **options,
-) -> Callable:
-    """Compiles a function or module; returns a callable (or a `ThunderModule` for modules).
-
-    executors: names and/or executor objects in priority order (None: the default list); the
-        always-executors (`torch`, `python`) are appended. cache: "constant values" (default),
-        "same input", "symbolic values" or "no caching". transforms: `thunder.Transform` objects and/or
-        names of transforms offered by plugins (`python -m thunder plugins` lists them); None: the
-        transforms plugins offer as default. plugins: names of plugin bundles (their executors go first,
-        their transforms run too). disable_torch_autograd: never build a backward.
-        executor_options: `{"executor name": {"option": value}}`, validated against the options each
-        executor declares (`python -m thunder plugins --options`); part of what the compiled program
-        depends on. Options: show_progress (print compilation stages), debug_verify (check every trace).
-    """
-    if isinstance(fn, (ThunderFunction, ThunderModule)):
-        raise TypeError("this function is already compiled by thunder.jit; pass the original")
-    jit_options_check(options)
-    executors, transforms = _apply_plugins(plugins, executors, transforms)
-    executors = thunder.extend.resolve_executors(executors)
-    transforms = thunder.extend.resolve_transforms(transforms)
-    options = {**options, "executor_options": _validated_executor_options(executors, executor_options)}
-    kwargs = dict(executors=executors, cache=cache, transforms=transforms,
-                  disable_torch_autograd=disable_torch_autograd, options=options)  # fmt: skip
-    if isinstance(fn, pytorch.nn.Module):
-        for transform in transforms or ():
-            if hasattr(transform, "transform_module"):
-                transform.transform_module(fn)
-        return ThunderModule(fn, **kwargs)
-    if not callable(fn):
-        raise TypeError(f"thunder.jit expects a function or an nn.Module, got {type(fn).__name__}")
-    return ThunderFunction(fn, **kwargs)
-
-
-def _validated_executor_options(executors: list, given: dict | None) -> dict:
-    """Every listed executor's options, validated (unknown executor names and options are errors)."""
-    given = dict(given or {})
-    by_name = {ex.name: ex for ex in executors}
-    unknown = sorted(set(given) - set(by_name))
-    if unknown:
-        raise thunder.extend.ExecutorOptionError(
-            f"executor_options names {', '.join(map(repr, unknown))}, not in the executor list "
-            f"[{', '.join(by_name)}]; add it to executors=[...] or drop its options"
-        )
-    validated = {}
-    for name, ex in by_name.items():
-        if not isinstance(given.get(name, {}), dict):
-            raise thunder.extend.ExecutorOptionError(f"executor_options[{name!r}] must be a dict of options")
-        validate = getattr(ex, "validate_options", None)
-        if validate is None:  # an executor object not derived from thunder.extend.Executor declares no options
-            if given.get(name):
-                raise thunder.extend.ExecutorOptionError(f"executor {name!r} declares no options")
-            continue
-        validated[name] = validate(given.get(name))
-    return validated
-
-
-def _apply_plugins(plugins, executors, transforms):
-    if plugins is None:
-        return executors, transforms
-    from thunder.extend import get_default_executors as defaults
-    from thunder.extend import get_plugin_bundle
-
-    names = [plugins] if isinstance(plugins, str) else list(plugins)
-    bundle_executors, bundle_transforms = [], []
-    for name in names:
-        bundle = get_plugin_bundle(name)
-        bundle_executors.extend(bundle.executors)
-        bundle_transforms.extend(factory() for factory in bundle.transforms)
-    base = list(executors) if executors is not None else defaults()
-    return [*bundle_executors, *base], [*bundle_transforms, *(transforms or ())]
 
 
 def compile(fn, plugins=None, **kwargs):

@@ -27,6 +27,8 @@ import thunder.torch as ltorch
 from thunder.core.pytree import tree_flatten, tree_unflatten
 from thunder.core.trace import TraceCtx
 from thunder.frontend import tracer as _tracer
+from thunder.frontend.api import jit
+from thunder.frontend.module import ThunderModule
 from thunder.torch.fallback import fallback_symbol, qualified_name
 
 __all__ = ["ExamineResult", "OperationReport", "examine", "get_fusion_symbols", "get_fusions"]
@@ -263,10 +265,8 @@ def _classify(calls: dict[str, _Calls]) -> dict[str, OperationReport]:
 
 
 def _run_jitted(fn, args, kwargs, result: ExamineResult) -> Any:
-    import thunder
-
     try:
-        jfn = thunder.jit(fn)
+        jfn = jit(fn)
         out = jfn(*args, **kwargs)
     except Exception as e:
         result.jit_error = f"{type(e).__name__}: {e}"
@@ -279,11 +279,12 @@ def _run_jitted(fn, args, kwargs, result: ExamineResult) -> Any:
                 op.support, op.detail = UNSUPPORTED, (str(e).splitlines() or [type(e).__name__])[0]
         result.failed_at = site
         return None
-    result.fallback_ops = thunder.fallback_ops(jfn)
+    stats = jfn._jfn.stats if isinstance(jfn, ThunderModule) else jfn.stats
+    result.fallback_ops = set(stats.fallback_ops)
     for name in result.fallback_ops:
         op = result.operations.setdefault(name, OperationReport(name))
         op.support = FALLBACK
-    result.execution_trace = thunder.last_traces(jfn)[-1]
+    result.execution_trace = stats.last_traces[-1]
     result.fusions = [name for name, _ in get_fusions(result.execution_trace)]
     return out
 

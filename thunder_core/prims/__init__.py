@@ -9,14 +9,14 @@ Executors map primitives to implementations by `sym.id` ("prims.<name>").
 from __future__ import annotations
 
 import builtins
-import operator
 import sys
 from collections.abc import Sequence
 from numbers import Number
 
 import torch
 
-from thunder.core.proxies import NumberProxy, TensorProxy, number_proxy, value_getter
+from thunder.core.proxies import TensorProxy
+from thunder.core.scalar_ops import SCALAR_BINARY, SCALAR_UNARY, scalar_symbols  # noqa: F401  (re-exported)
 from thunder.core.symbol import Symbol
 
 _module = sys.modules[__name__]
@@ -372,28 +372,8 @@ make_prim("convolution_backward", _convolution_backward_meta)
 
 
 # -- scalars -----------------------------------------------------------------------------------------
-# Arithmetic on number proxies (cache="symbolic values"). Each runs as the Python operator itself (the
-# python executor takes symbols tagged "python" with a python_impl) and prints as `scalar_add(n0, 2)`.
-SCALAR_BINARY = {
-    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "truediv": operator.truediv,
-    "floordiv": operator.floordiv, "mod": operator.mod, "pow": operator.pow,
-}  # fmt: skip
-SCALAR_UNARY = {"neg": operator.neg, "pos": operator.pos, "abs": operator.abs}
-
-
-def _scalar_meta(op):
-    def meta(*args):
-        for a in args:
-            check(isinstance(a, Number), lambda a=a: f"scalar operations take numbers, got {a!r}")
-        values = [a.value if isinstance(a, NumberProxy) else a for a in args]
-        getters = [value_getter(a) for a in args]
-        return number_proxy(op(*values), expr=lambda inputs: op(*[g(inputs) for g in getters]))
-
-    return meta
-
-
-for _name, _op in (*SCALAR_BINARY.items(), *SCALAR_UNARY.items()):
-    _sym = Symbol(f"scalar_{_name}", _scalar_meta(_op), id=f"prims.scalar_{_name}", is_prim=True, python_impl=_op,
-                  tags=("python", "scalar"))  # fmt: skip
-    all_prims[_sym.name] = _sym
-    setattr(_module, _sym.name, _sym)
+# Arithmetic on number proxies: defined in the core beside NumberProxy (whose operators record them), and part
+# of the primitive vocabulary here.
+for _name, _sym in scalar_symbols.items():
+    all_prims[_name] = _sym
+    setattr(_module, _name, _sym)
