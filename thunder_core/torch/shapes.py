@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from thunder import prims
+from thunder.core.dtypes import result_dtype
 from thunder.core.proxies import TensorProxy
 from thunder.core.transforms import get_grad, put_grad
 from thunder.prims.grads import GRAD_RULES
@@ -26,6 +27,7 @@ from thunder.torch.base import (
     to_dtype,
     torchsymbol,
 )
+from thunder.torch.elementwise import add
 
 __all__ = [
     "reshape", "view", "permute", "transpose", "t", "unsqueeze", "squeeze", "flatten", "unflatten", "expand",
@@ -284,7 +286,6 @@ register_handler(torch.Tensor.__iter__, lambda a: iter(unbind(a, 0)))
 @torchsymbol(torch.cat, torch.concat, torch.concatenate, tags=("shape",))
 def cat(tensors, dim=0):
     tensors = [x for x in tensors if not (x.ndim == 1 and x.shape[0] == 0)] or list(tensors[:1])
-    from thunder.core.dtypes import result_dtype
 
     dtype = result_dtype(*tensors)
     dim = canonicalize_dim(tensors[0].ndim, dim)
@@ -514,7 +515,6 @@ def unfold(a, dimension, size, step):
     count = (length - size) // step + 1
     starts = prims.iota(count, start=0, step=step, dtype=torch.int64, device=a.device)
     offsets = prims.iota(size, start=0, step=1, dtype=torch.int64, device=a.device)
-    from thunder.torch.elementwise import add
 
     index = reshape(add(unsqueeze(starts, 1), unsqueeze(offsets, 0)), (count * size,))
     windows = prims.take(a, index, d)
@@ -524,7 +524,7 @@ def unfold(a, dimension, size, step):
 
 # -- in-place forms whose functional version is not "the same name without the underscore" -------------
 def _full_like_value(a, value):
-    from thunder.torch.creation import full_like
+    from thunder.torch.creation import full_like  # a real cycle: creation builds on this module's unsqueeze
 
     return full_like(a, value)
 
