@@ -245,8 +245,7 @@ def _classify(calls: dict[str, _Calls]) -> dict[str, OperationReport]:
             op.support = UNSUPPORTED
             op.detail = (
                 f"{_tracer._DATA_DEPENDENT[func]} needs the values of a tensor, and a trace holds only metadata: "
-                "compute it outside the jitted function, or use thunder.dynamo.ThunderCompiler, which splits the "
-                "program there"
+                "compute it outside the jitted function, or jit the parts before and after it separately"
             )
         elif ltorch.torch_handler(func) is not None or inplace == "":
             op.support = NATIVE

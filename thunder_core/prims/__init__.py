@@ -144,7 +144,7 @@ def _broadcast_in_dim_meta(a, shape, broadcast_dimensions):
     return _out(a, shape=tuple(shape))
 
 
-make_prim("broadcast_in_dim", _broadcast_in_dim_meta, tags=("shape",))
+make_prim("broadcast_in_dim", _broadcast_in_dim_meta, tags=("shape", "view"))
 
 
 def _numel(shape) -> int:
@@ -161,7 +161,7 @@ def _reshape_meta(a, shape):
     return _out(a, shape=tuple(shape))
 
 
-make_prim("reshape", _reshape_meta, tags=("shape",))
+make_prim("reshape", _reshape_meta, tags=("shape", "view"))
 
 
 def _permute_meta(a, perm):
@@ -169,7 +169,7 @@ def _permute_meta(a, perm):
     return _out(a, shape=tuple(a.shape[p] for p in perm))
 
 
-make_prim("permute", _permute_meta, tags=("shape",))
+make_prim("permute", _permute_meta, tags=("shape", "view"))
 
 
 def _slice_meta(a, start_indices, end_indices, strides=None):
@@ -182,7 +182,7 @@ def _slice_meta(a, start_indices, end_indices, strides=None):
     return _out(a, shape=tuple(shape))
 
 
-make_prim("slice", _slice_meta, tags=("shape",))
+make_prim("slice", _slice_meta, tags=("shape", "view"))
 
 
 def _pad_meta(a, padding_value, padding_config):
@@ -201,7 +201,7 @@ def _squeeze_meta(a, dims):
     return _out(a, shape=tuple(s for i, s in enumerate(a.shape) if i not in dims))
 
 
-make_prim("squeeze", _squeeze_meta, tags=("shape",))
+make_prim("squeeze", _squeeze_meta, tags=("shape", "view"))
 
 
 def _cat_meta(tensors, dim):
