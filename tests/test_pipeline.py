@@ -375,3 +375,44 @@ def test_torchcompile_declares_options_and_declines_small_regions():
     assert not any(b.sym.name.startswith("TorchCompile") for b in thunder.last_traces(jfn)[-1].bound_symbols)
     with pytest.raises(thunder.extend.ExecutorOptionError, match=r"'torchcompile' has no option 'autotune'.*max_autotune"):
         thunder.jit(f, executors=["torchcompile"], executor_options={"torchcompile": {"autotune": True}})
+
+
+def test_registry_reads_are_safe_while_another_thread_registers_executors():
+    import threading
+    import time
+
+    from thunder.extend import OperatorExecutor
+
+    stop = threading.Event()
+    failures: list = []
+
+    def churn():
+        i = 0
+        while not stop.is_set():
+            ex = OperatorExecutor(f"churn{i % 7}")
+            thunder.extend.register_executor(ex, priority=i % 5, default=True, always=i % 2 == 0)
+            thunder.extend.add_default_executor(ex)
+            thunder.extend.deregister_executor(ex)
+            i += 1
+
+    def read():
+        try:
+            while not stop.is_set():
+                thunder.extend.get_default_executors()
+                thunder.extend.get_always_executors()
+        except Exception as e:  # collected: an exception in a thread would not fail the test
+            failures.append(f"{type(e).__name__}: {e}")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, so that a race shows within a second
+    try:
+        threads = [threading.Thread(target=churn)] + [threading.Thread(target=read) for _ in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        stop.set()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not failures, "\n".join(failures[:3])

@@ -430,8 +430,10 @@ class PluginRegistry:
         first), then every available executor with ``default=True`` and ``always=False``, by
         priority descending, ties by name. Always-executors are not included."""
         self._ensure_discovered()
-        by_priority = sorted(self._executors.values(), key=_sort_key)
-        front = [self._executors[name] for name in self._front_defaults if name in self._executors]
+        # Snapshots: another thread may register or remove executors meanwhile (reads take no lock)
+        executors = dict(self._executors)
+        by_priority = sorted(executors.values(), key=_sort_key)
+        front = [executors[name] for name in list(self._front_defaults) if name in executors]
         rest = [
             e
             for e in by_priority
@@ -442,7 +444,8 @@ class PluginRegistry:
     def get_always_executors(self) -> list:
         """The executors appended after every list (``always=True``), by priority, ties by name."""
         self._ensure_discovered()
-        return self._load_available(sorted((e for e in self._executors.values() if e.spec.always), key=_sort_key))
+        entries = list(self._executors.values())  # a snapshot: see get_default_executors
+        return self._load_available(sorted((e for e in entries if e.spec.always), key=_sort_key))
 
     def resolve_executors(self, executors: Iterable[object] | str | None = None) -> list:
         """The executor list to claim operations with, in order.
