@@ -416,3 +416,24 @@ def test_registry_reads_are_safe_while_another_thread_registers_executors():
     finally:
         sys.setswitchinterval(interval)
     assert not failures, "\n".join(failures[:3])
+
+
+def test_is_compiling_is_false_again_after_threads_compile_at_once():
+    import threading
+
+    barrier = threading.Barrier(4)
+
+    def work(k):
+        def f(x):
+            return torch.sin(x) + k
+
+        jfn = thunder.jit(f)
+        barrier.wait()
+        jfn(torch.randn(2))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert torch.compiler.is_compiling() is False

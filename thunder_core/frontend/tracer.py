@@ -13,6 +13,7 @@ from __future__ import annotations
 import operator
 import os
 import sys
+import threading
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -390,12 +391,23 @@ def _compiling():
     `bool(mask.all())` unless it is tracing), and take a traceable path instead. torch.export's non-strict
     mode sets the same flag (torch/_export/utils.py).
     """
-    previous = torch.compiler._is_compiling_flag
-    torch.compiler._is_compiling_flag = True
+    # The flag is process-wide: with several threads acquiring at once, the last one out restores it.
+    with _compiling_lock:
+        if _compiling_state["depth"] == 0:
+            _compiling_state["previous"] = torch.compiler._is_compiling_flag
+            torch.compiler._is_compiling_flag = True
+        _compiling_state["depth"] += 1
     try:
         yield
     finally:
-        torch.compiler._is_compiling_flag = previous
+        with _compiling_lock:
+            _compiling_state["depth"] -= 1
+            if _compiling_state["depth"] == 0:
+                torch.compiler._is_compiling_flag = _compiling_state["previous"]
+
+
+_compiling_lock = threading.Lock()
+_compiling_state = {"depth": 0, "previous": False}
 
 
 def _proxy_leaves(leaves: list, names: list | None, trace: TraceCtx, tracer: Tracer, symbolic_numbers: bool) -> list:
