@@ -39,6 +39,7 @@ package would be.
 
 from __future__ import annotations
 
+import functools
 import operator
 import warnings
 from collections.abc import Callable, Mapping
@@ -105,9 +106,8 @@ class TorchCompileExecutor(FusionExecutor):
                 return False
         elif not self.torch.can_execute(bsym):
             return False
-        for p in bsym.flat_args + bsym.flat_outs:
-            if p.dtype.is_complex or p.device.type not in _DEVICES:
-                return False
+        if not all(inductor_compiles(p.dtype, p.device) for p in bsym.flat_args + bsym.flat_outs):
+            return False
         return not _draws_random(bsym)
 
     def fuse(self, region: Region, fusion_index: int, *, options: Mapping) -> BoundSymbol | None:
@@ -126,6 +126,23 @@ class TorchCompileExecutor(FusionExecutor):
     def clear_cache(self) -> None:
         """Forgets every compiled region (the callables already in traces keep working)."""
         self.cache.clear()
+
+
+def inductor_compiles(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether Inductor generates code for tensors of `dtype` on `device`: CPU, or CUDA devices Triton supports
+    (compute capability 7.0 or higher); never complex or 8-bit floating-point tensors (Inductor has no
+    arithmetic for them: they stay on the torch executor)."""
+    if dtype.is_complex or (dtype.is_floating_point and dtype.itemsize == 1) or device.type not in _DEVICES:
+        return False
+    return device.type == "cpu" or _cuda_capability(device) >= (7, 0)
+
+
+@functools.cache
+def _cuda_capability(device: torch.device) -> tuple[int, int]:
+    try:
+        return torch.cuda.get_device_capability(device)
+    except (AssertionError, RuntimeError):  # no CUDA here: nothing to compile for
+        return (0, 0)
 
 
 class _RegionProgram:

@@ -70,7 +70,23 @@ class ImplInfo:
 
 
 class Executor:
-    """Base class: a named, versioned provider of implementations."""
+    """Base class: a named, versioned provider of implementations.
+
+    What every executor can contribute, beyond claiming operations (OperatorExecutor) or fusing regions
+    (FusionExecutor):
+
+    * Options: `Executor(name, options=[ExecutorOption("block_size", int, 128, "tile size")])` (or
+      `declare_option`). Users set them with `thunder.jit(fn, executor_options={name: {...}})`; they are
+      validated there (unknown names and wrong types are errors that list the options), shown by
+      `python -m thunder plugins --options`, handed to `can_fuse`/`fuse` and to this executor's passes
+      (`context.options`), and fixed for the jitted function (so every compiled entry uses them).
+    * Trace passes: `register_pass(fn, stage=BEFORE_AUTODIFF)` and the other stages of
+      :mod:`thunder.extend.passes`. A pass runs only when this executor is in the executor list, after the
+      passes of executors before it in that list. Typical passes are pattern rewrites into this executor's
+      operators: `linear` followed by `cross_entropy` into one fused loss, `silu(a) * b` into a SwiGLU
+      kernel. Rewrite before autodiff when the new operator has a grad_transform (autodiff then uses it);
+      before fusion when it needs no gradient or replaces a forward or backward piece.
+    """
 
     def __init__(self, name: str, version: Any = None, *, options: Sequence[ExecutorOption] = ()):
         if not isinstance(name, str) or not name:

@@ -1,4 +1,4 @@
-"""The sdpa executor claims an attention call only when a fused kernel supports it on the inputs' device
+"""The sdpa and torchcompile executors claim only what their kernels support on the inputs' device
 (Core-7 item 5). The CUDA checker tests run anywhere: they build proxies that report a CUDA device (no CUDA
 needed) and set the device's compute capability; the end-to-end tests at the bottom need a GPU."""
 
@@ -98,3 +98,30 @@ def test_cuda_attention_matches_eager_forward_and_backward(dtype):
         torch.testing.assert_close(g, e, **tolerance)
     claimed = any(b.sym.id.startswith("sdpa.") for b in thunder.last_traces(jfn)[-1].bound_symbols)
     assert claimed == (dtype != torch.float64)
+
+
+# -- torchcompile: Inductor generates code only for what Triton (CUDA) or its C++ backend (CPU) supports ----
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16, torch.int64, torch.bool])
+def test_torchcompile_fuses_real_dtypes_on_a_triton_capable_gpu(monkeypatch, dtype):
+    from thunder.executors import torchcompileex
+
+    monkeypatch.setattr(torchcompileex, "_cuda_capability", lambda device: H100)
+    assert torchcompileex.inductor_compiles(dtype, torch.device("cuda:0"))
+    assert torchcompileex.inductor_compiles(dtype, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.float8_e4m3fn])
+def test_torchcompile_leaves_complex_and_float8_to_the_torch_executor(monkeypatch, dtype):
+    from thunder.executors import torchcompileex
+
+    monkeypatch.setattr(torchcompileex, "_cuda_capability", lambda device: H100)
+    assert not torchcompileex.inductor_compiles(dtype, torch.device("cuda:0"))
+
+
+def test_torchcompile_leaves_gpus_older_than_triton_supports(monkeypatch):
+    from thunder.executors import torchcompileex
+
+    monkeypatch.setattr(torchcompileex, "_cuda_capability", lambda device: (6, 1))
+    assert not torchcompileex.inductor_compiles(torch.float32, torch.device("cuda:0"))
