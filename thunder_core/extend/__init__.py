@@ -9,10 +9,12 @@ the process-wide :func:`default_registry`, and the IR an executor reads and writ
 ``thunder_executors_*`` package) imports only these, and a test (``tests/test_public_api.py``) enforces
 it: ``thunder`` (the user API), ``thunder.extend`` and its submodules (this API), ``thunder.torch`` and
 ``thunder.prims`` (the operator vocabulary: symbols to claim and to call), ``thunder.core.proxies``
-(``TensorProxy``), ``thunder.core.symbol`` (``Symbol``, ``BoundSymbol``, ``OpTag``), ``thunder.core.trace``
-(``TraceCtx``), ``thunder.core.transforms`` (``get_grad``/``put_grad``/``put_grads``), ``thunder.core.dtypes``,
-``thunder.examine``. Everything else (``thunder.frontend``, ``thunder.transforms``, ``thunder.executors``,
-the rest of ``thunder.core``) may change without notice; what an extension needs from there is exported here.
+(``TensorProxy``), ``thunder.core.symbol`` (``Symbol``, ``BoundSymbol``, ``OpTag``),
+``thunder.core.trace`` (``TraceCtx``), ``thunder.core.transforms`` (``get_grad``/``put_grad``/``put_grads``),
+``thunder.core.dtypes``, ``thunder.core.verify`` (``verify_trace``, for an extension's tests of its
+passes) and ``thunder.examine``. Everything else (``thunder.frontend``, ``thunder.transforms``,
+``thunder.executors``, the rest of ``thunder.core``) may change without notice; what an extension needs
+from there is exported here.
 
 What a fusion executor uses: :class:`FusionExecutor` (``can_fuse``/``fuse``, which may decline or split a
 :class:`Region`), :class:`CompileOnFirstCall` and :class:`CompileCache` (compile a region on its first
@@ -60,7 +62,7 @@ from thunder.transforms.fusion import Region
 #: module docstring. ``tests/test_public_api.py`` holds every plugin and executor package to it.
 PUBLIC_MODULES = frozenset({
     "thunder", "thunder.extend", "thunder.torch", "thunder.prims", "thunder.core.proxies", "thunder.core.symbol",
-    "thunder.core.trace", "thunder.core.transforms", "thunder.core.dtypes", "thunder.examine",
+    "thunder.core.trace", "thunder.core.transforms", "thunder.core.dtypes", "thunder.core.verify", "thunder.examine",
 })  # fmt: skip
 
 __all__ = [
