@@ -30,15 +30,35 @@ def jit(
 ) -> Callable:
     """Compiles a function or module; returns a callable (or a `ThunderModule` for modules).
 
-    executors: names and/or executor objects in priority order (None: the default list); the
-        always-executors (`torch`, `python`) are appended. cache: "constant values" (default),
-        "same input", "symbolic values" or "no caching". transforms: `thunder.Transform` objects and/or
-        names of transforms offered by plugins (`python -m thunder plugins` lists them); None: the
-        transforms plugins offer as default. plugins: names of plugin bundles (their executors go first,
-        their transforms run too). disable_torch_autograd: never build a backward.
-        executor_options: `{"executor name": {"option": value}}`, validated against the options each
-        executor declares (`python -m thunder plugins --options`); part of what the compiled program
-        depends on. Options: show_progress (print compilation stages), debug_verify (check every trace).
+    Compilation happens on the first call and again whenever a call does not match a cached entry.
+
+    Args:
+        fn: the function or `torch.nn.Module` to compile.
+        executors: executor names and/or executor objects in priority order; None means the default list
+            (`thunder.get_default_executors()`). The always-executors (`torch`, `python`) are appended.
+        cache: how calls are matched to compiled entries, one of
+
+            * ``"constant values"`` (the default): the key holds every input tensor's metadata (shape,
+              strides, dtype, device, requires_grad), the values of Python scalars, module training flags,
+              grad mode, autocast state and the default dtype (`thunder.frontend.cache` says what else is
+              checked).
+            * ``"symbolic values"``: like ``"constant values"``, but int and float arguments become inputs
+              of the trace, so a new value does not recompile; a branch on such a number is guarded by its
+              outcome, a number used as a size by its value.
+            * ``"same input"``: the caller promises every call looks like the first one; nothing is
+              checked (the lowest overhead, and a stale result when the promise is broken).
+            * ``"no caching"``: every call traces and compiles anew.
+
+        transforms: `thunder.Transform` objects and/or names of transforms offered by plugins
+            (`python -m thunder plugins` lists them); None: the transforms plugins offer as default.
+        plugins: names of plugin bundles; their executors go first and their transforms run too.
+        disable_torch_autograd: never build a backward, even for inputs that require grad.
+        executor_options: ``{"executor name": {"option": value}}``, validated against the options each
+            executor declares (`python -m thunder plugins --options`); fixed for this jitted function, so
+            every compiled entry uses them.
+        **options: ``show_progress=True`` prints the compilation stages; ``debug_verify=True`` checks every
+            trace with the trace verifier (also turned on by the environment variable
+            ``THUNDER_DEBUG_VERIFY=1``). Unknown options are an error.
     """
     if isinstance(fn, (ThunderFunction, ThunderModule)):
         raise TypeError("this function is already compiled by thunder.jit; pass the original")
