@@ -13,6 +13,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "thunder_core"
 LAYERS = ["core", "prims", "torch", "transforms", "extend", "executors", "frontend"]
 # prims and torch are one layer (the operator vocabulary), as are extend and plugins
 LAYER_OF = {"core": 1, "prims": 2, "torch": 2, "transforms": 3, "extend": 4, "plugins": 4, "executors": 5, "frontend": 6}
+# `thunder` itself (thunder/__init__.py, the user facade) and the tools beside it sit above every layer
+FACADE_LAYER = 7
 
 
 def _modules() -> list[str]:
@@ -36,9 +38,23 @@ def test_module_imports_alone_without_warnings(module):
 
 def _layer(module: str) -> int | None:
     parts = module.split(".")
-    if len(parts) < 2 or parts[0] != "thunder":
+    if parts[0] != "thunder":
         return None
+    if len(parts) == 1 or parts[1] not in LAYER_OF:
+        return FACADE_LAYER  # `thunder`, `thunder.examine`...: the facade
     return LAYER_OF.get(parts[1])
+
+
+def _import_targets(node) -> list[str]:
+    """The modules an import statement loads: `from thunder import prims` loads thunder.prims, while
+    `from thunder import jit` takes a name from the facade, thunder."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if not (isinstance(node, ast.ImportFrom) and node.module and node.level == 0):
+        return []
+    if node.module != "thunder":
+        return [node.module]
+    return [f"thunder.{a.name}" if a.name in LAYER_OF else "thunder" for a in node.names]
 
 
 def test_lower_layers_never_import_higher_ones():
@@ -49,13 +65,14 @@ def test_lower_layers_never_import_higher_ones():
         if own is None:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            targets = []
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [node.module]
-            for target in targets:
+            for target in _import_targets(node):
                 layer = _layer(target)
                 if layer is not None and layer > own:
                     violations.append(f"{rel}:{node.lineno} imports {target}")
     assert not violations, "\n".join(violations)
+
+
+def test_layer_check_sees_imports_from_the_facade():
+    tree = ast.parse("from thunder import jit\nfrom thunder import prims\nimport thunder\nimport thunder.examine\n")
+    layers = [_layer(t) for node in ast.walk(tree) for t in _import_targets(node)]
+    assert layers == [FACADE_LAYER, LAYER_OF["prims"], FACADE_LAYER, FACADE_LAYER]

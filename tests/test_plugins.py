@@ -183,7 +183,7 @@ def test_every_hook_specification_is_documented_as_collecting_or_first_result():
         for name, obj in vars(hookspecs_module).items()
         if name.startswith("thunder_") and callable(obj) and hasattr(obj, "thunder_spec")
     ]
-    assert {spec.__name__ for spec in specs} == {"thunder_executors", "thunder_plugin_bundles"}
+    assert {spec.__name__ for spec in specs} == {"thunder_executors", "thunder_plugin_bundles", "thunder_transforms"}
     for spec in specs:
         kind = "First-result hook" if spec.thunder_spec["firstresult"] else "Collecting hook"
         assert spec.__doc__ and kind in spec.__doc__, spec.__name__

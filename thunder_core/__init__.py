@@ -6,15 +6,11 @@ passes) and runs each operation on the best available executor. This module is t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
-
-import torch as pytorch  # `thunder.torch` is the ltorch subpackage: the name `torch` here is taken
-
 import thunder.examine  # noqa: F401  (thunder.examine.examine after a bare `import thunder`)
 import thunder.extend  # noqa: F401  (thunder.extend.get_executor(...) after a bare `import thunder`, as documented)
 import thunder.frontend.tracer  # noqa: F401  (registers torch tracing for lower layers)
-from thunder.frontend.jit import ThunderFunction, jit_options_check
+from thunder.frontend.api import jit
+from thunder.frontend.jit import ThunderFunction
 from thunder.frontend.module import ThunderModule
 from thunder.frontend.transform import Transform
 
@@ -27,79 +23,9 @@ __all__ = [
 ]  # fmt: skip
 
 
-def jit(
-    fn: Callable | pytorch.nn.Module,
-    /,
-    *,
-    executors: Sequence | None = None,
-    cache: Any = None,
-    transforms: Sequence | None = None,
-    plugins: Sequence[str] | str | None = None,
-    disable_torch_autograd: bool = False,
-    **options,
-) -> Callable:
-    """Compiles a function or module; returns a callable (or a `ThunderModule` for modules).
-
-    Compilation happens on the first call and again whenever a call does not match a cached entry.
-
-    Args:
-        fn: the function or `torch.nn.Module` to compile.
-        executors: executor names and/or executor objects in priority order; None means the default list
-            (`thunder.get_default_executors()`). The always-executors (`torch`, `python`) are appended.
-        cache: how calls are matched to compiled entries, one of
-
-            * ``"constant values"`` (the default): the key holds every input tensor's metadata (shape,
-              strides, dtype, device, requires_grad), the values of Python scalars, module training flags,
-              grad mode, autocast state and the default dtype (`thunder.frontend.cache` says what else is
-              checked).
-            * ``"symbolic values"``: like ``"constant values"``, but int and float arguments become inputs
-              of the trace, so a new value does not recompile; a branch on such a number is guarded by its
-              outcome, a number used as a size by its value.
-            * ``"same input"``: the caller promises every call looks like the first one; nothing is
-              checked (the lowest overhead, and a stale result when the promise is broken).
-            * ``"no caching"``: every call traces and compiles anew.
-
-        transforms: `thunder.Transform` objects.
-        plugins: names of plugin bundles; their executors go first and their transforms run too.
-        disable_torch_autograd: never build a backward, even for inputs that require grad.
-        **options: ``show_progress=True`` prints the compilation stages; ``debug_verify=True`` checks every
-            trace with the trace verifier (also turned on by the environment variable
-            ``THUNDER_DEBUG_VERIFY=1``). Unknown options are an error.
-    """
-    if isinstance(fn, (ThunderFunction, ThunderModule)):
-        raise TypeError("this function is already compiled by thunder.jit; pass the original")
-    jit_options_check(options)
-    executors, transforms = _apply_plugins(plugins, executors, transforms)
-    kwargs = dict(executors=executors, cache=cache, transforms=transforms,
-                  disable_torch_autograd=disable_torch_autograd, options=options)  # fmt: skip
-    if isinstance(fn, pytorch.nn.Module):
-        for transform in transforms or ():
-            if hasattr(transform, "transform_module"):
-                transform.transform_module(fn)
-        return ThunderModule(fn, **kwargs)
-    if not callable(fn):
-        raise TypeError(f"thunder.jit expects a function or an nn.Module, got {type(fn).__name__}")
-    return ThunderFunction(fn, **kwargs)
-
-
-def _apply_plugins(plugins, executors, transforms):
-    if plugins is None:
-        return executors, transforms
-    from thunder.extend import get_default_executors as defaults
-    from thunder.extend import get_plugin_bundle
-
-    names = [plugins] if isinstance(plugins, str) else list(plugins)
-    bundle_executors, bundle_transforms = [], []
-    for name in names:
-        bundle = get_plugin_bundle(name)
-        bundle_executors.extend(bundle.executors)
-        bundle_transforms.extend(factory() for factory in bundle.transforms)
-    base = list(executors) if executors is not None else defaults()
-    return [*bundle_executors, *base], [*bundle_transforms, *(transforms or ())]
-
-
 def compile(fn, plugins=None, **kwargs):
-    """`jit` with recommended settings (plugins such as "reduce-overhead", "ddp", "fsdp" when installed)."""
+    """`jit` with the plugin bundles named in `plugins` (see `python -m thunder plugins` for those installed;
+    the core ships none); other arguments as for `jit`."""
     return jit(fn, plugins=plugins, **kwargs)
 
 

@@ -1,8 +1,9 @@
 """Thunder's command line: ``python -m thunder <command>``.
 
 Commands:
-    plugins    list the plugins found, the executors and bundles they offer (each executor with its
-               package, priority, and whether it is available here or why not), and any failures.
+    plugins    list the plugins found, the executors, transforms and bundles they offer (each executor
+               with its package, priority, and whether it is available here or why not), and any
+               failures; `--options` adds the options each available executor declares.
 """
 
 from __future__ import annotations
@@ -27,13 +28,16 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[object]], right:
     return lines
 
 
-def describe_plugins(registry: PluginRegistry, load: bool = True) -> list[str]:
-    """The report that ``python -m thunder plugins`` prints, as lines."""
+def describe_plugins(registry: PluginRegistry, load: bool = True, options: bool = False) -> list[str]:
+    """The report that ``python -m thunder plugins`` prints, as lines (with ``options``: each available
+    executor's declared options; that loads the executors)."""
     with warnings.catch_warnings():
         # Every failure is listed at the end of the report; the warnings would repeat them.
         warnings.simplefilter("ignore", PluginLoadWarning)
-        executor_rows = registry.executor_rows(load=load)
+        executor_rows = registry.executor_rows(load=load or options)
         bundles = registry.get_plugin_bundles()
+        transforms = registry.get_transform_specs()
+        option_lines = _describe_options(registry, executor_rows) if options else []
         plugins = registry.plugins
         failures = registry.failures
 
@@ -47,6 +51,13 @@ def describe_plugins(registry: PluginRegistry, load: bool = True) -> list[str]:
         lines += format_table(header, table, right=[3])
     else:
         lines.append("  (none)")
+
+    lines += option_lines
+    if transforms:
+        lines += ["", "Transforms (thunder.jit(fn, transforms=[name])):"]
+        table = [[spec.name, info.name, info.source, "default" if spec.default else "", spec.description]
+                 for spec, info in transforms]  # fmt: skip
+        lines += format_table(["name", "plugin", "distribution", "flags", "description"], table)
 
     if bundles:
         lines += ["", "Plugin bundles:"]
@@ -75,12 +86,30 @@ def describe_plugins(registry: PluginRegistry, load: bool = True) -> list[str]:
     return lines
 
 
+def _describe_options(registry: PluginRegistry, rows) -> list[str]:
+    """Each available executor's options: name, type, default and help (thunder.jit's executor_options)."""
+    lines = ["", "Executor options (thunder.jit(fn, executor_options={executor: {option: value}})):"]
+    table = []
+    for row in rows:
+        if not row.available:
+            continue
+        declared = getattr(registry.get_executor(row.name), "declared_options", {})
+        for option in declared.values():
+            types = option.type if isinstance(option.type, tuple) else (option.type,)
+            table.append([row.name, option.name, "|".join(t.__name__ for t in types), repr(option.default), option.help])
+    if table:
+        lines += format_table(["executor", "option", "type", "default", "help"], table)
+    else:
+        lines.append("  (no executor declares options)")
+    return lines
+
+
 def _name_of(ex: object) -> str:
     return ex if isinstance(ex, str) else str(getattr(ex, "name", ex))
 
 
 def _plugins_command(args: argparse.Namespace) -> int:
-    print("\n".join(describe_plugins(default_registry(), load=not args.no_load)))
+    print("\n".join(describe_plugins(default_registry(), load=not args.no_load, options=args.options)))
     return 0
 
 
@@ -100,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not load the available executors (faster; a failing load() then goes unnoticed)",
     )
+    plugins.add_argument("--options", action="store_true",
+                         help="also list the options each available executor declares (loads the executors)")
     plugins.set_defaults(run=_plugins_command)
     return parser
 

@@ -109,6 +109,8 @@ def trace_source(trace, *, with_comments: bool = True) -> tuple[str, dict]:
     lines = []
     if with_comments:
         lines.append(f"# Constructed by {trace.provenance or 'tracing'}")
+        if trace.stage:
+            lines[-1] += f", stage {trace.stage!r}"
         if trace.duration_ms is not None:
             lines[-1] += f" (took {trace.duration_ms:.2f} ms)"
     decorator = trace.tags.get("decorator")

@@ -262,19 +262,19 @@ def _arithmetic(name: str, reflected: bool = False):
     def method(self, other):
         if not isinstance(other, _NUMBER_OPERANDS):
             return NotImplemented
-        from thunder import prims
+        from thunder.core.scalar_ops import scalar_symbols  # a real cycle: scalar_ops builds on this module
 
         a, b = (other, self) if reflected else (self, other)
-        return prims.all_prims[f"scalar_{name}"](a, b)
+        return scalar_symbols[f"scalar_{name}"](a, b)
 
     return method
 
 
 def _unary_arithmetic(name: str):
     def method(self):
-        from thunder import prims
+        from thunder.core.scalar_ops import scalar_symbols  # a real cycle: scalar_ops builds on this module
 
-        return prims.all_prims[f"scalar_{name}"](self)
+        return scalar_symbols[f"scalar_{name}"](self)
 
     return method
 

@@ -15,6 +15,29 @@ from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.trace import get_tracectx
 
 
+class OpTag:
+    """Operator properties, declared once on the symbol (`Symbol(..., tags=(OpTag.RANDOM,))`) and read by passes
+    from `symbol.tags` (never from a table of names inside a pass, never from the operator's name).
+
+    RANDOM: draws random numbers (never recomputed, never compiled by a fusion executor with its own RNG).
+    SIDE_EFFECT: writes into a tensor it reads (never reordered with other readers of that tensor).
+    VIEW: returns a view of its input (cheap to recompute in the backward).
+    FUSION: made by a fusion executor from a region (left alone by later fusion executors).
+    FALLBACK: a torch operator without a Thunder symbol, traced through its meta kernel.
+    ELEMENTWISE, SHAPE, REDUCTION, MATMUL: operator families (fusion cost models, rematerialization).
+    """
+
+    RANDOM = "random"
+    SIDE_EFFECT = "side_effect"
+    VIEW = "view"
+    FUSION = "fusion"
+    FALLBACK = "fallback"
+    ELEMENTWISE = "elementwise"
+    SHAPE = "shape"
+    REDUCTION = "reduction"
+    MATMUL = "matmul"
+
+
 class Symbol:
     """An operation that records itself in the current trace when called.
 

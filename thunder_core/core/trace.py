@@ -12,15 +12,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-_tracectx_stack: list[TraceCtx] = []
+from thunder.core.context import ContextStack
+
+# The traces being recorded, innermost last: per thread (see thunder.core.context).
+_tracectx_stack = ContextStack("thunder_trace")
 
 
 def get_tracectx() -> TraceCtx | None:
-    return _tracectx_stack[-1] if _tracectx_stack else None
+    """The trace that symbols called now record into (None outside tracing), for the current thread."""
+    return _tracectx_stack.top()
 
 
 @contextmanager
 def tracectx(trace: TraceCtx) -> Iterator[TraceCtx]:
+    """Symbols called inside the block record into `trace` (in this thread only)."""
     _tracectx_stack.append(trace)
     try:
         yield trace
@@ -36,7 +41,8 @@ class TraceCtx:
         self.args: list = []  # input proxies, in call order
         self.bound_symbols: list = []
         self.output: Any = None
-        self.provenance: str = ""
+        self.provenance: str = ""  # the pass that made this trace
+        self.stage: str = ""  # the pipeline stage it belongs to (see thunder.extend.passes)
         self.duration_ms: float | None = None
         self.names: set[str] = set()
         self._counters: dict[str, Iterator[int]] = {}

@@ -21,10 +21,11 @@ from collections.abc import Sequence
 
 import torch
 
+from thunder.core.context import ContextStack
 from thunder.core.proxies import TensorProxy
 from thunder.core.trace import get_tracectx
 
-_grad_contexts: list[GradRuleContext] = []
+_grad_contexts = ContextStack("thunder_grad_rules")  # per thread (see thunder.core.context)
 
 
 class GradRuleContext:

@@ -1,22 +1,37 @@
-"""The `sdpa` executor: runs `thunder.torch.scaled_dot_product_attention` as one call to
-`torch.nn.functional.scaled_dot_product_attention`, which picks PyTorch's fused attention kernels (flash,
-memory-efficient, cuDNN, or the CPU flash kernel) instead of the decomposition's matmul-softmax-matmul.
+"""The `sdpa` executor: runs `thunder.torch.scaled_dot_product_attention` on PyTorch's fused attention kernels
+(flash, memory-efficient, or the CPU flash kernel) instead of the decomposition's matmul-softmax-matmul.
 
-Attention with dropout is left to the decomposition: its dropout mask is drawn by a Thunder random op, one
-torch RNG call, so that autodiff's backward sees the same mask as the forward.
+It claims a call only when one of those kernels supports it on the inputs' device; everything else is left to
+the next executor (usually the decomposition on the torch executor), as Core-7 asks of every checker. On CUDA:
+
+- flash attention: float16/bfloat16, no mask, head size a multiple of 8 and at most 256, compute capability
+  8.0 or higher;
+- memory-efficient attention: float16, bfloat16 (compute capability 8.0+) or float32, head size a multiple of
+  8 (float16/bfloat16) or 4 (float32), at most 256, an additive or boolean mask of at most 4 dimensions;
+- never float64 (or any other dtype), grouped-query attention with differing head counts, or query/key/value
+  of different head sizes: those run on the decomposition.
+
+On the CPU, the CPU flash kernel takes every floating dtype. Attention with dropout is left to the
+decomposition: its dropout mask is drawn by a Thunder random op, one torch RNG call, so that autodiff's
+backward sees the same mask as the forward. Written against the public extension API only (thunder.extend,
+thunder.torch), as an executor package would be.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
 
 import thunder.torch as ltorch
-from thunder.core.proxies import TensorProxy
-from thunder.extend.executors import OperatorExecutor
+from thunder.extend import OperatorExecutor, TensorProxy, get_grad, meta_from_torch, put_grad
 
 ex = OperatorExecutor("sdpa", version=torch.__version__)
 sdpa_ex = ex
+_aten = torch.ops.aten
+_HALF = (torch.float16, torch.bfloat16)
+_MAX_CUDA_HEAD_SIZE = 256
 
 
 def _sdpa_meta(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
@@ -24,26 +39,6 @@ def _sdpa_meta(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False
 
 
 sdpa_fwd = ex.register_operator("sdpa_fwd", meta=_sdpa_meta, fn=F.scaled_dot_product_attention)
-
-
-def _checker(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False) -> bool:
-    tensors = [t for t in (query, key, value, attn_mask) if t is not None]
-    if not all(isinstance(t, TensorProxy) for t in tensors):
-        return False
-    if dropout_p != 0.0 or query.ndim < 2 or len({t.device for t in tensors}) != 1:
-        return False
-    return query.dtype.is_floating_point and query.dtype == key.dtype == value.dtype
-
-
-
-# -- backward through PyTorch's fused attention kernels ------------------------------------------------
-# The forward runs the kernel that returns the softmax statistics (logsumexp) the matching backward kernel
-# needs, as eager autograd does: flash attention on CUDA for half precision, memory-efficient attention on
-# CUDA otherwise, and the CPU flash kernel on the CPU.
-from thunder.core.transforms import get_grad, put_grad  # noqa: E402
-from thunder.torch.fallback import meta_from_torch  # noqa: E402
-
-_aten = torch.ops.aten
 
 
 def _op(name, fn):
@@ -74,14 +69,58 @@ _cpu_bwd = ex.register_operator("sdpa_cpu_flash_bwd", meta=_cpu_bwd_meta,
                                 fn=_aten._scaled_dot_product_flash_attention_for_cpu_backward.default)  # fmt: skip
 
 
-def _kernel(query, attn_mask) -> str | None:
-    if query.device.type == "cpu":
-        return "cpu"
-    if query.device.type != "cuda":
+@functools.cache
+def _capability(device: torch.device) -> tuple[int, int]:
+    """The CUDA device's compute capability ((0, 0) when CUDA cannot tell: no kernel is then assumed to run)."""
+    try:
+        return torch.cuda.get_device_capability(device)
+    except (AssertionError, RuntimeError):
+        return (0, 0)
+
+
+def _cuda_kernel(query, key, value, attn_mask) -> str | None:
+    """The fused CUDA kernel that runs this attention, or None when none supports it (see the module docstring)."""
+    head = query.shape[-1]
+    if key.shape[-1] != head or value.shape[-1] != head or head > _MAX_CUDA_HEAD_SIZE or query.ndim != 4:
         return None
-    if attn_mask is None and query.dtype in (torch.float16, torch.bfloat16) and query.shape[-1] % 8 == 0:
+    if key.shape[1] != query.shape[1] or value.shape[1] != query.shape[1]:
+        return None  # grouped-query attention: the decomposition repeats the heads
+    capability = _capability(query.device)
+    dtype = query.dtype
+    if dtype in _HALF and attn_mask is None and head % 8 == 0 and capability >= (8, 0):
         return "flash"
-    return "efficient"
+    if attn_mask is not None and attn_mask.ndim > 4:
+        return None
+    if dtype == torch.float32 and head % 4 == 0 and capability >= (5, 0):
+        return "efficient"
+    if dtype in _HALF and head % 8 == 0 and capability >= ((8, 0) if dtype == torch.bfloat16 else (5, 0)):
+        return "efficient"
+    return None
+
+
+def _kernel(query, key, value, attn_mask) -> str | None:
+    if query.device.type == "cpu":
+        return "cpu" if query.dtype.is_floating_point else None
+    if query.device.type == "cuda":
+        return _cuda_kernel(query, key, value, attn_mask)
+    return None
+
+
+def _checker(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False) -> bool:
+    tensors = [t for t in (query, key, value, attn_mask) if t is not None]
+    if not all(isinstance(t, TensorProxy) for t in tensors):
+        return False
+    if dropout_p != 0.0 or query.ndim < 2 or len({t.device for t in tensors}) != 1:
+        return False
+    if not (query.dtype.is_floating_point and query.dtype == key.dtype == value.dtype):
+        return False
+    return _kernel(query, key, value, attn_mask) is not None
+
+
+# -- backward through PyTorch's fused attention kernels ------------------------------------------------
+# The forward runs the kernel that returns the softmax statistics (logsumexp) the matching backward kernel
+# needs, as eager autograd does: flash attention on CUDA for half precision without a mask, memory-efficient
+# attention on CUDA otherwise, and the CPU flash kernel on the CPU.
 
 
 def _grad_checker(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
@@ -90,7 +129,7 @@ def _grad_checker(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=Fa
     same_heads = query.ndim == 4 and key.shape[1] == query.shape[1] and value.shape[1] == query.shape[1]
     # the flash kernels take one head size for q, k and v
     same_head_size = query.shape[-1] == key.shape[-1] == value.shape[-1]
-    kernel = _kernel(query, attn_mask)
+    kernel = _kernel(query, key, value, attn_mask)
     return same_heads and same_head_size and kernel is not None and _mask_supported(attn_mask, kernel, key)
 
 
@@ -119,7 +158,7 @@ def _kernel_mask(attn_mask, query, key):
 
 
 def _sdpa_grad(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-    kernel = _kernel(query, attn_mask)
+    kernel = _kernel(query, key, value, attn_mask)
     attn_mask = _kernel_mask(attn_mask, query, key)
     if kernel == "flash":
         out, lse, cum_q, cum_k, max_q, max_k, seed, offset, _ = _flash_fwd(query, key, value, 0.0, is_causal, False,

@@ -23,33 +23,46 @@ an FX graph of those calls, which `torch._inductor.compile` turns into one calla
 Dynamo: the program is already captured, so nothing is re-traced or guarded at each call, and a call costs
 what Inductor's generated code costs (`torch.compile` would add Dynamo's guard evaluation, ~15 us a call).
 
-Compilation happens on the region's first call, with the metadata of its actual inputs: the torch executor
-returns views (expand, permute...) whose strides the trace's proxies do not record, and Inductor specializes
-on strides. Identical regions (the same program up to names, and the same input metadata: the blocks of a
-transformer) compile once: the compiled callables are cached process-wide, keyed on the region's canonical
-source and its inputs' metadata.
+Compilation happens on the region's first call, with the metadata of its actual inputs
+(`thunder.extend.CompileOnFirstCall`): the torch executor returns views (expand, permute...) whose strides
+the trace's proxies do not record, and Inductor specializes on strides. Identical regions (the same program up
+to names, the same options and the same input metadata: the blocks of a transformer) compile once: the
+compiled callables are cached process-wide (`thunder.extend.CompileCache`).
+
+Options (`thunder.jit(fn, executors=["torchcompile"], executor_options={"torchcompile": {...}})`):
+`max_autotune` (Inductor benchmarks kernel variants: slower compilation, faster kernels on GPUs) and
+`min_region_size` (smaller regions are declined and run on the next executor).
+
+Written against the public extension API only (thunder.extend and thunder.core.trace), as an executor
+package would be.
 """
 
 from __future__ import annotations
 
+import functools
 import operator
-import sys
-import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 
 import torch
 
-from thunder.core.proxies import TensorProxy
-from thunder.core.symbol import BoundSymbol, Symbol
-from thunder.core.trace import TraceCtx, tracectx
-from thunder.executors.torchex import ex as torchex
-from thunder.extend.executors import FusionExecutor
-from thunder.transforms.claim_operators import lower_bsym
-from thunder.transforms.fusion import Region
+from thunder.extend import (
+    BoundSymbol,
+    CompileCache,
+    CompileOnFirstCall,
+    ExecutorOption,
+    FusionExecutor,
+    OpTag,
+    Region,
+    Symbol,
+    TensorProxy,
+    TraceCtx,
+    get_executor,
+    lower_region,
+)
 
-_NOT_COMPILED_TAGS = frozenset({"side_effect", "random", "fallback", "python"})
+_NOT_COMPILED_TAGS = frozenset({OpTag.SIDE_EFFECT, OpTag.RANDOM, OpTag.FALLBACK, "python"})
 _DEVICES = frozenset({"cpu", "cuda"})
 _PLAIN_TYPES = (type(None), bool, int, float, str, type(Ellipsis), torch.dtype, torch.device, torch.memory_format,
                 torch.layout)  # fmt: skip
@@ -63,12 +76,24 @@ class TorchCompileExecutor(FusionExecutor):
     """Fuses regions of torch-executable operations and compiles each with TorchInductor."""
 
     def __init__(self):
-        super().__init__("torchcompile", version=torch.__version__)
-        # (canonical source, identities of the objects it names, defaults, input metadata) -> (callable, objects)
-        self._cache: dict[tuple, tuple[Callable, dict]] = {}
-        self._lock = threading.Lock()
-        self.compilations = 0  # Inductor compilations (cache misses); read by tests and benchmarks
-        self.cache_hits = 0
+        options = [
+            ExecutorOption("max_autotune", bool, False,
+                           "let Inductor benchmark kernel variants (slower compilation, faster GPU kernels)"),
+            ExecutorOption("min_region_size", int, 1,
+                           "regions of fewer operations are declined and run on the next executor"),
+        ]  # fmt: skip
+        super().__init__("torchcompile", version=torch.__version__, options=options)
+        self.torch = get_executor("torch")
+        self.cache = CompileCache()  # one Inductor compilation per program, options and input metadata
+
+    @property
+    def compilations(self) -> int:
+        """Inductor compilations so far (cache misses); read by tests and benchmarks."""
+        return self.cache.compilations
+
+    @property
+    def cache_hits(self) -> int:
+        return self.cache.hits
 
     def can_fuse(self, bsym: BoundSymbol) -> bool:
         # First, before any metadata is read: a number proxy has none, and a region's source is its key.
@@ -77,42 +102,47 @@ class TorchCompileExecutor(FusionExecutor):
         if bsym.sym.tags & _NOT_COMPILED_TAGS:
             return False
         if bsym.sym.python_impl is not None:  # an executor's operator, which runs its own implementation
-            if not _compilable_aten_operator(bsym):
+            if not _compilable_aten_operator(bsym, self.torch):
                 return False
-        elif not torchex.can_execute(bsym):
+        elif not self.torch.can_execute(bsym):
             return False
-        for p in bsym.flat_args + bsym.flat_outs:
-            if p.dtype.is_complex or p.device.type not in _DEVICES:
-                return False
+        if not all(inductor_compiles(p.dtype, p.device) for p in bsym.flat_args + bsym.flat_outs):
+            return False
         return not _draws_random(bsym)
 
-    def fuse(self, region: Region, fusion_index: int) -> BoundSymbol:
+    def fuse(self, region: Region, fusion_index: int, *, options: Mapping) -> BoundSymbol | None:
+        if len(region.bound_symbols) < options["min_region_size"]:
+            return None
         name = f"TorchCompile{fusion_index}"
-        program = _RegionProgram(region)
-        sym = Symbol(name, python_impl=_CompileOnFirstCall(self, program), id=f"torchcompile.{name}", tags=("fusion",))
+        program = _RegionProgram(region, self.torch)
+        inductor_options = {"max_autotune": True} if options["max_autotune"] else None
+        impl = CompileOnFirstCall(lambda args: _inductor_compile(program, args, inductor_options),
+                                  key=(program.key, options["max_autotune"]), cache=self.cache)  # fmt: skip
+        sym = Symbol(name, python_impl=impl, id=f"torchcompile.{name}", tags=(OpTag.FUSION,))
         sym.region = region
         sym.executor = self
         return sym.bind(*region.inputs, output=tuple(region.outputs), subsymbols=tuple(region.bound_symbols))
 
-    def compiled(self, program: _RegionProgram, args: tuple) -> Callable:
-        """The compiled callable for `program` on inputs with `args`' metadata (compiled once per process)."""
-        # Creation ops without dtype= or device= read the defaults when compiled: they are part of the program.
-        defaults = (torch.get_default_dtype(), torch.get_default_device())
-        key = (program.key, defaults, tuple((a.shape, a.stride(), a.dtype, a.device) for a in args))
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self.cache_hits += 1
-                return hit[0]
-            fn = _inductor_compile(program, args)
-            self.compilations += 1
-            self._cache[key] = (fn, program.ctx)  # the entry keeps the objects alive, so their ids stay unique
-            return fn
-
     def clear_cache(self) -> None:
         """Forgets every compiled region (the callables already in traces keep working)."""
-        with self._lock:
-            self._cache.clear()
+        self.cache.clear()
+
+
+def inductor_compiles(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether Inductor generates code for tensors of `dtype` on `device`: CPU, or CUDA devices Triton supports
+    (compute capability 7.0 or higher); never complex or 8-bit floating-point tensors (Inductor has no
+    arithmetic for them: they stay on the torch executor)."""
+    if dtype.is_complex or (dtype.is_floating_point and dtype.itemsize == 1) or device.type not in _DEVICES:
+        return False
+    return device.type == "cpu" or _cuda_capability(device) >= (7, 0)
+
+
+@functools.cache
+def _cuda_capability(device: torch.device) -> tuple[int, int]:
+    try:
+        return torch.cuda.get_device_capability(device)
+    except (AssertionError, RuntimeError):  # no CUDA here: nothing to compile for
+        return (0, 0)
 
 
 class _RegionProgram:
@@ -121,14 +151,8 @@ class _RegionProgram:
     `trace` is the region as a trace of torch calls; `key` identifies the program up to the names of its values.
     """
 
-    def __init__(self, region: Region):
-        scratch = region.as_trace()
-        lowered: list[BoundSymbol] = []
-        # Execution transforms registered on the torch executor record into the current trace; the scratch
-        # trace's names keep their new values from colliding with the region's.
-        with tracectx(scratch):
-            for bsym in region.bound_symbols:
-                lowered.extend(lower_bsym(bsym, (torchex,)))
+    def __init__(self, region: Region, torch_executor):
+        lowered = lower_region(region, [torch_executor])
         names: dict[str, TensorProxy] = {}
         for i, p in enumerate(region.inputs):
             names[p.name] = p.replace_name(f"i{i}")
@@ -146,9 +170,9 @@ class _RegionProgram:
         trace.output = tuple(names[p.name] for p in region.outputs)
         self.trace = trace
         source, ctx = trace.python(with_comments=False), trace.python_ctx()
-        # The names of objects in the source are numbered per trace: their identities complete the key.
-        self.key = (source, tuple((k, id(v)) for k, v in sorted(ctx.items())))
-        self.ctx = ctx
+        # The names of objects in the source are numbered per trace: the objects complete the key. The key holds
+        # them (an id alone could be reused by a new object once the old one is freed).
+        self.key = (source, tuple((k, _KeyedByIdentity(v)) for k, v in sorted(ctx.items())))
 
     def fx_graph(self) -> torch.fx.GraphModule:
         graph = torch.fx.Graph()
@@ -178,32 +202,22 @@ class _RegionProgram:
         return torch.fx.GraphModule(torch.nn.Module(), graph)
 
 
-class _CompileOnFirstCall:
-    """A fusion's implementation: compiles on the first call (the actual inputs' strides are known only
-    then), then rebinds the name it was called by in the calling trace's namespace to the compiled callable,
-    so that later calls go straight to Inductor's code."""
+class _KeyedByIdentity:
+    """Makes any object a cache-key component that compares by identity and keeps the object alive."""
 
-    __slots__ = ("executor", "program", "fn")
+    __slots__ = ("obj",)
 
-    def __init__(self, executor: TorchCompileExecutor, program: _RegionProgram):
-        self.executor = executor
-        self.program = program
-        self.fn: Callable | None = None
+    def __init__(self, obj):
+        self.obj = obj
 
-    def __call__(self, *args):
-        fn = self.fn
-        if fn is None:
-            fn = self.fn = self.executor.compiled(self.program, args)
-            caller = sys._getframe(1)
-            # Only the functions Thunder compiles from traces (see TraceCtx.python_callable) are rebound.
-            if caller.f_code.co_filename.startswith("thunder."):
-                namespace = caller.f_globals
-                for name in [k for k, v in namespace.items() if v is self]:
-                    namespace[name] = fn
-        return fn(*args)
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _KeyedByIdentity) and other.obj is self.obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
 
 
-def _inductor_compile(program: _RegionProgram, args: tuple) -> Callable:
+def _inductor_compile(program: _RegionProgram, args: tuple, inductor_options: dict | None = None) -> Callable:
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     with ExitStack() as stack:
@@ -215,7 +229,8 @@ def _inductor_compile(program: _RegionProgram, args: tuple) -> Callable:
         with FakeTensorMode():
             examples = [torch.empty_strided(a.shape, a.stride(), dtype=a.dtype, device=a.device) for a in args]
         try:
-            return torch._inductor.compile(program.fx_graph(), examples)
+            extra = {"options": inductor_options} if inductor_options else {}
+            return torch._inductor.compile(program.fx_graph(), examples, **extra)
         except Exception as e:  # Inductor's failures are many and version-dependent: degrade, loudly
             warnings.warn(
                 f"torchcompile could not compile a fusion region ({type(e).__name__}: {e}); it runs on the torch "
@@ -254,7 +269,7 @@ _REFUSED_ATEN_TAGS = (torch.Tag.nondeterministic_seeded, torch.Tag.dynamic_outpu
                       torch.Tag.inplace_view)  # fmt: skip
 
 
-def _compilable_aten_operator(bsym: BoundSymbol) -> bool:
+def _compilable_aten_operator(bsym: BoundSymbol, torchex) -> bool:
     """Whether bsym is one of the torch executor's own operators that calls an aten operator Inductor compiles
     as torch.compile would: a pure one, of static output shape, that draws no random numbers."""
     op = bsym.sym.python_impl
@@ -266,7 +281,7 @@ def _compilable_aten_operator(bsym: BoundSymbol) -> bool:
 
 
 def _draws_random(bsym: BoundSymbol) -> bool:
-    return "random" in bsym.sym.tags or any(_draws_random(s) for s in bsym.subsymbols)
+    return OpTag.RANDOM in bsym.sym.tags or any(_draws_random(s) for s in bsym.subsymbols)
 
 
 def _contains_proxy(x) -> bool:

@@ -2,12 +2,47 @@
 
 Everything an extension needs is importable from here: the executor classes, the ``hookimpl``
 marker and the records that hooks return (the hooks themselves are specified, and documented, in
-:mod:`thunder.extend.hookspecs`), and the registry with its module-level shortcuts, which act on
-the process-wide :func:`default_registry`.
+:mod:`thunder.extend.hookspecs`), the registry with its module-level shortcuts, which act on
+the process-wide :func:`default_registry`, and the IR an executor reads and writes.
+
+**The public modules of Thunder.** An extension (every package under ``plugins/``, every
+``thunder_executors_*`` package) imports only these, and a test (``tests/test_public_api.py``) enforces
+it: ``thunder`` (the user API), ``thunder.extend`` and its submodules (this API), ``thunder.torch`` and
+``thunder.prims`` (the operator vocabulary: symbols to claim and to call), ``thunder.core.proxies``
+(``TensorProxy``), ``thunder.core.symbol`` (``Symbol``, ``BoundSymbol``, ``OpTag``),
+``thunder.core.trace`` (``TraceCtx``), ``thunder.core.transforms`` (``get_grad``/``put_grad``/``put_grads``),
+``thunder.core.dtypes``, ``thunder.core.verify`` (``verify_trace``, for an extension's tests of its
+passes) and ``thunder.examine``. Everything else (``thunder.frontend``, ``thunder.transforms``,
+``thunder.executors``, the rest of ``thunder.core``) may change without notice; what an extension needs
+from there is exported here.
+
+What a fusion executor uses: :class:`FusionExecutor` (``can_fuse``/``fuse``, which may decline or split a
+:class:`Region`), :class:`CompileOnFirstCall` and :class:`CompileCache` (compile a region on its first
+call, specialized on its inputs, once per process), :func:`lower_region` (a region as another executor's
+calls), :class:`OpTag` (operator properties), :class:`ExecutorOption` (typed options) and
+:meth:`Executor.register_pass` with the stages of :mod:`thunder.extend.passes` (pattern rewrites).
 """
 
-from thunder.extend.executors import Executor, FusionExecutor, OperatorExecutor
-from thunder.extend.hookspecs import ENTRY_POINT_GROUP, ExecutorSpec, PluginBundle, hookimpl
+from thunder.core.proxies import TensorProxy
+from thunder.core.symbol import BoundSymbol, OpTag, Symbol
+from thunder.core.trace import TraceCtx
+from thunder.core.transforms import get_grad, put_grad, put_grads
+from thunder.extend.compile_cache import CompileCache, CompileOnFirstCall, input_metadata
+from thunder.extend.executors import Executor, ExecutorOption, ExecutorOptionError, FusionExecutor, OperatorExecutor
+from thunder.extend.hookspecs import ENTRY_POINT_GROUP, ExecutorSpec, PluginBundle, TransformSpec, hookimpl
+from thunder.extend.lowering import lower_region
+from thunder.extend.passes import (
+    ACQUIRED,
+    AFTER_AUTODIFF,
+    AFTER_CLAIMING,
+    BEFORE_AUTODIFF,
+    BEFORE_EXECUTION,
+    BEFORE_FUSION,
+    FUSION_AND_CLAIMING,
+    STAGES,
+    PassContext,
+    TracePass,
+)
 from thunder.extend.registry import (
     ExecutorRow,
     PluginFailure,
@@ -16,24 +51,65 @@ from thunder.extend.registry import (
     PluginRegistry,
     UnknownExecutorError,
     UnknownPluginBundleError,
+    UnknownTransformError,
     default_registry,
     set_default_registry,
 )
+from thunder.torch.fallback import meta_from_torch
+from thunder.transforms.fusion import Region
+
+#: The modules of Thunder an extension may import (and their submodules, for ``thunder.extend``); see the
+#: module docstring. ``tests/test_public_api.py`` holds every plugin and executor package to it.
+PUBLIC_MODULES = frozenset({
+    "thunder", "thunder.extend", "thunder.torch", "thunder.prims", "thunder.core.proxies", "thunder.core.symbol",
+    "thunder.core.trace", "thunder.core.transforms", "thunder.core.dtypes", "thunder.core.verify", "thunder.examine",
+})  # fmt: skip
 
 __all__ = [
+    "ACQUIRED",
+    "PUBLIC_MODULES",
+    "AFTER_AUTODIFF",
+    "AFTER_CLAIMING",
+    "BEFORE_AUTODIFF",
+    "BEFORE_EXECUTION",
+    "BEFORE_FUSION",
+    "BoundSymbol",
+    "CompileCache",
+    "CompileOnFirstCall",
     "ENTRY_POINT_GROUP",
     "Executor",
+    "ExecutorOption",
+    "ExecutorOptionError",
     "ExecutorRow",
     "ExecutorSpec",
+    "FUSION_AND_CLAIMING",
     "FusionExecutor",
+    "OpTag",
     "OperatorExecutor",
+    "PassContext",
     "PluginBundle",
     "PluginFailure",
     "PluginInfo",
     "PluginLoadWarning",
     "PluginRegistry",
+    "Region",
+    "STAGES",
+    "Symbol",
+    "TensorProxy",
+    "TraceCtx",
+    "TracePass",
+    "TransformSpec",
     "UnknownExecutorError",
     "UnknownPluginBundleError",
+    "UnknownTransformError",
+    "get_grad",
+    "get_transform",
+    "input_metadata",
+    "lower_region",
+    "meta_from_torch",
+    "put_grad",
+    "put_grads",
+    "resolve_transforms",
     "add_default_executor",
     "default_registry",
     "deregister_executor",
@@ -98,6 +174,16 @@ def add_default_executor(ex) -> None:
 def remove_default_executor(ex_or_name) -> None:
     """Take an executor out of the default list (see :meth:`PluginRegistry.remove_default_executor`)."""
     default_registry().remove_default_executor(ex_or_name)
+
+
+def resolve_transforms(transforms=None) -> list:
+    """Transform objects for names and objects (see :meth:`PluginRegistry.resolve_transforms`)."""
+    return default_registry().resolve_transforms(transforms)
+
+
+def get_transform(name: str) -> object:
+    """A new transform object offered as ``name`` by a plugin (see :meth:`PluginRegistry.get_transform_spec`)."""
+    return default_registry().get_transform_spec(name).factory()
 
 
 def register_plugin(plugin, name: str | None = None) -> str | None:

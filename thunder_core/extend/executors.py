@@ -4,16 +4,58 @@ An `OperatorExecutor` claims bound symbols one at a time: `register_implementati
 execution_transform=..., grad_transform=...)` claims an existing symbol, `register_operator(name, ...)`
 creates a new one. A `FusionExecutor` says which bound symbols it can fuse; the core partitions the
 trace into regions (transforms/fusion.py) and the executor turns each region into one callable.
+
+Every executor may also declare typed options (`ExecutorOption`, validated at `thunder.jit` time from
+`executor_options={"name": {...}}`) and contribute trace passes (`register_pass`, see
+:mod:`thunder.extend.passes`) that run when it is in the executor list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from thunder.core.symbol import BoundSymbol, Symbol
 from thunder.core.trace import get_tracectx, torch_tracing
+from thunder.extend.passes import TracePass
+
+
+class ExecutorOptionError(TypeError):
+    """An option given in `thunder.jit(..., executor_options=...)` is unknown or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class ExecutorOption:
+    """One option an executor accepts, declared by the executor (`Executor(name, options=[...])`).
+
+    Attributes:
+        name: the key users write in `executor_options={"<executor>": {"<name>": value}}`.
+        type: the accepted type, or a tuple of types (`int` also accepts a bool only if `bool` is listed).
+        default: the value when the user gives none.
+        help: one line, shown by `python -m thunder plugins --options`.
+    """
+
+    name: str
+    type: type | tuple
+    default: Any
+    help: str = ""
+
+    def check(self, executor_name: str, value: Any) -> Any:
+        """`value`, or an ExecutorOptionError naming the executor, the option and the expected type."""
+        types = self.type if isinstance(self.type, tuple) else (self.type,)
+        is_bool = isinstance(value, bool)
+        ok = isinstance(value, types) and not (is_bool and bool not in types)
+        if not ok and float in types and isinstance(value, int) and not is_bool:
+            return float(value)  # an int where a float goes, as Python does
+        if not ok:
+            expected = " or ".join(t.__name__ for t in types)
+            raise ExecutorOptionError(
+                f"executor {executor_name!r}: option {self.name!r} must be {expected}, got {type(value).__name__} "
+                f"{value!r} ({self.help})"
+            )
+        return value
 
 
 @dataclass
@@ -28,9 +70,25 @@ class ImplInfo:
 
 
 class Executor:
-    """Base class: a named, versioned provider of implementations."""
+    """Base class: a named, versioned provider of implementations.
 
-    def __init__(self, name: str, version: Any = None):
+    What every executor can contribute, beyond claiming operations (OperatorExecutor) or fusing regions
+    (FusionExecutor):
+
+    * Options: `Executor(name, options=[ExecutorOption("block_size", int, 128, "tile size")])` (or
+      `declare_option`). Users set them with `thunder.jit(fn, executor_options={name: {...}})`; they are
+      validated there (unknown names and wrong types are errors that list the options), shown by
+      `python -m thunder plugins --options`, handed to `can_fuse`/`fuse` and to this executor's passes
+      (`context.options`), and fixed for the jitted function (so every compiled entry uses them).
+    * Trace passes: `register_pass(fn, stage=BEFORE_AUTODIFF)` and the other stages of
+      :mod:`thunder.extend.passes`. A pass runs only when this executor is in the executor list, after the
+      passes of executors before it in that list. Typical passes are pattern rewrites into this executor's
+      operators: `linear` followed by `cross_entropy` into one fused loss, `silu(a) * b` into a SwiGLU
+      kernel. Rewrite before autodiff when the new operator has a grad_transform (autodiff then uses it);
+      before fusion when it needs no gradient or replaces a forward or backward piece.
+    """
+
+    def __init__(self, name: str, version: Any = None, *, options: Sequence[ExecutorOption] = ()):
         if not isinstance(name, str) or not name:
             raise ValueError("an executor needs a non-empty string name")
         self.name = name
@@ -38,6 +96,59 @@ class Executor:
         self.implmap: dict[str, ImplInfo] = {}
         # torch callables this executor's operators replace while tracing (`register_operator(replaces=)`)
         self.replacements: dict[Callable, Callable] = {}
+        self.declared_options: dict[str, ExecutorOption] = {}
+        for option in options:
+            self.declare_option(option)
+        self.trace_passes: list[TracePass] = []
+
+    # -- options ------------------------------------------------------------------------------------
+    def declare_option(self, option: ExecutorOption) -> ExecutorOption:
+        """Declares an option users may pass as `executor_options={self.name: {option.name: value}}`."""
+        if not isinstance(option, ExecutorOption):
+            raise TypeError(f"executor {self.name!r}: declare_option takes an ExecutorOption, got {option!r}")
+        if option.name in self.declared_options:
+            raise ValueError(f"executor {self.name!r} declares the option {option.name!r} twice")
+        self.declared_options[option.name] = option
+        return option
+
+    def validate_options(self, given: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        """Every declared option with its value (given, else its default), read-only; an ExecutorOptionError
+        names this executor and lists its options when a key is unknown or a value has the wrong type."""
+        given = dict(given or {})
+        unknown = sorted(set(given) - set(self.declared_options))
+        if unknown:
+            raise ExecutorOptionError(
+                f"executor {self.name!r} has no option {', '.join(map(repr, unknown))}; its options are: "
+                f"{self.describe_options()}"
+            )
+        values = {name: option.check(self.name, given[name]) if name in given else option.default
+                  for name, option in self.declared_options.items()}  # fmt: skip
+        return MappingProxyType(values)
+
+    def describe_options(self) -> str:
+        """`name (type, default ...): help` for each declared option, or `(none)`."""
+        if not self.declared_options:
+            return "(none)"
+        parts = []
+        for option in self.declared_options.values():
+            types = option.type if isinstance(option.type, tuple) else (option.type,)
+            parts.append(f"{option.name} ({'|'.join(t.__name__ for t in types)}, default {option.default!r}): "
+                         f"{option.help}")  # fmt: skip
+        return "; ".join(parts)
+
+    # -- trace passes -------------------------------------------------------------------------------
+    def register_pass(self, fn: Callable, *, stage: str, name: str | None = None) -> TracePass:
+        """Contributes a trace pass that runs at `stage` whenever this executor is in the executor list.
+
+        Passes of different executors run in the order of the executor list (priority order); one
+        executor's passes run in registration order. See :class:`thunder.extend.TracePass` for `fn`'s
+        signature at each stage and :mod:`thunder.extend.passes` for the stages. A typical pass is a
+        pattern rewrite: find `silu(a) * b` and replace it by one operator of this executor (registered
+        with `register_operator` and, to be differentiable, a grad_transform), before autodiff.
+        """
+        trace_pass = TracePass(name or getattr(fn, "__name__", "pass"), stage, fn)
+        self.trace_passes.append(trace_pass)
+        return trace_pass
 
     # -- claiming -----------------------------------------------------------------------------------
     def can_execute(self, bsym: BoundSymbol) -> bool:
@@ -172,14 +283,28 @@ class OperatorExecutor(Executor):
 class FusionExecutor(Executor):
     """An executor that compiles regions of fusible operations into one callable each.
 
-    Subclasses implement `can_fuse(bsym)` and `fuse(region)` (see transforms/fusion.py). A fusion executor
-    may also carry operator implementations (implmap) like an OperatorExecutor.
+    Subclasses implement:
+
+    * `can_fuse(bsym)` (or `can_fuse(bsym, *, options)`): whether this operation may join a region.
+    * `fuse(region, fusion_index)` (or `fuse(region, fusion_index, *, options)`): the core has cut the
+      trace into maximal regions of fusible operations (`thunder.extend.Region`); return
+
+      - one bound symbol that runs the whole region (typically a new `Symbol` with `python_impl` set to a
+        `thunder.extend.CompileOnFirstCall`, tagged `OpTag.FUSION`, bound to `region.inputs` with
+        `output=tuple(region.outputs)`);
+      - `None` to decline it: its operations stay as they are, for the executors after this one;
+      - a list of bound symbols, to split it (by a cost check, say): `region.split_at([...])` gives
+        sub-regions, each of which may be fused or returned as its own `bound_symbols`.
+
+    `options` is this executor's validated options (`Executor.validate_options`). The two-argument forms
+    keep working; a method that declares an `options` parameter (or `**kwargs`) receives them.
+    A fusion executor may also carry operator implementations (implmap) like an OperatorExecutor.
     """
 
     def can_fuse(self, bsym: BoundSymbol) -> bool:
         raise NotImplementedError(f"{type(self).__name__}.can_fuse")
 
-    def fuse(self, region, fusion_index: int) -> BoundSymbol:
+    def fuse(self, region, fusion_index: int) -> BoundSymbol | list[BoundSymbol] | None:
         raise NotImplementedError(f"{type(self).__name__}.fuse")
 
 

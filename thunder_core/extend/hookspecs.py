@@ -31,8 +31,12 @@ Kinds of hooks (the vocabulary of pluggy):
 * *first-result* (``firstresult=True``): plugins are called until one returns something other than
   ``None``, and that value is the answer.
 
-Hooks are grouped below by the moment in Thunder's lifecycle at which they are called. Later
-versions add hooks here (custom operators, transforms, trace passes); a plugin that implements a
+Hooks are grouped below by the moment in Thunder's lifecycle at which they are called. What an
+executor contributes to compilation itself is not a hook but part of the executor object it loads:
+its options (:class:`thunder.extend.ExecutorOption`) and its trace passes
+(:meth:`thunder.extend.Executor.register_pass`), which run at the named stages of
+:mod:`thunder.extend.passes` when the executor is in the executor list, in priority order. Later
+versions add hooks here; a plugin that implements a
 hook the running Thunder does not know yet is accepted, and the hook is simply never called. A hook
 may declare fewer arguments than its specification lists (pluggy passes only the ones it names),
 so adding an argument to a hook later breaks no plugin.
@@ -49,10 +53,12 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "ExecutorSpec",
     "PluginBundle",
+    "TransformSpec",
     "hookimpl",
     "hookspec",
     "thunder_executors",
     "thunder_plugin_bundles",
+    "thunder_transforms",
 ]
 
 #: Marks a function in this module as a hook specification.
@@ -142,6 +148,31 @@ class PluginBundle:
         object.__setattr__(self, "transforms", tuple(self.transforms))
 
 
+@dataclass(frozen=True)
+class TransformSpec:
+    """How a plugin offers a transform by name, without building it.
+
+    Attributes:
+        name: what users write in ``thunder.jit(fn, transforms=["name"])``; unique across all plugins.
+        factory: a zero-argument callable returning a fresh transform object (a ``thunder.Transform``);
+            called once per ``thunder.jit`` call that names the transform, so it may import lazily.
+        description: one line for ``python -m thunder plugins``.
+        default: ``True`` adds the transform to every ``thunder.jit`` call that passes no ``transforms=``
+            (an explicit list is the user's choice and wins, as for executors).
+    """
+
+    name: str
+    factory: Callable[[], object]
+    description: str = ""
+    default: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"TransformSpec.name must be a non-empty str, got {self.name!r}")
+        if not callable(self.factory):
+            raise TypeError(f"TransformSpec {self.name!r}: factory must be a zero-argument callable")
+
+
 # -------------------------------------------------------------------------------------------------
 # Discovery hooks: called once per registry, the first time it is queried (or when a plugin is
 # registered at run time), before any executor is loaded. They must be cheap and import nothing
@@ -173,5 +204,21 @@ def thunder_plugin_bundles() -> list[PluginBundle]:
     :return: a list of :class:`PluginBundle` (empty if none).
 
     If this hook raises, or returns something that is not a list of ``PluginBundle``, the plugin is
+    reported once (a :class:`~thunder.extend.PluginLoadWarning`) and contributes nothing.
+    """
+
+
+@hookspec
+def thunder_transforms() -> list[TransformSpec]:
+    """Offer transforms by name: ``thunder.jit(fn, transforms=["name"])``.
+
+    Collecting hook: every plugin's list is concatenated.
+
+    :return: a list of :class:`TransformSpec` (empty if none). A transform is an object with any of the
+        stage methods of ``thunder.Transform`` (``transform_module``, ``transform_traces_pre_prologue``,
+        ``transform_traces_post_autodiff``, ``transform_trace_post_optimization``,
+        ``transform_state_dict_for_submodule``); see :mod:`thunder.frontend.compile` for when each runs.
+
+    If this hook raises, or returns something that is not a list of ``TransformSpec``, the plugin is
     reported once (a :class:`~thunder.extend.PluginLoadWarning`) and contributes nothing.
     """

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import pluggy
 
 from thunder.extend import hookspecs as _hookspecs
-from thunder.extend.hookspecs import ENTRY_POINT_GROUP, ExecutorSpec, PluginBundle
+from thunder.extend.hookspecs import ENTRY_POINT_GROUP, ExecutorSpec, PluginBundle, TransformSpec
 
 __all__ = [
     "AUTOLOAD_ENV_VAR",
@@ -41,6 +41,7 @@ __all__ = [
     "PluginRegistry",
     "UnknownExecutorError",
     "UnknownPluginBundleError",
+    "UnknownTransformError",
     "autoload_enabled_by_env",
     "default_registry",
     "set_default_registry",
@@ -70,6 +71,13 @@ class UnknownExecutorError(KeyError):
 
 class UnknownPluginBundleError(KeyError):
     """No plugin bundle has the requested name. The message lists the known bundle names."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownTransformError(KeyError):
+    """No plugin offers a transform of the requested name. The message lists the known transform names."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
@@ -218,6 +226,7 @@ class PluginRegistry:
         self._plugins: dict[str, PluginInfo] = {}
         self._executors: dict[str, _ExecutorEntry] = {}
         self._bundles: dict[str, tuple[PluginBundle, PluginInfo]] = {}
+        self._transforms: dict[str, tuple[TransformSpec, PluginInfo]] = {}
         self._front_defaults: list[str] = []  # add_default_executor, most recent first
         self._removed_defaults: set[str] = set()
         self._failures: list[PluginFailure] = []
@@ -256,6 +265,7 @@ class PluginRegistry:
             if self._plugins.pop(name, None) is not None:
                 self._executors = {n: e for n, e in self._executors.items() if e.plugin.name != name}
                 self._bundles = {n: b for n, b in self._bundles.items() if b[1].name != name}
+                self._transforms = {n: t for n, t in self._transforms.items() if t[1].name != name}
 
     def register_plugin(self, plugin: object, name: str | None = None) -> str | None:
         """Register a plugin at run time: a module or object holding ``@hookimpl`` functions.
@@ -323,6 +333,7 @@ class PluginRegistry:
         try:
             specs = self._call_plugin_hook(info.name, "thunder_executors", ExecutorSpec)
             bundles = self._call_plugin_hook(info.name, "thunder_plugin_bundles", PluginBundle)
+            transforms = self._call_plugin_hook(info.name, "thunder_transforms", TransformSpec)
         except _HookFailed as failed:
             self._report(info, f"hook {failed.hook}", failed.error, "the plugin was skipped")
             self._pm.unregister(name=info.name)
@@ -350,6 +361,13 @@ class PluginRegistry:
                 )
             else:
                 self._bundles[bundle.name] = (bundle, info)
+        for spec in transforms:
+            if spec.name in self._transforms:
+                other = self._transforms[spec.name][1]
+                self._report(info, f"transform {spec.name!r}", f"the name is taken by plugin {other.name!r}",
+                             "this one was ignored")  # fmt: skip
+            else:
+                self._transforms[spec.name] = (spec, info)
         return True
 
     def _call_plugin_hook(self, plugin_name: str, hook_name: str, item_type: type, **kwargs: object) -> list:
@@ -412,8 +430,10 @@ class PluginRegistry:
         first), then every available executor with ``default=True`` and ``always=False``, by
         priority descending, ties by name. Always-executors are not included."""
         self._ensure_discovered()
-        by_priority = sorted(self._executors.values(), key=_sort_key)
-        front = [self._executors[name] for name in self._front_defaults if name in self._executors]
+        # Snapshots: another thread may register or remove executors meanwhile (reads take no lock)
+        executors = dict(self._executors)
+        by_priority = sorted(executors.values(), key=_sort_key)
+        front = [executors[name] for name in list(self._front_defaults) if name in executors]
         rest = [
             e
             for e in by_priority
@@ -424,7 +444,8 @@ class PluginRegistry:
     def get_always_executors(self) -> list:
         """The executors appended after every list (``always=True``), by priority, ties by name."""
         self._ensure_discovered()
-        return self._load_available(sorted((e for e in self._executors.values() if e.spec.always), key=_sort_key))
+        entries = list(self._executors.values())  # a snapshot: see get_default_executors
+        return self._load_available(sorted((e for e in entries if e.spec.always), key=_sort_key))
 
     def resolve_executors(self, executors: Iterable[object] | str | None = None) -> list:
         """The executor list to claim operations with, in order.
@@ -598,6 +619,37 @@ class PluginRegistry:
         """Every bundle with the plugin that offered it, by name."""
         self._ensure_discovered()
         return [self._bundles[name] for name in sorted(self._bundles)]
+
+
+    # --- transforms ------------------------------------------------------------------------------
+
+    def get_transform_spec(self, name: str) -> TransformSpec:
+        """The transform offered as ``name``; raises :class:`UnknownTransformError` listing the known names."""
+        self._ensure_discovered()
+        found = self._transforms.get(name)
+        if found is None:
+            known = ", ".join(sorted(self._transforms)) or "(none)"
+            close = difflib.get_close_matches(name, list(self._transforms), n=3)
+            hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+            raise UnknownTransformError(
+                f"no plugin offers a transform named {name!r}{hint}; known transforms: {known}. "
+                "`python -m thunder plugins` lists them with their packages"
+            )
+        return found[0]
+
+    def get_transform_specs(self) -> list[tuple[TransformSpec, PluginInfo]]:
+        """Every transform offered, with the plugin that offered it, by name."""
+        self._ensure_discovered()
+        return [self._transforms[name] for name in sorted(self._transforms)]
+
+    def resolve_transforms(self, transforms=None) -> list:
+        """Transform objects for ``transforms``: names are built by their plugin's factory, objects are kept,
+        in the given order. ``None`` gives the transforms offered with ``default=True``, by name."""
+        if transforms is None:
+            return [spec.factory() for spec, _ in self.get_transform_specs() if spec.default]
+        if isinstance(transforms, str):
+            transforms = [transforms]
+        return [self.get_transform_spec(t).factory() if isinstance(t, str) else t for t in transforms]
 
 
 class _HookFailed(Exception):

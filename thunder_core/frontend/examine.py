@@ -28,6 +28,8 @@ import thunder.torch as ltorch
 from thunder.core.pytree import tree_flatten, tree_unflatten
 from thunder.core.trace import TraceCtx
 from thunder.frontend import tracer as _tracer
+from thunder.frontend.api import jit
+from thunder.frontend.module import ThunderModule
 from thunder.torch.fallback import fallback_symbol, qualified_name
 
 # torch's C namespaces whose functions carry a prefixed name (`torch._C._fft.fft_fft` is `torch.fft.fft`)
@@ -270,8 +272,7 @@ def _classify(calls: dict[str, _Calls]) -> dict[str, OperationReport]:
             op.support = UNSUPPORTED
             op.detail = (
                 f"{_tracer._DATA_DEPENDENT[func]} needs the values of a tensor, and a trace holds only metadata: "
-                "compute it outside the jitted function, or use thunder.dynamo.ThunderCompiler, which splits the "
-                "program there"
+                "compute it outside the jitted function, or jit the parts before and after it separately"
             )
         elif ltorch.torch_handler(func) is not None or inplace == "":
             op.support = NATIVE
@@ -290,10 +291,8 @@ def _classify(calls: dict[str, _Calls]) -> dict[str, OperationReport]:
 
 
 def _run_jitted(fn, args, kwargs, result: ExamineResult) -> Any:
-    import thunder
-
     try:
-        jfn = thunder.jit(fn)
+        jfn = jit(fn)
         out = jfn(*args, **kwargs)
     except Exception as e:
         result.jit_error = f"{type(e).__name__}: {e}"
@@ -306,13 +305,14 @@ def _run_jitted(fn, args, kwargs, result: ExamineResult) -> Any:
                 op.support, op.detail = UNSUPPORTED, (str(e).splitlines() or [type(e).__name__])[0]
         result.failed_at = site
         return None
-    acquired = thunder.last_traces(jfn)[0]
+    stats = jfn._jfn.stats if isinstance(jfn, ThunderModule) else jfn.stats
+    acquired = stats.last_traces[0]
     result.fallback_ops = {_operation_name(func) for func in _fallback_functions(acquired.bound_symbols)}
     for name in result.fallback_ops:
         op = result.operations.setdefault(name, OperationReport(name))
         op.support = FALLBACK
     _report_claims(acquired, _executors_of(jfn), result)
-    result.execution_trace = thunder.last_traces(jfn)[-1]
+    result.execution_trace = stats.last_traces[-1]
     result.fusions = [name for name, _ in get_fusions(result.execution_trace)]
     return out
 

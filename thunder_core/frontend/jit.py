@@ -24,6 +24,7 @@ from thunder.frontend.cache import (
     is_symbolic_number,
     resolve_cache_option,
 )
+from thunder.frontend.compile import compile_entry
 from thunder.frontend.tracer import acquire_trace, collecting_guards
 
 log = logging.getLogger("thunder")
@@ -166,8 +167,6 @@ class ThunderFunction:
 
     # -- compilation --------------------------------------------------------------------------------
     def _compile(self, state, args, kwargs) -> CacheEntry:
-        from thunder.frontend.compile import compile_entry
-
         start = time.perf_counter()
         symbolic = self.cache_option == "symbolic values"
         leaves, spec = tree_flatten((args, kwargs))
@@ -190,7 +189,7 @@ class ThunderFunction:
             trace.duration_ms = (time.perf_counter() - t0) * 1e3
             self.stats.last_trace_time_ms = trace.duration_ms
             self._progress(f"traced in {trace.duration_ms:.1f} ms ({len(trace.bound_symbols)} operations)")
-            entry = compile_entry(self, trace, tracer, out_spec)
+            entry = compile_entry(self, trace, tracer, out_spec, CacheEntry())
         entry.guards = tuple(guards)
         entry.fast = not entry.needs_autograd and not entry.constants and n_state == 0
         self.stats.last_compile_time_ms = (time.perf_counter() - start) * 1e3

@@ -10,6 +10,7 @@ from torch.nn.modules.module import (
 )
 
 from thunder.frontend.jit import ThunderFunction
+from thunder.frontend.transform import transform_state_dict
 
 # Bumped whenever any module registers or replaces a parameter, buffer or submodule (torch's global hooks). A
 # jitted module re-reads where its state lives when it changed: state created after thunder.jit (a KV cache
@@ -138,7 +139,8 @@ class ThunderModule(torch.nn.Module):
         return self._model.named_buffers(prefix=prefix, recurse=recurse, remove_duplicate=remove_duplicate)
 
     def state_dict(self, *args, **kwargs):
-        return self._model.state_dict(*args, **kwargs)
+        state_dict = self._model.state_dict(*args, **kwargs)
+        return transform_state_dict(self._jfn.transforms, self._model, state_dict, kwargs.get("prefix", ""))
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         result = self._model.load_state_dict(state_dict, strict=strict, assign=assign)

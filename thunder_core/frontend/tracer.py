@@ -13,6 +13,7 @@ from __future__ import annotations
 import operator
 import os
 import sys
+import threading
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from torch.overrides import TorchFunctionMode
 
 import thunder.torch as ltorch
 from thunder import prims
+from thunder.core.context import ContextStack
 from thunder.core.proxies import NumberProxy, TensorProxy, number_proxy, proxy_like_tensor, register_concretization_hook
 from thunder.core.pytree import tree_flatten, tree_unflatten
 from thunder.core.trace import TraceCtx, get_tracectx, register_torch_tracing, tracectx
@@ -54,8 +56,8 @@ def data_dependent_error(what: str) -> DataDependentError:
     return DataDependentError(
         f"{what} at {user_location()} needs the value of a tensor, but thunder.jit traces with proxies that hold "
         "only metadata (shape, dtype, device). Data-dependent control flow cannot be traced: compute it outside "
-        "the jitted function, express it with tensor ops (torch.where), or use the torch.compile frontend, "
-        "which splits the program at such points: torch.compile(fn, backend=thunder.dynamo.ThunderCompiler())."
+        "the jitted function, express it with tensor ops (torch.where), or jit the parts before and after it "
+        "separately (Thunder has no frontend that splits a program at such points yet)."
     )
 
 
@@ -235,7 +237,7 @@ class Tracer:
         return pairs
 
 
-_tracers: list[Tracer] = []
+_tracers = ContextStack("thunder_tracers")  # per thread (see thunder.core.context)
 
 
 def current_tracer() -> Tracer:
@@ -415,12 +417,23 @@ def _compiling():
     `bool(mask.all())` unless it is tracing), and take a traceable path instead. torch.export's non-strict
     mode sets the same flag (torch/_export/utils.py).
     """
-    previous = torch.compiler._is_compiling_flag
-    torch.compiler._is_compiling_flag = True
+    # The flag is process-wide: with several threads acquiring at once, the last one out restores it.
+    with _compiling_lock:
+        if _compiling_state["depth"] == 0:
+            _compiling_state["previous"] = torch.compiler._is_compiling_flag
+            torch.compiler._is_compiling_flag = True
+        _compiling_state["depth"] += 1
     try:
         yield
     finally:
-        torch.compiler._is_compiling_flag = previous
+        with _compiling_lock:
+            _compiling_state["depth"] -= 1
+            if _compiling_state["depth"] == 0:
+                torch.compiler._is_compiling_flag = _compiling_state["previous"]
+
+
+_compiling_lock = threading.Lock()
+_compiling_state = {"depth": 0, "previous": False}
 
 
 def _proxy_leaves(leaves: list, names: list | None, trace: TraceCtx, tracer: Tracer, symbolic_numbers: bool) -> list:
@@ -459,7 +472,7 @@ def concrete_numbers(x):
 # cache="symbolic values": while a function is compiled, the (expr, outcome) pairs its program depends on
 # (see thunder.core.proxies) are collected here, from acquisition and from every later pass (a user
 # autograd.Function's backward may branch on a number when autodiff traces it).
-_guard_sinks: list[list] = []
+_guard_sinks = ContextStack("thunder_guard_sinks")
 
 
 @contextmanager

@@ -9,14 +9,14 @@ Executors map primitives to implementations by `sym.id` ("prims.<name>").
 from __future__ import annotations
 
 import builtins
-import operator
 import sys
 from collections.abc import Sequence
 from numbers import Number
 
 import torch
 
-from thunder.core.proxies import NumberProxy, TensorProxy, number_proxy, value_getter
+from thunder.core.proxies import TensorProxy
+from thunder.core.scalar_ops import SCALAR_BINARY, SCALAR_UNARY, scalar_symbols  # noqa: F401  (re-exported)
 from thunder.core.symbol import Symbol
 
 _module = sys.modules[__name__]
@@ -153,7 +153,7 @@ def _broadcast_in_dim_meta(a, shape, broadcast_dimensions):
     return _out(a, shape=tuple(shape))
 
 
-make_prim("broadcast_in_dim", _broadcast_in_dim_meta, tags=("shape",))
+make_prim("broadcast_in_dim", _broadcast_in_dim_meta, tags=("shape", "view"))
 
 
 def _numel(shape) -> int:
@@ -170,7 +170,7 @@ def _reshape_meta(a, shape):
     return _out(a, shape=tuple(shape))
 
 
-make_prim("reshape", _reshape_meta, tags=("shape",))
+make_prim("reshape", _reshape_meta, tags=("shape", "view"))
 
 
 def _permute_meta(a, perm):
@@ -178,7 +178,7 @@ def _permute_meta(a, perm):
     return _out(a, shape=tuple(a.shape[p] for p in perm))
 
 
-make_prim("permute", _permute_meta, tags=("shape",))
+make_prim("permute", _permute_meta, tags=("shape", "view"))
 
 
 def _slice_meta(a, start_indices, end_indices, strides=None):
@@ -191,7 +191,7 @@ def _slice_meta(a, start_indices, end_indices, strides=None):
     return _out(a, shape=tuple(shape))
 
 
-make_prim("slice", _slice_meta, tags=("shape",))
+make_prim("slice", _slice_meta, tags=("shape", "view"))
 
 
 def _pad_meta(a, padding_value, padding_config):
@@ -210,7 +210,7 @@ def _squeeze_meta(a, dims):
     return _out(a, shape=tuple(s for i, s in enumerate(a.shape) if i not in dims))
 
 
-make_prim("squeeze", _squeeze_meta, tags=("shape",))
+make_prim("squeeze", _squeeze_meta, tags=("shape", "view"))
 
 
 def _cat_meta(tensors, dim):
@@ -381,28 +381,8 @@ make_prim("convolution_backward", _convolution_backward_meta)
 
 
 # -- scalars -----------------------------------------------------------------------------------------
-# Arithmetic on number proxies (cache="symbolic values"). Each runs as the Python operator itself (the
-# python executor takes symbols tagged "python" with a python_impl) and prints as `scalar_add(n0, 2)`.
-SCALAR_BINARY = {
-    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "truediv": operator.truediv,
-    "floordiv": operator.floordiv, "mod": operator.mod, "pow": operator.pow,
-}  # fmt: skip
-SCALAR_UNARY = {"neg": operator.neg, "pos": operator.pos, "abs": operator.abs}
-
-
-def _scalar_meta(op):
-    def meta(*args):
-        for a in args:
-            check(isinstance(a, Number), lambda a=a: f"scalar operations take numbers, got {a!r}")
-        values = [a.value if isinstance(a, NumberProxy) else a for a in args]
-        getters = [value_getter(a) for a in args]
-        return number_proxy(op(*values), expr=lambda inputs: op(*[g(inputs) for g in getters]))
-
-    return meta
-
-
-for _name, _op in (*SCALAR_BINARY.items(), *SCALAR_UNARY.items()):
-    _sym = Symbol(f"scalar_{_name}", _scalar_meta(_op), id=f"prims.scalar_{_name}", is_prim=True, python_impl=_op,
-                  tags=("python", "scalar"))  # fmt: skip
-    all_prims[_sym.name] = _sym
-    setattr(_module, _sym.name, _sym)
+# Arithmetic on number proxies: defined in the core beside NumberProxy (whose operators record them), and part
+# of the primitive vocabulary here.
+for _name, _sym in scalar_symbols.items():
+    all_prims[_name] = _sym
+    setattr(_module, _name, _sym)

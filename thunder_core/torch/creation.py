@@ -10,7 +10,9 @@ import torch
 from thunder import prims
 from thunder.core.devices import default_device, resolve_device
 from thunder.core.dtypes import python_scalar_dtype
-from thunder.torch.base import register_handler, to_dtype, torchsymbol
+from thunder.torch import elementwise as ew
+from thunder.torch.base import expand_to, register_handler, to_dtype, torchsymbol
+from thunder.torch.shapes import unsqueeze
 
 __all__ = [
     "zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like", "empty_like", "arange", "linspace",
@@ -142,7 +144,6 @@ def linspace(start, end, steps, *, dtype=None, layout=torch.strided, device=None
     # torch computes the first half from `start` and the second half from `end` to limit rounding error
     idx = prims.iota(steps, start=0, step=1, dtype=torch.float64, device=_device(device))
     halfway = steps // 2
-    from thunder.torch import elementwise as ew
 
     lower = ew.add(ew.mul(idx, step), start)
     upper = ew.sub(end, ew.mul(ew.sub(steps - 1, idx), step))
@@ -153,7 +154,6 @@ def linspace(start, end, steps, *, dtype=None, layout=torch.strided, device=None
 def logspace(start, end, steps, base=10.0, *, dtype=None, layout=torch.strided, device=None, pin_memory=False,
              requires_grad=False, out=None):  # fmt: skip
     _check_no_out(out)
-    from thunder.torch import elementwise as ew
 
     dtype = dtype or torch.get_default_dtype()
     exponents = linspace(start, end, steps, dtype=torch.float64, device=device)
@@ -162,8 +162,6 @@ def logspace(start, end, steps, base=10.0, *, dtype=None, layout=torch.strided, 
 
 @torchsymbol(torch.eye)
 def eye(n, m=None, *, dtype=None, layout=torch.strided, device=None, pin_memory=False, requires_grad=False, out=None):
-    from thunder.torch import elementwise as ew
-    from thunder.torch.shapes import unsqueeze
 
     m = n if m is None else m
     rows = prims.iota(n, start=0, step=1, dtype=torch.int64, device=_device(device))
@@ -224,7 +222,6 @@ def randint_like(a, low, high=None, *, dtype=None, layout=None, device=None, pin
 @torchsymbol(torch.bernoulli, torch.Tensor.bernoulli, tags=("random",))
 def bernoulli(a, p=None, *, generator=None):
     _check_generator(generator)
-    from thunder.torch import elementwise as ew
 
     if p is not None:
         return prims.bernoulli(tuple(a.shape), p, dtype=a.dtype, device=a.device)
@@ -332,8 +329,6 @@ def _tensor_of_numbers(data, dtype, device):
 
 
 def _tri_mask(a, diagonal, upper):
-    from thunder.torch import elementwise as ew
-    from thunder.torch.shapes import unsqueeze
 
     rows, cols = a.shape[-2], a.shape[-1]
     r = prims.iota(rows, start=0, step=1, dtype=torch.int64, device=a.device)
@@ -343,7 +338,6 @@ def _tri_mask(a, diagonal, upper):
 
 
 def _triangle(a, diagonal, upper):
-    from thunder.torch.base import expand_to
 
     if a.ndim < 2:
         raise RuntimeError(f"{'triu' if upper else 'tril'}: input tensor must have at least 2 dimensions")

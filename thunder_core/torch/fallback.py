@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from thunder.core.devices import default_device, resolve_device
 from thunder.core.proxies import TensorProxy
@@ -51,6 +52,18 @@ def _result_device(leaves) -> torch.device | None:
     return (dimensioned or tensors)[0].device if tensors else None
 
 
+class _RandomOpDetector(TorchDispatchMode):
+    """Sees the aten kernels a call runs (on meta tensors) and notes whether torch tags any as random."""
+
+    def __init__(self):
+        super().__init__()
+        self.random = False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.random = self.random or torch.Tag.nondeterministic_seeded in getattr(func, "tags", ())
+        return func(*args, **(kwargs or {}))
+
+
 def fallback_symbol(func: Callable) -> Callable | None:
     """The callable that traces `func` through its meta kernel (cached per func)."""
     handler = _fallback_symbols.get(func)
@@ -69,13 +82,13 @@ def fallback_symbol(func: Callable) -> Callable | None:
         if "device" in meta_kwargs:
             meta_kwargs["device"] = "meta"
         try:
-            with torch._C.DisableTorchFunction():
+            with torch._C.DisableTorchFunction(), _RandomOpDetector() as detector:
                 out = func(*meta_args, **meta_kwargs)
         except Exception as e:
             raise NotImplementedError(
                 f"Thunder has no symbol for {name}, and running it on meta tensors to infer its outputs failed "
-                f"({type(e).__name__}: {e}). Ask for the op to be supported, or use the torch.compile frontend "
-                "(thunder.dynamo.ThunderCompiler)."
+                f"({type(e).__name__}: {e}). Ask for the op to be supported, or compute it outside the "
+                "jitted function."
             ) from e
         device = device or default_device()
         out_leaves, out_spec = tree_flatten(out)
@@ -83,23 +96,26 @@ def fallback_symbol(func: Callable) -> Callable | None:
             TensorProxy(like=o, device=device, strides=o.stride()) if isinstance(o, torch.Tensor) else o
             for o in out_leaves
         ]
-        return tree_unflatten(out_leaves, out_spec)
+        return tree_unflatten(out_leaves, out_spec), detector.random
 
-    sym = Symbol(sym_name, meta, id=f"torch_fallback.{name}", is_prim=True, tags=("fallback",))
-    sym.torch_fns = (func,)
-    sym.qualified_name = name
+    # Two symbols, one id: the second carries the "random" property, for calls whose aten kernels torch tags as
+    # drawing random numbers (what a call draws can depend on its arguments: dropout's training flag)
+    sym, random_sym = (Symbol(sym_name, lambda *a, **k: meta(*a, **k)[0], id=f"torch_fallback.{name}", is_prim=True,
+                              tags=tags) for tags in (("fallback",), ("fallback", "random")))  # fmt: skip
+    for s in (sym, random_sym):
+        s.torch_fns = (func,)
+        s.qualified_name = name
 
     def handler(*args, **kwargs):
-        out = meta(*args, **kwargs)
+        out, draws_random = meta(*args, **kwargs)
         if not any(isinstance(x, TensorProxy) for x in tree_flatten(out)[0]):
             return out  # a metadata query: its answer is a constant of this trace
-        get_tracectx().record(sym.bind(*args, output=out, **kwargs))
+        get_tracectx().record((random_sym if draws_random else sym).bind(*args, output=out, **kwargs))
         return out
 
     handler.symbol = sym
     handler.name = name
-    _fallback_symbols[func] = handler
-    return handler
+    return _fallback_symbols.setdefault(func, handler)  # thread-safe: the first registration wins
 
 
 def meta_from_torch(fn: Callable) -> Callable:

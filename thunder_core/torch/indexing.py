@@ -12,6 +12,7 @@ from thunder.core.proxies import TensorProxy
 from thunder.core.transforms import get_grad, put_grad
 from thunder.prims.grads import GRAD_RULES
 from thunder.torch.base import broadcast_shapes, canonicalize_dim, expand_to, to_dtype, torchsymbol
+from thunder.torch.elementwise import add, div, eq, floor_divide, logical_and, lt, mul, where
 from thunder.torch.shapes import movedim, reshape
 
 __all__ = [
@@ -90,7 +91,6 @@ def _index_with_scalar_tensors(a, key, positions):
     """Indexing where some indices are 0-dim integer tensors: torch reads their values as ints, which tracing
     cannot, so each becomes an index_select of one element (or, beside other index tensors, a 1-element index
     tensor, which broadcasts the same way)."""
-    from thunder.torch.elementwise import add, lt, where
 
     if any(isinstance(k, torch.Tensor) and k.ndim > 0 for k in key):
         return prims.advanced_index(a, tuple(reshape(k, (1,)) if i in positions else k for i, k in enumerate(key)))
@@ -184,7 +184,6 @@ def _read_part(src, index):
 def scatter_reduce(a, dim, index, src, reduce, *, include_self=True):
     """Sums and means decompose into scatter_add; products and extrema have no primitive, so the torch executor
     runs the operation whole (this symbol records no decomposition for them) and its grad rule is below."""
-    from thunder.torch.elementwise import div, eq, floor_divide, where
 
     reduce = _SCATTER_ALIASES.get(reduce, reduce)
     if reduce not in _SCATTER_REDUCTIONS:
@@ -207,7 +206,6 @@ def scatter_reduce(a, dim, index, src, reduce, *, include_self=True):
 def _scatter_reduce_grad(a, dim, index, src, reduce, *, include_self=True):
     """torch's scatter_reduce_backward (its amax/amin gradient of src included, which counts ties with the
     original value even where include_self=False excludes it)."""
-    from thunder.torch.elementwise import div, eq, logical_and, mul, where
 
     out = scatter_reduce(a, dim, index, src, reduce, include_self=include_self)
     g = get_grad(out)
@@ -268,7 +266,6 @@ def index_select(a, dim, index):
 
 @torchsymbol(torch.index_add, torch.Tensor.index_add)
 def index_add(a, dim, index, source, *, alpha=1):
-    from thunder.torch.elementwise import mul
 
     if alpha != 1:
         source = to_dtype(mul(source, alpha), a.dtype)
@@ -310,7 +307,6 @@ def index_put(a, indices, values, accumulate=False):
 
 @torchsymbol(torch.take, torch.Tensor.take)
 def take(a, index):
-    from thunder.torch.elementwise import add, lt, where
 
     flat = reshape(a, (-1,))
     wrapped = where(lt(index, 0), add(index, a.numel()), index)  # torch.take counts negative indices from the end

@@ -18,6 +18,7 @@ from thunder.torch.base import (
     to_dtype,
     torchsymbol,
 )
+from thunder.torch.einsum_impl import einsum_decomposition
 from thunder.torch.elementwise import add, eq, mul, sub
 from thunder.torch.reductions import sum as _sum
 from thunder.torch.shapes import (
@@ -430,7 +431,6 @@ def einsum(equation, *operands):
     """Einsum by contraction with permute/reshape/matmul, pairwise left to right."""
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
-    from thunder.torch.einsum_impl import einsum_decomposition
 
     dtype = result_dtype(*operands)
     return einsum_decomposition(equation, [to_dtype(o, dtype) for o in operands])

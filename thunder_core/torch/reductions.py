@@ -11,8 +11,11 @@ from thunder import prims
 from thunder.core.dtypes import computation_dtype, is_exact_dtype
 from thunder.core.transforms import get_grad, put_grad
 from thunder.prims.grads import GRAD_RULES
+from thunder.torch import elementwise
+from thunder.torch import elementwise as ew
 from thunder.torch.base import canonicalize_dim, canonicalize_dims, to_dtype, torchsymbol
 from thunder.torch.fallback import fallback_symbol
+from thunder.torch.shapes import narrow
 
 __all__ = [
     "sum", "mean", "prod", "amax", "amin", "max", "min", "var", "std", "var_mean", "std_mean", "argmax", "argmin",
@@ -85,7 +88,6 @@ def amin(a, dim=(), keepdim=False):
 
 
 def _max_min(reduce_prim, arg_prim, binary, a, dim, keepdim):
-    from thunder.torch import elementwise
 
     if dim is None:
         return reduce_prim(a, tuple(range(a.ndim)))
@@ -182,7 +184,6 @@ def count_nonzero(a, dim=None):
 
 @torchsymbol(torch.logsumexp, torch.Tensor.logsumexp, tags=("reduction",))
 def logsumexp(a, dim, keepdim=False):
-    from thunder.torch import elementwise as ew
 
     a = to_dtype(a, torch.get_default_dtype()) if is_exact_dtype(a.dtype) else a
     m = amax(a, dim, True)
@@ -203,7 +204,6 @@ def cumsum(a, dim, *, dtype=None):
 
 
 def _vector_norm(a, ord, dim, keepdim, dtype):
-    from thunder.torch import elementwise as ew
 
     if dtype is not None:
         a = to_dtype(a, dtype)
@@ -249,7 +249,6 @@ def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):
 
 @torchsymbol(torch.nansum, torch.Tensor.nansum, tags=("reduction",))
 def nansum(a, dim=None, keepdim=False, *, dtype=None):
-    from thunder.torch import elementwise as ew
 
     if not is_exact_dtype(a.dtype):
         a = ew.where(ew.isnan(a), 0, a)
@@ -258,7 +257,6 @@ def nansum(a, dim=None, keepdim=False, *, dtype=None):
 
 @torchsymbol(torch.nanmean, torch.Tensor.nanmean, tags=("reduction",))
 def nanmean(a, dim=None, keepdim=False, *, dtype=None):
-    from thunder.torch import elementwise as ew
 
     dtype = dtype or a.dtype
     if is_exact_dtype(dtype):
@@ -302,7 +300,6 @@ def _inclusive_scan(combine, operands: tuple, fills: tuple, dim: int) -> tuple:
 def _cumulative_extremum(a, dim, largest: bool):
     """(values, indices) of torch's cummax (largest) or cummin: the later element wins ties, and NaN wins over
     every number (the last NaN over earlier ones)."""
-    from thunder.torch import elementwise as ew
 
     if a.ndim == 0:
         canonicalize_dim(0, dim)
@@ -359,7 +356,6 @@ GRAD_RULES[cummin.id] = _cumulative_extremum_grad(cummin)
 def _log_add_exp(x, y):
     """log(exp(x) + exp(y)) as torch's scan computes it; equal infinities give themselves (not inf - inf), and the
     branch not taken there is kept finite so that its gradient is not NaN."""
-    from thunder.torch import elementwise as ew
 
     high, low = ew.maximum(x, y), ew.minimum(x, y)
     same_infinity = ew.logical_and(ew.isinf(low), ew.eq(low, high))
@@ -407,7 +403,6 @@ def topk(a, k, dim=-1, largest=True, sorted=True):
 
 def _select_sorted(a, dim, position, keepdim):
     """The value and index at `position` of `a` sorted (stably) along `dim`."""
-    from thunder.torch.shapes import narrow
 
     values, indices = prims.sort(a, dim, False, True)
     values, indices = narrow(values, dim, position, 1), narrow(indices, dim, position, 1)
@@ -428,7 +423,6 @@ def kthvalue(a, k, dim=-1, keepdim=False):
 
 
 def _median_along(a, dim, keepdim):
-    from thunder.torch import elementwise as ew
 
     values, indices = prims.sort(a, dim, False, True)
     length = a.shape[dim]

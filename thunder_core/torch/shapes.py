@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from thunder import prims
+from thunder.core.dtypes import result_dtype
 from thunder.core.proxies import TensorProxy
 from thunder.core.transforms import get_grad, put_grad
 from thunder.prims.grads import GRAD_RULES
@@ -26,6 +27,7 @@ from thunder.torch.base import (
     to_dtype,
     torchsymbol,
 )
+from thunder.torch.elementwise import add
 
 __all__ = [
     "reshape", "view", "permute", "transpose", "t", "unsqueeze", "squeeze", "flatten", "unflatten", "expand",
@@ -62,7 +64,7 @@ def infer_shape(numel: int, shape: Sequence[int]) -> tuple[int, ...]:
 
 # Tensor.reshape/permute/flip/tile come first: the torch executor calls the first callable with the
 # arguments as recorded, and only the methods accept both `x.reshape(2, 3)` and `x.reshape((2, 3))`.
-@torchsymbol(torch.Tensor.reshape, torch.reshape, tags=("shape",))
+@torchsymbol(torch.Tensor.reshape, torch.reshape, tags=("shape", "view"))
 def reshape(a, *sizes, shape=None):
     shape = infer_shape(a.numel(), _shape_arg(sizes) if shape is None else tuple(shape))
     if shape == tuple(a.shape):
@@ -70,7 +72,7 @@ def reshape(a, *sizes, shape=None):
     return prims.reshape(a, shape)
 
 
-@torchsymbol(torch.Tensor.view, tags=("shape",))
+@torchsymbol(torch.Tensor.view, tags=("shape", "view"))
 def view(a, *shape):
     if len(shape) == 1 and isinstance(shape[0], torch.dtype):
         raise NotImplementedError("Tensor.view(dtype) reinterprets memory; Thunder does not support it")
@@ -87,7 +89,7 @@ def reshape_as(a, other):
     return reshape(a, tuple(other.shape))
 
 
-@torchsymbol(torch.Tensor.permute, torch.permute, tags=("shape",))
+@torchsymbol(torch.Tensor.permute, torch.permute, tags=("shape", "view"))
 def permute(a, *dim_args, dims=None):
     dims = canonicalize_dims(a.ndim, _shape_arg(dim_args) if dims is None else tuple(dims))
     if len(dims) != a.ndim or len(set(dims)) != a.ndim:
@@ -98,7 +100,7 @@ def permute(a, *dim_args, dims=None):
 
 
 @torchsymbol(torch.transpose, torch.Tensor.transpose, torch.swapaxes, torch.Tensor.swapaxes, torch.swapdims,
-             torch.Tensor.swapdims, tags=("shape",))  # fmt: skip
+             torch.Tensor.swapdims, tags=("shape", "view"))  # fmt: skip
 def transpose(a, dim0, dim1):
     if a.ndim == 0:
         return a
@@ -111,7 +113,7 @@ def transpose(a, dim0, dim1):
 swapaxes = transpose
 
 
-@torchsymbol(torch.t, torch.Tensor.t, tags=("shape",))
+@torchsymbol(torch.t, torch.Tensor.t, tags=("shape", "view"))
 def t(a):
     if a.ndim > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {a.ndim}D")
@@ -122,7 +124,7 @@ register_handler(torch.Tensor.T.__get__, lambda a: permute(a, tuple(reversed(ran
 register_handler(torch.Tensor.mT.__get__, lambda a: transpose(a, -2, -1))
 
 
-@torchsymbol(torch.movedim, torch.Tensor.movedim, torch.moveaxis, torch.Tensor.moveaxis, tags=("shape",))
+@torchsymbol(torch.movedim, torch.Tensor.movedim, torch.moveaxis, torch.Tensor.moveaxis, tags=("shape", "view"))
 def movedim(a, source, destination):
     source = canonicalize_dims(a.ndim, source)
     destination = canonicalize_dims(a.ndim, destination)
@@ -135,7 +137,7 @@ def movedim(a, source, destination):
     return permute(a, perm)
 
 
-@torchsymbol(torch.unsqueeze, torch.Tensor.unsqueeze, tags=("shape",))
+@torchsymbol(torch.unsqueeze, torch.Tensor.unsqueeze, tags=("shape", "view"))
 def unsqueeze(a, dim):
     dim = canonicalize_dim(a.ndim + 1, dim)
     shape = list(a.shape)
@@ -143,7 +145,7 @@ def unsqueeze(a, dim):
     return prims.reshape(a, tuple(shape))
 
 
-@torchsymbol(torch.squeeze, torch.Tensor.squeeze, tags=("shape",))
+@torchsymbol(torch.squeeze, torch.Tensor.squeeze, tags=("shape", "view"))
 def squeeze(a, dim=None):
     if dim is None:
         dims = tuple(i for i, s in enumerate(a.shape) if s == 1)
@@ -154,7 +156,7 @@ def squeeze(a, dim=None):
     return prims.squeeze(a, dims)
 
 
-@torchsymbol(torch.flatten, torch.Tensor.flatten, tags=("shape",))
+@torchsymbol(torch.flatten, torch.Tensor.flatten, tags=("shape", "view"))
 def flatten(a, start_dim=0, end_dim=-1):
     if a.ndim == 0:
         return reshape(a, (1,))
@@ -167,14 +169,14 @@ def flatten(a, start_dim=0, end_dim=-1):
     return reshape(a, tuple(a.shape[:start]) + (n,) + tuple(a.shape[end + 1 :]))
 
 
-@torchsymbol(torch.unflatten, torch.Tensor.unflatten, tags=("shape",))
+@torchsymbol(torch.unflatten, torch.Tensor.unflatten, tags=("shape", "view"))
 def unflatten(a, dim, sizes):
     dim = canonicalize_dim(a.ndim, dim)
     sizes = infer_shape(a.shape[dim], sizes)
     return reshape(a, tuple(a.shape[:dim]) + tuple(sizes) + tuple(a.shape[dim + 1 :]))
 
 
-@torchsymbol(torch.Tensor.expand, tags=("shape",))
+@torchsymbol(torch.Tensor.expand, tags=("shape", "view"))
 def expand(a, *shape):
     shape = _shape_arg(shape)
     offset = len(shape) - a.ndim
@@ -255,7 +257,7 @@ def _split_sizes(length: int, split_size_or_sections) -> list[int]:
     return sizes
 
 
-@torchsymbol(torch.split, torch.Tensor.split, torch.Tensor.split_with_sizes, tags=("shape",))
+@torchsymbol(torch.split, torch.Tensor.split, torch.Tensor.split_with_sizes, tags=("shape", "view"))
 def split(a, split_size_or_sections, dim=0):
     dim = canonicalize_dim(a.ndim, dim)
     outs, start = [], 0
@@ -265,7 +267,7 @@ def split(a, split_size_or_sections, dim=0):
     return tuple(outs)
 
 
-@torchsymbol(torch.chunk, torch.Tensor.chunk, tags=("shape",))
+@torchsymbol(torch.chunk, torch.Tensor.chunk, tags=("shape", "view"))
 def chunk(a, chunks, dim=0):
     dim = canonicalize_dim(a.ndim, dim)
     size = -(-a.shape[dim] // chunks)
@@ -284,7 +286,6 @@ register_handler(torch.Tensor.__iter__, lambda a: iter(unbind(a, 0)))
 @torchsymbol(torch.cat, torch.concat, torch.concatenate, tags=("shape",))
 def cat(tensors, dim=0):
     tensors = [x for x in tensors if not (x.ndim == 1 and x.shape[0] == 0)] or list(tensors[:1])
-    from thunder.core.dtypes import result_dtype
 
     dtype = result_dtype(*tensors)
     dim = canonicalize_dim(tensors[0].ndim, dim)
@@ -514,7 +515,6 @@ def unfold(a, dimension, size, step):
     count = (length - size) // step + 1
     starts = prims.iota(count, start=0, step=step, dtype=torch.int64, device=a.device)
     offsets = prims.iota(size, start=0, step=1, dtype=torch.int64, device=a.device)
-    from thunder.torch.elementwise import add
 
     index = reshape(add(unsqueeze(starts, 1), unsqueeze(offsets, 0)), (count * size,))
     windows = prims.take(a, index, d)
@@ -524,7 +524,7 @@ def unfold(a, dimension, size, step):
 
 # -- in-place forms whose functional version is not "the same name without the underscore" -------------
 def _full_like_value(a, value):
-    from thunder.torch.creation import full_like
+    from thunder.torch.creation import full_like  # a real cycle: creation builds on this module's unsqueeze
 
     return full_like(a, value)
 

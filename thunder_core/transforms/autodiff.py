@@ -19,7 +19,7 @@ import torch
 
 from thunder import prims
 from thunder.core.proxies import Proxy, TensorProxy
-from thunder.core.symbol import BoundSymbol, Symbol, flat_proxies
+from thunder.core.symbol import BoundSymbol, OpTag, Symbol, flat_proxies
 from thunder.core.trace import TraceCtx, tracectx
 from thunder.core.transforms import GradRuleContext, get_grad, put_grad
 from thunder.prims.grads import GRAD_RULES, NONDIFFERENTIABLE, sum_to
@@ -145,17 +145,14 @@ class _JointBuilder:
         self.chunks.append(_Chunk(old_outs, placeholders, backward, puts))
 
 
-_RANDOM_NAME_PARTS = ("dropout", "rrelu", "bernoulli", "multinomial", "rand", "normal", "poisson", "uniform")
-
-
 def torch_autograd_rule(bsym: BoundSymbol, requires_grad: set[str]) -> Callable:
     """A rule whose backward re-runs the operation under torch.autograd and asks it for the vjp of the inputs
     named in `requires_grad`, and only those: torch refuses some arguments that require grad (the weight of
     binary_cross_entropy_with_logits, batch_norm's running statistics)."""
     fn = bsym.sym.torch_fns[0]
-    # Only a fallback operator's name can tell it is random: Thunder's own symbols (TORCH_VJP) are vetted
-    # where they are listed, and "normalize" must not read as "normal"
-    if "fallback" in bsym.sym.tags and any(part in bsym.sym.id.lower() for part in _RANDOM_NAME_PARTS):
+    # A fallback call is tagged random when torch tags one of the aten kernels it runs as random (see
+    # thunder.torch.fallback); Thunder's own symbols (TORCH_VJP) are vetted where they are listed
+    if OpTag.FALLBACK in bsym.sym.tags and OpTag.RANDOM in bsym.sym.tags:
         # re-running a random operation in the backward would draw different values than the forward did
         raise NotImplementedError(
             f"{bsym.sym.id} is random and has no Thunder symbol, so its gradient cannot be computed by re-running it; "
@@ -232,8 +229,8 @@ def _vjp_symbol(fn: Callable, sym_id: str) -> Symbol:
     name = "vjp_" + sym_id.replace(".", "_")
     # python_impl: claimed as is (it already is an implementation), run by the torch-autograd machinery
     sym = Symbol(name, meta, id=f"autodiff.vjp.{sym_id}", is_prim=True, python_impl=impl)
-    _vjp_symbols[sym_id] = sym
-    return sym
+    # setdefault: two threads making the same symbol at once both get the one registered first
+    return _vjp_symbols.setdefault(sym_id, sym)
 
 
 def forward_and_backward(trace: TraceCtx, executors: Sequence = ()) -> tuple[TraceCtx, TraceCtx]:

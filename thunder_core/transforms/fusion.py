@@ -22,8 +22,10 @@ groups reachable from the earlier group move after the merged group, so the slot
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from thunder.core.proxies import TensorProxy
 from thunder.core.symbol import BoundSymbol, flat_proxies
@@ -43,6 +45,21 @@ class Region:
     inputs: list[TensorProxy]
     outputs: list[TensorProxy]
 
+    def split_at(self, cuts: Sequence[int]) -> list[Region]:
+        """The region cut before each index in `cuts` (positions in `bound_symbols`): consecutive sub-regions,
+        which run one after the other give the region's results. Each sub-region's outputs are what later
+        sub-regions read and this region's own outputs; a fusion executor may fuse some of them and return the
+        others' bound symbols as they are (see FusionExecutor.fuse)."""
+        bounds = [0, *sorted(set(c for c in cuts if 0 < c < len(self.bound_symbols))), len(self.bound_symbols)]
+        pieces = [self.bound_symbols[lo:hi] for lo, hi in zip(bounds, bounds[1:])]
+        needed = {p.name for p in self.outputs}
+        regions: list[Region] = []
+        for i in reversed(range(len(pieces))):
+            region = _make_region(pieces[i], needed)
+            regions.append(region)
+            needed |= {p.name for p in region.inputs}
+        return regions[::-1]
+
     def as_trace(self, fn_name: str = "fusion") -> TraceCtx:
         """The region as a standalone trace `fn_name(*inputs) -> tuple(outputs)`."""
         trace = TraceCtx(fn_name)
@@ -56,16 +73,25 @@ class Region:
 
 
 def fuse_regions(
-    trace: TraceCtx, executor, executors: Sequence, progress: Callable[[str], None] | None = None
+    trace: TraceCtx,
+    executor,
+    executors: Sequence,
+    progress: Callable[[str], None] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> TraceCtx:
     """The trace with each maximal region of operations `executor` can fuse replaced by `executor.fuse(region, k)`.
 
     executors: the whole executor list in priority order; those before `executor` keep what they can execute.
     progress: called with a line of text before each region is handed to the executor.
+    options: the executor's validated options, passed to `can_fuse` and `fuse` when they declare `options`.
+    `fuse` may return one bound symbol, None (the region is declined: its operations stay as they are) or a
+    list of bound symbols (the region split, see Region.split_at).
     """
-    executors = list(executors)
     if executor not in executors:
         raise ValueError(f"the fusion executor {executor.name!r} is not in the executor list it is partitioned for")
+    executors = list(executors)
+    wrapped = _WithOptions(executor, options)
+    executors[executors.index(executor)] = executor = wrapped
     earlier = [ex for ex in executors[: executors.index(executor)] if hasattr(ex, "can_execute")]
     nodes: list[BoundSymbol] = []
     fusible: list[bool] = []
@@ -92,9 +118,42 @@ def fuse_regions(
         region = _make_region([nodes[i] for i in members], used_outside)
         if progress is not None:
             progress(f"{executor.name}: compiling fusion region {k + 1} of {n_regions} ({len(members)} operations)")
-        result.append(executor.fuse(region, k))
+        fused = executor.fuse(region, k)
+        if fused is None:
+            result.extend(region.bound_symbols)
+        elif isinstance(fused, (list, tuple)):
+            result.extend(fused)
+        else:
+            result.append(fused)
         k += 1
     return trace.from_trace(f"fusion ({executor.name})", result)
+
+
+def _takes_options(method: Callable) -> bool:
+    """Whether `method` accepts an `options` keyword (by name, or through **kwargs)."""
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "options" or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+class _WithOptions:
+    """A fusion executor whose can_fuse and fuse get its options when they accept them (the two-argument
+    forms of earlier executors keep working)."""
+
+    def __init__(self, executor, options: Mapping[str, Any] | None):
+        self.executor = executor
+        self.name = executor.name
+        kwargs = {"options": options if options is not None else {}}
+        self._fuse_kwargs = kwargs if _takes_options(executor.fuse) else {}
+        self._can_fuse_kwargs = kwargs if _takes_options(executor.can_fuse) else {}
+
+    def can_fuse(self, bsym: BoundSymbol) -> bool:
+        return self.executor.can_fuse(bsym, **self._can_fuse_kwargs)
+
+    def fuse(self, region: Region, index: int):
+        return self.executor.fuse(region, index, **self._fuse_kwargs)
 
 
 def _decide(bsym: BoundSymbol, executor, earlier: list) -> list[tuple[BoundSymbol, bool]]:

@@ -18,15 +18,9 @@ from __future__ import annotations
 from collections import defaultdict, deque
 
 from thunder.core.proxies import NumberProxy, TensorProxy
-from thunder.core.symbol import BoundSymbol
+from thunder.core.symbol import BoundSymbol, OpTag
 
-CHEAP_TAGS = frozenset({"elementwise", "shape"})
-# Without a fusion executor each recomputed op is one more kernel over memory, so only views are recomputed
-VIEW_OPS = frozenset({
-    "prims.reshape", "prims.permute", "prims.broadcast_in_dim", "prims.slice", "prims.squeeze", "ltorch.reshape",
-    "ltorch.view", "ltorch.permute", "ltorch.transpose", "ltorch.t", "ltorch.unsqueeze", "ltorch.squeeze",
-    "ltorch.expand", "ltorch.flatten", "ltorch.unflatten", "ltorch.split", "ltorch.chunk", "ltorch.movedim",
-})  # fmt: skip
+CHEAP_TAGS = frozenset({OpTag.ELEMENTWISE, OpTag.SHAPE})
 _INF = float("inf")
 
 
@@ -36,9 +30,10 @@ def is_recomputable(bsym: BoundSymbol | None, *, fusing: bool = True) -> bool:
     if bsym is None:
         return False
     tags = bsym.sym.tags
-    if "random" in tags or "side_effect" in tags:
+    if OpTag.RANDOM in tags or OpTag.SIDE_EFFECT in tags:
         return False
-    return bool(tags & CHEAP_TAGS) if fusing else bsym.sym.id in VIEW_OPS
+    # Without a fusion executor each recomputed op is one more kernel over memory, so only views are recomputed
+    return bool(tags & CHEAP_TAGS) if fusing else OpTag.VIEW in tags
 
 
 def _nbytes(p: TensorProxy | NumberProxy) -> int:

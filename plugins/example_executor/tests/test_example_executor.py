@@ -140,3 +140,59 @@ def test_scaled_add_gradients_match_eager():
     ((ea + 0.25 * eb) * eb).sum().backward()
     torch.testing.assert_close(a.grad, ea.grad)
     torch.testing.assert_close(b.grad, eb.grad)
+
+
+# --- the trace pass, its option, and the transform offered by name --------------------------------------
+
+
+def _mul_add(a, b):
+    return a + 0.25 * b
+
+
+def _ops(jfn) -> list[str]:
+    return [b.sym.id for b in thunder.last_traces(jfn)[-1].bound_symbols]
+
+
+def test_pass_rewrites_a_plus_s_times_b_into_scaled_add_with_eager_gradients():
+    a = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    jfn = thunder.jit(_mul_add, executors=["example"])
+    out = jfn(a, b)
+    grads = torch.autograd.grad(out.sum(), (a, b))
+    expected = _mul_add(a, b)
+    torch.testing.assert_close(out, expected)
+    for g, e in zip(grads, torch.autograd.grad(expected.sum(), (a, b))):
+        torch.testing.assert_close(g, e)
+    assert "example.scaled_add" in _ops(jfn)
+    assert "example: fuse_mul_add" in [t.provenance for t in thunder.last_traces(jfn)]
+
+
+def test_fuse_mul_add_option_turns_the_pass_off():
+    a, b = torch.randn(5), torch.randn(5)
+    jfn = thunder.jit(_mul_add, executors=["example"], executor_options={"example": {"fuse_mul_add": False}})
+    torch.testing.assert_close(jfn(a, b), _mul_add(a, b))
+    assert "example.scaled_add" not in _ops(jfn)
+
+
+def test_pass_leaves_a_product_that_is_also_read_elsewhere():
+    def f(a, b):
+        t = 0.25 * b
+        return a + t, t
+
+    a, b = torch.randn(5), torch.randn(5)
+    jfn = thunder.jit(f, executors=["example"])
+    for got, expected in zip(jfn(a, b), f(a, b)):
+        torch.testing.assert_close(got, expected)
+    assert "example.scaled_add" not in _ops(jfn)
+
+
+def test_scale_grads_transform_is_offered_by_name():
+    x = torch.randn(4, requires_grad=True)
+
+    def f(x):
+        return (torch.sin(x) * x).sum()
+
+    jfn = thunder.jit(f, transforms=["example-scale-grads"])
+    (grad,) = torch.autograd.grad(jfn(x), x)
+    (expected,) = torch.autograd.grad(f(x), x)
+    torch.testing.assert_close(grad, expected * 0.5)

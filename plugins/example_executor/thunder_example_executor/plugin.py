@@ -1,4 +1,4 @@
-"""The plugin module named by the entry point: it offers the executor without importing it.
+"""The plugin module named by the entry point: it offers the executor and a transform without importing them.
 
 Thunder calls `thunder_executors()` when it discovers plugins (`import thunder` does not, the first query of
 the registry does), so this module imports nothing heavy: the executor is built by `_load`, on first use.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from thunder.extend import ExecutorSpec, hookimpl
+from thunder.extend import ExecutorSpec, TransformSpec, hookimpl
 
 #: Setting this environment variable to 1 makes the executor report itself unavailable.
 DISABLE_ENV_VAR = "THUNDER_EXAMPLE_EXECUTOR_DISABLE"
@@ -43,5 +43,22 @@ def thunder_executors():
             why_unavailable=_why_unavailable,
             default=False,  # opt-in: used when listed, `executors=["example"]`, or after add_default_executor
             description="example plugin: fused a + alpha * b (torch.add/sub with alpha)",
+        )
+    ]
+
+
+def _scale_gradients():
+    from thunder_example_executor.transforms import ScaleGradients
+
+    return ScaleGradients()
+
+
+@hookimpl
+def thunder_transforms():
+    return [
+        TransformSpec(
+            name="example-scale-grads",
+            factory=_scale_gradients,
+            description="example plugin: multiplies every gradient by 0.5 (after autodiff)",
         )
     ]
