@@ -28,9 +28,16 @@ from thunder.core.symbol import BoundSymbol, OpTag, Symbol
 from thunder.core.trace import TraceCtx
 from thunder.core.transforms import get_grad, put_grad, put_grads
 from thunder.extend.compile_cache import CompileCache, CompileOnFirstCall, input_metadata
-from thunder.extend.executors import Executor, ExecutorOption, ExecutorOptionError, FusionExecutor, OperatorExecutor
+from thunder.extend.executors import (
+    Executor,
+    ExecutorOption,
+    ExecutorOptionError,
+    FusionExecutor,
+    ImplInfo,
+    OperatorExecutor,
+)
 from thunder.extend.hookspecs import ENTRY_POINT_GROUP, ExecutorSpec, PluginBundle, TransformSpec, hookimpl
-from thunder.extend.lowering import lower_region
+from thunder.extend.lowering import lower_bound_symbols, lower_region
 from thunder.extend.passes import (
     ACQUIRED,
     AFTER_AUTODIFF,
@@ -84,6 +91,7 @@ __all__ = [
     "ExecutorSpec",
     "FUSION_AND_CLAIMING",
     "FusionExecutor",
+    "ImplInfo",
     "OpTag",
     "OperatorExecutor",
     "PassContext",
@@ -105,6 +113,7 @@ __all__ = [
     "get_grad",
     "get_transform",
     "input_metadata",
+    "lower_bound_symbols",
     "lower_region",
     "meta_from_torch",
     "put_grad",

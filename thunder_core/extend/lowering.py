@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from thunder.core.symbol import BoundSymbol
-from thunder.core.trace import tracectx
+from thunder.core.trace import TraceCtx, tracectx
 from thunder.transforms.claim_operators import lower_bsym
 from thunder.transforms.fusion import Region
 
-__all__ = ["lower_region"]
+__all__ = ["lower_bound_symbols", "lower_region"]
 
 
 def lower_region(region: Region, executors: Sequence) -> list[BoundSymbol]:
@@ -20,9 +20,14 @@ def lower_region(region: Region, executors: Sequence) -> list[BoundSymbol]:
     Execution transforms record new values while lowering; they are named in a scratch trace of the region,
     so they never collide with the region's own names.
     """
-    scratch = region.as_trace()
+    return lower_bound_symbols(region.bound_symbols, executors, region.as_trace())
+
+
+def lower_bound_symbols(bsyms: Sequence[BoundSymbol], executors: Sequence, scratch: TraceCtx) -> list[BoundSymbol]:
+    """`bsyms` claimed by `executors` (in order) or decomposed until one claims them, as `lower_region` does;
+    new values are named in the trace `scratch`."""
     lowered: list[BoundSymbol] = []
     with tracectx(scratch):
-        for bsym in region.bound_symbols:
+        for bsym in bsyms:
             lowered.extend(lower_bsym(bsym, executors))
     return lowered

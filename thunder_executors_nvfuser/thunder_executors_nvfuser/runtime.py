@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from thunder_executors_nvfuser._thunder import TraceCtx, get_executor, lower_bsym, tracectx
+from thunder_executors_nvfuser._thunder import TraceCtx, get_executor, lower_bound_symbols
 from thunder_executors_nvfuser.translation import FusionPlan, describe_plan
 
 log = logging.getLogger("thunder.nvfuser")
@@ -238,10 +238,7 @@ def torch_program(bsyms, inputs, outputs, scratch: TraceCtx, name: str) -> Calla
     scratch: the trace whose name space new values (made by execution transforms) are named in.
     """
     executors = [get_executor("torch"), get_executor("python")]
-    lowered = []
-    with tracectx(scratch):
-        for bsym in bsyms:
-            lowered.extend(lower_bsym(bsym, executors))
+    lowered = lower_bound_symbols(bsyms, executors, scratch)
     trace = TraceCtx(name)
     trace.args = list(inputs)
     trace.bound_symbols = lowered
