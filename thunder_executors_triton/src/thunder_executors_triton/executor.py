@@ -23,10 +23,11 @@ import torch.nn.functional as F
 import thunder.torch as ltorch
 from thunder.core.proxies import TensorProxy
 from thunder.core.transforms import get_grad, put_grad
-from thunder.extend import OperatorExecutor
+from thunder.extend import BEFORE_AUTODIFF, OperatorExecutor
 from thunder_executors_triton import __version__, checkers
 from thunder_executors_triton.kernels import cross_entropy as ce_kernels
 from thunder_executors_triton.kernels import norms, rotary, softmax, swiglu
+from thunder_executors_triton.rewrites import fuse_linear_cross_entropy, fuse_swiglu
 
 ex = OperatorExecutor("triton", version=__version__)
 
@@ -340,3 +341,11 @@ def _swiglu_grad(a, b):
 
 
 ex.register_implementation(swiglu_op, checker=checkers.swiglu_checker, grad_transform=_swiglu_grad)
+
+
+
+# Pattern rewrites run before autodiff whenever `triton` is in the executor list, so that
+# `cross_entropy(linear(x, w))` and `silu(a) * b` reach the fused operators above without the user's help.
+ex.register_pass(lambda trace, context: fuse_linear_cross_entropy(trace), stage=BEFORE_AUTODIFF,
+                 name="fuse linear + cross_entropy")  # fmt: skip
+ex.register_pass(lambda trace, context: fuse_swiglu(trace), stage=BEFORE_AUTODIFF, name="fuse silu(a) * b")

@@ -11,8 +11,9 @@ each matched pattern replaced by one operator and the operations it consumed dro
 
 A pattern matches only where the intermediate (the logits, silu's output) feeds nothing else and is not
 an output of the trace, and where the fused operator's checker accepts the operands (so the kernels can
-run them). `TritonPatterns` applies both as a `thunder.Transform` (``jit(..., transforms=[TritonPatterns()])``)
-until Thunder's executor-pass hook takes them.
+run them). The `triton` executor registers both as executor passes before autodiff, so they run whenever
+`triton` is in the executor list; `TritonPatterns` applies them as a `thunder.Transform` on their own
+(``jit(..., transforms=[TritonPatterns()])``), for an executor list without `triton`'s other operators.
 """
 
 from __future__ import annotations
