@@ -18,6 +18,8 @@ from thunder.frontend.jit import ThunderFunction, jit_options_check
 from thunder.frontend.module import ThunderModule
 from thunder.frontend.transform import Transform
 
+import thunder.distributed  # noqa: E402, F401  (thunder.distributed.ddp(...) after a bare `import thunder`)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -50,6 +52,8 @@ def jit(
         raise TypeError("this function is already compiled by thunder.jit; pass the original")
     jit_options_check(options)
     executors, transforms = _apply_plugins(plugins, executors, transforms)
+    if isinstance(fn, pytorch.nn.Module):  # transforms attached by a wrapper applied before jit (thunder.distributed)
+        transforms = [*getattr(fn, "_thunder_module_transforms", ()), *(transforms or ())]
     kwargs = dict(executors=executors, cache=cache, transforms=transforms,
                   disable_torch_autograd=disable_torch_autograd, options=options)  # fmt: skip
     if isinstance(fn, pytorch.nn.Module):

@@ -101,6 +101,10 @@ def compile_entry(jfn, trace: TraceCtx, tracer, out_spec):
 
         start = time.perf_counter()
         fwd, bwd = forward_and_backward(trace, jfn.executors)
+        for transform in jfn.transforms:
+            post = getattr(transform, "transform_traces_post_autodiff", None)
+            if post is not None:
+                fwd, bwd = post(fwd, bwd, executors_list=jfn.executors)
         duration = (time.perf_counter() - start) * 1e3
         fwd.duration_ms = bwd.duration_ms = duration
         traces.append(fwd)

@@ -1,0 +1,141 @@
+"""thunder.distributed on the CPU with the gloo backend, in 2 and 4 processes (torch.multiprocessing, spawn).
+
+Each world size runs every scenario in one launch (module-scoped fixtures: starting processes is the slow part);
+the tests read what each rank found. The reference is single-process eager training on the global batch.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+
+import thunder
+
+sys.path.insert(0, os.path.dirname(__file__))
+import distributed_worker as worker  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available in this build")
+
+TOLERANCE = 1e-5
+LAUNCH_TIMEOUT_S = 240
+
+
+def launch(world: int, tmp_path, scenario: str, checkpoint_dir: str | None = None) -> list[dict]:
+    """Runs `worker.worker` in `world` spawned processes; returns each rank's result (None if it wrote none)."""
+    ctx = multiprocessing.get_context("spawn")
+    result_dir = tmp_path / f"results-{scenario}-{world}"
+    result_dir.mkdir()
+    init_file = str(tmp_path / f"init-{scenario}-{world}")
+    procs = [ctx.Process(target=worker.worker, args=(r, world, init_file, str(result_dir), scenario, checkpoint_dir))
+             for r in range(world)]  # fmt: skip
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(LAUNCH_TIMEOUT_S)
+    hung = [r for r, p in enumerate(procs) if p.is_alive()]
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+    assert not hung, f"ranks {hung} still running after {LAUNCH_TIMEOUT_S} s"
+    results = []
+    for r in range(world):
+        path = result_dir / f"rank{r}.pt"
+        results.append(torch.load(path, weights_only=False) if path.exists() else None)
+    return results
+
+
+@pytest.fixture(scope="module")
+def checkpoint_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("checkpoint"))
+
+
+@pytest.fixture(scope="module")
+def world2(tmp_path_factory, checkpoint_dir):
+    results = launch(2, tmp_path_factory.mktemp("world2"), "training", checkpoint_dir)
+    _raise_errors(results)
+    return results
+
+
+@pytest.fixture(scope="module")
+def world4(tmp_path_factory, checkpoint_dir, world2):
+    # after world2: it loads the checkpoint world2 saved, under another world size
+    results = launch(4, tmp_path_factory.mktemp("world4"), "training", checkpoint_dir)
+    _raise_errors(results)
+    return results
+
+
+def _raise_errors(results):
+    for r, res in enumerate(results):
+        assert res is not None, f"rank {r} wrote no result"
+        assert "error" not in res, f"rank {r}: {res['error']}\n{res.get('traceback')}"
+
+
+SCENARIOS = [f"{s}/micro{m}" for s in ("ddp", "zero2", "zero3") for m in (1, worker.MICRO_STEPS)]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("world", ["world2", "world4"])
+def test_parameters_match_single_process_training(world, scenario, request):
+    for rank, res in enumerate(request.getfixturevalue(world)):
+        assert res[scenario] < TOLERANCE, f"rank {rank}: parameters differ by {res[scenario]}"
+
+
+@pytest.mark.parametrize("strategy", ["zero2", "zero3"])
+@pytest.mark.parametrize("world", ["world2", "world4"])
+def test_fsdp_rank_holds_a_world_fraction_of_parameter_bytes(world, strategy, request):
+    results = request.getfixturevalue(world)
+    n = len(results)
+    for res in results:
+        total, held = res["total_param_bytes"], res[f"{strategy}/micro1/param_bytes"]
+        # padding adds at most n - 1 elements (4 bytes) per parameter tensor
+        assert total / n <= held <= total / n + 4 * n * 40, (held, total)
+
+
+def test_ddp_backward_all_reduces_in_buckets_and_waits_at_the_end(world2):
+    collectives = world2[0]["ddp/micro1/collectives"]
+    assert collectives["forward"] == []
+    backward = collectives["backward"]
+    n = backward.count("all_reduce")
+    assert n > 1 and backward.count("wait") == n
+    assert backward[:n] == ["all_reduce"] * n, backward  # every bucket issued before the first wait
+
+
+def test_ddp_no_sync_backward_has_no_communication(world2):
+    # the last compiled entry of the micro-batch run is the synchronizing one: it communicates
+    assert "all_reduce" in world2[0]["ddp/micro2/collectives"]["backward"]
+
+
+@pytest.mark.parametrize("strategy", ["zero2", "zero3"])
+def test_fsdp_gathers_in_forward_and_reduce_scatters_in_backward(world2, strategy):
+    collectives = world2[0][f"{strategy}/micro1/collectives"]
+    n_params = collectives["forward"].count("all_gather")
+    assert n_params > 0 and collectives["forward"].count("wait") == n_params
+    assert collectives["backward"].count("reduce_scatter") == n_params
+    regathered = collectives["backward"].count("all_gather")
+    assert regathered == (0 if strategy == "zero2" else n_params)
+
+
+def test_checkpoint_saved_under_2_ranks_loads_under_4(world4):
+    for res in world4:
+        assert res["checkpoint/sharded"] == 0.0
+        assert res["checkpoint/full"] == 0.0
+        assert res["checkpoint/loss"] < 1e-5
+
+
+def test_a_rank_that_raises_does_not_hang_the_others(tmp_path):
+    results = launch(2, tmp_path, "failing")
+    assert "rank 1 fails on purpose" in results[1]["error"]
+    assert results[0] is not None and "CollectiveError" in results[0]["error"], results[0]
+    assert "Another rank has probably raised or exited" in results[0]["error"]
+
+
+def test_ddp_without_process_group_says_how_to_start_one():
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialized in this process")
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        thunder.distributed.ddp(torch.nn.Linear(2, 2))
