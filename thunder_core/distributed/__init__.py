@@ -36,6 +36,7 @@ def ddp(model: torch.nn.Module, *, broadcast_from: int = 0, bucket_size_in_mb: f
     all-reduced and averaged across ranks in buckets of about `bucket_size_in_mb` during the backward.
 
     Returns `model` itself: wrapped before `thunder.jit`, it carries the transform to `jit`."""
+    _check_initialized()
     return _attach(model, DDPTransform(broadcast_from=broadcast_from, bucket_size_in_mb=bucket_size_in_mb,
                                        group=group))  # fmt: skip
 
@@ -48,13 +49,13 @@ def fsdp(model: torch.nn.Module, *, sharding_strategy: FSDPType = FSDPType.ZERO2
     ZERO2 keeps the gathered parameters from forward to backward; ZERO3 gathers them again in the backward.
 
     Returns `model` itself, its parameters replaced by shards: build the optimizer after wrapping."""
+    _check_initialized()
     transform = FSDPTransform(sharding_strategy=sharding_strategy, bucketing_strategy=bucketing_strategy,
                               group=group, broadcast_from=broadcast_from)  # fmt: skip
     return _attach(model, transform)
 
 
 def _attach(model, transform):
-    _check_initialized()
     from thunder.frontend.module import ThunderModule
 
     if isinstance(model, ThunderModule):
