@@ -7,7 +7,6 @@ Each rank writes its findings to `<result_dir>/rank<r>.pt`; the tests read them.
 
 from __future__ import annotations
 
-import copy
 import os
 import traceback
 from datetime import timedelta
@@ -44,7 +43,7 @@ def reference_params(world: int, micro_steps: int) -> dict[str, torch.Tensor]:
     batches = global_batches(world, STEPS * micro_steps)
     for step in range(STEPS):
         opt.zero_grad()
-        for idx, targets in batches[step * micro_steps: (step + 1) * micro_steps]:
+        for idx, targets in batches[step * micro_steps : (step + 1) * micro_steps]:
             model(idx, targets).backward()
         opt.step()
     return {k: v.detach().clone() for k, v in model.named_parameters()}
@@ -68,7 +67,7 @@ def train(strategy: str, rank: int, world: int, *, micro_steps: int, jit_first: 
     no_sync_collectives = None
     for step in range(STEPS):
         opt.zero_grad()
-        for micro, (idx, targets) in enumerate(batches[step * micro_steps: (step + 1) * micro_steps]):
+        for micro, (idx, targets) in enumerate(batches[step * micro_steps : (step + 1) * micro_steps]):
             if micro < micro_steps - 1:
                 with jmodel.no_sync():
                     jmodel(idx[local], targets[local]).backward()
@@ -94,7 +93,10 @@ def trace_collectives(jmodel) -> dict[str, list[str]]:
     def names(trace):
         return [b.sym.name for b in trace.bound_symbols if b.sym.id.startswith("dist_prims.")]
 
-    return {"forward": names(thunder.last_traces(jmodel)[-1]), "backward": names(thunder.last_backward_traces(jmodel)[-1])}
+    return {
+        "forward": names(thunder.last_traces(jmodel)[-1]),
+        "backward": names(thunder.last_backward_traces(jmodel)[-1]),
+    }
 
 
 ALL_SCENARIOS = [f"{s}/micro{m}" for s in ("ddp", "zero2", "zero3") for m in (1, MICRO_STEPS)]

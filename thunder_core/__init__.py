@@ -11,14 +11,13 @@ from typing import Any
 
 import torch as pytorch  # `thunder.torch` is the ltorch subpackage: the name `torch` here is taken
 
+import thunder.distributed  # noqa: E402, F401  (thunder.distributed.ddp(...) after a bare `import thunder`)
 import thunder.examine  # noqa: F401  (thunder.examine.examine after a bare `import thunder`)
 import thunder.extend  # noqa: F401  (thunder.extend.get_executor(...) after a bare `import thunder`, as documented)
 import thunder.frontend.tracer  # noqa: F401  (registers torch tracing for lower layers)
 from thunder.frontend.jit import ThunderFunction, jit_options_check
 from thunder.frontend.module import ThunderModule
 from thunder.frontend.transform import Transform
-
-import thunder.distributed  # noqa: E402, F401  (thunder.distributed.ddp(...) after a bare `import thunder`)
 
 __version__ = "0.1.0"
 

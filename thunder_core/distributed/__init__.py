@@ -20,8 +20,8 @@ import torch
 import torch.distributed as dist
 
 from thunder.distributed.ddp import DDPTransform
-from thunder.distributed.prims import _all_gather_fn as all_gather_tensor
 from thunder.distributed.fsdp import FSDPBucketingStrategy, FSDPTransform, FSDPType, ShardInfo, shard_tensor
+from thunder.distributed.prims import _all_gather_fn as all_gather_tensor
 
 __all__ = ["ddp", "fsdp", "FSDPType", "FSDPBucketingStrategy", "DDPTransform", "FSDPTransform", "full_state_dict",
            "save_sharded_checkpoint", "load_sharded_checkpoint"]  # fmt: skip
@@ -91,7 +91,9 @@ def _check_initialized() -> None:
 def _fsdp_transform(model) -> FSDPTransform:
     from thunder.frontend.module import ThunderModule
 
-    transforms = model._jfn.transforms if isinstance(model, ThunderModule) else getattr(model, MODULE_TRANSFORMS_ATTRIBUTE, [])
+    transforms = (
+        model._jfn.transforms if isinstance(model, ThunderModule) else getattr(model, MODULE_TRANSFORMS_ATTRIBUTE, [])
+    )
     found = [t for t in transforms if isinstance(t, FSDPTransform)]
     if not found:
         raise ValueError("this module is not wrapped by thunder.distributed.fsdp")

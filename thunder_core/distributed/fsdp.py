@@ -64,7 +64,7 @@ def shard_tensor(full: torch.Tensor, info: ShardInfo, rank: int) -> torch.Tensor
     """This rank's slice of `full` (flattened, zero-padded at the end), a new tensor."""
     flat = full.detach().reshape(-1)
     start = rank * info.shard_numel
-    piece = flat[start: start + info.shard_numel]
+    piece = flat[start : start + info.shard_numel]
     shard = torch.zeros(info.shard_numel, dtype=full.dtype, device=full.device)
     shard[: piece.numel()] = piece
     return shard
@@ -194,7 +194,7 @@ def _install_gather_hooks(module: torch.nn.Module, infos: dict[str, ShardInfo], 
 
     def gather(mod, args):
         shards = {name: mod._parameters[name] for name in infos}
-        for name, shard in shards.items():
+        for shard in shards.values():
             if not isinstance(shard, TensorProxy):
                 raise RuntimeError(
                     f"{type(mod).__name__} is sharded by thunder.distributed.fsdp: it runs only under thunder.jit "

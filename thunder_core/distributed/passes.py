@@ -22,11 +22,9 @@ from thunder import prims
 from thunder.core.proxies import TensorProxy
 from thunder.core.symbol import BoundSymbol
 from thunder.core.trace import TraceCtx, tracectx
-from thunder.transforms.dce import dce
 from thunder.distributed import prims as dist_prims
 from thunder.distributed.accumulation import GradientStash, stash_gradient, take_stashed_gradient
-
-_COLLECTIVES = {dist_prims.all_reduce.id, dist_prims.all_gather.id, dist_prims.reduce_scatter.id}
+from thunder.transforms.dce import dce
 
 
 def _definitions(bsyms: Sequence[BoundSymbol]) -> dict[str, int]:

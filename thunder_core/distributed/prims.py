@@ -157,9 +157,9 @@ wait = _make("wait", _wait_meta, _wait_impl)
 
 
 # -- grad rules ----------------------------------------------------------------------------------------
-# A collective's gradient is its adjoint collective (for a loss summed over ranks), issued and waited for in
-# the backward. all_reduce has none: data parallelism reduces gradients, it does not differentiate through that. The future itself carries no gradient: `wait` passes the
-# cotangent of its result to the collective's rule through the future's placeholder.
+# A collective's gradient is its adjoint collective (for a loss summed over ranks), issued and waited for in the
+# backward. all_reduce has none: data parallelism reduces gradients, it does not differentiate through them.
+# `wait` passes the cotangent of its result on to the future, whose placeholder the collective's rule reads.
 def _all_gather_rule(a, group=None):
     future = all_gather(a, group)
     g = get_grad(future)
