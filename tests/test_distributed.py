@@ -6,8 +6,11 @@ the tests read what each rank found. The reference is single-process eager train
 
 from __future__ import annotations
 
+import json
+import math
 import multiprocessing
 import os
+import subprocess
 import sys
 
 import pytest
@@ -147,3 +150,18 @@ def test_ddp_without_process_group_says_how_to_start_one():
         pytest.skip("a process group is already initialized in this process")
     with pytest.raises(RuntimeError, match="init_process_group"):
         thunder.distributed.ddp(torch.nn.Linear(2, 2))
+
+
+def test_benchmark_workload_runs_under_torchrun_with_gloo(tmp_path):
+    out = tmp_path / "distributed.json"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "benchmarks",
+           "--distributed", "ddp,zero3", "--size", "tiny", "--device", "cpu", "--iters", "1", "--warmup", "0",
+           "--json", str(out)]  # fmt: skip
+    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {r["strategy"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"ddp", "zero3"}
+    for row in rows.values():
+        assert row["error"] is None and row["world_size"] == 2 and math.isfinite(row["loss"]) and row["step_time_s"] > 0
+    assert rows["zero3"]["param_bytes_per_rank"] < rows["ddp"]["param_bytes_per_rank"]
