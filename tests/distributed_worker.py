@@ -50,6 +50,8 @@ def reference_params(world: int, micro_steps: int) -> dict[str, torch.Tensor]:
 
 
 def wrap(strategy: str, model, *, jit_first: bool):
+    if strategy in ("plugin-ddp", "plugin-fsdp"):  # thunder.compile's plugin bundles
+        return thunder.compile(model, plugins=strategy.removeprefix("plugin-"))
     wrapper = {
         "ddp": lambda m: td.ddp(m, bucket_size_in_mb=0.002),  # small buckets: several all_reduces
         "zero2": lambda m: td.fsdp(m, sharding_strategy=td.FSDPType.ZERO2),
@@ -79,7 +81,7 @@ def train(strategy: str, rank: int, world: int, *, micro_steps: int, jit_first: 
 
 
 def params_of(strategy: str, jmodel) -> dict[str, torch.Tensor]:
-    if strategy == "ddp":
+    if strategy in ("ddp", "plugin-ddp"):
         return {k: v.detach().clone() for k, v in jmodel.named_parameters()}
     return {k: v for k, v in td.full_state_dict(jmodel).items() if not k.startswith("rope_")}
 
@@ -99,7 +101,10 @@ def trace_collectives(jmodel) -> dict[str, list[str]]:
     }
 
 
-ALL_SCENARIOS = [f"{s}/micro{m}" for s in ("ddp", "zero2", "zero3") for m in (1, MICRO_STEPS)]
+ALL_SCENARIOS = [f"{s}/micro{m}" for s in ("ddp", "zero2", "zero3") for m in (1, MICRO_STEPS)] + [
+    "plugin-ddp/micro1",
+    "plugin-fsdp/micro1",
+]
 # 4 processes share 2 CPU cores in CI: a subset that still covers each strategy, with and without no_sync
 WORLD4_SCENARIOS = ["ddp/micro1", "zero2/micro1", "zero3/micro2"]
 
@@ -117,7 +122,7 @@ def run_training_scenarios(rank: int, world: int, result: dict, checkpoint_dir: 
         result[f"{key}/collectives"] = trace_collectives(jmodel)
         result[f"{key}/no_sync_collectives"] = no_sync_collectives
         result[f"{key}/saved_bytes"] = thunder.compile_stats(jmodel).saved_for_backward_bytes
-        if strategy != "ddp":
+        if strategy not in ("ddp", "plugin-ddp"):
             result[f"{key}/param_bytes"] = sum(p.numel() * p.element_size() for p in jmodel.parameters())
     result["total_param_bytes"] = sum(p.numel() * p.element_size() for p in make_model(0).parameters())
     if checkpoint_dir is not None:

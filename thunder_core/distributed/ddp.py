@@ -61,6 +61,8 @@ class DDPTransform(Transform):
             self.syncing = previous
 
     def transform_traces_post_autodiff(self, forward_trace, backward_trace, **kwargs):
+        if self.module is None:
+            raise TypeError("thunder.distributed.ddp applies to an nn.Module (thunder.jit of a module), not a function")
         names = parameter_trace_names(self.module)
         if not self.syncing:
             return forward_trace, stash_param_grads(forward_trace, backward_trace, names, self.stash)
