@@ -23,6 +23,7 @@ MICRO_STEPS = 2  # micro-batches per optimizer step in the no_sync scenarios
 LR = 0.5
 CONFIG = dict(vocab_size=64, n_layer=1, dim=16, n_head=4, n_kv_head=2, hidden_dim=24, max_seq_len=8)
 LOCAL_BATCH, SEQ = 2, 8
+DEVICE = torch.device("cpu")  # of the distributed runs (worker sets cuda:<rank> under NCCL); references run on the CPU
 
 
 def make_model(seed: int) -> Llama:
@@ -62,9 +63,10 @@ def wrap(strategy: str, model, *, jit_first: bool):
 
 def train(strategy: str, rank: int, world: int, *, micro_steps: int, jit_first: bool):
     # each rank starts from different weights: the wrapper's broadcast must make them equal
-    jmodel = wrap(strategy, make_model(seed=rank), jit_first=jit_first)
+    jmodel = wrap(strategy, make_model(seed=rank).to(DEVICE), jit_first=jit_first)
     opt = torch.optim.SGD(jmodel.parameters(), lr=LR)
     batches = global_batches(world, STEPS * micro_steps)
+    batches = [(idx.to(DEVICE), targets.to(DEVICE)) for idx, targets in batches]
     local = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
     no_sync_collectives = None
     for step in range(STEPS):
@@ -88,7 +90,7 @@ def params_of(strategy: str, jmodel) -> dict[str, torch.Tensor]:
 
 def max_difference(a: dict, b: dict) -> float:
     assert a.keys() == b.keys(), (sorted(a), sorted(b))
-    return max((a[k] - b[k]).abs().max().item() for k in a)
+    return max((a[k].cpu() - b[k].cpu()).abs().max().item() for k in a)
 
 
 def trace_collectives(jmodel) -> dict[str, list[str]]:
@@ -143,16 +145,16 @@ def _checkpoint_round_trip(rank: int, world: int, result: dict, checkpoint_dir: 
         result["checkpoint"] = "saved"
         return
     expected = {k: v for k, v in torch.load(saved, weights_only=True).items() if not k.startswith("rope_")}
-    from_sharded = thunder.jit(td.fsdp(make_model(seed=100 + rank)))
+    from_sharded = thunder.jit(td.fsdp(make_model(seed=100 + rank).to(DEVICE)))
     td.load_sharded_checkpoint(from_sharded, os.path.join(checkpoint_dir, "sharded"))
-    from_full = thunder.jit(td.fsdp(make_model(seed=200 + rank)))
+    from_full = thunder.jit(td.fsdp(make_model(seed=200 + rank).to(DEVICE)))
     from_full.load_state_dict(torch.load(saved, weights_only=True))
     result["checkpoint/sharded"] = max_difference(params_of("zero2", from_sharded), expected)
     result["checkpoint/full"] = max_difference(params_of("zero2", from_full), expected)
     idx = torch.randint(0, CONFIG["vocab_size"], (LOCAL_BATCH, SEQ))
     eager = make_model(seed=0)
     eager.load_state_dict({**eager.state_dict(), **expected})
-    result["checkpoint/loss"] = (from_full(idx, idx) - eager(idx, idx)).abs().item()
+    result["checkpoint/loss"] = (from_full(idx.to(DEVICE), idx.to(DEVICE)).cpu() - eager(idx, idx)).abs().item()
 
 
 def run_failing_rank(rank: int, world: int, result: dict) -> None:
@@ -165,10 +167,15 @@ def run_failing_rank(rank: int, world: int, result: dict) -> None:
     loss.backward()
 
 
-def worker(rank: int, world: int, init_file: str, result_dir: str, scenario: str, checkpoint_dir: str | None):
+def worker(rank: int, world: int, init_file: str, result_dir: str, scenario: str, checkpoint_dir: str | None,
+           backend: str = "gloo"):  # fmt: skip
+    global DEVICE
     result: dict = {}
     try:
-        dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+        if backend == "nccl":
+            torch.cuda.set_device(rank)
+            DEVICE = torch.device("cuda", rank)
+        dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=world,
                                 timeout=timedelta(seconds=60))  # fmt: skip
         if scenario == "training":
             run_training_scenarios(rank, world, result, checkpoint_dir)

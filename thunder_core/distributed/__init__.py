@@ -130,10 +130,13 @@ def save_sharded_checkpoint(model, directory: str) -> None:
 def load_sharded_checkpoint(model, directory: str) -> None:
     """Loads a checkpoint written by `save_sharded_checkpoint` under any world size into this FSDP module."""
     transform = _fsdp_transform(model)
-    first = torch.load(os.path.join(directory, "rank0.pt"), weights_only=True)
+
+    def load(rank: int) -> dict:
+        return torch.load(os.path.join(directory, f"rank{rank}.pt"), map_location="cpu", weights_only=True)
+
+    first = load(0)
     saved_world = first["world_size"]
-    parts = [first] + [torch.load(os.path.join(directory, f"rank{r}.pt"), weights_only=True)
-                       for r in range(1, saved_world)]  # fmt: skip
+    parts = [first] + [load(r) for r in range(1, saved_world)]
     state = dict(first["state_dict"])
     for key, shape in first["shapes"].items():
         info = ShardInfo(tuple(shape), saved_world)

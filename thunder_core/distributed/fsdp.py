@@ -163,7 +163,9 @@ class FSDPTransform(Transform):
 
     def transform_traces_post_autodiff(self, forward_trace, backward_trace, **kwargs):
         if self.module is None:
-            raise TypeError("thunder.distributed.fsdp applies to an nn.Module (thunder.jit of a module), not a function")
+            raise TypeError(
+                "thunder.distributed.fsdp applies to an nn.Module (thunder.jit of a module), not a function"
+            )
         shard_names = {_python_name(q) for q in self.shards}
         bwd = backward_trace
         if not self.syncing:

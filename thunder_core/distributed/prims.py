@@ -42,12 +42,13 @@ class CollectiveError(RuntimeError):
 
 
 class PendingCollective:
-    """A collective in flight: torch's work handle and the tensor that holds the result once it is done."""
+    """A collective in flight: torch's work handle, the tensor that holds the result once it is done, and the input
+    (referenced until the wait, so the trace freeing its name cannot release memory the collective still reads)."""
 
-    __slots__ = ("work", "result", "what")
+    __slots__ = ("work", "result", "input", "what")
 
-    def __init__(self, work, result: torch.Tensor, what: str):
-        self.work, self.result, self.what = work, result, what
+    def __init__(self, work, result: torch.Tensor, input: torch.Tensor, what: str):
+        self.work, self.result, self.input, self.what = work, result, input, what
 
 
 def world_size_of(group) -> int:
@@ -61,12 +62,12 @@ def _make(name: str, meta, impl) -> Symbol:
     return sym
 
 
-def _issue(what: str, fn, result: torch.Tensor, *args, **kwargs) -> PendingCollective:
+def _issue(what: str, fn, result: torch.Tensor, input: torch.Tensor, **kwargs) -> PendingCollective:
     try:
-        work = fn(*args, async_op=True, **kwargs)
+        work = fn(*((input,) if result is input else (result, input)), async_op=True, **kwargs)
     except RuntimeError as e:
         raise _collective_error(what, e) from e
-    return PendingCollective(work, result, what)
+    return PendingCollective(work, result, input, what)
 
 
 def _collective_error(what: str, e: Exception) -> CollectiveError:
@@ -112,7 +113,7 @@ _reduce_scatter_fn = getattr(dist, "reduce_scatter_single", None) or dist.reduce
 
 def _all_gather_impl(a, group=None):
     out = torch.empty((a.shape[0] * dist.get_world_size(group),), dtype=a.dtype, device=a.device)
-    return _issue("all_gather", _all_gather_fn, out, out, a.contiguous(), group=group)
+    return _issue("all_gather", _all_gather_fn, out, a.contiguous(), group=group)
 
 
 all_gather = _make("all_gather", _all_gather_meta, _all_gather_impl)
@@ -132,7 +133,7 @@ def _reduce_scatter_meta(a, op: str = "sum", group=None):
 
 def _reduce_scatter_impl(a, op: str = "sum", group=None):
     out = torch.empty((a.shape[0] // dist.get_world_size(group),), dtype=a.dtype, device=a.device)
-    return _issue("reduce_scatter", _reduce_scatter_fn, out, out, a.contiguous(), op=_REDUCE_OPS[op], group=group)
+    return _issue("reduce_scatter", _reduce_scatter_fn, out, a.contiguous(), op=_REDUCE_OPS[op], group=group)
 
 
 reduce_scatter = _make("reduce_scatter", _reduce_scatter_meta, _reduce_scatter_impl)
@@ -150,6 +151,7 @@ def _wait_impl(future: PendingCollective, timeout: timedelta | None = None):
         future.work.wait() if timeout is None else future.work.wait(timeout)
     except RuntimeError as e:
         raise _collective_error(future.what, e) from e
+    future.input = None
     return future.result
 
 
