@@ -54,21 +54,46 @@ def launch(world: int, tmp_path, scenario: str, checkpoint_dir: str | None = Non
 
 
 @pytest.fixture(scope="module")
-def checkpoint_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("checkpoint"))
+def shared_dir(tmp_path_factory, request):
+    """A directory every pytest-xdist worker of this session sees (each worker's base temp is a subdirectory of
+    the session's): the launches run once, whichever worker asks first."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if hasattr(request.config, "workerinput") else base
+
+
+def launch_once(shared, name: str, world: int, checkpoint_dir: str) -> list[dict]:
+    """`launch` under a file lock, its results kept in `shared`: with pytest-xdist, another worker reuses them."""
+    import fcntl
+    import pickle
+
+    done = shared / f"{name}.pkl"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            run_dir = shared / f"{name}-run"
+            run_dir.mkdir(exist_ok=True)
+            done.write_bytes(pickle.dumps(launch(world, run_dir, "training", checkpoint_dir)))
+    return pickle.loads(done.read_bytes())
 
 
 @pytest.fixture(scope="module")
-def world2(tmp_path_factory, checkpoint_dir):
-    results = launch(2, tmp_path_factory.mktemp("world2"), "training", checkpoint_dir)
+def checkpoint_dir(shared_dir):
+    path = shared_dir / "distributed-checkpoint"
+    path.mkdir(exist_ok=True)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def world2(shared_dir, checkpoint_dir):
+    results = launch_once(shared_dir, "distributed-world2", 2, checkpoint_dir)
     _raise_errors(results)
     return results
 
 
 @pytest.fixture(scope="module")
-def world4(tmp_path_factory, checkpoint_dir, world2):
+def world4(shared_dir, checkpoint_dir, world2):
     # after world2: it loads the checkpoint world2 saved, under another world size
-    results = launch(4, tmp_path_factory.mktemp("world4"), "training", checkpoint_dir)
+    results = launch_once(shared_dir, "distributed-world4", 4, checkpoint_dir)
     _raise_errors(results)
     return results
 
