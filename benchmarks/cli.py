@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown (for RESULTS.md)")
     p.add_argument("--verbose", action="store_true", help="show the workers' own output")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any row has an error")
+    p.add_argument(
+        "--distributed",
+        default=None,
+        metavar="STRATEGIES",
+        help="the Llama train step data-parallel, under torchrun: comma list of ddp, zero2, zero3, eager-ddp "
+        "(torchrun --nproc-per-node N -m benchmarks --distributed ddp,zero3); --json '' for none",
+    )
     return p
 
 
@@ -177,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         print(format_meta(result["meta"]))
         print(format_table(result["rows"], markdown=args.markdown))
         return 0
+    if args.distributed:
+        return _run_distributed(args)
     cfg = config_from_args(args, parser)
     if cfg.iters < 1:
         parser.error("--iters must be at least 1")
@@ -197,3 +206,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.strict and any(r.get("error") for r in result["rows"]):
         return 1
     return 0
+
+
+def _run_distributed(args: argparse.Namespace) -> int:
+    from benchmarks.distributed import main as distributed_main
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    size = args.size or ("full" if device == "cuda" else "small")
+    tiny = size == "tiny"
+    json_path = args.json if args.json != str(DEFAULT_JSON) else str(DEFAULT_JSON.with_name("distributed.json"))
+    executors = _csv(args.executors) if args.executors is not None else None
+    return distributed_main(
+        _csv(args.distributed),
+        size=size,
+        device=device,
+        dtype=args.dtype,
+        iters=args.iters if args.iters is not None else (3 if tiny else 20),
+        warmup=args.warmup if args.warmup is not None else (1 if tiny else 3),
+        executors=executors or None,
+        json_path=json_path or None,
+    )

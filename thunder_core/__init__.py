@@ -6,6 +6,7 @@ passes) and runs each operation on the best available executor. This module is t
 
 from __future__ import annotations
 
+import thunder.distributed  # noqa: F401  (thunder.distributed.ddp(...) after a bare `import thunder`)
 import thunder.examine  # noqa: F401  (thunder.examine.examine after a bare `import thunder`)
 import thunder.extend  # noqa: F401  (thunder.extend.get_executor(...) after a bare `import thunder`, as documented)
 import thunder.frontend.tracer  # noqa: F401  (registers torch tracing for lower layers)

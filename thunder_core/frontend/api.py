@@ -66,6 +66,8 @@ def jit(
     executors, transforms = _apply_plugins(plugins, executors, transforms)
     executors = extend.resolve_executors(executors)
     transforms = extend.resolve_transforms(transforms)
+    if isinstance(fn, pytorch.nn.Module):  # transforms attached by a wrapper applied before jit (thunder.distributed)
+        transforms = [*getattr(fn, "_thunder_module_transforms", ()), *transforms]
     options = {**options, "executor_options": _validated_executor_options(executors, executor_options)}
     kwargs = dict(executors=executors, cache=cache, transforms=transforms,
                   disable_torch_autograd=disable_torch_autograd, options=options)  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch.nn.modules.module import (
     register_module_buffer_registration_hook,
@@ -61,6 +63,8 @@ class _ModuleFunction(ThunderFunction):
         return (
             tuple([m.training for m in self.submodules]),
             tuple([(t.shape, t.dtype, t.device, t.requires_grad) for t in state]),
+            # a transform that compiles differently by mode (thunder.distributed's no_sync) keys its mode here
+            tuple([t.cache_key() for t in self.transforms if hasattr(t, "cache_key")]),
         )
 
     def state_names(self) -> list[str]:
@@ -147,6 +151,18 @@ class ThunderModule(torch.nn.Module):
         if assign:
             self._jfn.refresh_slots()
         return result
+
+    @contextlib.contextmanager
+    def no_sync(self):
+        """Under thunder.distributed.ddp/fsdp: the backward of forwards run inside does not synchronize gradients
+        across ranks (they accumulate locally; the first backward outside synchronizes the sum)."""
+        modes = [t.no_sync() for t in self._jfn.transforms if hasattr(t, "no_sync")]
+        if not modes:
+            raise RuntimeError("no_sync() needs a module wrapped by thunder.distributed.ddp or thunder.distributed.fsdp")
+        with contextlib.ExitStack() as stack:
+            for mode in modes:
+                stack.enter_context(mode)
+            yield
 
     def named_children(self):
         return self._model.named_children()
