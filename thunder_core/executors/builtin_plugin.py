@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-from thunder.extend.hookspecs import ExecutorSpec, PluginBundle, hookimpl
+from thunder.extend.hookspecs import ExecutorSpec, hookimpl
 
 
 def _loader(module: str):
@@ -42,23 +42,4 @@ def thunder_executors():
         ExecutorSpec("torchcompile", priority=50, load=_loader("thunder.executors.torchcompileex"), default=False,
                      why_unavailable=_needs("torch"),
                      description="fuses regions of torch operations and compiles each with TorchInductor"),
-    ]  # fmt: skip
-
-
-def _distributed_transform(kind: str):
-    def make():
-        import thunder.distributed as td
-
-        return td.DDPTransform() if kind == "ddp" else td.FSDPTransform()
-
-    return make
-
-
-@hookimpl
-def thunder_plugin_bundles():
-    return [
-        PluginBundle("ddp", transforms=(_distributed_transform("ddp"),),
-                     description="data-parallel training on torch.distributed (thunder.distributed.ddp)"),
-        PluginBundle("fsdp", transforms=(_distributed_transform("fsdp"),),
-                     description="fully sharded data parallel, ZeRO-2 (thunder.distributed.fsdp)"),
     ]  # fmt: skip
