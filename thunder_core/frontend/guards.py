@@ -82,6 +82,8 @@ def _static_lookup(obj, name: str):
     mro = obj.__mro__ if isinstance(obj, type) else type(obj).__mro__
     for klass in mro:
         if name in klass.__dict__:
+            if klass.__module__.split(".", 1)[0] in _LIBRARY_ROOTS:
+                return None  # a library class's attribute (torch.autograd.Function.apply): not guarded
             return klass.__dict__, klass.__dict__[name]
     return None
 
