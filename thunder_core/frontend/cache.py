@@ -9,12 +9,15 @@ pinned (see `CacheEntry.guards` in jit.py).
 
 from __future__ import annotations
 
+import struct
+
 import torch
 
 from thunder.core.pytree import tree_flatten
 
 CACHE_OPTIONS = ("no caching", "same input", "constant values", "symbolic values")
 _Tensor = torch.Tensor
+_float_bits = struct.Struct("<d").pack
 
 
 def resolve_cache_option(option) -> str:
@@ -46,9 +49,22 @@ def global_state_key() -> tuple:
     return (_is_grad_enabled(), autocast_key(), _default_dtype())
 
 
+def scalar_key(x):
+    """A Python scalar's key: floats (and complex numbers) by their bits, so that -0.0 is not 0.0 (`x / s` gives
+    -inf) and NaN finds its entry (NaN != NaN would miss every time); True is not 1 (the type is part of it)."""
+    kind = type(x)
+    if kind is float:
+        return (float, _float_bits(x))
+    if kind is complex:
+        return (complex, _float_bits(x.real), _float_bits(x.imag))
+    return (kind, x)
+
+
 def _leaf_key(x):
     if isinstance(x, _Tensor):
         return (x.shape, x.stride(), x.dtype, x.device, x.requires_grad)
+    if type(x) is float or type(x) is complex:
+        return scalar_key(x)
     try:
         hash(x)
     except TypeError:
@@ -91,7 +107,7 @@ def flatten_and_key(args: tuple, kwargs: dict, symbolic: bool = False) -> tuple[
                 key.append(_symbolic_leaf_key(a))
                 inputs.append(a)
             else:
-                key.append((type(a), a))
+                key.append((float, _float_bits(a)) if type(a) is float else (type(a), a))
         return tuple(key), inputs
     leaves, spec = tree_flatten((args, kwargs))
     if symbolic:
