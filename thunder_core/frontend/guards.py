@@ -40,7 +40,7 @@ def _is_internal_file(filename: str, cache: dict = {}) -> bool:  # noqa: B006 (a
     if internal is None:
         path = os.path.abspath(filename)
         internal = cache[filename] = (
-            filename.startswith("<") or path.startswith((_THUNDER_DIR, _TORCH_DIR)) or path.startswith(_STDLIB_DIRS)
+            filename.startswith(("<frozen", "<thunder", "thunder.")) or path.startswith((_THUNDER_DIR, _TORCH_DIR)) or path.startswith(_STDLIB_DIRS)
         )
     return internal
 
@@ -75,16 +75,22 @@ def _code_loads(code: types.CodeType, cache: dict = {}) -> tuple:  # noqa: B006 
 
 
 def _static_lookup(obj, name: str):
-    """(mapping, name, value) where `obj.name` lives without running descriptors, or None."""
+    """([mappings that lack `name`], mapping, value): where `obj.name` lives without running descriptors, and
+    the mappings searched before it (a class attribute set later on a subclass, or on the instance, shadows
+    it); None when not found, or found on a library class (torch.autograd.Function.apply is not guarded)."""
+    searched = []
     instance_dict = getattr(obj, "__dict__", None)
-    if isinstance(instance_dict, dict) and name in instance_dict:
-        return instance_dict, instance_dict[name]
+    if isinstance(instance_dict, dict):
+        if name in instance_dict:
+            return searched, instance_dict, instance_dict[name]
+        searched.append(instance_dict)
     mro = obj.__mro__ if isinstance(obj, type) else type(obj).__mro__
     for klass in mro:
         if name in klass.__dict__:
             if klass.__module__.split(".", 1)[0] in _LIBRARY_ROOTS:
-                return None  # a library class's attribute (torch.autograd.Function.apply): not guarded
-            return klass.__dict__, klass.__dict__[name]
+                return None
+            return searched, klass.__dict__, klass.__dict__[name]
+        searched.append(klass.__dict__)
     return None
 
 
@@ -158,7 +164,9 @@ class GuardRecorder:
                 found = _static_lookup(value, attr)
                 if found is None:
                     break
-                mapping, value = found
+                searched, mapping, value = found
+                for lacking in searched:
+                    self.values.setdefault((id(lacking), attr), (lacking, attr, _MISSING))
                 self.values.setdefault((id(mapping), attr), (mapping, attr, value))
 
     def record_module_read(self, module, name: str, kind: str, value) -> None:
@@ -382,11 +390,14 @@ def _require_module_reads(source: _Source, recorder: GuardRecorder) -> None:
         if kind == "dict":
             source.require_value(f"{attributes}.get({name!r}, _M)", value)
         elif kind == "class":
-            klass = type(module)
-            owner = next((k for k in klass.__mro__ if name in k.__dict__), None)
-            source.require(f"type({source.const(module)}) is {source.const(klass)} and {name!r} not in {attributes}")
-            if owner is not None:
-                source.require_value(f"{source.const(owner.__dict__)}.get({name!r}, _M)", owner.__dict__[name])
+            source.require(f"type({source.const(module)}) is {source.const(type(module))}")
+            source.require_value(f"{attributes}.get({name!r}, _M)", _MISSING)  # not shadowed by the instance
+            for klass in type(module).__mro__:
+                if klass.__module__.split(".", 1)[0] in _LIBRARY_ROOTS:
+                    break  # torch.nn.Module's own methods are not guarded
+                source.require_value(f"{source.const(klass.__dict__)}.get({name!r}, _M)", klass.__dict__.get(name, _MISSING))
+                if name in klass.__dict__:
+                    break
         elif kind == "_modules":
             source.require_value(f"{source.const(module._modules)}.get({name!r}, _M)", value)
         elif kind in ("_parameters", "_buffers"):
