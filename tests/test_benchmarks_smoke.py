@@ -74,7 +74,7 @@ def test_eager_rows_all_workloads_tiny():
         if r["mode"] == "train" and r["workload"] in ("gpt2", "llama"):
             assert math.isfinite(r["loss"])
     overhead = [r for r in rows if r["workload"] == "overhead"]
-    assert [r["mode"] for r in overhead] == ["inference", "inference"]
+    assert [r["mode"] for r in overhead] == ["inference", "inference", "inference"]
     assert all(r["calls"] == 200 for r in overhead)
 
 
@@ -167,6 +167,7 @@ def test_command_line(tmp_path):
     assert _keys(rows) == [
         ("overhead", "add", "inference"),
         ("overhead", "elementwise10", "inference"),
+        ("overhead", "module10", "inference"),
         ("chain", "chain", "train"),
         ("chain", "chain", "inference"),
     ]

@@ -287,9 +287,13 @@ class _Source:
         else:
             self.require(f"{source} is {c}")
 
-    def compile(self, name: str, params: str = ""):
-        body = "".join(f"        {line}\n" for line in self.lines)
-        text = f"def {name}({params}):\n    try:\n{body}        return True\n    except Exception:\n        return False\n"
+    def compile(self, name: str, params: str = "", passed: str = "True", failed: str = "False", then: str = ""):
+        """def name(params): `passed` if every check holds (an exception is a failed check), else `failed`;
+        `then` (statements) runs after the checks passed, outside the try."""
+        body = "".join(f"        {line}\n" for line in self.lines).replace("return False", f"return {failed}")
+        tail = "".join(f"    {line}\n" for line in then.splitlines()) or f"    return {passed}\n"
+        body = body or "        pass\n"
+        text = f"def {name}({params}):\n    try:\n{body}    except Exception:\n        return {failed}\n{tail}"
         exec(compile(text, f"<thunder guard {name}>", "exec"), self.namespace)
         fn = self.namespace[name]
         fn.source = text
@@ -432,9 +436,13 @@ def _tensor_guard(args):
         return None
 
 
-def build_hot_check(args: tuple, source: _Source | None, global_state: tuple):
-    """The whole check of a cached call with plain tensor arguments, as one generated function of those
-    arguments: their metadata, no storage shared between them, the global state, then the entry's guards."""
+MISS = object()  # what a hot call returns when its checks fail
+
+
+def build_hot_call(args: tuple, source: _Source | None, global_state: tuple, forward, unpack):
+    """The whole cached call with plain tensor arguments as one generated function of those arguments: check
+    their metadata, that no two share storage, the global state and the entry's guards, then run `forward` and
+    return `unpack(outputs)`; MISS (running nothing) when a check fails."""
     from thunder.frontend.cache import _any_autocast, _default_dtype, _is_grad_enabled
 
     hot = _Source()
@@ -462,7 +470,9 @@ def build_hot_check(args: tuple, source: _Source | None, global_state: tuple):
         hot.require(f"len({{{storages}}}) == {len(params)}")
     if source is not None:
         hot.lines.extend(source.lines)
-    return hot.compile("hot_check", ", ".join(params))
+    call = f"{hot.const(forward)}({', '.join(params)})"
+    then = f"return {call}[0]" if unpack is None else f"return {hot.const(unpack)}({call})"
+    return hot.compile("hot_call", ", ".join(params), failed=hot.const(MISS), then=then)
 
 
 def alias_pattern(tensors: list):
@@ -470,12 +480,10 @@ def alias_pattern(tensors: list):
     storage, the first identical object): which inputs alias is part of the cache key, as in torch.compile."""
     if len(tensors) < 2:
         return None
-    storages = []
-    for t in tensors:
-        try:
-            storages.append(id(t.untyped_storage()))
-        except Exception:  # a tensor without storage (sparse): only identity can alias it
-            storages.append(id(t))
+    try:
+        storages = [id(t.untyped_storage()) for t in tensors]
+    except Exception:  # a tensor without storage (sparse): only identity can alias it
+        storages = [_storage_or_object_id(t) for t in tensors]
     if len(set(storages)) == len(storages):
         return None
     first_storage: dict = {}
@@ -483,3 +491,10 @@ def alias_pattern(tensors: list):
     return tuple(
         (first_storage.setdefault(s, i), first_object.setdefault(id(t), i)) for i, (t, s) in enumerate(zip(tensors, storages))
     )
+
+
+def _storage_or_object_id(t) -> int:
+    try:
+        return id(t.untyped_storage())
+    except Exception:
+        return id(t)

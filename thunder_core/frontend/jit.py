@@ -21,7 +21,7 @@ from thunder.frontend.cache import (
     is_symbolic_number,
     resolve_cache_option,
 )
-from thunder.frontend.guards import GuardRecorder, alias_pattern, build_guard, build_hot_check, same_value
+from thunder.frontend.guards import MISS, GuardRecorder, alias_pattern, build_guard, build_hot_call, same_value
 from thunder.frontend.tracer import acquire_trace, collecting_guards
 
 log = logging.getLogger("thunder")
@@ -52,7 +52,7 @@ class CacheEntry:
     __slots__ = ("forward", "backward", "out_spec", "constants", "traces", "backward_traces",
                  "needs_autograd", "fallback_ops", "single_output", "forward_trace", "backward_trace",
                  "fast", "differentiable_outputs", "guards", "check", "check_source", "input_index",
-                 "hot_check")  # fmt: skip
+                 "hot_call", "hot_arity")  # fmt: skip
 
     def __init__(self):
         self.backward = None
@@ -69,7 +69,8 @@ class CacheEntry:
         self.check_source = None
         # inputs passed twice (f(t, t)) are one input of the trace: the positions of the flat inputs it takes
         self.input_index: list[int] | None = None
-        self.hot_check = None  # the whole check of a call with plain tensor arguments (see __call__)
+        self.hot_call = None  # the whole call with plain tensor arguments, checks included (see __call__)
+        self.hot_arity = -1
 
 
 class ThunderFunction:
@@ -110,15 +111,11 @@ class ThunderFunction:
         # The hot path: the entry the last call with plain tensor arguments used, checked by one generated
         # function (metadata, aliasing, global state and the entry's guards; see build_hot_check)
         hot = self._hot_entry
-        if hot is not None and not kwargs:
-            try:
-                hit = hot.hot_check(*args)
-            except TypeError:  # another number of arguments
-                hit = False
-            if hit:
+        if hot is not None and not kwargs and len(args) == hot.hot_arity:
+            result = hot.hot_call(*args)
+            if result is not MISS:
                 self.stats.cache_hits += 1
-                outs = hot.forward(*args)
-                return outs[0] if hot.single_output else tree_unflatten(outs, hot.out_spec)
+                return result
         return self.call_with_state((), args, kwargs, ())
 
     def call_with_state(self, state: Sequence[torch.Tensor], args, kwargs, state_key: tuple):
@@ -151,7 +148,7 @@ class ThunderFunction:
                 entries.append(entry)
                 if self.cache_option == "same input":
                     self._same_input_entry = entry
-            if entry.hot_check is not None:
+            if entry.hot_call is not None:
                 self._hot_entry = entry
         if entry.input_index is not None:
             inputs = [([*state, *inputs] if state else inputs)[i] for i in entry.input_index]
@@ -228,7 +225,10 @@ class ThunderFunction:
             and all(type(a) is _Tensor for a in args)
             and alias_pattern(list(args)) is None
         ):
-            entry.hot_check = build_hot_check(args, entry.check_source if entry.check else None, global_state_key())
+            unpack = None if entry.single_output else functools.partial(_unflatten, spec=entry.out_spec)
+            source = entry.check_source if entry.check else None
+            entry.hot_call = build_hot_call(args, source, global_state_key(), entry.forward, unpack)
+            entry.hot_arity = len(args) if entry.hot_call is not None else -1
 
     def trace_call(self, state_proxies, args, kwargs):
         return self.fn(*args, **kwargs)
@@ -248,6 +248,10 @@ def _argument_names(fn) -> list[str] | None:
     except (TypeError, ValueError):
         return None
     return [p.name for p in sig.parameters.values()]
+
+
+def _unflatten(outs, spec):
+    return tree_unflatten(outs, spec)
 
 
 _SCALARS = (int, float, bool, complex, str, bytes, type(None), torch.dtype, torch.device)
