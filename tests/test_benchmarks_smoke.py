@@ -131,7 +131,7 @@ def test_presets():
 def test_failing_backend_gives_an_error_row():
     rows = run_tiny([BackendSpec("eager"), BackendSpec("no-such-backend")], workloads=["overhead"], isolation="none")
     bad = [r for r in rows if r["backend"] == "no-such-backend"]
-    assert len(bad) == 2 and all(r["error"] and "no-such-backend" in r["error"] for r in bad)
+    assert len(bad) == 3 and all(r["error"] and "no-such-backend" in r["error"] for r in bad)
     assert all(r["step_time_s"] is None and r["step_vs_eager"] is None for r in bad)
     assert all(r["error"] is None for r in rows if r["backend"] == "eager")
     assert "ERROR [1]" in format_table(rows) and "ERROR [2]" in format_table(rows, markdown=True)

@@ -118,6 +118,7 @@ def _argument_objects(rng):
 
 
 _MODULE_SETUP = """
+    import types
     import torch.nn as nn
     torch.manual_seed(0)
     class Block(nn.Module):
@@ -130,9 +131,10 @@ _MODULE_SETUP = """
             self.n = 2
             self.t = torch.linspace(-1, 1, 4)
             self.flag = True
+            self.config = types.SimpleNamespace(mult=1.0)
             self.register_buffer("extra", torch.ones(4))
         def forward(self, x):
-            y = self.act(self.lin(x)) * self.scale * self.K + self.t
+            y = self.act(self.lin(x)) * self.scale * self.K * self.config.mult + self.t
             if hasattr(self, "extra"):
                 y = y + self.extra
             if getattr(self, "p2", None) is not None:
@@ -149,7 +151,7 @@ _MODULE_SETUP = """
 def _module_attributes(rng):
     setup = _MODULE_SETUP.format(scale=_v(rng))
     changes = [f"fn.scale = {_v(rng)}", f"fn.n = {rng.choice([1, 2, 4, 8])}", f"fn.t = torch.full((4,), {_v(rng)})",
-               f"Block.K = {_v(rng)}", "fn.flag = not fn.flag", "fn.t.add_(1)"]  # fmt: skip
+               f"Block.K = {_v(rng)}", "fn.flag = not fn.flag", "fn.t.add_(1)", f"fn.config.mult = {_v(rng)}"]  # fmt: skip
     return setup, changes
 
 

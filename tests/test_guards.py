@@ -181,6 +181,22 @@ def test_global_module_hook_runs_once_and_is_guarded():
     _same(jm, m, _inp)
 
 
+def test_attribute_of_a_plain_object_held_by_a_module():
+    class WithConfig(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.config = types.SimpleNamespace(mult=2.0)
+
+        def forward(self, x):
+            return x * self.config.mult
+
+    m = WithConfig()
+    jm = thunder.jit(m)
+    _same(jm, m, x)
+    m.config.mult = -3.0
+    _same(jm, m, x)
+
+
 def test_attribute_of_an_object_argument():
     class Options:
         scale = 1.0

@@ -106,6 +106,10 @@ def _followed(obj) -> bool:
     return isinstance(obj, type) or hasattr(obj, "__dict__")
 
 
+def _plain_object(obj) -> bool:
+    return _followed(obj) and not isinstance(obj, (type, types.ModuleType))
+
+
 class GuardRecorder:
     """Records what one acquisition reads besides its arguments (see the module docstring)."""
 
@@ -337,10 +341,13 @@ def _functions_of(codes, seeds) -> dict:
         elif isinstance(obj, type) and not obj.__module__.startswith(("torch", "builtins")):
             todo.extend(obj.__dict__.values())
     for code in codes:
-        if code not in found and code.co_freevars:
+        if code not in found and code.co_freevars and code.co_name not in _COMPREHENSIONS:
             # not reachable from what the trace read (a closure handed around by other means): ask gc
             found[code] = [f for f in gc.get_referrers(code) if isinstance(f, types.FunctionType)]
     return found
+
+
+_COMPREHENSIONS = ("<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>")  # cells are the enclosing frame's
 
 
 def build_guard(recorder: GuardRecorder, fn, argument_objects: list, name: str = "guard"):
@@ -357,7 +364,9 @@ def build_guard(recorder: GuardRecorder, fn, argument_objects: list, name: str =
     functions = _functions_of(recorder.codes, seeds)
     _require_functions(source, recorder, functions)
     _require_module_reads(source, recorder)
-    for obj in argument_objects:
+    # plain objects held by modules (a Hugging Face `self.config`) are checked like object arguments
+    held = [v for _, kind, _, v in recorder.module_reads.values() if kind == "dict" and _plain_object(v)]
+    for obj in {id(o): o for o in [*argument_objects, *held]}.values():
         attributes = getattr(obj, "__dict__", None)
         if isinstance(attributes, dict) and not isinstance(obj, (types.ModuleType, type)):
             source.require_value(f"{source.const(obj)}.__dict__", attributes)
@@ -481,9 +490,11 @@ def alias_pattern(tensors: list):
     if len(tensors) < 2:
         return None
     try:
-        storages = [id(t.untyped_storage()) for t in tensors]
+        if len({id(t.untyped_storage()) for t in tensors}) == len(tensors):
+            return None
     except Exception:  # a tensor without storage (sparse): only identity can alias it
-        storages = [_storage_or_object_id(t) for t in tensors]
+        pass
+    storages = [_storage_or_object_id(t) for t in tensors]
     if len(set(storages)) == len(storages):
         return None
     first_storage: dict = {}
