@@ -176,7 +176,7 @@ def test_command_line(tmp_path):
         assert r["error"] is None, _explain(r)
         assert r["max_diff_out"] == 0.0 and r["step_time_s"] > 0
         assert r["iters"] == 3 and r["warmup"] == 1
-    assert rows[2]["max_diff_grad"] == 0.0
+    assert rows[3]["max_diff_grad"] == 0.0  # chain, train
 
 
 def test_thunder_backend_matches_eager_tiny():

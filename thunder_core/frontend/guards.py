@@ -369,7 +369,9 @@ def build_guard(recorder: GuardRecorder, fn, argument_objects: list, name: str =
     for obj in {id(o): o for o in [*argument_objects, *held]}.values():
         attributes = getattr(obj, "__dict__", None)
         if isinstance(attributes, dict) and not isinstance(obj, (types.ModuleType, type)):
-            source.require_value(f"{source.const(obj)}.__dict__", attributes)
+            # the same attributes (none added or removed), each the same object or value
+            source.require(f"{source.const(obj)}.__dict__ is {source.const(attributes)}")
+            source.require(f"len({source.const(attributes)}) == {len(attributes)}")
             for key, value in attributes.items():
                 source.require_value(f"{source.const(attributes)}.get({key!r}, _M)", value)
     if not source.lines:
