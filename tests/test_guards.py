@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import types
 
 import pytest
@@ -303,3 +304,19 @@ def test_nan_constant_finds_its_entry():
     for _ in range(3):
         jf(x, float("nan"))
     assert (thunder.cache_misses(jf), thunder.cache_hits(jf)) == (1, 2)
+
+
+def test_recording_leaves_nn_module_and_the_trace_function_as_they_were():
+    before = sys.gettrace()
+    jf = thunder.jit(_times_s)
+    jf(x)
+    assert "__getattribute__" not in vars(nn.Module) and sys.gettrace() is before
+
+
+def test_a_failed_compilation_leaves_nothing_installed():
+    def bad(x):
+        return x.item()  # data-dependent: refused while tracing
+
+    with pytest.raises(Exception, match="needs the value"):
+        thunder.jit(bad)(x)
+    assert "__getattribute__" not in vars(nn.Module)

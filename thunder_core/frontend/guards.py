@@ -113,7 +113,8 @@ def _plain_object(obj) -> bool:
 class GuardRecorder:
     """Records what one acquisition reads besides its arguments (see the module docstring)."""
 
-    _active: list[GuardRecorder] = []  # innermost last; the module patch serves the innermost
+    # thread id -> that thread's recorders, innermost last: several threads may compile at once
+    _active: dict[int, list[GuardRecorder]] = {}
     _patch_lock = threading.Lock()
 
     def __init__(self):
@@ -139,14 +140,17 @@ class GuardRecorder:
         with GuardRecorder._patch_lock:
             if not GuardRecorder._active:
                 _install_module_patch()
-            GuardRecorder._active.append(self)
+            GuardRecorder._active.setdefault(self.thread, []).append(self)
         sys.settrace(on_call)
         try:
             yield self
         finally:
             sys.settrace(previous_trace)
             with GuardRecorder._patch_lock:
-                GuardRecorder._active.remove(self)
+                mine = GuardRecorder._active[self.thread]
+                mine.remove(self)
+                if not mine:
+                    del GuardRecorder._active[self.thread]
                 if not GuardRecorder._active:
                     _remove_module_patch()
 
@@ -189,8 +193,8 @@ _saved_getattr = []
 def _recording_getattribute(self, name):
     value = _object_getattribute(self, name)
     if name[:2] != "__":
-        recorders = GuardRecorder._active
-        if recorders and recorders[-1].thread == threading.get_ident():
+        recorders = GuardRecorder._active.get(threading.get_ident())
+        if recorders:
             kind = "dict" if name in _object_getattribute(self, "__dict__") else "class"
             recorders[-1].record_module_read(self, name, kind, value)
     return value
@@ -204,8 +208,8 @@ def _recording_getattr(self, name):
     else:
         d = _object_getattribute(self, "__dict__")
         kind = next((k for k in ("_parameters", "_buffers", "_modules") if name in d.get(k, ())), "absent")
-    recorders = GuardRecorder._active
-    if recorders and recorders[-1].thread == threading.get_ident():
+    recorders = GuardRecorder._active.get(threading.get_ident())
+    if recorders:
         recorders[-1].record_module_read(self, name, kind, value)
     if value is _MISSING:
         return _saved_getattr[0](self, name)  # raises the module's own AttributeError
