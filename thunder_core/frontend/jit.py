@@ -214,7 +214,7 @@ class ThunderFunction:
         return entry
 
     def _add_checks(self, entry: CacheEntry, recorder: GuardRecorder, args, kwargs, leaves) -> None:
-        if self.cache_option == "same input":  # the user promised nothing changes: no checks
+        if self.cache_option in ("same input", "no caching"):  # nothing changes, as promised / nothing is reused
             return
         objects = [x for x in leaves if not isinstance(x, (_Tensor, *_SCALARS))]
         entry.check, entry.check_source = build_guard(recorder, self.fn, objects)
