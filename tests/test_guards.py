@@ -320,3 +320,17 @@ def test_a_failed_compilation_leaves_nothing_installed():
     with pytest.raises(Exception, match="needs the value"):
         thunder.jit(bad)(x)
     assert "__getattribute__" not in vars(nn.Module)
+
+
+def test_hot_path_without_torchs_tensor_guard_checks_metadata_in_python(monkeypatch):
+    import thunder.frontend.guards as guards
+
+    monkeypatch.setattr(guards, "_tensor_guard", lambda args: None)  # as where TensorGuards' signature differs
+    jf = thunder.jit(lambda a, b: a + b)
+    a, b = torch.ones(2, 2), torch.ones(2, 2)
+    torch.testing.assert_close(jf(a, b), a + b)
+    for other in (torch.ones(2, 2, dtype=torch.float64), torch.ones(2, 2).t(), torch.ones(1, 2),
+                  torch.ones(2, 2, requires_grad=True)):
+        torch.testing.assert_close(jf(a, other), a + other)
+    torch.testing.assert_close(jf(a, b), a + b)
+    assert (thunder.cache_misses(jf), thunder.cache_hits(jf)) == (5, 1)
