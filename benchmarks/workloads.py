@@ -48,10 +48,11 @@ WORKLOADS: dict[str, Workload] = {
     for w in (
         Workload(
             "overhead",
-            ("add", "elementwise10"),
+            ("add", "elementwise10", "module10"),
             ("inference",),
             "overhead",
-            "per-call overhead: a + b and 10 elementwise ops on 2x2 tensors, no grad (microseconds per call)",
+            "per-call overhead: a + b, 10 elementwise ops, and a module call (10 parameters, 5 attributes read by "
+            "forward) on 2x2 tensors, no grad (microseconds per call)",
         ),
         Workload(
             "chain",
@@ -91,6 +92,23 @@ def elementwise10(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.relu(t)
 
 
+class TenParameters(nn.Module):
+    """A module call's overhead: 10 parameters (inputs of the trace) and 5 plain attributes that forward reads
+    (each one a per-call guard under thunder.jit)."""
+
+    def __init__(self):
+        super().__init__()
+        for i in range(10):
+            self.register_parameter(f"p{i}", nn.Parameter(torch.randn(2, 2)))
+        self.scale, self.shift, self.use_relu, self.eps, self.repeats = 0.5, 1.0, True, 1e-6, 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x * self.scale + self.shift + self.eps
+        y = y * self.p0 + self.p1 + self.p2 * self.p3 + self.p4 * self.p5 + self.p6 * self.p7 + self.p8 * self.p9
+        y = y.repeat(self.repeats, 1)
+        return torch.relu(y) if self.use_relu else y
+
+
 OVERHEAD_FNS = {"add": add, "elementwise10": elementwise10}
 
 
@@ -119,6 +137,10 @@ def build_case(workload: str, case: str, size: str, mode: str, device: str, dtyp
     torch.manual_seed(seed)
     dev = torch.device(device)
 
+    if workload == "overhead" and case == "module10":
+        module = _prepare_module(TenParameters().to(dev), "inference", dtype)
+        x = torch.randn(2, 2, device=dev, dtype=dtype)
+        return Case(workload, case, module, (x,), "overhead", info={"shape": [2, 2], "parameters": 10})
     if workload == "overhead":
         fn = OVERHEAD_FNS[case]
         a = torch.randn(2, 2, device=dev, dtype=dtype)

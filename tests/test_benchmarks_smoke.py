@@ -58,7 +58,7 @@ def _explain(row: dict, with_traceback: bool = True) -> str:
 def test_eager_rows_all_workloads_tiny():
     rows = run_tiny([BackendSpec("eager")])
     assert _keys(rows) == plan_rows(ALL_WORKLOADS, MODES)
-    assert {r["case"] for r in rows} == {"add", "elementwise10", "chain", "gpt2", "llama"}
+    assert {r["case"] for r in rows} == {"add", "elementwise10", "module10", "chain", "gpt2", "llama"}
     for r in rows:
         assert set(ROW_FIELDS) <= set(r), f"missing fields {set(ROW_FIELDS) - set(r)}"
         assert r["error"] is None, _explain(r)
@@ -76,7 +76,7 @@ def test_eager_rows_all_workloads_tiny():
         if r["mode"] == "train" and r["workload"] in ("gpt2", "llama"):
             assert math.isfinite(r["loss"])
     overhead = [r for r in rows if r["workload"] == "overhead"]
-    assert [r["mode"] for r in overhead] == ["inference", "inference"]
+    assert [r["mode"] for r in overhead] == ["inference", "inference", "inference"]
     assert all(r["calls"] == 200 for r in overhead)
 
 
@@ -133,7 +133,7 @@ def test_presets():
 def test_failing_backend_gives_an_error_row():
     rows = run_tiny([BackendSpec("eager"), BackendSpec("no-such-backend")], workloads=["overhead"], isolation="none")
     bad = [r for r in rows if r["backend"] == "no-such-backend"]
-    assert len(bad) == 2 and all(r["error"] and "no-such-backend" in r["error"] for r in bad)
+    assert len(bad) == 3 and all(r["error"] and "no-such-backend" in r["error"] for r in bad)
     assert all(r["step_time_s"] is None and r["step_vs_eager"] is None for r in bad)
     assert all(r["error"] is None for r in rows if r["backend"] == "eager")
     assert "ERROR [1]" in format_table(rows) and "ERROR [2]" in format_table(rows, markdown=True)
@@ -171,6 +171,7 @@ def test_command_line(tmp_path):
     assert _keys(rows) == [
         ("overhead", "add", "inference"),
         ("overhead", "elementwise10", "inference"),
+        ("overhead", "module10", "inference"),
         ("chain", "chain", "train"),
         ("chain", "chain", "inference"),
     ]
@@ -179,7 +180,7 @@ def test_command_line(tmp_path):
         assert r["error"] is None, _explain(r)
         assert r["max_diff_out"] == 0.0 and r["step_time_s"] > 0
         assert r["iters"] == 3 and r["warmup"] == 1
-    assert rows[2]["max_diff_grad"] == 0.0
+    assert rows[3]["max_diff_grad"] == 0.0  # chain, train
 
 
 @pytest.mark.slow  # subprocesses that each import torch and run every workload

@@ -137,10 +137,10 @@ def multimul_like(a, b, c, d):
 def test_operator_like_a_python_function_runs_its_implementation(myex):
     impl = CallCounter(lambda a, b, c, d: (a * b, c * d))
     multimul = myex.register_operator("multimul", like=multimul_like, fn=impl)
-    a, b = rand(2, 2), rand(2, 2)
+    a, b, c, d = rand(2, 2), rand(2, 2), rand(2, 2), rand(2, 2)  # distinct: a tensor passed twice is one input
     jfn = thunder.jit(lambda a, b, c, d: multimul(a, b, c, d), executors=[myex])
-    out = jfn(a, b, a, b)
-    torch.testing.assert_close(out, (a * b, a * b))
+    out = jfn(a, b, c, d)
+    torch.testing.assert_close(out, (a * b, c * d))
     assert impl.calls == 1
     assert "multimul(a, b, c, d)" in execution_source(jfn)
 

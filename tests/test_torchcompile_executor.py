@@ -87,7 +87,7 @@ def test_later_calls_go_straight_to_the_compiled_code():
     jf(*mixed_ops_args())
     jf(*mixed_ops_args())
     (fusion,) = fusions(thunder.last_traces(jf)[-1])
-    namespace = jf._cache[next(iter(jf._cache))].forward.__globals__
+    namespace = jf._cache[next(iter(jf._cache))][0].forward.__globals__
     assert namespace[fusion.sym.name] is fusion.sym.python_impl.fn
 
 

@@ -1,13 +1,101 @@
-"""The cache key: everything a trace specialized on, computed per call and looked up in one dict.
+"""The cache key and the per-call guards: how a jitted callable decides that a compiled program still applies.
 
-Tensors contribute (shape, strides, dtype, device, requires_grad); Python scalars and other hashable
-leaves their values ("constant values"); the global state the trace depends on contributes grad mode,
-autocast state and the default dtype. Under "symbolic values" an int or float argument contributes only its
-type: it is an input of the trace, and the entries under one key differ by the values their programs
-pinned (see `CacheEntry.guards` in jit.py).
+A trace is Python run once with proxies; every other value it touched was baked into the program. Each
+call must therefore prove that the program is still the one eager PyTorch would run. Thunder splits that
+proof in two: a **key**, hashed and looked up in one dict, for everything that comes from the arguments
+and global torch state, and **guards**, checked on each call of an entry, for everything else the trace
+read. A silently stale result is the worst bug a compiler can have, so whatever the trace specialized on
+is in one of the two, except the few things listed under "Never checked" below.
+
+What is keyed
+-------------
+
+- **Tensor arguments**: shape, strides, dtype, device, ``requires_grad``. A module's parameters and
+  buffers: shape, dtype, device, ``requires_grad``, in the order they are registered (the trace takes the
+  tensors themselves as inputs, so replacing a parameter by another of the same metadata reuses the
+  program).
+- **Aliasing between tensor inputs**: ``None`` when no two share storage, else which input shares storage
+  with which, and which are the same object (``alias_pattern`` in ``thunder.frontend.guards``). ``f(t, t)``
+  is compiled with one proxy for both, so ``a.add_(1)`` shows in ``b`` as in eager; distinct tensors that
+  share memory (a base and its view) are compiled as separate inputs when the function only reads them,
+  and are refused with a clear error when it writes into one of them.
+- **Python scalars**: by type and value; floats and complex numbers **by their bits**, so ``-0.0`` is not
+  ``0.0`` (``x / s`` gives ``-inf``) and NaN finds its own entry. ``True`` is not ``1``. Under
+  ``cache="symbolic values"`` ints and floats are inputs of the trace and keyed by type only; the
+  relations the program relied on (``n > 0``) are checked per entry, floats again by bits.
+- **Other hashable leaves** (strings, dtypes, enums) by value; unhashable objects by identity (the entry
+  keeps the object alive, so its id cannot be reused).
+- **Global torch state**: grad mode, autocast state, default dtype; a module's ``training`` flags.
+
+What is checked on each call
+----------------------------
+
+While the function is traced a ``GuardRecorder`` notes every user function that runs (a trace function
+sees each Python call) and every ``nn.Module`` attribute read (a temporary ``__getattribute__`` and
+``__getattr__`` on ``torch.nn.Module``). From these it derives, and checks per call:
+
+- **Globals** the bytecode of each user function loads (``LOAD_GLOBAL``), with the **attribute chains**
+  read from them (``cfg.model.scale`` where ``cfg`` is an object, a class or a user module; a class
+  attribute is checked on the class that defines it and as absent on the classes and instance before it).
+- **Closure cells** those functions load (``LOAD_DEREF``): a ``nonlocal`` float or tensor, a closed-over
+  list; and their ``__defaults__`` and ``__kwdefaults__``.
+- **Module attributes** read by ``forward`` and everything it calls: plain values (``self.scale``, an int
+  used as a shape, a flag), plain tensor attributes, class attributes, submodule identity
+  (``m.act = nn.Tanh()``), whether a parameter or buffer is present or ``None`` (``lin.bias = None``,
+  ``del m.extra``), and attributes read but absent (``getattr(self, "p", None)``).
+- **Hooks**: each called module's forward, pre-forward and backward hook tables, and torch's global
+  module hook tables.
+- **Arguments that are plain objects**: their ``__dict__``, shallowly.
+
+A value is checked by identity first (the common case: nothing changed), then by value for immutable
+values (ints, strings, floats by their bits, tuples element by element), and shallowly for lists and
+dicts (the same object, the same length, the same elements by identity). All checks of an entry are one
+generated Python function with the recorded objects bound as constants; a call with plain tensor
+arguments runs one generated function that checks metadata (with torch's C++ ``TensorGuards`` where
+available), aliasing, global state and the guards, then the program. A failed check compiles a new entry
+beside the old ones, so changing a value back finds its program again. The same guards apply under
+``cache="symbolic values"`` (a changed global number recompiles); ``cache="same input"`` checks nothing,
+as its name promises, and ``"no caching"`` compiles every call.
+
+Never checked, and why
+----------------------
+
+- **Library internals**: code, globals and attributes of torch, Thunder and the standard library
+  (``torch.nn.functional.gelu`` patched after ``jit``, ``torch.autograd.Function.apply``). The trace
+  records torch operations by what they are, and checking every internal read would cost more than the
+  call; patch before ``jit``.
+- **Builtins** (``len``, ``range``) and a global that later shadows one.
+- **Deeper contents**: elements of a list or dict are compared by identity only, so a list of lists
+  changed in place, or ``LAYERS[0].scale`` (an attribute of an element), is not seen. Attribute chains are
+  followed four deep.
+- **Attributes read by name at run time** on objects that are neither modules, arguments nor reached by
+  a static chain (``getattr(obj, name)``), objects with ``__slots__`` passed as arguments, and values read
+  by C extensions.
+- **Tensor data**: captured tensors are passed to the program on each call, so changes to their values
+  are seen; changes to their metadata in place (``resize_``) are not.
+- **Reads from other threads** while one thread traces, and functions created while tracing.
+
+Beside Lightning Thunder and torch.compile
+------------------------------------------
+
+Lightning Thunder interprets the function's bytecode itself and records where each value came from; its
+*prologue*, a trace run before the computation on each call, unpacks every such value (arguments,
+globals, closure cells, module attributes) and checks tensor metadata and the values of numbers and
+strings. Here the tracer runs the user's Python directly, so provenance comes from the bytecode and module
+reads recorded above, and the checks are a generated function rather than a trace. Under
+``"symbolic values"`` both make numbers inputs of the program.
+
+torch.compile's Dynamo also traces bytecode (PEP 523 frame evaluation) and installs guards on everything
+the frame read: tensor matches (dtype, device, shape, strides, dispatch keys), identity and equality of
+Python values, dict keys, global torch state, and the absence of aliasing between tensor inputs, compiled
+into a C++ guard tree. Its failed guards also recompile, up to a limit per code object. The main difference here: Thunder guards what ran
+during tracing at the granularity of whole functions' loads and module attribute reads, without a
+bytecode interpreter, and keeps its fast path in Python.
 """
 
 from __future__ import annotations
+
+import struct
 
 import torch
 
@@ -15,6 +103,7 @@ from thunder.core.pytree import tree_flatten
 
 CACHE_OPTIONS = ("no caching", "same input", "constant values", "symbolic values")
 _Tensor = torch.Tensor
+_float_bits = struct.Struct("<d").pack
 
 
 def resolve_cache_option(option) -> str:
@@ -67,9 +156,22 @@ def global_state_key() -> tuple:
     return (_is_grad_enabled(), autocast_key(), _default_dtype(), device_key())
 
 
+def scalar_key(x):
+    """A Python scalar's key: floats (and complex numbers) by their bits, so that -0.0 is not 0.0 (`x / s` gives
+    -inf) and NaN finds its entry (NaN != NaN would miss every time); True is not 1 (the type is part of it)."""
+    kind = type(x)
+    if kind is float:
+        return (float, _float_bits(x))
+    if kind is complex:
+        return (complex, _float_bits(x.real), _float_bits(x.imag))
+    return (kind, x)
+
+
 def _leaf_key(x):
     if isinstance(x, _Tensor):
         return (x.shape, x.stride(), x.dtype, x.device, x.requires_grad)
+    if type(x) is float or type(x) is complex:
+        return scalar_key(x)
     try:
         hash(x)
     except TypeError:
@@ -112,7 +214,7 @@ def flatten_and_key(args: tuple, kwargs: dict, symbolic: bool = False) -> tuple[
                 key.append(_symbolic_leaf_key(a))
                 inputs.append(a)
             else:
-                key.append((type(a), a))
+                key.append((float, _float_bits(a)) if type(a) is float else (type(a), a))
         return tuple(key), inputs
     leaves, spec = tree_flatten((args, kwargs))
     if symbolic:

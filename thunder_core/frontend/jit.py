@@ -15,9 +15,6 @@ import torch
 
 from thunder.core.pytree import _LEAF, TreeSpec, tree_flatten, tree_unflatten
 from thunder.frontend.cache import (
-    _default_dtype,
-    _is_grad_enabled,
-    autocast_key,
     flatten_and_key,
     global_state_key,
     input_tensors,
@@ -25,6 +22,7 @@ from thunder.frontend.cache import (
     resolve_cache_option,
 )
 from thunder.frontend.compile import compile_entry
+from thunder.frontend.guards import MISS, GuardRecorder, alias_pattern, build_guard, build_hot_call, same_value
 from thunder.frontend.tracer import acquire_trace, collecting_guards
 
 log = logging.getLogger("thunder")
@@ -54,7 +52,8 @@ class CacheEntry:
 
     __slots__ = ("forward", "backward", "out_spec", "constants", "traces", "backward_traces",
                  "needs_autograd", "fallback_ops", "single_output", "forward_trace", "backward_trace",
-                 "fast", "differentiable_outputs", "guards")  # fmt: skip
+                 "fast", "differentiable_outputs", "guards", "check", "check_source", "input_index",
+                 "hot_call", "hot_arity")  # fmt: skip
 
     def __init__(self):
         self.backward = None
@@ -65,6 +64,14 @@ class CacheEntry:
         self.constants: list[torch.Tensor] = []
         self.fallback_ops: set[str] = set()
         self.fast = False  # callable with the plain arguments alone (no autograd, no captured constants)
+        # per-call guards of everything else the trace read (globals, closures, attributes; see
+        # thunder.frontend.cache): a generated function returning True while they hold, or None
+        self.check = None
+        self.check_source = None
+        # inputs passed twice (f(t, t)) are one input of the trace: the positions of the flat inputs it takes
+        self.input_index: list[int] | None = None
+        self.hot_call = None  # the whole call with plain tensor arguments, checks included (see __call__)
+        self.hot_arity = -1
 
 
 class ThunderFunction:
@@ -93,6 +100,7 @@ class ThunderFunction:
         self.stats = CompileStats()
         self._cache: dict = {}
         self._same_input_entry: CacheEntry | None = None
+        self._hot_entry: CacheEntry | None = None
         self._arg_names = _argument_names(fn)
         self.replacements = {}
         for ex in reversed(self.executors):  # higher priority last: it wins
@@ -101,22 +109,14 @@ class ThunderFunction:
 
     # -- the hot path -------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        # The hot path, inlined: plain tensor arguments, a cached inference entry. Same key as call_with_state.
-        if not kwargs and self.cache_option == "constant values":
-            for a in args:
-                if type(a) is not _Tensor:
-                    break
-            else:
-                key = (
-                    tuple([(a.shape, a.stride(), a.dtype, a.device, a.requires_grad) for a in args]),
-                    (),
-                    (_is_grad_enabled(), autocast_key(), _default_dtype()),
-                )
-                entry = self._cache.get(key)
-                if entry is not None and entry.fast:
-                    self.stats.cache_hits += 1
-                    outs = entry.forward(*args)
-                    return outs[0] if entry.single_output else tree_unflatten(outs, entry.out_spec)
+        # The hot path: the entry the last call with plain tensor arguments used, checked by one generated
+        # function (metadata, aliasing, global state and the entry's guards; see build_hot_check)
+        hot = self._hot_entry
+        if hot is not None and not kwargs and len(args) == hot.hot_arity:
+            result = hot.hot_call(*args)
+            if result is not MISS:
+                self.stats.cache_hits += 1
+                return result
         return self.call_with_state((), args, kwargs, ())
 
     def call_with_state(self, state: Sequence[torch.Tensor], args, kwargs, state_key: tuple):
@@ -128,32 +128,32 @@ class ThunderFunction:
             entry = self._same_input_entry
             inputs = input_tensors(args, kwargs)
             self.stats.cache_hits += 1
-        elif self.cache_option == "symbolic values":
-            key, inputs = flatten_and_key(args, kwargs, symbolic=True)
-            key = (key, state_key, global_state_key())
-            entries = self._cache.setdefault(key, [])
+        else:
+            symbolic = self.cache_option == "symbolic values"
+            key, inputs = flatten_and_key(args, kwargs, symbolic=symbolic)
+            tensors = [x for x in inputs if isinstance(x, _Tensor)] if symbolic else inputs
+            key = (key, state_key, global_state_key(), alias_pattern([*state, *tensors] if state else tensors))
+            entries = self._cache.get(key) if self.cache_option != "no caching" else None
+            if entries is None:
+                entries = []
+                if self.cache_option != "no caching":
+                    self._cache[key] = entries
             flat = [*state, *inputs] if state else inputs
             for entry in entries:
-                if _passes(entry.guards, flat):
+                if (entry.check is None or entry.check()) and (not symbolic or _passes(entry.guards, flat)):
                     self.stats.cache_hits += 1
                     break
             else:
                 entry = self._compile(state, args, kwargs)
                 self.stats.cache_misses += 1
                 entries.append(entry)
-        else:
-            key, inputs = flatten_and_key(args, kwargs)
-            key = (key, state_key, global_state_key())
-            entry = self._cache.get(key) if self.cache_option != "no caching" else None
-            if entry is None:
-                entry = self._compile(state, args, kwargs)
-                self.stats.cache_misses += 1
-                if self.cache_option != "no caching":
-                    self._cache[key] = entry
                 if self.cache_option == "same input":
                     self._same_input_entry = entry
-            else:
-                self.stats.cache_hits += 1
+            if entry.hot_call is not None:
+                self._hot_entry = entry
+        if entry.input_index is not None:
+            inputs = [([*state, *inputs] if state else inputs)[i] for i in entry.input_index]
+            state = ()
         flat_inputs = [*state, *inputs, *entry.constants] if (state or entry.constants) else inputs
         if entry.needs_autograd:
             from thunder.frontend.autograd import run_with_autograd
@@ -182,16 +182,24 @@ class ThunderFunction:
         flat_spec = TreeSpec("tuple", None, (TreeSpec("tuple", None, (_LEAF,) * len(all_leaves)),
                                              TreeSpec("dict", (dict, ()), ())))  # fmt: skip
         guards: list = []
+        duplicates = _duplicate_tensors(all_leaves)
+        recorder = GuardRecorder()
         with collecting_guards(guards) if symbolic else contextlib.nullcontext():
             t0 = time.perf_counter()
-            trace, tracer, out_spec = acquire_trace(traced_fn, all_leaves, flat_spec, names=names,
-                                                    replacements=self.replacements, symbolic_numbers=symbolic)  # fmt: skip
+            with recorder.recording():
+                trace, tracer, out_spec = acquire_trace(traced_fn, all_leaves, flat_spec, names=names,
+                                                        replacements=self.replacements, symbolic_numbers=symbolic,
+                                                        duplicates=duplicates)  # fmt: skip
+            _refuse_mutated_overlaps(all_leaves, duplicates, tracer, names)
             trace.duration_ms = (time.perf_counter() - t0) * 1e3
             self.stats.last_trace_time_ms = trace.duration_ms
             self._progress(f"traced in {trace.duration_ms:.1f} ms ({len(trace.bound_symbols)} operations)")
             entry = compile_entry(self, trace, tracer, out_spec, CacheEntry())
         entry.guards = tuple(guards)
-        entry.fast = not entry.needs_autograd and not entry.constants and n_state == 0
+        entry.fast = not entry.needs_autograd and not entry.constants and n_state == 0 and not duplicates
+        if duplicates:
+            entry.input_index = _input_index(all_leaves, duplicates, symbolic)
+        self._add_checks(entry, recorder, args, kwargs, leaves)
         self.stats.last_compile_time_ms = (time.perf_counter() - start) * 1e3
         self.stats.last_transform_time_ms = self.stats.last_compile_time_ms - self.stats.last_trace_time_ms
         self.stats.last_traces = entry.traces
@@ -203,6 +211,23 @@ class ThunderFunction:
         self.stats.saved_for_backward_bytes = sum(t.numel() * t.element_size() for t in saved)
         self._progress(f"compiled in {self.stats.last_compile_time_ms:.1f} ms")
         return entry
+
+    def _add_checks(self, entry: CacheEntry, recorder: GuardRecorder, args, kwargs, leaves) -> None:
+        if self.cache_option in ("same input", "no caching"):  # nothing changes, as promised / nothing is reused
+            return
+        objects = [x for x in leaves if not isinstance(x, (_Tensor, *_SCALARS))]
+        entry.check, entry.check_source = build_guard(recorder, self.fn, objects)
+        if (
+            self.cache_option == "constant values"
+            and entry.fast
+            and not kwargs
+            and all(type(a) is _Tensor for a in args)
+            and alias_pattern(list(args)) is None
+        ):
+            unpack = None if entry.single_output else functools.partial(_unflatten, spec=entry.out_spec)
+            source = entry.check_source if entry.check else None
+            entry.hot_call = build_hot_call(args, source, global_state_key(), entry.forward, unpack)
+            entry.hot_arity = len(args) if entry.hot_call is not None else -1
 
     def trace_call(self, state_proxies, args, kwargs):
         return self.fn(*args, **kwargs)
@@ -224,13 +249,93 @@ def _argument_names(fn) -> list[str] | None:
     return [p.name for p in sig.parameters.values()]
 
 
+def _unflatten(outs, spec):
+    return tree_unflatten(outs, spec)
+
+
+_SCALARS = (int, float, bool, complex, str, bytes, type(None), torch.dtype, torch.device)
+
+
+def _duplicate_tensors(leaves: list) -> dict[int, int]:
+    """leaf index -> index of the first leaf that is the same tensor object (f(t, t), or m(m.weight))."""
+    first: dict[int, int] = {}
+    duplicates = {}
+    for i, leaf in enumerate(leaves):
+        if isinstance(leaf, _Tensor):
+            j = first.setdefault(id(leaf), i)
+            if j != i:
+                duplicates[i] = j
+    return duplicates
+
+
+def _input_index(leaves: list, duplicates: dict, symbolic: bool) -> list[int]:
+    """The positions, among the call's flat inputs, of those the trace takes (each tensor object once)."""
+    index, position = [], 0
+    for i, leaf in enumerate(leaves):
+        if isinstance(leaf, _Tensor) or (symbolic and is_symbolic_number(leaf)):
+            if i not in duplicates:
+                index.append(position)
+            position += 1
+    return index
+
+
+def _refuse_mutated_overlaps(leaves: list, duplicates: dict, tracer, names: list) -> None:
+    """Distinct tensors that share memory (a base and its view passed together) are separate inputs of the trace;
+    writing into one would not show in the other. Refuse that, rather than return a wrong result."""
+    tensors = [(i, x) for i, x in enumerate(leaves) if isinstance(x, _Tensor) and i not in duplicates]
+    tensors += [(None, t) for t in tracer.constant_tensors]
+    by_storage: dict[int, list] = {}
+    for i, t in tensors:
+        try:
+            by_storage.setdefault(id(t.untyped_storage()), []).append((i, t))
+        except Exception:  # no storage (sparse): nothing to overlap
+            pass
+    overlapping = [group for group in by_storage.values() if len(group) > 1]
+    if not overlapping:
+        return
+    from thunder.core.proxies import TensorProxy
+
+    proxies = [p for p in [*tracer.input_proxies, *tracer._constant_proxies.values()] if isinstance(p, TensorProxy)]
+    # the same order as the proxies: unique input tensors, then constants
+    proxy_of = {id(t): p for (_, t), p in zip(tensors, proxies)}
+    mutated = {id(p) for p, _ in tracer.mutated_inputs()}
+    positions = _input_positions(leaves)
+    for group in overlapping:
+        if any(id(proxy_of.get(id(t))) in mutated for _, t in group):
+            described = ", ".join(
+                _describe_input(names, positions.get(i)) if i is not None
+                else "a tensor captured from outside (a global, closure or attribute)"
+                for i, _ in group
+            )
+            raise NotImplementedError(
+                f"thunder.jit: the tensors {described} share memory (one is a view of the other, or both view one "
+                "base) and the function writes into one of them in place; Thunder compiles them as separate "
+                "inputs, so the write would not show in the other. Pass a clone of one of them (x.clone()), or "
+                "pass only the base and take the view inside the function."
+            )
+
+
+def _input_positions(leaves: list) -> dict[int, int]:
+    positions, position = {}, 0
+    for i, leaf in enumerate(leaves):
+        if isinstance(leaf, _Tensor) or is_symbolic_number(leaf):
+            positions[i] = position
+            position += 1
+    return positions
+
+
+def _describe_input(names: list, position: int | None) -> str:
+    name = names[position] if position is not None and position < len(names) else None
+    return repr(name) if name else f"input {position}"
+
+
 def _passes(guards, flat_inputs) -> bool:
     for expr, outcome in guards:
         try:
             value = expr(flat_inputs)
         except ArithmeticError:  # e.g. a division by zero with these inputs: compile again (and fail as eager does)
             return False
-        if value != outcome and not (value != value and outcome != outcome):  # NaN is one value for the cache
+        if not same_value(value, outcome):  # floats by bits: -0.0 is not 0.0; NaN is one value for the cache
             return False
     return True
 

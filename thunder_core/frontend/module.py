@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+from contextlib import contextmanager
 
 import torch
+from torch.nn.modules import module as torch_module
 from torch.nn.modules.module import (
     register_module_buffer_registration_hook,
     register_module_module_registration_hook,
@@ -13,6 +15,38 @@ from torch.nn.modules.module import (
 
 from thunder.frontend.jit import ThunderFunction
 from thunder.frontend.transform import transform_state_dict
+
+_global_forward_hooks = torch_module._global_forward_hooks
+_global_forward_pre_hooks = torch_module._global_forward_pre_hooks
+_global_backward_hooks = torch_module._global_backward_hooks
+_global_backward_pre_hooks = torch_module._global_backward_pre_hooks
+_GLOBAL_HOOK_TABLES = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                       "_global_backward_pre_hooks", "_global_forward_hooks_with_kwargs",
+                       "_global_forward_hooks_always_called")  # fmt: skip
+
+
+@contextmanager
+def _global_hooks_suspended():
+    """Empties torch's global module hook tables while the wrapper's own __call__ runs; the compiled module
+    restores them before it traces, so the original modules still see them."""
+    saved = {name: dict(getattr(torch_module, name)) for name in _GLOBAL_HOOK_TABLES}
+    for name in _GLOBAL_HOOK_TABLES:
+        getattr(torch_module, name).clear()
+    _suspended_global_hooks.append(saved)
+    try:
+        yield
+    finally:
+        _suspended_global_hooks.pop()
+        _restore(saved)
+
+
+def _restore(saved: dict) -> None:
+    for name, table in saved.items():
+        getattr(torch_module, name).clear()
+        getattr(torch_module, name).update(table)
+
+
+_suspended_global_hooks: list[dict] = []
 
 # Bumped whenever any module registers or replaces a parameter, buffer or submodule (torch's global hooks). A
 # jitted module re-reads where its state lives when it changed: state created after thunder.jit (a KV cache
@@ -57,7 +91,14 @@ class _ModuleFunction(ThunderFunction):
         self.submodules = [m for _, m in self.model.named_modules()]
 
     def state(self) -> list[torch.Tensor]:
-        return [getattr(mod, kind)[key] for mod, kind, key, _ in self.slots]
+        try:
+            state = [getattr(mod, kind)[key] for mod, kind, key, _ in self.slots]
+        except KeyError:  # `del m.weight` runs no registration hook: the slots are stale
+            state = None
+        if state is None or any(t is None for t in state):  # `lin.bias = None` neither
+            self.refresh_slots()
+            state = [getattr(mod, kind)[key] for mod, kind, key, _ in self.slots]
+        return state
 
     def state_key(self, state) -> tuple:
         return (
@@ -128,11 +169,27 @@ class ThunderModule(torch.nn.Module):
         self._model = model
         self._jfn = _ModuleFunction(model, **jit_kwargs)
 
+    def __call__(self, *args, **kwargs):
+        if _global_forward_hooks or _global_forward_pre_hooks or _global_backward_hooks or _global_backward_pre_hooks:
+            # the global hooks run inside the compiled module, for the original module and its submodules, as in
+            # eager; the wrapper itself must not add another round
+            with _global_hooks_suspended():
+                return super().__call__(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
     def forward(self, *args, **kwargs):
         jfn = self._jfn
         if jfn.structure_version != _module_structure_version[0]:
             jfn.refresh_slots()
         state = jfn.state()
+        if _suspended_global_hooks:  # the original module's calls see the global hooks (and their guards)
+            saved = _suspended_global_hooks[-1]
+            _restore(saved)
+            try:
+                return jfn.call_with_state(state, args, kwargs, jfn.state_key(state))
+            finally:
+                for name in saved:
+                    getattr(torch_module, name).clear()
         return jfn.call_with_state(state, args, kwargs, jfn.state_key(state))
 
     # parameters and state are the original module's, under the original names

@@ -377,13 +377,15 @@ def acquire_trace(
     names: list[str] | None = None,
     replacements: dict | None = None,
     symbolic_numbers: bool = False,
+    duplicates: dict[int, int] | None = None,
 ) -> tuple[TraceCtx, Tracer, Any]:
     """Traces `fn(*args, **kwargs)`, where `(args, kwargs) = tree_unflatten(leaves, spec)`.
 
     Every tensor leaf becomes an input proxy (named from `names` where given), and so does every int and
     float leaf when `symbolic_numbers`. Returns the trace, whose output is the flat list of result leaves
     and whose inputs are those input proxies followed by the real tensors met while tracing (closures,
-    globals); the tracer; and the result's tree spec. Number proxies record their guards into the
+    globals); the tracer; and the result's tree spec. `duplicates` maps a leaf's index to that of an earlier
+    leaf that is the same tensor object: both get one proxy, so a write through one shows in the other. Number proxies record their guards into the
     innermost `collecting_guards` list, which the caller opens.
     """
     from thunder.frontend.autograd_function import traced_autograd_functions
@@ -393,7 +395,7 @@ def acquire_trace(
     _tracers.append(tracer)
     try:
         with tracectx(trace), _compiling():
-            proxied = _proxy_leaves(leaves, names, trace, tracer, symbolic_numbers)
+            proxied = _proxy_leaves(leaves, names, trace, tracer, symbolic_numbers, duplicates or {})
             args, kwargs = tree_unflatten(proxied, spec)
             with TracingMode(tracer), traced_autograd_functions():
                 result = fn(*args, **kwargs)
@@ -436,9 +438,14 @@ _compiling_lock = threading.Lock()
 _compiling_state = {"depth": 0, "previous": False}
 
 
-def _proxy_leaves(leaves: list, names: list | None, trace: TraceCtx, tracer: Tracer, symbolic_numbers: bool) -> list:
+def _proxy_leaves(
+    leaves: list, names: list | None, trace: TraceCtx, tracer: Tracer, symbolic_numbers: bool, duplicates: dict
+) -> list:
     proxied = []
-    for leaf in leaves:
+    for i, leaf in enumerate(leaves):
+        if i in duplicates:
+            proxied.append(proxied[duplicates[i]])
+            continue
         is_number = symbolic_numbers and is_symbolic_number(leaf)
         if isinstance(leaf, torch.Tensor) or is_number:
             index = len(tracer.input_proxies)
