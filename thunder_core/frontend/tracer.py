@@ -10,6 +10,7 @@ an in-place op on a view is written back to its base.
 
 from __future__ import annotations
 
+import inspect
 import operator
 import os
 import sys
@@ -26,6 +27,7 @@ from thunder import prims
 from thunder.core.proxies import NumberProxy, TensorProxy, number_proxy, proxy_like_tensor, register_concretization_hook
 from thunder.core.pytree import tree_flatten, tree_unflatten
 from thunder.core.trace import TraceCtx, get_tracectx, register_torch_tracing, tracectx
+from thunder.frontend import eager_layout
 from thunder.frontend.autocast import apply_autocast, autocast_state
 from thunder.frontend.cache import is_symbolic_number
 from thunder.torch import fallback
@@ -90,6 +92,13 @@ _INPLACE_DUNDERS = {
     "__imatmul__": "__matmul__",
 }  # fmt: skip
 
+# in-place operations whose result need not depend on the old value
+_OVERWRITES = frozenset({"Tensor.zero_", "Tensor.fill_", "Tensor.copy_"})
+# in-place operations that change a tensor's metadata (shape, strides), not its values
+_METADATA_INPLACE = frozenset({
+    "t_", "transpose_", "swapdims_", "swapaxes_", "unsqueeze_", "squeeze_", "as_strided_", "resize_", "resize_as_",
+})  # fmt: skip
+
 
 @dataclass
 class _View:
@@ -117,6 +126,8 @@ class Tracer:
         self.grad_enabled_at_start = torch.is_grad_enabled()
         self._detached: dict[int, TensorProxy] = {}
         self.autocast = autocast_state()
+        # id(value) -> the strides eager gives that value, where they differ from its proxy's (see eager_layout)
+        self.layouts: dict[int, tuple[int, ...]] = {}
 
     # -- values -------------------------------------------------------------------------------------
     def resolve(self, x):
@@ -156,6 +167,15 @@ class Tracer:
             return {k: self.stop_gradients(v) for k, v in x.items()}
         return x
 
+    def eager_strides(self, value: torch.Tensor) -> tuple[int, ...]:
+        strides = self.layouts.get(id(value))
+        return strides if strides is not None else tuple(value.stride())
+
+    def set_eager_strides(self, value: torch.Tensor, strides: tuple[int, ...]) -> None:
+        if strides != tuple(value.stride()):
+            self.layouts[id(value)] = tuple(strides)
+            self.keepalive.append(value)
+
     def constant_proxy(self, t: torch.Tensor) -> TensorProxy:
         proxy = self._constant_proxies.get(id(t))
         if proxy is None:
@@ -184,8 +204,24 @@ class Tracer:
                 f"in-place {op_name} at {user_location()}: the result's shape {tuple(new_value.shape)} differs from "
                 f"the destination's {tuple(obj.shape)}"
             )
+        is_input = any(obj is p for p in (*self.input_proxies, *self._constant_proxies.values()))
+        if is_input and eager_layout.has_internal_overlap(obj.shape, obj.stride()):
+            raise RuntimeError(
+                f"unsupported operation: more than one element of the written-to tensor refers to a single memory "
+                f"location. {op_name} at {user_location()} writes into an input whose expanded (stride 0) dims share "
+                "memory; Thunder, like eager for most such writes, refuses it. Please clone() the tensor before "
+                "performing the operation."
+            )
         if new_value.dtype != obj.dtype:
             new_value = prims.convert_element_type(new_value, obj.dtype)
+        old_value = self.resolve(obj)
+        if op_name in _OVERWRITES and torch.is_grad_enabled() and any(p.requires_grad for p in self.input_proxies):
+            # eager: a tensor that requires grad still does after an overwrite (zero_, fill_, copy_ of a constant),
+            # its gradient through the old value being zero. (Proxies made by operations do not say whether they
+            # require grad: autodiff decides, from this dependence.)
+            never = prims.full(tuple(new_value.shape), False, dtype=torch.bool, device=new_value.device)
+            new_value = prims.where(never, old_value, new_value)
+        self.set_eager_strides(new_value, self.eager_strides(old_value))
         view = self.views.get(id(obj))
         if view is not None:
             if view.scatter is None:
@@ -262,9 +298,42 @@ class TracingMode(TorchFunctionMode):
                 getattr(handler, "name", ""), self.tracer.autocast, resolved_args, resolved_kwargs
             )
         out = handler(*resolved_args, **resolved_kwargs)
+        return self._alias_like_eager(func, args, kwargs, resolved_args, resolved_kwargs, out)
+
+    def _alias_like_eager(self, func, args, kwargs, resolved_args, resolved_kwargs, out):
+        """The result as eager aliases it: `self` for a no-op (`a.float()` on float32), a view recorded where eager
+        returns a view, and never an object the caller holds where eager copies (`x[idx]`, `x.t().reshape(-1)`)."""
         view_info = VIEW_OPS.get(func)
-        if view_info is not None and args and isinstance(args[0], torch.Tensor):
+        self_arg = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        operands = [x for x in tree_flatten((resolved_args, resolved_kwargs))[0] if isinstance(x, TensorProxy)]
+        returns_operand = any(any(o is x for x in operands) for o in outs)
+        tracer = self.tracer
+        if not (
+            view_info is not None
+            or returns_operand
+            or func in eager_layout.MAYBE_SELF
+            or any(not eager_layout.is_contiguous_layout(x.shape, tracer.eager_strides(x)) for x in operands)
+        ):
+            return out
+        meta = eager_layout.run_on_meta(func, resolved_args, resolved_kwargs, tracer.eager_strides)
+        if meta is None or self_arg is None:  # eager's layout unknown: a view op stays a view, the rest copies
+            if view_info is not None and self_arg is not None:
+                self._record_view(func, view_info, args, kwargs, out)
+            return out if self_arg is None or out is not resolved_args[0] else self_arg
+        meta_self, meta_out = meta
+        meta_outs = meta_out if isinstance(meta_out, (tuple, list)) else (meta_out,)
+        for o, mo in zip(outs, meta_outs):
+            if isinstance(o, TensorProxy) and isinstance(mo, torch.Tensor) and tuple(mo.shape) == tuple(o.shape):
+                tracer.set_eager_strides(o, tuple(mo.stride()))
+        if meta_out is meta_self or (view_info is not None and out is resolved_args[0]):
+            return self_arg  # eager returns the operand itself (or a view equal to it): the same object
+        if view_info is not None and all(eager_layout.aliases(mo, meta_self) for mo in meta_outs):
             self._record_view(func, view_info, args, kwargs, out)
+            return out
+        if returns_operand:  # eager made a new tensor where the traced symbol returned its operand
+            copies = [ltorch.clone(o) if any(o is x for x in operands) else o for o in outs]
+            return type(out)(copies) if isinstance(out, (tuple, list)) else copies[0]
         return out
 
     def _operands(self, args, kwargs):
@@ -337,6 +406,14 @@ class TracingMode(TorchFunctionMode):
             new_value = handler(*resolved, **resolved_kwargs)
         if name == "requires_grad_":
             return target
+        if name in _METADATA_INPLACE:
+            if tuple(new_value.shape) == tuple(target.shape) and (name in ("squeeze_", "unsqueeze_") or target.ndim < 2):
+                return target  # eager changes nothing
+            raise NotImplementedError(
+                f"Tensor.{name} at {user_location()} changes the shape or strides of the tensor object in place, "
+                f"which Thunder does not support; use the out-of-place form and rebind the name: "
+                f"x = x.{name[:-1]}(...)"
+            )
         self.tracer.mutate(target, new_value, f"Tensor.{name}")
         return target
 
@@ -369,6 +446,13 @@ def acquire_trace(
             args, kwargs = tree_unflatten(proxied, spec)
             with TracingMode(tracer), traced_autograd_functions():
                 result = fn(*args, **kwargs)
+            if inspect.isgenerator(result) or inspect.iscoroutine(result) or inspect.isasyncgen(result):
+                getattr(result, "close", lambda: None)()
+                raise NotImplementedError(
+                    f"thunder.jit of {getattr(fn, '__qualname__', fn)}: the function is a generator (or async) function, "
+                    "which Thunder does not support: its body runs lazily, after the call returns. Jit a function that "
+                    "returns the values (a list) instead, or jit the work done for each item."
+                )
             out_leaves, out_spec = tree_flatten(result)
             out_leaves = [tracer.resolve(x) if isinstance(x, torch.Tensor) else x for x in out_leaves]
             for proxy, value in tracer.mutated_inputs():

@@ -302,6 +302,7 @@ def stack(tensors, dim=0):
 
 @torchsymbol(torch.hstack, tags=("shape",))
 def hstack(tensors):
+    tensors = [x if x.ndim >= 1 else reshape(x, (1,)) for x in tensors]  # as eager: atleast_1d first
     return cat(tensors, 0 if tensors[0].ndim == 1 else 1)
 
 
@@ -530,6 +531,8 @@ def _full_like_value(a, value):
 
 
 def _copy_value(a, src, non_blocking=False):
+    if not isinstance(src, torch.Tensor):  # eager accepts a Python number
+        return _full_like_value(a, src)
     src = to_dtype(src, a.dtype)
     return expand_to(src, tuple(a.shape)) if tuple(src.shape) != tuple(a.shape) else prims.convert_element_type(src, a.dtype)
 
