@@ -37,7 +37,7 @@ def check_like_eager(fn, *inputs, grad=True, atol=None, rtol=None):
         for g, e in zip(got, expected):
             if isinstance(e, torch.Tensor):
                 assert g.dtype == e.dtype and g.shape == e.shape
-                assert g.requires_grad == e.requires_grad, f"requires_grad: jit {g.requires_grad}, eager {e.requires_grad}"
+                assert g.requires_grad == e.requires_grad, f"requires_grad: {g.requires_grad}, eager {e.requires_grad}"
                 torch.testing.assert_close(g, e, equal_nan=True, atol=atol, rtol=rtol)
             else:
                 assert g == e
@@ -392,3 +392,38 @@ def test_jitted_generator_function_raises_clear_error():
 
     with pytest.raises(NotImplementedError, match="generator"):
         thunder.jit(gen)(torch.ones(2))
+
+
+# -- found by the random-program fuzzer (tests/fuzz) ---------------------------------------------------------
+def test_inplace_through_detach_writes_into_the_input():
+    def fn(x):
+        d = x.detach()
+        d.t().mul_(2)
+        return d.sum(), x * 1
+
+    check_like_eager(fn, arange(2, 3))
+
+
+def test_inplace_through_detach_of_input_requiring_grad_raises_a_clear_error():
+    def fn(x):
+        x.detach().copy_(torch.ones(2))
+        return x * 2
+
+    with pytest.raises(NotImplementedError, match="writes through detach into an input that requires grad"):
+        thunder.jit(fn)(torch.zeros(2, requires_grad=True))
+
+
+def test_clamp_gradient_with_a_bound_of_another_dtype():
+    x = torch.tensor(0.25, dtype=torch.bfloat16, requires_grad=True)
+    lo = torch.tensor([[0.0, 0.5], [1.0, -1.0]], requires_grad=True)
+    check_like_eager(lambda x, lo: torch.clamp(x, min=lo), x, lo)
+
+
+@pytest.mark.parametrize("op", ["expand_as", "view_as", "reshape_as", "type_as"])
+def test_tensor_read_only_for_its_metadata_does_not_make_the_result_require_grad(op):
+    def fn(x, y):
+        shaped = (y @ y.mT).reshape(x.shape) if op != "expand_as" else y @ y.mT
+        return getattr(x.view(1, -1) if op == "expand_as" else x, op)(shaped)
+
+    x = torch.ones(1, 1) if op == "expand_as" else torch.ones(3, 3)
+    check_like_eager(fn, x, torch.randn(3, 2, requires_grad=True))

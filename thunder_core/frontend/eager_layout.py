@@ -99,4 +99,7 @@ def run_on_meta(func: Callable, args, kwargs, strides_of: Callable[[TensorProxy]
 
 def aliases(meta_out, meta_self: torch.Tensor) -> bool:
     """Whether eager's result shares memory with its first operand."""
-    return isinstance(meta_out, torch.Tensor) and (meta_out is meta_self or meta_out._base is meta_self)
+    # the same storage: detach() shares memory without being a view (its _base is None)
+    return isinstance(meta_out, torch.Tensor) and (
+        meta_out is meta_self or meta_out.untyped_storage()._cdata == meta_self.untyped_storage()._cdata
+    )

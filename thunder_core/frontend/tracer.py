@@ -206,7 +206,9 @@ class Tracer:
             )
         is_input = any(obj is p for p in (*self.input_proxies, *self._constant_proxies.values()))
         if is_input and eager_layout.has_internal_overlap(obj.shape, obj.stride()):
-            raise RuntimeError(
+            # (a NotImplementedError is a RuntimeError, as eager raises for most such writes; eager allows a few,
+            # fill_ for one, whose effect through shared memory a functional trace cannot express)
+            raise NotImplementedError(
                 f"unsupported operation: more than one element of the written-to tensor refers to a single memory "
                 f"location. {op_name} at {user_location()} writes into an input whose expanded (stride 0) dims share "
                 "memory; Thunder, like eager for most such writes, refuses it. Please clone() the tensor before "
@@ -228,6 +230,14 @@ class Tracer:
                 raise NotImplementedError(
                     f"in-place {op_name} at {user_location()} writes into a view made by {view.op_name}, which Thunder "
                     "cannot write back to its base. Clone the view first (x = x.clone()) or use out-of-place ops."
+                )
+            if view.op_name in ("detach", "data") and view.base.requires_grad and torch.is_grad_enabled() and any(
+                view.base is p for p in self.input_proxies
+            ):
+                raise NotImplementedError(
+                    f"in-place {op_name} at {user_location()} writes through {view.op_name} into an input that "
+                    "requires grad; eager lets the leaf's data change under autograd, which a traced program cannot express. "
+                    "Update the tensor outside the jitted function, under torch.no_grad()."
                 )
             base_value = self.resolve(view.base)
             new_base = view.scatter(base_value, new_value)
@@ -320,7 +330,10 @@ class TracingMode(TorchFunctionMode):
         if meta is None or self_arg is None:  # eager's layout unknown: a view op stays a view, the rest copies
             if view_info is not None and self_arg is not None:
                 self._record_view(func, view_info, args, kwargs, out)
-            return out if self_arg is None or out is not resolved_args[0] else self_arg
+            may_be_self = view_info is not None or func in eager_layout.MAYBE_SELF
+            if self_arg is not None and out is resolved_args[0] and may_be_self:
+                return self_arg
+            return self._copies_of_operands(out, operands) if returns_operand else out
         meta_self, meta_out = meta
         meta_outs = meta_out if isinstance(meta_out, (tuple, list)) else (meta_out,)
         for o, mo in zip(outs, meta_outs):
@@ -331,10 +344,14 @@ class TracingMode(TorchFunctionMode):
         if view_info is not None and all(eager_layout.aliases(mo, meta_self) for mo in meta_outs):
             self._record_view(func, view_info, args, kwargs, out)
             return out
-        if returns_operand:  # eager made a new tensor where the traced symbol returned its operand
-            copies = [ltorch.clone(o) if any(o is x for x in operands) else o for o in outs]
-            return type(out)(copies) if isinstance(out, (tuple, list)) else copies[0]
-        return out
+        return self._copies_of_operands(out, operands) if returns_operand else out
+
+    @staticmethod
+    def _copies_of_operands(out, operands):
+        """out, where eager made a new tensor but the traced symbol returned one of its operands."""
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        copies = [ltorch.clone(o) if any(o is x for x in operands) else o for o in outs]
+        return type(out)(copies) if isinstance(out, (tuple, list)) else copies[0]
 
     def _operands(self, args, kwargs):
         """The current values of args and kwargs; without gradients under torch.no_grad() (see Tracer)."""
@@ -369,7 +386,8 @@ class TracingMode(TorchFunctionMode):
             else:
                 derive = lambda base: handler(base, *concrete_numbers(self.tracer.resolve(rest)), **kwargs)
             scatter = scatter_factory(args[0], rest, kwargs, i) if scatter_factory is not True else None
-            self.tracer.record_view(getattr(func, "__name__", str(func)), args[0], o, derive, scatter)
+            name = "data" if func is torch.Tensor.data.__get__ else getattr(func, "__name__", str(func))
+            self.tracer.record_view(name, args[0], o, derive, scatter)
 
     def _setitem(self, target, key, value):
         self._check_no_grad_update(target, "__setitem__")
@@ -407,7 +425,8 @@ class TracingMode(TorchFunctionMode):
         if name == "requires_grad_":
             return target
         if name in _METADATA_INPLACE:
-            if tuple(new_value.shape) == tuple(target.shape) and (name in ("squeeze_", "unsqueeze_") or target.ndim < 2):
+            unchanged = tuple(new_value.shape) == tuple(target.shape)
+            if unchanged and (name in ("squeeze_", "unsqueeze_") or target.ndim < 2):
                 return target  # eager changes nothing
             raise NotImplementedError(
                 f"Tensor.{name} at {user_location()} changes the shape or strides of the tensor object in place, "
@@ -449,8 +468,8 @@ def acquire_trace(
             if inspect.isgenerator(result) or inspect.iscoroutine(result) or inspect.isasyncgen(result):
                 getattr(result, "close", lambda: None)()
                 raise NotImplementedError(
-                    f"thunder.jit of {getattr(fn, '__qualname__', fn)}: the function is a generator (or async) function, "
-                    "which Thunder does not support: its body runs lazily, after the call returns. Jit a function that "
+                    f"thunder.jit of {getattr(fn, '__qualname__', fn)}: the function is a generator (or async) "
+                    "function, which Thunder does not support: its body runs lazily, after the call returns. Jit a function that "
                     "returns the values (a list) instead, or jit the work done for each item."
                 )
             out_leaves, out_spec = tree_flatten(result)

@@ -218,7 +218,9 @@ def div(a, b, *, rounding_mode=None):
     if rounding_mode is None:
         return _binary(prims.div, Promotion.INT_TO_FLOAT, a, b)
     if rounding_mode not in ("floor", "trunc"):
-        raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found {rounding_mode!r}")
+        raise ValueError(
+            f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found {rounding_mode!r}"
+        )
     return rounding_div(a, b, rounding_mode)
 
 
@@ -420,13 +422,13 @@ def _clamp_grad(a, min=None, max=None):
         keep = ge(a, min)
     if max is not None:
         keep = le(a, max) if keep is None else logical_and(keep, le(a, max))
-    put_grad(a, sum_to(where(keep, g, zero), a.shape))
+    put_grad(a, to_dtype(sum_to(where(keep, g, zero), a.shape), a.dtype))
     if isinstance(min, torch.Tensor):
         takes_min = lt(a, min) if max is None else logical_and(lt(a, min), lt(min, max))
-        put_grad(min, sum_to(where(takes_min, g, zero), min.shape))
+        put_grad(min, to_dtype(sum_to(where(takes_min, g, zero), min.shape), min.dtype))
     if isinstance(max, torch.Tensor):
         takes_max = gt(a, max) if min is None else logical_or(gt(a, max), lt(max, min))
-        put_grad(max, sum_to(where(takes_max, g, zero), max.shape))
+        put_grad(max, to_dtype(sum_to(where(takes_max, g, zero), max.shape), max.dtype))
     return out
 
 

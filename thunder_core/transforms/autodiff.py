@@ -53,7 +53,8 @@ TORCH_VJP: dict[str, Callable] = {
 _FACTORIES_OF_INPUTS = {
     f"ltorch.{name}"
     for name in ("zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like", "randint_like",
-                 "new_zeros", "new_ones", "new_full", "new_empty", "bernoulli", "type_as", "to")
+                 "new_zeros", "new_ones", "new_full", "new_empty", "bernoulli", "type_as", "to", "expand_as",
+                 "view_as", "reshape_as")
 }  # fmt: skip
 
 
