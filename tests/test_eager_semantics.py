@@ -427,3 +427,17 @@ def test_tensor_read_only_for_its_metadata_does_not_make_the_result_require_grad
 
     x = torch.ones(1, 1) if op == "expand_as" else torch.ones(3, 3)
     check_like_eager(fn, x, torch.randn(3, 2, requires_grad=True))
+
+
+@pytest.mark.parametrize("op", ["max", "min"])
+def test_max_min_of_all_elements_gradient_with_nan_and_ties(op):
+    for values in ([1.0, float("nan"), 3.0, float("nan")], [1.0, 3.0, 3.0, -3.0], [-3.0, 1.0, -3.0, 2.0]):
+        x = torch.tensor(values, dtype=torch.float64, requires_grad=True)
+        check_like_eager(lambda x: getattr(x, op)(), x)
+        check_like_eager(lambda x: getattr(torch, op)(x.reshape(2, 2)), x)
+
+
+def test_max_dim_of_an_intermediate_gradient_with_ties():
+    x = torch.tensor([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    check_like_eager(lambda x: (x * 1).max(1).values, x)
+    check_like_eager(lambda x: (x * 1).min(0)[0], x)

@@ -236,8 +236,8 @@ class Tracer:
             ):
                 raise NotImplementedError(
                     f"in-place {op_name} at {user_location()} writes through {view.op_name} into an input that "
-                    "requires grad; eager lets the leaf's data change under autograd, which a traced program cannot express. "
-                    "Update the tensor outside the jitted function, under torch.no_grad()."
+                    "requires grad; eager lets the leaf's data change under autograd, which a traced program cannot "
+                    "express. Update the tensor outside the jitted function, under torch.no_grad()."
                 )
             base_value = self.resolve(view.base)
             new_base = view.scatter(base_value, new_value)
@@ -469,8 +469,8 @@ def acquire_trace(
                 getattr(result, "close", lambda: None)()
                 raise NotImplementedError(
                     f"thunder.jit of {getattr(fn, '__qualname__', fn)}: the function is a generator (or async) "
-                    "function, which Thunder does not support: its body runs lazily, after the call returns. Jit a function that "
-                    "returns the values (a list) instead, or jit the work done for each item."
+                    "function, which Thunder does not support: its body runs lazily, after the call returns. Jit a "
+                    "function that returns the values (a list) instead, or jit the work done for each item."
                 )
             out_leaves, out_spec = tree_flatten(result)
             out_leaves = [tracer.resolve(x) if isinstance(x, torch.Tensor) else x for x in out_leaves]

@@ -88,19 +88,41 @@ def _max_min(reduce_prim, arg_prim, binary, a, dim, keepdim):
     from thunder.torch import elementwise
 
     if dim is None:
-        return reduce_prim(a, tuple(range(a.ndim)))
+        return extremum_of_all(a, reduce_prim is prims.amax)
     if isinstance(dim, torch.Tensor):  # torch.max(a, b): elementwise
         return getattr(elementwise, binary)(a, dim)
     d = canonicalize_dim(a.ndim, dim)
     indices = _keepdim(arg_prim(a, d if a.ndim else None), a, (d,), keepdim)
-    if a.requires_grad and a.ndim:
+    if a.ndim and a.dtype.is_floating_point:
         # eager's gradient goes to the returned index only (one of several ties, or the NaN): read the values there
+        # (whether `a` requires grad is autodiff's to know; the torch executor runs torch.max whole anyway)
         kept = indices if keepdim else prims.reshape(indices, tuple(1 if i == d else s for i, s in enumerate(a.shape)))
         values = prims.take_along_axis(a, kept, d)
         values = values if keepdim else prims.reshape(values, tuple(indices.shape))
     else:
         values = _keepdim(reduce_prim(a, (d,) if a.ndim else ()), a, (d,), keepdim)
     return torch.return_types.max((values, indices)) if binary == "maximum" else torch.return_types.min((values, indices))
+
+
+@torchsymbol(name="extremum_of_all", tags=("reduction",))
+def extremum_of_all(a, largest: bool):
+    """`a.max()` / `a.min()`: amax/amin over every dim, with eager's gradient for them (below)."""
+    return (prims.amax if largest else prims.amin)(a, tuple(range(a.ndim)))
+
+
+def _extremum_of_all_grad(a, largest: bool):
+    # eager's evenly_distribute_backward: shared among the elements equal to the result, or among the NaNs when
+    # the result is NaN (amax's own gradient, by contrast, is NaN everywhere then)
+    from thunder.torch.elementwise import div, eq, isnan, logical_and, logical_or, mul
+
+    out = extremum_of_all(a, largest)
+    g = get_grad(out)
+    mask = to_dtype(logical_or(eq(a, out), logical_and(isnan(a), isnan(out))), g.dtype)
+    put_grad(a, mul(mask, div(g, sum(mask))))
+    return out
+
+
+GRAD_RULES[extremum_of_all.id] = _extremum_of_all_grad
 
 
 @torchsymbol(torch.max, torch.Tensor.max, tags=("reduction",))
