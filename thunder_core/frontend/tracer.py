@@ -10,6 +10,7 @@ an in-place op on a view is written back to its base.
 
 from __future__ import annotations
 
+import inspect
 import operator
 import os
 import sys
@@ -28,6 +29,7 @@ from thunder.core.context import ContextStack
 from thunder.core.proxies import NumberProxy, TensorProxy, number_proxy, proxy_like_tensor, register_concretization_hook
 from thunder.core.pytree import tree_flatten, tree_unflatten
 from thunder.core.trace import TraceCtx, get_tracectx, register_torch_tracing, tracectx
+from thunder.frontend import eager_layout
 from thunder.frontend.autocast import apply_autocast, autocast_state
 from thunder.frontend.cache import is_symbolic_number
 from thunder.torch import fallback
@@ -108,6 +110,13 @@ _INPLACE_DUNDERS = {
     "__imatmul__": "__matmul__",
 }  # fmt: skip
 
+# in-place operations whose result need not depend on the old value
+_OVERWRITES = frozenset({"Tensor.zero_", "Tensor.fill_", "Tensor.copy_"})
+# in-place operations that change a tensor's metadata (shape, strides), not its values
+_METADATA_INPLACE = frozenset({
+    "t_", "transpose_", "swapdims_", "swapaxes_", "unsqueeze_", "squeeze_", "as_strided_", "resize_", "resize_as_",
+})  # fmt: skip
+
 
 @dataclass
 class _View:
@@ -134,6 +143,8 @@ class Tracer:
         # the ops' operands are detached, as eager records no graph for them.
         self.grad_enabled_at_start = torch.is_grad_enabled()
         self._detached: dict[int, TensorProxy] = {}
+        # id(value) -> the strides eager gives that value, where they differ from its proxy's (see eager_layout)
+        self.layouts: dict[int, tuple[int, ...]] = {}
 
     # -- values -------------------------------------------------------------------------------------
     def resolve(self, x):
@@ -173,6 +184,15 @@ class Tracer:
             return {k: self.stop_gradients(v) for k, v in x.items()}
         return x
 
+    def eager_strides(self, value: torch.Tensor) -> tuple[int, ...]:
+        strides = self.layouts.get(id(value))
+        return strides if strides is not None else tuple(value.stride())
+
+    def set_eager_strides(self, value: torch.Tensor, strides: tuple[int, ...]) -> None:
+        if strides != tuple(value.stride()):
+            self.layouts[id(value)] = tuple(strides)
+            self.keepalive.append(value)
+
     def constant_proxy(self, t: torch.Tensor) -> TensorProxy:
         proxy = self._constant_proxies.get(id(t))
         if proxy is None:
@@ -206,14 +226,40 @@ class Tracer:
                 f"in-place {op_name} at {user_location()}: the result is on {new_value.device}, the destination on "
                 f"{obj.device}; move the operand first (`.to({str(obj.device)!r})`)"
             )
+        is_input = any(obj is p for p in (*self.input_proxies, *self._constant_proxies.values()))
+        if is_input and eager_layout.has_internal_overlap(obj.shape, obj.stride()):
+            # (a NotImplementedError is a RuntimeError, as eager raises for most such writes; eager allows a few,
+            # fill_ for one, whose effect through shared memory a functional trace cannot express)
+            raise NotImplementedError(
+                f"unsupported operation: more than one element of the written-to tensor refers to a single memory "
+                f"location. {op_name} at {user_location()} writes into an input whose expanded (stride 0) dims share "
+                "memory; Thunder, like eager for most such writes, refuses it. Please clone() the tensor before "
+                "performing the operation."
+            )
         if new_value.dtype != obj.dtype:
             new_value = prims.convert_element_type(new_value, obj.dtype)
+        old_value = self.resolve(obj)
+        if op_name in _OVERWRITES and torch.is_grad_enabled() and any(p.requires_grad for p in self.input_proxies):
+            # eager: a tensor that requires grad still does after an overwrite (zero_, fill_, copy_ of a constant),
+            # its gradient through the old value being zero. (Proxies made by operations do not say whether they
+            # require grad: autodiff decides, from this dependence.)
+            never = prims.full(tuple(new_value.shape), False, dtype=torch.bool, device=new_value.device)
+            new_value = prims.where(never, old_value, new_value)
+        self.set_eager_strides(new_value, self.eager_strides(old_value))
         view = self.views.get(id(obj))
         if view is not None:
             if view.scatter is None:
                 raise NotImplementedError(
                     f"in-place {op_name} at {user_location()} writes into a view made by {view.op_name}, which Thunder "
                     "cannot write back to its base. Clone the view first (x = x.clone()) or use out-of-place ops."
+                )
+            if view.op_name in ("detach", "data") and view.base.requires_grad and torch.is_grad_enabled() and any(
+                view.base is p for p in self.input_proxies
+            ):
+                raise NotImplementedError(
+                    f"in-place {op_name} at {user_location()} writes through {view.op_name} into an input that "
+                    "requires grad; eager lets the leaf's data change under autograd, which a traced program cannot "
+                    "express. Update the tensor outside the jitted function, under torch.no_grad()."
                 )
             base_value = self.resolve(view.base)
             new_base = view.scatter(base_value, new_value)
@@ -290,10 +336,50 @@ class TracingMode(TorchFunctionMode):
                 getattr(handler, "name", ""), autocast, resolved_args, resolved_kwargs
             )
         out = handler(*resolved_args, **resolved_kwargs)
+        return self._alias_like_eager(func, args, kwargs, resolved_args, resolved_kwargs, out)
+
+    def _alias_like_eager(self, func, args, kwargs, resolved_args, resolved_kwargs, out):
+        """The result as eager aliases it: `self` for a no-op (`a.float()` on float32), a view recorded where eager
+        returns a view, and never an object the caller holds where eager copies (`x[idx]`, `x.t().reshape(-1)`)."""
         view_info = VIEW_OPS.get(func)
-        if view_info is not None and args and isinstance(args[0], torch.Tensor):
+        self_arg = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        operands = [x for x in tree_flatten((resolved_args, resolved_kwargs))[0] if isinstance(x, TensorProxy)]
+        returns_operand = any(any(o is x for x in operands) for o in outs)
+        tracer = self.tracer
+        if not (
+            view_info is not None
+            or returns_operand
+            or func in eager_layout.MAYBE_SELF
+            or any(not eager_layout.is_contiguous_layout(x.shape, tracer.eager_strides(x)) for x in operands)
+        ):
+            return out
+        meta = eager_layout.run_on_meta(func, resolved_args, resolved_kwargs, tracer.eager_strides)
+        if meta is None or self_arg is None:  # eager's layout unknown: a view op stays a view, the rest copies
+            if view_info is not None and self_arg is not None:
+                self._record_view(func, view_info, args, kwargs, out)
+            may_be_self = view_info is not None or func in eager_layout.MAYBE_SELF
+            if self_arg is not None and out is resolved_args[0] and may_be_self:
+                return self_arg
+            return self._copies_of_operands(out, operands) if returns_operand else out
+        meta_self, meta_out = meta
+        meta_outs = meta_out if isinstance(meta_out, (tuple, list)) else (meta_out,)
+        for o, mo in zip(outs, meta_outs):
+            if isinstance(o, TensorProxy) and isinstance(mo, torch.Tensor) and tuple(mo.shape) == tuple(o.shape):
+                tracer.set_eager_strides(o, tuple(mo.stride()))
+        if meta_out is meta_self or (view_info is not None and out is resolved_args[0]):
+            return self_arg  # eager returns the operand itself (or a view equal to it): the same object
+        if view_info is not None and all(eager_layout.aliases(mo, meta_self) for mo in meta_outs):
             self._record_view(func, view_info, args, kwargs, out)
-        return out
+            return out
+        return self._copies_of_operands(out, operands) if returns_operand else out
+
+    @staticmethod
+    def _copies_of_operands(out, operands):
+        """out, where eager made a new tensor but the traced symbol returned one of its operands."""
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        copies = [ltorch.clone(o) if any(o is x for x in operands) else o for o in outs]
+        return type(out)(copies) if isinstance(out, (tuple, list)) else copies[0]
 
     def _operands(self, args, kwargs):
         """The current values of args and kwargs; without gradients under torch.no_grad() (see Tracer)."""
@@ -328,7 +414,8 @@ class TracingMode(TorchFunctionMode):
             else:
                 derive = lambda base: handler(base, *concrete_numbers(self.tracer.resolve(rest)), **kwargs)
             scatter = scatter_factory(args[0], rest, kwargs, i) if scatter_factory is not True else None
-            self.tracer.record_view(getattr(func, "__name__", str(func)), args[0], o, derive, scatter)
+            name = "data" if func is torch.Tensor.data.__get__ else getattr(func, "__name__", str(func))
+            self.tracer.record_view(name, args[0], o, derive, scatter)
 
     def _setitem(self, target, key, value):
         self._check_no_grad_update(target, "__setitem__")
@@ -365,6 +452,15 @@ class TracingMode(TorchFunctionMode):
             new_value = handler(*resolved, **resolved_kwargs)
         if name == "requires_grad_":
             return target
+        if name in _METADATA_INPLACE:
+            unchanged = tuple(new_value.shape) == tuple(target.shape)
+            if unchanged and (name in ("squeeze_", "unsqueeze_") or target.ndim < 2):
+                return target  # eager changes nothing
+            raise NotImplementedError(
+                f"Tensor.{name} at {user_location()} changes the shape or strides of the tensor object in place, "
+                f"which Thunder does not support; use the out-of-place form and rebind the name: "
+                f"x = x.{name[:-1]}(...)"
+            )
         self.tracer.mutate(target, new_value, f"Tensor.{name}")
         return target
 
@@ -399,6 +495,13 @@ def acquire_trace(
             args, kwargs = tree_unflatten(proxied, spec)
             with TracingMode(tracer), traced_autograd_functions():
                 result = fn(*args, **kwargs)
+            if inspect.isgenerator(result) or inspect.iscoroutine(result) or inspect.isasyncgen(result):
+                getattr(result, "close", lambda: None)()
+                raise NotImplementedError(
+                    f"thunder.jit of {getattr(fn, '__qualname__', fn)}: the function is a generator (or async) "
+                    "function, which Thunder does not support: its body runs lazily, after the call returns. Jit a "
+                    "function that returns the values (a list) instead, or jit the work done for each item."
+                )
             out_leaves, out_spec = tree_flatten(result)
             out_leaves = [tracer.resolve(x) if isinstance(x, torch.Tensor) else x for x in out_leaves]
             for proxy, value in tracer.mutated_inputs():

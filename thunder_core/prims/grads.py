@@ -524,15 +524,45 @@ _extremum_rule("amin")
 def _prod(a, dims):
     out = prims.prod(a, dims)
     g = get_grad(out)
-    # out / a, but defined where a has zeros: with one zero in a reduced slice, that zero's gradient is the
-    # product of the others; with more, every gradient is 0
-    is_zero = prims.eq(a, 0)
-    zeros = _restore_reduced(prims.sum(prims.convert_element_type(is_zero, a.dtype), dims), a, dims)
-    others = _restore_reduced(prims.prod(prims.where(is_zero, 1.0, a), dims), a, dims)
-    no_zero = d(_restore_reduced(out, a, dims), prims.where(is_zero, 1.0, a))
-    lone_zero = prims.where(prims.logical_and(is_zero, prims.eq(zeros, 1)), others, 0.0)
-    put_grad(a, m(_restore_reduced(g, a, dims), prims.where(prims.eq(zeros, 0), no_zero, lone_zero)))
+    if a.ndim == 0 or not dims:
+        put_grad(a, g)
+        return out
+    # As eager's prod_backward: out / a when the input holds no zero at all, else the product of the other
+    # elements of each slice (exclusive prefix times suffix products), whose infs and NaNs are eager's too
+    all_dims = tuple(range(a.ndim))
+    zeros = prims.sum(prims.convert_element_type(prims.eq(a, 0), a.dtype), all_dims)
+    has_zero = prims.broadcast_in_dim(prims.gt(zeros, 0), tuple(a.shape), ())
+    quotient = d(_restore_reduced(out, a, dims), a)
+    put_grad(a, m(_restore_reduced(g, a, dims), prims.where(has_zero, _product_of_others(a, dims), quotient)))
     return out
+
+
+def _product_of_others(a, dims):
+    """For each element, the product of the other elements of its slice over `dims`."""
+    if len(dims) > 1:
+        rest = [i for i in range(a.ndim) if i not in dims]
+        perm = (*rest, *dims)
+        moved = prims.permute(a, perm)
+        flat = prims.reshape(moved, (*moved.shape[: len(rest)], _numel_of(a, dims)))
+        others = prims.reshape(_product_of_others(flat, (flat.ndim - 1,)), tuple(moved.shape))
+        return prims.permute(others, tuple(perm.index(i) for i in range(a.ndim)))
+    (dim,) = dims
+    n = a.shape[dim]
+    if n == 0:
+        return a
+    ones = prims.full(tuple(1 if i == dim else s for i, s in enumerate(a.shape)), 1, dtype=a.dtype, device=a.device)
+
+    def part(start, stop):
+        return prims.slice(a, [start if i == dim else 0 for i in range(a.ndim)],
+                           [stop if i == dim else s for i, s in enumerate(a.shape)])  # fmt: skip
+
+    before = prims.cumprod(prims.cat([ones, part(0, n - 1)], dim), dim)
+    after = prims.flip(prims.cumprod(prims.cat([ones, prims.flip(part(1, n), (dim,))], dim), dim), (dim,))
+    return m(before, after)
+
+
+def _numel_of(a, dims) -> int:
+    return math.prod(a.shape[i] for i in dims)
 
 
 @rule("var")

@@ -19,6 +19,8 @@ from thunder.core.dtypes import (
     result_dtype,
 )
 from thunder.core.proxies import NumberProxy
+from thunder.core.transforms import get_grad, put_grad
+from thunder.prims.grads import GRAD_RULES, sum_to
 from thunder.torch.base import broadcast_tensors, register_handler, to_dtype, torchsymbol
 
 __all__ = [
@@ -170,10 +172,18 @@ logical_or = torchsymbol(*_torch_fns("logical_or"), name="logical_or")(_logical(
 logical_xor = torchsymbol(*_torch_fns("logical_xor"), name="logical_xor")(_logical(prims.logical_xor))
 
 
+def _times_alpha(a, b, alpha):
+    # alpha does not take part in type promotion: on bools it acts as a bool (eager: True + True * 2 is True)
+    if not isinstance(b, torch.Tensor):
+        return b * alpha
+    scaled = mul(b, alpha)
+    return to_dtype(scaled, torch.bool) if result_dtype(a, b) == torch.bool else scaled
+
+
 @torchsymbol(torch.add, torch.Tensor.add, torch.Tensor.__add__, tags=("elementwise",))
 def add(a, b, *, alpha=1):
     if alpha != 1:
-        b = mul(b, alpha) if isinstance(b, torch.Tensor) else b * alpha
+        b = _times_alpha(a, b, alpha)
     return _binary(prims.add, Promotion.DEFAULT, a, b)
 
 
@@ -183,7 +193,7 @@ register_handler(torch.Tensor.__radd__, lambda self, other: add(other, self))
 @torchsymbol(torch.sub, torch.Tensor.sub, torch.Tensor.__sub__, torch.subtract, torch.Tensor.subtract, tags=("elementwise",))
 def sub(a, b, *, alpha=1):
     if alpha != 1:
-        b = mul(b, alpha) if isinstance(b, torch.Tensor) else b * alpha
+        b = _times_alpha(a, b, alpha)
     return _binary(prims.sub, Promotion.DEFAULT, a, b)
 
 
@@ -207,19 +217,40 @@ register_handler(torch.Tensor.__rmul__, lambda self, other: mul(other, self))
 def div(a, b, *, rounding_mode=None):
     if rounding_mode is None:
         return _binary(prims.div, Promotion.INT_TO_FLOAT, a, b)
+    if rounding_mode not in ("floor", "trunc"):
+        raise ValueError(
+            f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found {rounding_mode!r}"
+        )
+    return rounding_div(a, b, rounding_mode)
+
+
+@torchsymbol(name="rounding_div", tags=("elementwise",))
+def rounding_div(a, b, rounding_mode):
+    """`div(a, b, rounding_mode=...)`: its own symbol because its gradient is zero (eager's), not 0 * (g / b)."""
     if rounding_mode == "floor":
         return floor_divide(a, b)
-    if rounding_mode == "trunc":
-        dtype = result_dtype(a, b)
-        if is_exact_dtype(dtype):
-            # integer truncating division: sign(a*b) * (|a| // |b|)
-            q = _binary(prims.floor_divide, Promotion.DEFAULT, abs(a) if isinstance(a, torch.Tensor) else builtins.abs(a),
-                        abs(b) if isinstance(b, torch.Tensor) else builtins.abs(b))  # fmt: skip
-            sign_a = sign(a) if isinstance(a, torch.Tensor) else (1 if a >= 0 else -1)
-            sign_b = sign(b) if isinstance(b, torch.Tensor) else (1 if b >= 0 else -1)
-            return mul(mul(q, sign_a), sign_b)
-        return trunc(_binary(prims.div, Promotion.INT_TO_FLOAT, a, b))
-    raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found {rounding_mode!r}")
+    dtype = result_dtype(a, b)
+    if is_exact_dtype(dtype):
+        a, b = to_dtype(a, dtype), to_dtype(b, dtype)  # bools divide as integers
+        # integer truncating division: sign(a*b) * (|a| // |b|)
+        q = _binary(prims.floor_divide, Promotion.DEFAULT, abs(a) if isinstance(a, torch.Tensor) else builtins.abs(a),
+                    abs(b) if isinstance(b, torch.Tensor) else builtins.abs(b))  # fmt: skip
+        sign_a = sign(a) if isinstance(a, torch.Tensor) else (1 if a >= 0 else -1)
+        sign_b = sign(b) if isinstance(b, torch.Tensor) else (1 if b >= 0 else -1)
+        return mul(mul(q, sign_a), sign_b)
+    return trunc(_binary(prims.div, Promotion.INT_TO_FLOAT, a, b))
+
+
+def _rounding_div_grad(a, b, rounding_mode):
+    out = rounding_div(a, b, rounding_mode)
+    get_grad(out)
+    for x in (a, b):
+        if isinstance(x, torch.Tensor):
+            put_grad(x, prims.full(tuple(x.shape), 0, dtype=x.dtype, device=x.device))
+    return out
+
+
+GRAD_RULES[rounding_div.id] = _rounding_div_grad
 
 
 @torchsymbol(torch.true_divide, torch.Tensor.true_divide, tags=("elementwise",))
@@ -368,11 +399,40 @@ def clamp(a, min=None, max=None):
         raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
     dtype = result_dtype(*(x for x in (a, min, max) if x is not None))
     out = to_dtype(a, dtype)
+    # a NaN anywhere (input or bound) gives NaN, as torch's kernel; min > max gives max
     if min is not None:
-        out = where(lt(out, min), to_dtype(min, dtype), out)
+        out = where(logical_or(lt(out, min), _isnan_value(min)), to_dtype(min, dtype), out)
     if max is not None:
-        out = where(gt(out, max), to_dtype(max, dtype), out)
+        out = where(logical_or(gt(out, max), _isnan_value(max)), to_dtype(max, dtype), out)
     return out
+
+
+def _isnan_value(x):
+    return isnan(x) if isinstance(x, torch.Tensor) else bool(isinstance(x, float) and math.isnan(x))
+
+
+def _clamp_grad(a, min=None, max=None):
+    """torch's clamp_backward: the input's gradient flows where min <= a <= max (never at a NaN, nor with a NaN
+    bound); a tensor bound gets it where it is the result."""
+    out = clamp(a, min, max)
+    g = get_grad(out)
+    zero = prims.full((), 0, dtype=g.dtype, device=g.device)
+    keep = None
+    if min is not None:
+        keep = ge(a, min)
+    if max is not None:
+        keep = le(a, max) if keep is None else logical_and(keep, le(a, max))
+    put_grad(a, to_dtype(sum_to(where(keep, g, zero), a.shape), a.dtype))
+    if isinstance(min, torch.Tensor):
+        takes_min = lt(a, min) if max is None else logical_and(lt(a, min), lt(min, max))
+        put_grad(min, to_dtype(sum_to(where(takes_min, g, zero), min.shape), min.dtype))
+    if isinstance(max, torch.Tensor):
+        takes_max = gt(a, max) if min is None else logical_or(gt(a, max), lt(max, min))
+        put_grad(max, to_dtype(sum_to(where(takes_max, g, zero), max.shape), max.dtype))
+    return out
+
+
+GRAD_RULES[clamp.id] = _clamp_grad
 
 
 register_handler(torch.clamp_min, lambda a, min: clamp(a, min=min))

@@ -90,13 +90,41 @@ def amin(a, dim=(), keepdim=False):
 def _max_min(reduce_prim, arg_prim, binary, a, dim, keepdim):
 
     if dim is None:
-        return reduce_prim(a, tuple(range(a.ndim)))
+        return extremum_of_all(a, reduce_prim is prims.amax)
     if isinstance(dim, torch.Tensor):  # torch.max(a, b): elementwise
         return getattr(elementwise, binary)(a, dim)
     d = canonicalize_dim(a.ndim, dim)
-    values = _keepdim(reduce_prim(a, (d,) if a.ndim else ()), a, (d,), keepdim)
     indices = _keepdim(arg_prim(a, d if a.ndim else None), a, (d,), keepdim)
+    if a.ndim and a.dtype.is_floating_point:
+        # eager's gradient goes to the returned index only (one of several ties, or the NaN): read the values there
+        # (whether `a` requires grad is autodiff's to know; the torch executor runs torch.max whole anyway)
+        kept = indices if keepdim else prims.reshape(indices, tuple(1 if i == d else s for i, s in enumerate(a.shape)))
+        values = prims.take_along_axis(a, kept, d)
+        values = values if keepdim else prims.reshape(values, tuple(indices.shape))
+    else:
+        values = _keepdim(reduce_prim(a, (d,) if a.ndim else ()), a, (d,), keepdim)
     return torch.return_types.max((values, indices)) if binary == "maximum" else torch.return_types.min((values, indices))
+
+
+@torchsymbol(name="extremum_of_all", tags=("reduction",))
+def extremum_of_all(a, largest: bool):
+    """`a.max()` / `a.min()`: amax/amin over every dim, with eager's gradient for them (below)."""
+    return (prims.amax if largest else prims.amin)(a, tuple(range(a.ndim)))
+
+
+def _extremum_of_all_grad(a, largest: bool):
+    # eager's evenly_distribute_backward: shared among the elements equal to the result, or among the NaNs when
+    # the result is NaN (amax's own gradient, by contrast, is NaN everywhere then)
+    from thunder.torch.elementwise import div, eq, isnan, logical_and, logical_or, mul
+
+    out = extremum_of_all(a, largest)
+    g = get_grad(out)
+    mask = to_dtype(logical_or(eq(a, out), logical_and(isnan(a), isnan(out))), g.dtype)
+    put_grad(a, mul(mask, div(g, sum(mask))))
+    return out
+
+
+GRAD_RULES[extremum_of_all.id] = _extremum_of_all_grad
 
 
 @torchsymbol(torch.max, torch.Tensor.max, tags=("reduction",))
@@ -134,6 +162,30 @@ def std(a, dim=None, unbiased=None, keepdim=False, *, correction=None):
     return prims.sqrt(var(a, dim, unbiased, keepdim, correction=correction))
 
 
+def _std_grad(a, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """torch's std_backward: where the deviation is 0 (a constant slice) the gradient is 0, not 0 * inf."""
+    from thunder.torch.elementwise import div, eq, mul, sub, where
+
+    if isinstance(dim, bool):
+        dim, unbiased = None, dim
+    out = std(a, dim, keepdim=keepdim, correction=_correction(unbiased, correction))
+    g = get_grad(out)
+    dims = canonicalize_dims(a.ndim, dim if dim != () else None)
+    kept_shape = tuple(1 if i in dims else s for i, s in enumerate(a.shape))
+    grad_var = where(eq(out, 0), 0.0, div(g, mul(out, 2)))
+    if tuple(grad_var.shape) != kept_shape:
+        grad_var = prims.reshape(grad_var, kept_shape)
+    count = _count(a, dim)
+    dof = count - _correction(unbiased, correction)
+    mean = prims.reshape(div(prims.sum(a, dims), count), kept_shape) if dims else a
+    scale = 2.0 / dof if dof > 0 else float("nan")
+    put_grad(a, mul(mul(grad_var, sub(a, mean)), scale))
+    return out
+
+
+GRAD_RULES[std.id] = _std_grad
+
+
 @torchsymbol(torch.var_mean, tags=("reduction",))
 def var_mean(a, dim=None, unbiased=None, keepdim=False, *, correction=None):
     return var(a, dim, unbiased, keepdim, correction=correction), mean(a, dim, keepdim)
@@ -166,15 +218,15 @@ def argmin(a, dim=None, keepdim=False):
 
 @torchsymbol(torch.all, torch.Tensor.all, tags=("reduction",))
 def all(a, dim=None, keepdim=False):
-    as_bool = a if a.dtype == torch.bool else prims.ne(a, 0)
-    # all(x) == not any(not x); computed as min over bools cast to uint8
-    return to_dtype(_reduce(prims.amin, to_dtype(as_bool, torch.uint8), dim, keepdim), torch.bool)
+    # counts (not amin/amax, which refuse empty dims): all(x) is "no zero", any(x) is "some nonzero"
+    zeros = _reduce(prims.sum, to_dtype(prims.eq(a, 0), torch.int64), dim, keepdim)
+    return to_dtype(prims.eq(zeros, 0), torch.uint8 if a.dtype == torch.uint8 else torch.bool)
 
 
 @torchsymbol(torch.any, torch.Tensor.any, tags=("reduction",))
 def any(a, dim=None, keepdim=False):
-    as_bool = a if a.dtype == torch.bool else prims.ne(a, 0)
-    return to_dtype(_reduce(prims.amax, to_dtype(as_bool, torch.uint8), dim, keepdim), torch.bool)
+    nonzeros = _reduce(prims.sum, to_dtype(prims.ne(a, 0), torch.int64), dim, keepdim)
+    return to_dtype(prims.gt(nonzeros, 0), torch.uint8 if a.dtype == torch.uint8 else torch.bool)
 
 
 @torchsymbol(torch.count_nonzero, torch.Tensor.count_nonzero, tags=("reduction",))

@@ -303,6 +303,7 @@ def stack(tensors, dim=0):
 
 @torchsymbol(torch.hstack, tags=("shape",))
 def hstack(tensors):
+    tensors = [x if x.ndim >= 1 else reshape(x, (1,)) for x in tensors]  # as eager: atleast_1d first
     return cat(tensors, 0 if tensors[0].ndim == 1 else 1)
 
 
@@ -537,6 +538,8 @@ def _on_device_of(a, value, non_blocking=False):
 
 
 def _copy_value(a, src, non_blocking=False):
+    if not isinstance(src, torch.Tensor):  # eager accepts a Python number
+        return _full_like_value(a, src)
     src = to_dtype(_on_device_of(a, src, non_blocking), a.dtype)
     return expand_to(src, tuple(a.shape)) if tuple(src.shape) != tuple(a.shape) else prims.convert_element_type(src, a.dtype)
 

@@ -48,11 +48,13 @@ TORCH_VJP: dict[str, Callable] = {
 }
 
 
-# symbols whose outputs take only metadata from their tensor inputs: their outputs never require grad
+# symbols that take only metadata from some tensor inputs: their outputs require grad only where their
+# decomposition makes them (zeros_like(x) never; isfinite(x).type_as(x) not because of x)
 _FACTORIES_OF_INPUTS = {
     f"ltorch.{name}"
     for name in ("zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like", "randint_like",
-                 "new_zeros", "new_ones", "new_full", "new_empty", "bernoulli")
+                 "new_zeros", "new_ones", "new_full", "new_empty", "bernoulli", "type_as", "to", "expand_as",
+                 "view_as", "reshape_as")
 }  # fmt: skip
 
 
