@@ -12,7 +12,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "thunder_core"
 LAYERS = ["core", "prims", "torch", "transforms", "extend", "executors", "frontend"]
 # prims and torch are one layer (the operator vocabulary), as are extend and plugins
-LAYER_OF = {"core": 1, "prims": 2, "torch": 2, "transforms": 3, "extend": 4, "plugins": 4, "executors": 5, "frontend": 6}
+LAYER_OF = {"core": 1, "prims": 2, "torch": 2, "transforms": 3, "extend": 4, "plugins": 4, "executors": 5, "frontend": 6,
+            "dynamo": 6}
 
 
 def _modules() -> list[str]:
