@@ -28,24 +28,42 @@ _FALLBACKS = ("inductor", "eager")
 def _compile_with_inductor(module: torch.fx.GraphModule, args: Sequence) -> object:
     from torch._inductor import compile as inductor_compile
 
-    return inductor_compile(module, list(args))
+    compiled = inductor_compile(module, list(args))
+    returned = next(node for node in module.graph.nodes if node.op == "output").args[0]
+    if isinstance(returned, (tuple, list)):
+        return compiled
+    # Inductor always returns a sequence; split_module's single-output submodules return the value itself
+    return lambda *call_args: compiled(*call_args)[0]
 
 
 class FallbackRegion(torch.nn.Module):
     """A region Thunder does not run: compiled by Inductor at its first call, or run eagerly."""
 
-    def __init__(self, module: torch.fx.GraphModule, fallback: str):
+    def __init__(self, name: str, module: torch.fx.GraphModule, fallback: str, reasons: list[SplitReason]):
         super().__init__()
+        self.name = name
         self.module = module
         self.fallback = fallback
         self._compiled = None
+        self._reasons = reasons
 
     def forward(self, *args):
         if self.fallback == "eager":
             return self.module(*args)
         if self._compiled is None:
-            self._compiled = _compile_with_inductor(self.module, args)
+            try:
+                self._compiled = _compile_with_inductor(self.module, args)
+            except Exception as error:  # Inductor cannot take some regions (data-dependent output shapes)
+                self.fallback = "eager"
+                message = f"Inductor could not compile it ({type(error).__name__}: {_first_line(error)}); runs eagerly"
+                self._reasons.append(SplitReason("inductor failed", self.name, "fallback region", message))
+                return self.module(*args)
         return self._compiled(*args)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
 
 
 class ThunderRegion(torch.nn.Module):
@@ -62,7 +80,7 @@ class ThunderRegion(torch.nn.Module):
         self.module = module
         self.jitted = thunder.jit(module, **jit_options)
         self.max_specializations = max_specializations
-        self._fallback = FallbackRegion(module, fallback)
+        self._fallback = FallbackRegion(name, module, fallback, reasons)
         self._reasons = reasons
         self.uses_fallback = False
 
@@ -139,7 +157,9 @@ class ThunderCompiler:
             setattr(split.module, name, region)
             self.thunder_regions.append(region)
         for name in split.fallback_submodules:
-            setattr(split.module, name, FallbackRegion(getattr(split.module, name), self.fallback))
+            region = FallbackRegion(f"graph{len(self.graphs)}.{name}", getattr(split.module, name), self.fallback,
+                                    self.split_reasons)  # fmt: skip
+            setattr(split.module, name, region)
         split.module.recompile()
         self.graphs.append(split.module)
         return split.module

@@ -25,7 +25,8 @@ from thunder.frontend.tracer import _DATA_DEPENDENT
 class SplitReason:
     """Why part of the program does not run under Thunder.
 
-    kind: "data-dependent", "unsupported operator", "thunder failed", "recompile limit" or "dynamo graph break".
+    kind: "data-dependent", "unsupported operator", "thunder failed", "recompile limit", "inductor failed" or
+    "dynamo graph break".
     node: the FX node's name ("" for a Dynamo graph break); target: what it calls; message: the explanation;
     location: the user's source line, where Dynamo recorded it.
     """
@@ -116,6 +117,16 @@ def _user_location(node: torch.fx.Node) -> str:
     return lines[-1] if lines else ""
 
 
+def _tuple_producer(node: torch.fx.Node) -> torch.fx.Node | None:
+    """The node whose tuple or list output `node` indexes (`wrap[0]` after a higher-order op), if any."""
+    if node.op != "call_function" or node.target is not operator.getitem or not node.args:
+        return None
+    source = node.args[0]
+    if isinstance(source, torch.fx.Node) and isinstance(_example_value(source), (tuple, list)):
+        return source
+    return None
+
+
 @dataclass
 class SplitGraph:
     """The split graph module and, per submodule name, whether Thunder runs it."""
@@ -138,6 +149,10 @@ def split_graph(gm: torch.fx.GraphModule) -> SplitGraph:
     partition, current = 0, None
     for node in gm.graph.nodes:
         if node.op in ("placeholder", "output", "get_attr"):
+            continue
+        producer = _tuple_producer(node)
+        if producer is not None and producer in partition_of:
+            partition_of[node] = partition_of[producer]  # unpacking stays with what it unpacks
             continue
         why = unsupported_reason(node)
         if why is not None:
