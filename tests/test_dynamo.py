@@ -227,3 +227,35 @@ def test_bad_options_are_rejected_with_the_way_out():
         ThunderCompiler(fallback="tvm")
     with pytest.raises(TypeError, match="unknown options"):
         ThunderCompiler(not_an_option=1)
+
+
+def test_examine_reports_that_thunderfx_runs_what_thunder_jit_cannot(capsys):
+    result = thunder.examine.examine(DataDependentBranch(), torch.randn(2, 8))
+    assert result.jit_error is not None and "DataDependentError" in result.jit_error
+    assert result.thunderfx is not None and result.thunderfx.startswith("thunderfx runs it and matches eager")
+    assert "thunderfx runs it" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_hf_model_through_thunderfx_matches_eager(family):
+    from tests.models import test_hf_models as hf
+
+    torch.manual_seed(0)
+    model = getattr(hf, family)("eager")
+    model.eval()  # dropout off; gradients still flow
+    input_ids = torch.randint(3, hf.VOCAB, (hf.BATCH, hf.SEQ))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[0, :2] = 0  # left padding: the mask matters
+
+    reference = copy.deepcopy(model)
+    expected = reference(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    expected.sum().backward()
+    compiled = thunderfx(model, fallback="eager", executors=["torch"])
+    actual = compiled(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    actual.sum().backward()
+    torch.testing.assert_close(actual, expected)
+    ref_grads, grads = _grads(reference), _grads(model)
+    assert ref_grads.keys() == grads.keys() and ref_grads
+    for name in ref_grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], msg=f"gradient of {name}")
+    assert compiled.last_traces and compiled.last_backward_traces

@@ -29,7 +29,7 @@ class ThunderFXCompiledObject:
     def __call__(self, *args, **kwargs):
         before = Counter(_graph_break_counter())
         out = self._compiled(*args, **kwargs)
-        for message, count in (Counter(_graph_break_counter()) - before).items():
+        for message in Counter(_graph_break_counter()) - before:
             reason = SplitReason("dynamo graph break", "", "graph break", _one_line(message))
             if reason not in self._graph_breaks:
                 self._graph_breaks.append(reason)
