@@ -90,9 +90,9 @@ class ThunderRegion(torch.nn.Module):
         try:
             out = self.jitted(*args)
         except Exception as error:
-            if thunder.cache_misses(self.jitted) > 1 or not _is_compilation_error(self.jitted):
-                raise
-            self._switch_to_fallback("thunder failed", f"{type(error).__name__}: {error}")
+            # Thunder fails while tracing or compiling, before it runs anything of the region, so running the region
+            # on the fallback is safe; an error that is the program's own is then raised there, by eager or Inductor
+            self._switch_to_fallback("thunder failed", f"{type(error).__name__}: {_first_line(error)}")
             return self._fallback(*args)
         if thunder.cache_misses(self.jitted) > self.max_specializations:
             self._switch_to_fallback(
@@ -105,14 +105,6 @@ class ThunderRegion(torch.nn.Module):
     def _switch_to_fallback(self, kind: str, message: str) -> None:
         self.uses_fallback = True
         self._reasons.append(SplitReason(kind, self.name, "thunder region", message))
-
-
-def _is_compilation_error(jitted) -> bool:
-    # a call that failed before any entry was compiled failed in tracing or compilation, not in running
-    try:
-        return not thunder.last_traces(jitted)
-    except RuntimeError:
-        return True
 
 
 class ThunderCompiler:
