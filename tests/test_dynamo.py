@@ -259,3 +259,20 @@ def test_hf_model_through_thunderfx_matches_eager(family):
     for name in ref_grads:
         torch.testing.assert_close(grads[name], ref_grads[name], msg=f"gradient of {name}")
     assert compiled.last_traces and compiled.last_backward_traces
+
+
+def test_a_region_thunder_fails_to_compile_runs_on_the_fallback_with_the_reason():
+    class RefusesEveryTrace(thunder.Transform):
+        def transform_traces_pre_prologue(self, prologue, computation, epilogue, **kwargs):
+            raise NotImplementedError("this transform refuses every trace")
+
+    def f(x):
+        return torch.sin(x) * 3
+
+    compiled = thunderfx(f, fallback="eager", transforms=[RefusesEveryTrace()])
+    x = torch.randn(5)
+    torch.testing.assert_close(compiled(x), f(x))
+    torch.testing.assert_close(compiled(x), f(x))  # stays on the fallback, no second attempt
+    (reason,) = compiled.split_reasons
+    assert reason.kind == "thunder failed" and "refuses every trace" in reason.message
+    assert compiled.compiler.thunder_regions[0].uses_fallback and compiled.last_traces == []
