@@ -294,3 +294,13 @@ def test_without_a_fusion_executor_only_views_are_recomputed():
     (entry,) = [e for entries in jf._cache.values() for e in entries]
     backward = str(entry.backward_trace)
     assert "tanh" not in backward and len(_saved_names(jf)) == 1 and "x" not in _saved_names(jf)
+
+
+def test_an_input_named_args_saved_for_backward():
+    # the backward trace unpacks its saved tensors from one list parameter; an input called `args` must not shadow it
+    def f(args, x):
+        return (args * x).sum()
+
+    a, x = torch.randn(3), torch.randn(3, requires_grad=True)
+    thunder.jit(f)(a, x).backward()
+    torch.testing.assert_close(x.grad, a)

@@ -13,7 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "thunder_core"
 LAYERS = ["core", "prims", "torch", "transforms", "extend", "executors", "frontend"]
 # prims and torch are one layer (the operator vocabulary), as are extend and plugins
 LAYER_OF = {"core": 1, "prims": 2, "torch": 2, "transforms": 3, "extend": 4, "plugins": 4, "executors": 5, "frontend": 6,
-            "distributed": 6}
+            "distributed": 6, "dynamo": 6}
 # `thunder` itself (thunder/__init__.py, the user facade) and the tools beside it sit above every layer
 FACADE_LAYER = 7
 

@@ -107,3 +107,12 @@ def add_default_executor(ex) -> None:
     from thunder.extend import add_default_executor as impl
 
     impl(ex)
+
+
+def __getattr__(name: str):
+    # `thunder.dynamo` (ThunderFX) after a bare `import thunder`, without importing it (and torch.fx's passes) eagerly
+    if name == "dynamo":
+        import importlib
+
+        return importlib.import_module("thunder.dynamo")
+    raise AttributeError(f"module 'thunder' has no attribute {name!r}")

@@ -102,6 +102,14 @@ def bsym_line(bsym, ctx: _Context, *, with_comment: bool = True) -> str:
     return line
 
 
+def _unused_name(base: str, trace, arg_names: list[str]) -> str:
+    taken = set(arg_names) | {p.name for bsym in trace.bound_symbols for p in bsym.flat_outs if isinstance(p, Proxy)}
+    name = base
+    while name in taken:
+        name += "_"
+    return name
+
+
 def trace_source(trace, *, with_comments: bool = True) -> tuple[str, dict]:
     ctx = _Context()
     ctx["torch"] = torch
@@ -119,9 +127,10 @@ def trace_source(trace, *, with_comments: bool = True) -> tuple[str, dict]:
     if trace.tags.get("unpack_args"):
         # one list argument, cleared after unpacking: the callee holds the only references (saved tensors
         # are then freed as soon as their last use is done)
-        lines.append(f"def {trace.fn_name}(args):")
-        lines.append(f"  ({', '.join(arg_names)}{',' if len(arg_names) == 1 else ''}) = args")
-        lines.append("  args.clear()")
+        packed = _unused_name("args", trace, arg_names)  # a user's input may be called `args` too
+        lines.append(f"def {trace.fn_name}({packed}):")
+        lines.append(f"  ({', '.join(arg_names)}{',' if len(arg_names) == 1 else ''}) = {packed}")
+        lines.append(f"  {packed}.clear()")
     else:
         lines.append(f"def {trace.fn_name}({', '.join(arg_names)}):")
     if with_comments:

@@ -67,6 +67,7 @@ class ExamineResult:
     fallback_ops: set[str] = field(default_factory=set)  # as reported by thunder.fallback_ops(jfn)
     fusions: list[str] = field(default_factory=list)
     execution_trace: TraceCtx | None = None
+    thunderfx: str | None = None  # where thunder.jit failed: whether thunder.dynamo.thunderfx runs it, and why
 
     def names(self, support: str) -> list[str]:
         return sorted(name for name, op in self.operations.items() if op.support == support)
@@ -122,6 +123,9 @@ def examine(fn_or_module: Callable | torch.nn.Module, /, *args, **kwargs) -> Exa
     actual = _run_jitted(fn_or_module, args, kwargs, result)
     if result.jit_error is None:
         _compare(actual, expected, result)
+    else:
+        torch.set_rng_state(rng_state)
+        result.thunderfx = _thunderfx_verdict(fn_or_module, args, kwargs, expected)
     print(result.report())
     return result
 
@@ -272,7 +276,8 @@ def _classify(calls: dict[str, _Calls]) -> dict[str, OperationReport]:
             op.support = UNSUPPORTED
             op.detail = (
                 f"{_tracer._DATA_DEPENDENT[func]} needs the values of a tensor, and a trace holds only metadata: "
-                "compute it outside the jitted function, or jit the parts before and after it separately"
+                "compute it outside the jitted function, or use the torch.compile frontend, which splits the "
+                "program there: torch.compile(fn, backend=thunder.dynamo.ThunderCompiler())"
             )
         elif ltorch.torch_handler(func) is not None or inplace == "":
             op.support = NATIVE
@@ -368,6 +373,29 @@ def _claims(ex, bsym) -> bool:
         return bool(ex.can_execute(bsym))
     except Exception:  # a checker that fails does not claim, as in the pipeline, where the error surfaces
         return False
+
+
+def _thunderfx_verdict(fn, args, kwargs, expected) -> str:
+    """Whether the torch.compile frontend (thunder.dynamo.thunderfx) runs what thunder.jit could not, and why."""
+    from thunder.dynamo import thunderfx
+
+    fx_fn, fx_args, fx_kwargs = _eager_copies(fn, args, kwargs)
+    try:
+        compiled = thunderfx(fx_fn, fallback="eager")
+        actual = compiled(*fx_args, **fx_kwargs)
+    except Exception as e:
+        return f"thunderfx cannot run it either: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+    check = ExamineResult()
+    _compare(actual, expected, check)
+    outcome = "matches eager" if check.matches_eager else f"does NOT match eager ({check.mismatch})"
+    regions = len(compiled.compiler.thunder_regions)
+    lines = [
+        f"thunderfx runs it and {outcome}: Dynamo captured {len(compiled.compiler.graphs)} FX graph(s), Thunder "
+        f"compiled {regions} region(s). Use: thunder.dynamo.thunderfx(model) or "
+        "torch.compile(model, backend=thunder.dynamo.ThunderCompiler()). Why parts run outside Thunder:"
+    ]
+    lines += [f"  {reason}" for reason in compiled.split_reasons[:8]] or ["  (nothing: every graph ran under Thunder)"]
+    return "\n".join(lines)
 
 
 def _failure_point(error: BaseException) -> tuple[Callable | None, str | None]:
@@ -486,7 +514,8 @@ def _outcome_lines(result: ExamineResult) -> list[str]:
         where = f" at {result.failed_at}" if result.failed_at else ""
         what = f" while tracing {result.failed_operation}" if result.failed_operation else ""
         first_line = result.jit_error.splitlines()[0]
-        return [f"thunder.jit failed{what}{where}:", f"  {first_line}"]
+        lines = [f"thunder.jit failed{what}{where}:", f"  {first_line}"]
+        return lines + ([result.thunderfx] if result.thunderfx else [])
     lines = []
     if result.fusions:
         lines.append(f"The execution trace has {len(result.fusions)} fusion regions: {', '.join(result.fusions)}.")

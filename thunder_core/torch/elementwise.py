@@ -362,7 +362,8 @@ def where(condition, input=None, other=None):
     if input is None and other is None:
         raise NotImplementedError(
             "torch.where(condition) with one argument returns data-dependent shapes; Thunder cannot trace it. "
-            "Use the three-argument form, or compute it outside the jitted function."
+            "Use the three-argument form, or the torch.compile frontend, which splits the program there: "
+            "torch.compile(fn, backend=thunder.dynamo.ThunderCompiler())."
         )
     dtype = result_dtype(input, other)
     input, other = to_dtype(input, dtype), to_dtype(other, dtype)

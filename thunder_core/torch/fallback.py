@@ -87,8 +87,8 @@ def fallback_symbol(func: Callable) -> Callable | None:
         except Exception as e:
             raise NotImplementedError(
                 f"Thunder has no symbol for {name}, and running it on meta tensors to infer its outputs failed "
-                f"({type(e).__name__}: {e}). Ask for the op to be supported, or compute it outside the "
-                "jitted function."
+                f"({type(e).__name__}: {e}). Ask for the op to be supported, or use the torch.compile frontend, "
+                "which runs what Thunder cannot on Inductor: torch.compile(fn, backend=thunder.dynamo.ThunderCompiler())."
             ) from e
         device = device or default_device()
         out_leaves, out_spec = tree_flatten(out)

@@ -1,0 +1,172 @@
+"""Splitting a Dynamo FX graph into the regions Thunder supports and those it does not.
+
+The support question (`unsupported_reason`, one FX node at a time) is kept apart from the partitioning
+(`split_graph`), in the manner of torch.fx's operator-support/partitioner split. A node is unsupported when it
+needs tensor values to decide a shape or a Python value (data-dependent: `.item()`, `nonzero`, one-argument
+`torch.where`, boolean-mask indexing, any node whose example value has unbacked symbolic sizes) or when it is a
+higher-order operator Thunder's tracer does not acquire. Every other node is offered to Thunder: an operator
+Thunder has no symbol for still traces through its meta kernel (see `thunder.torch.fallback`), and a region that
+Thunder nevertheless fails to compile is moved to the fallback at its first call, with the error as its reason
+(see `thunder.dynamo.compiler`).
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+import torch
+from torch.fx.passes.split_module import split_module
+
+from thunder.frontend.tracer import _DATA_DEPENDENT
+
+
+@dataclass(frozen=True)
+class SplitReason:
+    """Why part of the program does not run under Thunder.
+
+    kind: "data-dependent", "unsupported operator", "thunder failed", "recompile limit", "inductor failed" or
+    "dynamo graph break".
+    node: the FX node's name ("" for a Dynamo graph break); target: what it calls; message: the explanation;
+    location: the user's source line, where Dynamo recorded it.
+    """
+
+    kind: str
+    node: str
+    target: str
+    message: str
+    location: str = ""
+
+    def __str__(self) -> str:
+        where = f" at {self.location}" if self.location else ""
+        what = f"{self.node} ({self.target})" if self.node else self.target
+        return f"[{self.kind}] {what}{where}: {self.message}"
+
+
+_DATA_DEPENDENT_METHODS = {
+    fn.__name__: why for fn, why in _DATA_DEPENDENT.items() if getattr(torch.Tensor, fn.__name__, None) is fn
+}
+_INDEXING = {operator.getitem, torch.Tensor.__getitem__}
+
+
+def _target_name(node: torch.fx.Node) -> str:
+    target = node.target
+    if isinstance(target, str):
+        return target if node.op != "call_method" else f"Tensor.{target}"
+    module = getattr(target, "__module__", None) or ""
+    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or repr(target)
+    return f"{module}.{name}" if module and module != "_operator" else name
+
+
+def _example_value(node) -> object:
+    if not isinstance(node, torch.fx.Node):
+        return node
+    meta = node.meta
+    return meta.get("example_value", meta.get("val"))
+
+
+def _has_unbacked_sizes(value) -> bool:
+    from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
+
+    try:
+        return bool(free_unbacked_symbols(value))
+    except Exception:  # values free_unbacked_symbols does not understand (plain objects) have no symbols
+        return False
+
+
+def _is_boolean_mask_index(node: torch.fx.Node) -> bool:
+    if node.target not in _INDEXING or len(node.args) < 2:
+        return False
+    index = node.args[1]
+    indices = index if isinstance(index, (tuple, list)) else (index,)
+    for item in indices:
+        value = _example_value(item)
+        if isinstance(value, torch.Tensor) and value.dtype in (torch.bool, torch.uint8) and value.ndim > 0:
+            return True
+    return False
+
+
+def unsupported_reason(node: torch.fx.Node) -> SplitReason | None:
+    """Why Thunder cannot take this FX node, or None when it can (it will then be compiled with thunder.jit)."""
+    if node.op not in ("call_function", "call_method", "call_module"):
+        return None
+    target = _target_name(node)
+    location = _user_location(node)
+
+    def reason(kind: str, message: str) -> SplitReason:
+        return SplitReason(kind, node.name, target, message, location)
+
+    if node.op == "call_function" and node.target in _DATA_DEPENDENT:
+        return reason("data-dependent", f"{_DATA_DEPENDENT[node.target]} needs tensor values")
+    if node.op == "call_method" and node.target in _DATA_DEPENDENT_METHODS:
+        return reason("data-dependent", f"{_DATA_DEPENDENT_METHODS[node.target]} needs tensor values")
+    if node.target is torch.where and len(node.args) + len(node.kwargs) == 1:
+        return reason("data-dependent", "one-argument torch.where returns indices: a data-dependent shape")
+    if _is_boolean_mask_index(node):
+        return reason("data-dependent", "indexing with a boolean mask gives a data-dependent shape")
+    if _has_unbacked_sizes(_example_value(node)):
+        return reason("data-dependent", "its output's size or value is only known at run time (unbacked symbol)")
+    if isinstance(node.target, torch._ops.HigherOrderOperator):
+        return reason("unsupported operator", "Thunder does not acquire torch higher-order operators")
+    return None
+
+
+def _user_location(node: torch.fx.Node) -> str:
+    stack = node.meta.get("stack_trace") or ""
+    lines = [line.strip() for line in stack.strip().splitlines() if line.strip().startswith("File ")]
+    return lines[-1] if lines else ""
+
+
+def _tuple_producer(node: torch.fx.Node) -> torch.fx.Node | None:
+    """The node whose tuple or list output `node` indexes (`wrap[0]` after a higher-order op), if any."""
+    if node.op != "call_function" or node.target is not operator.getitem or not node.args:
+        return None
+    source = node.args[0]
+    if isinstance(source, torch.fx.Node) and isinstance(_example_value(source), (tuple, list)):
+        return source
+    return None
+
+
+@dataclass
+class SplitGraph:
+    """The split graph module and, per submodule name, whether Thunder runs it."""
+
+    module: torch.fx.GraphModule
+    thunder_submodules: list[str]
+    fallback_submodules: list[str]
+    reasons: list[SplitReason]
+
+
+def split_graph(gm: torch.fx.GraphModule) -> SplitGraph:
+    """Cuts `gm` into submodules `submod_<i>`: maximal runs of consecutive nodes that are all supported or all not.
+
+    Partitions follow the graph's (topological) node order, so no partition depends on a later one and the
+    split graph has no cycle. The reasons list names every unsupported node.
+    """
+    reasons: list[SplitReason] = []
+    partition_of: dict[torch.fx.Node, int] = {}
+    supported_partition: dict[int, bool] = {}
+    partition, current = 0, None
+    for node in gm.graph.nodes:
+        if node.op in ("placeholder", "output", "get_attr"):
+            continue
+        producer = _tuple_producer(node)
+        if producer is not None and producer in partition_of:
+            partition_of[node] = partition_of[producer]  # unpacking stays with what it unpacks
+            continue
+        why = unsupported_reason(node)
+        if why is not None:
+            reasons.append(why)
+        supported = why is None
+        if current is not None and supported != current:
+            partition += 1
+        current = supported
+        partition_of[node] = partition
+        supported_partition[partition] = supported
+    split = split_module(gm, gm, lambda node: partition_of[node], keep_original_order=True)
+    thunder_names, fallback_names = [], []
+    for node in split.graph.nodes:
+        if node.op == "call_module" and node.target.startswith("submod_"):
+            index = int(node.target.removeprefix("submod_"))
+            (thunder_names if supported_partition.get(index, True) else fallback_names).append(node.target)
+    return SplitGraph(split, thunder_names, fallback_names, reasons)

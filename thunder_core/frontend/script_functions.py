@@ -1,0 +1,52 @@
+"""Tracing through `torch.jit.script` functions: their Python original runs instead, while Thunder traces.
+
+A `torch.jit.ScriptFunction` runs in TorchScript's interpreter, which calls the dispatcher directly: Thunder's
+proxies would reach it without `__torch_function__` ever seeing the ops. Model code (some Hugging Face models)
+calls such helpers by their module-level name, so while a trace is recorded each module-level ScriptFunction
+that keeps its Python original is swapped for it, and put back when tracing ends. Both compute the same thing;
+the original is what Dynamo inlines too (`_torchdynamo_inline`).
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+import torch
+
+# module name -> (id of its namespace, size when scanned, [names of its ScriptFunctions]): rescanned only when
+# a module is new or its namespace changed size, so a trace pays about a millisecond, not a full scan
+_scanned: dict[str, tuple[int, int, list[str]]] = {}
+
+
+def _script_function_names(module_name: str, namespace: dict) -> list[str]:
+    key = (id(namespace), len(namespace))
+    cached = _scanned.get(module_name)
+    if cached is not None and cached[:2] == key:
+        return cached[2]
+    script_function = torch.jit.ScriptFunction
+    names = [name for name, value in list(namespace.items()) if type(value) is script_function]
+    _scanned[module_name] = (*key, names)
+    return names
+
+
+@contextmanager
+def python_originals_of_script_functions():
+    """Within the block, module-level ScriptFunctions are their Python originals (restored on exit)."""
+    swapped = []
+    for module_name, module in list(sys.modules.items()):
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for name in _script_function_names(module_name, namespace):
+            scripted = namespace.get(name)
+            original = getattr(scripted, "_torchdynamo_inline", None)
+            if type(scripted) is torch.jit.ScriptFunction and callable(original):
+                namespace[name] = original
+                swapped.append((namespace, name, scripted, original))
+    try:
+        yield
+    finally:
+        for namespace, name, scripted, original in swapped:
+            if namespace.get(name) is original:  # leave a name the program rebound while tracing as it is
+                namespace[name] = scripted
