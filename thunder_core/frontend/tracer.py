@@ -58,8 +58,9 @@ def data_dependent_error(what: str) -> DataDependentError:
     return DataDependentError(
         f"{what} at {user_location()} needs the value of a tensor, but thunder.jit traces with proxies that hold "
         "only metadata (shape, dtype, device). Data-dependent control flow cannot be traced: compute it outside "
-        "the jitted function, express it with tensor ops (torch.where), or jit the parts before and after it "
-        "separately (Thunder has no frontend that splits a program at such points yet)."
+        "the jitted function, express it with tensor ops (torch.where), or use the torch.compile frontend, which "
+        "splits the program at such points: torch.compile(fn, backend=thunder.dynamo.ThunderCompiler()) or "
+        "thunder.dynamo.thunderfx(fn)."
     )
 
 
