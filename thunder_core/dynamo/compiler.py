@@ -21,6 +21,7 @@ import torch
 
 import thunder
 from thunder.dynamo.splitter import SplitReason, split_graph
+from thunder.frontend.jit import jit_options_check
 
 _FALLBACKS = ("inductor", "eager")
 
@@ -132,7 +133,7 @@ class ThunderCompiler:
             raise ValueError(f"ThunderCompiler: fallback must be one of {_FALLBACKS}, got {fallback!r}")
         if max_thunder_specializations < 1:
             raise ValueError("ThunderCompiler: max_thunder_specializations must be at least 1")
-        thunder.jit_options_check({k: v for k, v in jit_options.items() if k not in _JIT_KEYWORDS})
+        jit_options_check({k: v for k, v in jit_options.items() if k not in _JIT_KEYWORDS})
         self.jit_options = jit_options
         self.fallback = fallback
         self.max_thunder_specializations = max_thunder_specializations

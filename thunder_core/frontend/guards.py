@@ -458,7 +458,7 @@ def build_hot_call(args: tuple, source: _Source | None, global_state: tuple, for
     """The whole cached call with plain tensor arguments as one generated function of those arguments: check
     their metadata, that no two share storage, the global state and the entry's guards, then run `forward` and
     return `unpack(outputs)`; MISS (running nothing) when a check fails."""
-    from thunder.frontend.cache import _any_autocast, _default_dtype, _is_grad_enabled
+    from thunder.frontend.cache import _any_autocast, _default_dtype, _is_grad_enabled, device_key
 
     hot = _Source()
     if source is not None:
@@ -473,11 +473,13 @@ def build_hot_call(args: tuple, source: _Source | None, global_state: tuple, for
             meta = (a.shape, a.stride(), a.dtype, a.device, a.requires_grad)
             hot.require(f"type({p}) is {hot.const(torch.Tensor)}")
             hot.require(f"({p}.shape, {p}.stride(), {p}.dtype, {p}.device, {p}.requires_grad) == {hot.const(meta)}")
-    grad, autocast, dtype = global_state
+    grad, autocast, dtype, device = global_state
     if autocast is not False:
         return None
     hot.require(f"{hot.const(_is_grad_enabled)}() is {grad!r} and not {hot.const(_any_autocast)}()")
     hot.require(f"{hot.const(_default_dtype)}() is {hot.const(dtype)}")
+    # where `device="cuda"` and factories without a device resolve (thunder.core.devices)
+    hot.require(f"{hot.const(device_key)}() == {hot.const(device)}")
     if len(params) == 2:
         hot.require("a0.untyped_storage() is not a1.untyped_storage()")
     elif len(params) > 2:
