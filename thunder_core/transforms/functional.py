@@ -206,3 +206,57 @@ def jvp(fn: Callable, primals: Sequence, tangents: Sequence):
     n = len(primals)
     compiled = _Transformed("jvp", fn, lambda *a: jvp_traced(fn, a[:n], a[n:]))
     return compiled(*primals, *tangents)
+
+
+def _dims_per_arg(dims, n: int, what: str) -> list:
+    if isinstance(dims, int) or dims is None:
+        return [dims] * n
+    dims = list(dims)
+    if len(dims) != n:
+        raise ValueError(f"vmap: {what} has {len(dims)} entries but there are {n}")
+    return dims
+
+
+def vmap_traced(fn: Callable, in_dims, out_dims, args, kwargs):
+    from thunder.transforms.vmap import Batcher, canonical_dim, move_dim, per_example_like
+
+    trace = get_tracectx()
+    args = [_resolve(a) for a in args]
+    dims = _dims_per_arg(in_dims, len(args), "in_dims")
+    examples, batched, sizes = [], {}, set()
+    for i, (a, d) in enumerate(zip(args, dims)):
+        if d is None:
+            examples.append(a)
+            continue
+        if not isinstance(a, torch.Tensor):
+            raise TypeError(f"vmap: argument {i} has in_dim {d} but is a {type(a).__name__}, not a tensor")
+        d = canonical_dim(d, a.ndim, f"in_dim of argument {i}")
+        sizes.add(a.shape[d])
+        example = per_example_like(a, d)
+        batched[example.name] = move_dim(a, d, 0)
+        examples.append(example)
+    if len(sizes) != 1:
+        raise ValueError(f"vmap: the mapped dimensions must have one size, got {sorted(sizes) or 'no mapped input'}")
+    batch = sizes.pop()
+    with trace.collecting() as bsyms:
+        out = fn(*examples, **kwargs)
+    leaves, rebuild = _flatten(out)
+    leaves = [_resolve(o) for o in leaves]
+    batcher = Batcher(batch, batched)
+    batcher.run(bsyms)
+    results = []
+    for o, d in zip(leaves, _dims_per_arg(out_dims, len(leaves), "out_dims")):
+        value = batcher.value(o)
+        if value is o or not batcher.is_batched(o):  # the output does not depend on the batch
+            value = prims.broadcast_in_dim(value, (batch, *value.shape), tuple(range(1, value.ndim + 1)))
+        results.append(move_dim(value, 0, canonical_dim(d, value.ndim, "out_dim")))
+    return rebuild(results)
+
+
+def vmap(fn: Callable, in_dims=0, out_dims=0) -> Callable:
+    """As torch.func.vmap: `fn` mapped over dimension `in_dims` of its arguments (None: not mapped).
+
+    `in_dims` is one int/None for every positional argument or one per argument; `out_dims` likewise per
+    output. Each operation runs once on the whole batch through its batching rule.
+    """
+    return _Transformed("vmap", fn, lambda *args, **kwargs: vmap_traced(fn, in_dims, out_dims, args, kwargs))
