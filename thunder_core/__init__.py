@@ -17,13 +17,14 @@ import thunder.frontend.tracer  # noqa: F401  (registers torch tracing for lower
 from thunder.frontend.jit import ThunderFunction, jit_options_check
 from thunder.frontend.module import ThunderModule
 from thunder.frontend.transform import Transform
+from thunder.transforms.functional import grad, jvp, vjp, vmap
 
 __version__ = "0.1.0"
 
 __all__ = [
     "jit", "compile", "last_traces", "last_backward_traces", "last_prologue_traces", "cache_hits", "cache_misses",
     "cache_option", "compile_stats", "ThunderModule", "Transform", "get_default_executors", "get_always_executors",
-    "add_default_executor", "fallback_ops",
+    "add_default_executor", "fallback_ops", "grad", "vjp", "jvp", "vmap",
 ]  # fmt: skip
 
 
@@ -108,6 +109,8 @@ def _jitted(fn) -> ThunderFunction:
         return fn._jfn
     if isinstance(fn, ThunderFunction):
         return fn
+    if isinstance(getattr(fn, "_jitted", None), ThunderFunction):  # grad/vjp/jvp/vmap, compiled on first call
+        return fn._jitted
     raise TypeError(f"expected a function or module returned by thunder.jit, got {type(fn).__name__}")
 
 

@@ -55,7 +55,8 @@ def _flatten(out) -> tuple[list, Callable]:
     if isinstance(out, torch.Tensor):
         return [out], lambda leaves: leaves[0]
     if isinstance(out, (tuple, list)) and all(isinstance(o, torch.Tensor) for o in out):
-        return list(out), lambda leaves, kind=type(out): kind(leaves)
+        kind = type(out)
+        return list(out), lambda leaves: kind(leaves)
     raise TypeError(f"functional transforms need a function returning a tensor or a tuple of tensors, got {type(out)}")
 
 
