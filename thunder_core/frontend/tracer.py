@@ -359,6 +359,7 @@ def acquire_trace(
     innermost `collecting_guards` list, which the caller opens.
     """
     from thunder.frontend.autograd_function import traced_autograd_functions
+    from thunder.frontend.checkpoint import recording_checkpoints
 
     trace = TraceCtx()
     tracer = Tracer(trace, replacements)
@@ -367,7 +368,7 @@ def acquire_trace(
         with tracectx(trace), _compiling():
             proxied = _proxy_leaves(leaves, names, trace, tracer, symbolic_numbers)
             args, kwargs = tree_unflatten(proxied, spec)
-            with TracingMode(tracer), traced_autograd_functions():
+            with TracingMode(tracer), traced_autograd_functions(), recording_checkpoints():
                 result = fn(*args, **kwargs)
             out_leaves, out_spec = tree_flatten(result)
             out_leaves = [tracer.resolve(x) if isinstance(x, torch.Tensor) else x for x in out_leaves]
