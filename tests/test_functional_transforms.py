@@ -129,6 +129,19 @@ def test_vmap_missing_rule_names_the_operator():
         vmap(lambda a: torch.topk(a, 2).values)(_rand(3, 5))
 
 
+def test_in_place_writes_are_refused():
+    def f(x, stats):
+        stats.add_(x)
+        return x * 2
+
+    stats = torch.zeros(4, dtype=DT)
+    with pytest.raises(NotImplementedError, match="writes to a tensor in place"):
+        vmap(f, in_dims=(0, None))(_rand(3, 4), stats)
+    with pytest.raises(NotImplementedError, match="writes to a tensor in place"):
+        grad(lambda x: f(x, stats).sum())(_rand(4))
+    assert not stats.any()  # nothing the caller owns was written
+
+
 def test_vmap_mismatched_sizes_error():
     with pytest.raises(ValueError, match="one size"):
         vmap(torch.add)(_rand(3, 2), _rand(4, 2))

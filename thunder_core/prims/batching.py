@@ -98,6 +98,10 @@ _REDUCTIONS = {name: getattr(prims, name) for name in ("sum", "prod", "amax", "a
 
 def _reduction_rule(name):
     def rule(batch, batched, a, dims, **kwargs):
+        if not dims:
+            # over no dimension: each element is its own group. torch reads an empty dim list as "all
+            # dimensions", so reduce over a new trailing dimension of size 1 instead.
+            return _REDUCTIONS[name](prims.reshape(a, (*a.shape, 1)), (a.ndim,), **kwargs)
         return _REDUCTIONS[name](a, _shift(dims), **kwargs)
 
     return rule
@@ -111,6 +115,9 @@ def _dim_rule(name):
     def rule(batch, batched, a, dim, *rest):
         if dim is None:  # over all elements of each example
             return getattr(prims, name)(prims.reshape(a, (batch, a.numel() // max(batch, 1))), 1, *rest)
+        if a.ndim == 1:  # scalar examples: the op runs along a new dimension of size 1
+            out = getattr(prims, name)(prims.reshape(a, (batch, 1)), 1, *rest)
+            return out if out.ndim == 1 else prims.reshape(out, (batch,))
         return getattr(prims, name)(a, dim + 1, *rest)
 
     return rule

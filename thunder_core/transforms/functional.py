@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 
 import torch
 
@@ -49,6 +50,22 @@ def _resolve(x):
     from thunder.frontend.tracer import _tracers
 
     return _tracers[-1].resolve(x) if _tracers else x
+
+
+@contextmanager
+def _no_mutation(transform: str):
+    """Fails clearly where `fn` writes to a tensor in place: the transformed program has no such write."""
+    from thunder.frontend.tracer import _tracers
+
+    tracer = _tracers[-1] if _tracers else None
+    before = dict(tracer.current) if tracer is not None else {}
+    yield
+    if tracer is not None and any(before.get(k) is not v for k, v in tracer.current.items()):
+        raise NotImplementedError(
+            f"{transform}: the function writes to a tensor in place (e.g. Tensor.add_, out=, or batch_norm's "
+            "running statistics in training mode), which this transform does not support; use the out-of-place "
+            "form (or eval mode for batch_norm)"
+        )
 
 
 def _flatten(out) -> tuple[list, Callable]:
@@ -92,7 +109,7 @@ def vjp_traced(fn: Callable, primals: Sequence, kwargs: dict | None = None):
         if not isinstance(p, TensorProxy) or not (p.dtype.is_floating_point or p.dtype.is_complex):
             raise TypeError(f"vjp/grad: argument {i} must be a floating point tensor, got {type(p).__name__}")
     fresh = [TensorProxy(like=p, requires_grad=True, prefix="primal") for p in primals]
-    with trace.collecting() as bsyms:
+    with trace.collecting() as bsyms, _no_mutation("vjp/grad/jvp"):
         out = fn(*fresh, **kwargs)
     leaves, rebuild = _flatten(out)
     leaves = [_resolve(o) for o in leaves]
@@ -239,7 +256,7 @@ def vmap_traced(fn: Callable, in_dims, out_dims, args, kwargs):
     if len(sizes) != 1:
         raise ValueError(f"vmap: the mapped dimensions must have one size, got {sorted(sizes) or 'no mapped input'}")
     batch = sizes.pop()
-    with trace.collecting() as bsyms:
+    with trace.collecting() as bsyms, _no_mutation("vmap"):
         out = fn(*examples, **kwargs)
     leaves, rebuild = _flatten(out)
     leaves = [_resolve(o) for o in leaves]

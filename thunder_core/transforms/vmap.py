@@ -14,6 +14,16 @@ from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.trace import get_tracectx
 from thunder.prims.batching import BATCHING_RULES
 
+# symbols that act on each element alone (any shape in, the same shape out): batched by calling them as they are
+_ELEMENTWISE_SYMBOLS = frozenset({"ltorch.detach", "ltorch.clone", "ltorch.contiguous"})
+
+
+def _same_symbol(sym):
+    def rule(batch, batched, *args, **kwargs):
+        return sym(*args, **kwargs)
+
+    return rule
+
 
 class Batcher:
     """Maps per-example proxy names to their batched values while the program is re-recorded."""
@@ -42,6 +52,8 @@ class Batcher:
             get_tracectx().record(bsym)
             return
         rule = BATCHING_RULES.get(bsym.sym.id)
+        if rule is None and bsym.sym.id in _ELEMENTWISE_SYMBOLS:
+            rule = _same_symbol(bsym.sym)
         if rule is None:
             if not bsym.subsymbols:
                 raise NotImplementedError(
