@@ -190,3 +190,41 @@ def test_binary_ops_random_in_dims(op, seed):
     args = [torch.rand(3, 4, dtype=DT, generator=g) + 0.1 if d is None else _batched(torch.empty(3, 4), d, 5, g)
             for d in dims]  # fmt: skip
     _close(vmap(op, in_dims=tuple(dims))(*args), torch.func.vmap(op, in_dims=tuple(dims))(*args))
+
+
+def test_grad_of_vmap():
+    w = _rand(4, 5)
+
+    def f(x):
+        return vmap(lambda r: torch.tanh(r @ w).sum())(x).square().sum()
+
+    def f_ref(x):
+        return torch.func.vmap(lambda r: torch.tanh(r @ w).sum())(x).square().sum()
+
+    x = _rand(3, 4)
+    _close(grad(f)(x), torch.func.grad(f_ref)(x))
+
+
+def test_vmap_of_jvp():
+    w = _rand(4, 5)
+
+    def h(x):
+        return torch.sin(x @ w)
+
+    x, t = _rand(6, 4), _rand(6, 4)
+    ours = vmap(lambda x, t: jvp(h, (x,), (t,)))(x, t)
+    expected = torch.func.vmap(lambda x, t: torch.func.jvp(h, (x,), (t,)))(x, t)
+    _close(ours, expected)
+
+
+def test_gradient_penalty_backward_through_jit():
+    # a loss built from a gradient, differentiated again by thunder.jit's autodiff and torch autograd
+    w = _rand(4, 5)
+    x = _rand(3, 4).requires_grad_()
+    loss = thunder.jit(lambda x: grad(lambda x: _f(x, w))(x).square().sum())(x)
+    loss.backward()
+    x_ref = x.detach().clone().requires_grad_()
+    expected = torch.func.grad(lambda x: _f(x, w))(x_ref).square().sum()
+    expected.backward()
+    _close(loss, expected)
+    _close(x.grad, x_ref.grad)
