@@ -11,13 +11,18 @@ from typing import Any
 
 import torch as pytorch  # `thunder.torch` is the ltorch subpackage: the name `torch` here is taken
 
+import thunder.core.transforms as _core_transforms
 import thunder.examine  # noqa: F401  (thunder.examine.examine after a bare `import thunder`)
 import thunder.extend  # noqa: F401  (thunder.extend.get_executor(...) after a bare `import thunder`, as documented)
 import thunder.frontend.tracer  # noqa: F401  (registers torch tracing for lower layers)
+from thunder.frontend.functional import grad, jvp, vjp, vmap
 from thunder.frontend.jit import ThunderFunction, jit_options_check
 from thunder.frontend.module import ThunderModule
 from thunder.frontend.transform import Transform
-from thunder.transforms.functional import grad, jvp, vjp, vmap
+
+# The API documents the functional transforms in thunder.core.transforms too; they need the tracer (a higher
+# layer), so they are defined in thunder.frontend.functional and named there from here.
+_core_transforms.grad, _core_transforms.vjp, _core_transforms.jvp, _core_transforms.vmap = grad, vjp, jvp, vmap
 
 __version__ = "0.1.0"
 

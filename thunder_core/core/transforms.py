@@ -75,14 +75,3 @@ def put_grads(ts: Sequence, grads: Sequence) -> None:
     for t, g in zip(ts, grads):
         put_grad(t, g)
 
-
-_FUNCTIONAL = ("grad", "vjp", "jvp", "vmap")
-
-
-def __getattr__(name: str):
-    # the functional transforms live in thunder/transforms/functional.py (a higher layer); loaded on first use
-    if name in _FUNCTIONAL:
-        from thunder.transforms import functional
-
-        return getattr(functional, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,6 +23,7 @@ import torch
 from thunder import prims
 from thunder.core.proxies import TensorProxy
 from thunder.core.trace import TraceCtx, get_tracectx, tracectx
+from thunder.frontend.tracer import _tracers
 from thunder.transforms.autodiff import _build_backward, _JointBuilder
 
 
@@ -40,23 +41,19 @@ class _Transformed:
         if get_tracectx() is not None:
             return self._traced(*args, **kwargs)
         if self._jitted is None:
-            import thunder
+            from thunder.frontend.jit import ThunderFunction
 
-            self._jitted = thunder.jit(self)
+            self._jitted = ThunderFunction(self)  # what thunder.jit makes of a function, default executors
         return self._jitted(*args, **kwargs)
 
 
 def _resolve(x):
-    from thunder.frontend.tracer import _tracers
-
     return _tracers[-1].resolve(x) if _tracers else x
 
 
 @contextmanager
 def _no_mutation(transform: str):
     """Fails clearly where `fn` writes to a tensor in place: the transformed program has no such write."""
-    from thunder.frontend.tracer import _tracers
-
     tracer = _tracers[-1] if _tracers else None
     before = dict(tracer.current) if tracer is not None else {}
     yield
