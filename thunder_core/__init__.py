@@ -6,21 +6,27 @@ passes) and runs each operation on the best available executor. This module is t
 
 from __future__ import annotations
 
+import thunder.core.transforms as _core_transforms
 import thunder.distributed  # noqa: F401  (thunder.distributed.ddp(...) after a bare `import thunder`)
 import thunder.examine  # noqa: F401  (thunder.examine.examine after a bare `import thunder`)
 import thunder.extend  # noqa: F401  (thunder.extend.get_executor(...) after a bare `import thunder`, as documented)
 import thunder.frontend.tracer  # noqa: F401  (registers torch tracing for lower layers)
 from thunder.frontend.api import jit
+from thunder.frontend.functional import grad, jvp, vjp, vmap
 from thunder.frontend.jit import ThunderFunction
 from thunder.frontend.module import ThunderModule
 from thunder.frontend.transform import Transform
+
+# The API documents the functional transforms in thunder.core.transforms too; they need the tracer (a higher
+# layer), so they are defined in thunder.frontend.functional and named there from here.
+_core_transforms.grad, _core_transforms.vjp, _core_transforms.jvp, _core_transforms.vmap = grad, vjp, jvp, vmap
 
 __version__ = "0.1.0"
 
 __all__ = [
     "jit", "compile", "last_traces", "last_backward_traces", "last_prologue_traces", "cache_hits", "cache_misses",
     "cache_option", "compile_stats", "ThunderModule", "Transform", "get_default_executors", "get_always_executors",
-    "add_default_executor", "fallback_ops",
+    "add_default_executor", "fallback_ops", "grad", "vjp", "jvp", "vmap",
 ]  # fmt: skip
 
 
@@ -35,6 +41,8 @@ def _jitted(fn) -> ThunderFunction:
         return fn._jfn
     if isinstance(fn, ThunderFunction):
         return fn
+    if isinstance(getattr(fn, "_jitted", None), ThunderFunction):  # grad/vjp/jvp/vmap, compiled on first call
+        return fn._jitted
     raise TypeError(f"expected a function or module returned by thunder.jit, got {type(fn).__name__}")
 
 

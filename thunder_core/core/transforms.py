@@ -75,3 +75,4 @@ def put_grad(t: torch.Tensor, grad: torch.Tensor | None) -> None:
 def put_grads(ts: Sequence, grads: Sequence) -> None:
     for t, g in zip(ts, grads):
         put_grad(t, g)
+

@@ -486,6 +486,7 @@ def acquire_trace(
     innermost `collecting_guards` list, which the caller opens.
     """
     from thunder.frontend.autograd_function import traced_autograd_functions
+    from thunder.frontend.checkpoint import recording_checkpoints
     from thunder.frontend.script_functions import python_originals_of_script_functions
 
     trace = TraceCtx()
@@ -495,7 +496,8 @@ def acquire_trace(
         with tracectx(trace), _compiling():
             proxied = _proxy_leaves(leaves, names, trace, tracer, symbolic_numbers, duplicates or {})
             args, kwargs = tree_unflatten(proxied, spec)
-            with TracingMode(tracer), traced_autograd_functions(), python_originals_of_script_functions():
+            with TracingMode(tracer), traced_autograd_functions(), python_originals_of_script_functions(), \
+                    recording_checkpoints():
                 result = fn(*args, **kwargs)
             if inspect.isgenerator(result) or inspect.iscoroutine(result) or inspect.isasyncgen(result):
                 getattr(result, "close", lambda: None)()

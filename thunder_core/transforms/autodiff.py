@@ -89,6 +89,8 @@ class _JointBuilder:
         self.trace = trace
         self.executors = executors
         self.new = trace.from_trace("autodiff forward", [])
+        if "checkpointed" in trace.tags:  # grown below; the acquired trace's set stays as it was
+            self.new.tags["checkpointed"] = set(trace.tags["checkpointed"])
         self.requires_grad: set[str] = {a.name for a in trace.args if isinstance(a, TensorProxy) and a.requires_grad}
         self.chunks: list[_Chunk] = []
 
@@ -140,6 +142,9 @@ class _JointBuilder:
             raise RuntimeError(f"the grad rule of {bsym.sym.id} returned {len(new_outs)} tensors, expected {len(old_outs)}")
         mapping = {nw.name: old for nw, old in zip(new_outs, old_outs) if nw is not old}
         self.new.bound_symbols.extend(b.swap_proxies(mapping) for b in forward_part)
+        checkpointed = self.new.tags.get("checkpointed")
+        if checkpointed and all(o.name in checkpointed for o in old_outs):  # the rule's intermediates too
+            checkpointed.update(o.name for b in forward_part for o in b.flat_outs)
         backward = [b.swap_proxies(mapping) for b in ctx.backward_bsyms]
         placeholders = {mapping.get(name, None).name if name in mapping else name: ph for name, ph in ctx.placeholders.items()}
         puts = [(mapping.get(t.name, t), mapping.get(g.name, g) if isinstance(g, TensorProxy) else g) for t, g in ctx.puts]
@@ -320,7 +325,9 @@ def rematerialize(fwd: TraceCtx, bwd: TraceCtx, *, fusing: bool = True) -> tuple
     fwd_inputs = {a.name: a for a in fwd.args if isinstance(a, Proxy)}
     bwd_bsyms = list(bwd.bound_symbols)
     needed = (_used_in(bwd_bsyms) - set(_defined_in(bwd_bsyms))) & (set(fwd_defined) | set(fwd_inputs))
-    bwd_bsyms = choose_recomputation(fwd.bound_symbols, set(fwd_inputs), needed, fusing=fusing) + bwd_bsyms
+    checkpointed = frozenset(fwd.tags.get("checkpointed", ()))  # values computed in torch.utils.checkpoint regions
+    bwd_bsyms = choose_recomputation(fwd.bound_symbols, set(fwd_inputs), needed, fusing=fusing,
+                                     checkpointed=checkpointed) + bwd_bsyms
     bwd_bsyms = _topological(bwd_bsyms)
     needed = [n for n in _ordered_needed(bwd_bsyms) if n in fwd_defined or n in fwd_inputs]
     saved = [fwd_defined[n].flat_outs[[o.name for o in fwd_defined[n].flat_outs].index(n)] if n in fwd_defined

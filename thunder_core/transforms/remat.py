@@ -42,7 +42,17 @@ def _nbytes(p: TensorProxy | NumberProxy) -> int:
     return p.numel() * p.element_size()
 
 
-def _candidates(needed: set[str], producer: dict[str, BoundSymbol], fusing: bool) -> set[str]:
+def _may_recompute(bsym: BoundSymbol | None, fusing: bool, checkpointed: frozenset[str]) -> bool:
+    """is_recomputable, widened to every non-random op inside a checkpointed region (torch.utils.checkpoint)."""
+    if is_recomputable(bsym, fusing=fusing):
+        return True
+    if bsym is None or not checkpointed or "random" in bsym.sym.tags or "side_effect" in bsym.sym.tags:
+        return False
+    return bool(bsym.flat_outs) and all(o.name in checkpointed for o in bsym.flat_outs)
+
+
+def _candidates(needed: set[str], producer: dict[str, BoundSymbol], fusing: bool,
+                checkpointed: frozenset[str] = frozenset()) -> set[str]:
     """The values that may be saved or recomputed: what the backward reads, and back through cheap producers."""
     region: set[str] = set()
     stack = list(needed)
@@ -52,7 +62,7 @@ def _candidates(needed: set[str], producer: dict[str, BoundSymbol], fusing: bool
             continue
         region.add(name)
         bsym = producer.get(name)
-        if is_recomputable(bsym, fusing=fusing):
+        if _may_recompute(bsym, fusing, checkpointed):
             stack.extend(a.name for a in bsym.flat_args)
     return region
 
@@ -82,11 +92,12 @@ def _max_flow_reachable(capacity: dict, source, sink) -> set:
 
 
 def choose_recomputation(
-    fwd_bsyms: list[BoundSymbol], fwd_inputs: set[str], needed: set[str], *, fusing: bool = True
+    fwd_bsyms: list[BoundSymbol], fwd_inputs: set[str], needed: set[str], *, fusing: bool = True,
+    checkpointed: frozenset[str] = frozenset(),
 ) -> list[BoundSymbol]:
     producer = {o.name: b for b in fwd_bsyms for o in b.flat_outs}
     proxies = {o.name: o for b in fwd_bsyms for o in b.flat_outs}
-    region = _candidates(needed, producer, fusing)
+    region = _candidates(needed, producer, fusing, checkpointed)
     capacity: dict = defaultdict(lambda: defaultdict(float))
 
     def edge(u, v, c):
@@ -96,7 +107,7 @@ def choose_recomputation(
     for name in region:
         edge((name, "in"), (name, "out"), 0.0 if name in fwd_inputs else float(_nbytes(proxies[name])))
         bsym = producer.get(name)
-        if is_recomputable(bsym, fusing=fusing):
+        if _may_recompute(bsym, fusing, checkpointed):
             for a in bsym.flat_args:
                 edge((a.name, "out"), (name, "in"), _INF)
         else:
