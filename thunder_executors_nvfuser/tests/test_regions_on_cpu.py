@@ -194,3 +194,20 @@ def test_an_input_at_another_alignment_gets_its_own_fusion():
     torch.testing.assert_close(jfn(aligned), torch.exp(aligned) * 2)
     torch.testing.assert_close(jfn(shifted), torch.exp(shifted) * 2)
     assert executor.stats.compilations == 2
+
+
+def test_executor_options_given_to_jit_reach_the_fusions():
+    ex = cpu_executor()
+    fn = CASES["gelu_tanh_chain"]
+    x, w = torch.randn(4, 8), torch.randn(8)
+    jfn = thunder.jit(fn, executors=[ex], executor_options={"nvfuser": {"max_fusion_ops": 2}})
+    torch.testing.assert_close(jfn(x, w), fn(x, w))
+    variant = ex.with_options(max_fusion_ops=2)
+    assert variant is not ex and variant.stats.records, "the jit call's options did not select the variant"
+    assert all(r.nvfuser_fusions > 1 for r in variant.stats.records if r.operations > 2)
+    assert not ex.stats.records  # the default executor compiled nothing for this call
+
+
+def test_an_unknown_nvfuser_option_is_a_clear_error():
+    with pytest.raises(Exception, match="max_fusion_ops"):  # the message lists the executor's options
+        thunder.jit(lambda x: x + 1, executors=[cpu_executor()], executor_options={"nvfuser": {"max_fusion": 2}})

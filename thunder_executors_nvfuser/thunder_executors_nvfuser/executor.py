@@ -25,7 +25,7 @@ import threading
 
 from thunder_executors_nvfuser._thunder import BoundSymbol, FusionExecutor, Symbol, TensorProxy
 from thunder_executors_nvfuser.grads import register_grad_rules
-from thunder_executors_nvfuser.options import NvFuserOptions
+from thunder_executors_nvfuser.options import NvFuserOptions, declared_options
 from thunder_executors_nvfuser.runtime import (
     FusionCache,
     FusionRecord,
@@ -49,7 +49,7 @@ class NvFuserExecutor(FusionExecutor):
     """
 
     def __init__(self, options: NvFuserOptions | None = None, *, device_types=("cuda",), build=None):
-        super().__init__("nvfuser", version=_nvfuser_version())
+        super().__init__("nvfuser", version=_nvfuser_version(), options=declared_options())
         self.options = options if options is not None else NvFuserOptions()
         if not isinstance(self.options, NvFuserOptions):
             raise TypeError(f"options must be NvFuserOptions, got {type(self.options).__name__}")
@@ -85,7 +85,14 @@ class NvFuserExecutor(FusionExecutor):
     def can_execute(self, bsym: BoundSymbol) -> bool:
         return False  # no operator implementations: everything it runs, it runs as a fusion
 
-    def can_fuse(self, bsym: BoundSymbol) -> bool:
+    def _for(self, options) -> NvFuserExecutor:
+        """The executor variant for `executor_options={"nvfuser": {...}}` of one jit call (itself for the defaults)."""
+        return self.with_options(**options) if options else self
+
+    def can_fuse(self, bsym: BoundSymbol, options=None) -> bool:
+        ex = self._for(options)
+        if ex is not self:
+            return ex.can_fuse(bsym)
         if bsym.sym.tags & _NOT_FUSED_TAGS or bsym.sym.python_impl is not None:
             return False
         if prim_name(bsym) is not None:
@@ -98,7 +105,10 @@ class NvFuserExecutor(FusionExecutor):
         return all(self.can_fuse(sub) for sub in bsym.subsymbols)
 
     # -- fusing -------------------------------------------------------------------------------------------
-    def fuse(self, region, fusion_index: int) -> BoundSymbol:
+    def fuse(self, region, fusion_index: int, options=None) -> BoundSymbol:
+        ex = self._for(options)
+        if ex is not self:
+            return ex.fuse(region, fusion_index)
         name = f"nvFusion{fusion_index}"
         prims = _flatten(region.bound_symbols)
         steps, n_fusions = self._steps(region, prims, name)

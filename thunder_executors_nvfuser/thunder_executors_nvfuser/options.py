@@ -46,3 +46,21 @@ class NvFuserOptions:
         if unknown:
             raise TypeError(f"unknown nvfuser options {sorted(unknown)}; the options are {sorted(known)}")
         return cls(**values)
+
+
+_HELP = {
+    "enable_matmul": "fuse matmul and linear into regions (off: cuBLAS through the torch executor)",
+    "enable_random": "run uniform/randn/bernoulli (dropout) on nvFuser's Philox generator",
+    "own_grad_rules": "differentiate layer_norm, softmax, gelu, silu with prim rules nvFuser fuses "
+    "(only through ex.with_options: the rules are registered with the executor)",
+    "max_fusion_ops": "the most primitives one nvFuser fusion holds; longer regions run as several fusions",
+}
+
+
+def declared_options() -> list:
+    """The options as Thunder's `executor_options={"nvfuser": {...}}` takes them (validated at jit time, listed by
+    `python -m thunder plugins --options`)."""
+    from thunder.extend import ExecutorOption
+
+    return [ExecutorOption(f.name, bool if f.type in ("bool", bool) else int, f.default, _HELP[f.name])
+            for f in fields(NvFuserOptions)]  # fmt: skip
