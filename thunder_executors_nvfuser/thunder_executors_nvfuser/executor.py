@@ -49,10 +49,12 @@ class NvFuserExecutor(FusionExecutor):
     """
 
     def __init__(self, options: NvFuserOptions | None = None, *, device_types=("cuda",), build=None):
-        super().__init__("nvfuser", version=_nvfuser_version(), options=declared_options())
-        self.options = options if options is not None else NvFuserOptions()
-        if not isinstance(self.options, NvFuserOptions):
-            raise TypeError(f"options must be NvFuserOptions, got {type(self.options).__name__}")
+        options = options if options is not None else NvFuserOptions()
+        if not isinstance(options, NvFuserOptions):
+            raise TypeError(f"options must be NvFuserOptions, got {type(options).__name__}")
+        # declared with this object's values as the defaults: `executor_options` changes only what it names
+        super().__init__("nvfuser", version=_nvfuser_version(), options=declared_options(options))
+        self.options = options
         self.device_types = frozenset(device_types)
         if self.options.own_grad_rules:
             register_grad_rules(self.implmap, self.device_types)

@@ -57,10 +57,10 @@ _HELP = {
 }
 
 
-def declared_options() -> list:
+def declared_options(defaults: NvFuserOptions) -> list:
     """The options as Thunder's `executor_options={"nvfuser": {...}}` takes them (validated at jit time, listed by
-    `python -m thunder plugins --options`)."""
+    `python -m thunder plugins --options`), with `defaults`' values as their defaults."""
     from thunder.extend import ExecutorOption
 
-    return [ExecutorOption(f.name, bool if f.type in ("bool", bool) else int, f.default, _HELP[f.name])
+    return [ExecutorOption(f.name, bool if f.type in ("bool", bool) else int, getattr(defaults, f.name), _HELP[f.name])
             for f in fields(NvFuserOptions)]  # fmt: skip

@@ -360,7 +360,15 @@ def _elementwise(pl: Planner, out, name: str, *args):
     compute = compute_dtype(_tensor_dtype(args))
     operands = [pl.operand(a, compute) for a in args]
     result_dtype = torch.bool if name in _PREDICATES else compute
-    return pl.call(_NV_NAME[name], *operands, out_dtype=result_dtype)
+    result = pl.call(_NV_NAME[name], *operands, out_dtype=result_dtype)
+    if name in ("maximum", "minimum") and compute.is_floating_point:
+        # nvFuser's maximum/minimum return the number where one operand is NaN; eager returns NaN (seen on the
+        # H100, nvFuser 0.2.36): a NaN operand is the result, as `a + b` is NaN there
+        for a, x in zip(args, operands):
+            if isinstance(a, TensorProxy):
+                nan = pl.call("isnan", x, out_dtype=torch.bool)
+                result = pl.call("where", nan, x, result, out_dtype=compute)
+    return result
 
 
 for _names, _kind in ((_FLOAT_UNARY, "float"), (_NUMERIC_UNARY, "numeric"), (_INTEGER_UNARY, "integer"),
@@ -414,6 +422,8 @@ def _reduce(pl: Planner, out, name: str, a, dims):
         return pl.value(a)
     compute = compute_dtype(a.dtype)
     x = pl.cast(pl.value(a), compute)
+    if name in ("amax", "amin"):  # nvFuser's max/min take no dtype argument (DataType.Null only)
+        return pl.call(_REDUCTIONS[name], x, sorted(dims), False, out_dtype=compute)
     return pl.call(_REDUCTIONS[name], x, sorted(dims), False, DType(NV_DTYPES[compute]), out_dtype=compute)
 
 
