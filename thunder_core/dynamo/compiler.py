@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 import torch
 
-import thunder
 from thunder.dynamo.splitter import SplitReason, split_graph
+from thunder.frontend.api import jit
 from thunder.frontend.jit import jit_options_check
 
 _FALLBACKS = ("inductor", "eager")
@@ -79,11 +79,17 @@ class ThunderRegion(torch.nn.Module):
         super().__init__()
         self.name = name
         self.module = module
-        self.jitted = thunder.jit(module, **jit_options)
+        self.jitted = jit(module, **jit_options)
         self.max_specializations = max_specializations
         self._fallback = FallbackRegion(name, module, fallback, reasons)
         self._reasons = reasons
         self.uses_fallback = False
+
+
+    @property
+    def stats(self):
+        """The jitted region's compile statistics (traces, cache hits and misses)."""
+        return self.jitted._jfn.stats
 
     def forward(self, *args):
         if self.uses_fallback:
@@ -95,7 +101,7 @@ class ThunderRegion(torch.nn.Module):
             # on the fallback is safe; an error that is the program's own is then raised there, by eager or Inductor
             self._switch_to_fallback("thunder failed", f"{type(error).__name__}: {_first_line(error)}")
             return self._fallback(*args)
-        if thunder.cache_misses(self.jitted) > self.max_specializations:
+        if self.stats.cache_misses > self.max_specializations:
             self._switch_to_fallback(
                 "recompile limit",
                 f"Thunder compiled this region {self.max_specializations} times (once per distinct input shape or "

@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import torch
 
-import thunder
 from thunder.dynamo.compiler import ThunderCompiler
 from thunder.dynamo.splitter import SplitReason
 
@@ -45,11 +44,11 @@ class ThunderFXCompiledObject:
 
     @property
     def last_traces(self) -> list[list]:
-        return [thunder.last_traces(r.jitted) for r in self._compiler.thunder_regions if _compiled(r)]
+        return [r.stats.last_traces for r in self._compiler.thunder_regions if _compiled(r)]
 
     @property
     def last_backward_traces(self) -> list[list]:
-        return [thunder.last_backward_traces(r.jitted) for r in self._compiler.thunder_regions if _compiled(r)]
+        return [r.stats.last_backward_traces for r in self._compiler.thunder_regions if _compiled(r)]
 
     def report(self) -> str:
         """Graphs, Thunder regions, Dynamo's graph breaks and the reasons of every split, as text."""
@@ -64,7 +63,7 @@ class ThunderFXCompiledObject:
 
 
 def _compiled(region) -> bool:
-    return not region.uses_fallback and thunder.cache_misses(region.jitted) > 0
+    return not region.uses_fallback and region.stats.cache_misses > 0
 
 
 def _graph_break_counter() -> Counter:
