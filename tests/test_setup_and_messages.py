@@ -64,10 +64,10 @@ def requirement_lines(name: str) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-def test_torch_is_pinned_exactly_to_its_cpu_build():
+def test_torch_is_pinned_exactly_and_no_other_package_index_is_named():
+    # a looser pin pulls a multi-GB CUDA build; an extra index the CI machine cannot reach stalls pip on retries
     lines = requirement_lines("torch-cpu.txt")
-    assert "torch==2.13.0" in lines
-    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in lines
+    assert lines == ["torch==2.13.0"]
 
 
 @pytest.mark.parametrize("name", ["test.txt", "docs.txt", "models.txt", "models-no-deps.txt"])
