@@ -35,6 +35,18 @@ def has_internal_overlap(shape, strides) -> bool:
     return any(length > 1 and s == 0 for length, s in zip(shape, strides))
 
 
+class _Transfer(Exception):
+    """A device argument other than the operand's: eager copies, so there is no layout to replay."""
+
+
+def _is_device(arg) -> bool:
+    try:
+        torch.device(arg)
+    except (RuntimeError, TypeError):
+        return False
+    return True
+
+
 def _same_device(arg, device: torch.device) -> bool:
     try:
         other = torch.device(arg)
@@ -78,6 +90,8 @@ def run_on_meta(func: Callable, args, kwargs, strides_of: Callable[[TensorProxy]
             return x.value
         if isinstance(x, (torch.device, str)) and _same_device(x, self_device):
             return "meta"
+        if isinstance(x, (torch.device, str)) and _is_device(x):
+            raise _Transfer  # to another device (meta included): a copy, which the traced symbol already is
         if type(x) is tuple or type(x) is list:
             return type(x)(to_meta(v) for v in x)
         if type(x) is dict:
@@ -86,13 +100,13 @@ def run_on_meta(func: Callable, args, kwargs, strides_of: Callable[[TensorProxy]
             return slice(to_meta(x.start), to_meta(x.stop), to_meta(x.step))
         return x
 
-    try:
+    try:  # (a _Transfer raised by to_meta ends here too)
         meta_args, meta_kwargs = to_meta(args), to_meta(kwargs)
         if "device" in meta_kwargs and meta_kwargs["device"] != "meta":
             return None  # a transfer to another device: a copy, which the traced symbol already is
         with torch.no_grad():
             out = func(*meta_args, **meta_kwargs)
-    except Exception:  # no meta kernel, or a call meta cannot express: the layout stays unknown
+    except Exception:  # a transfer, no meta kernel, or a call meta cannot express: the layout stays unknown
         return None
     return meta_args[0], out
 
