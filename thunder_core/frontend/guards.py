@@ -22,6 +22,8 @@ from contextlib import contextmanager
 
 import torch
 
+from thunder.frontend.script_functions import script_function_of
+
 _MISSING = object()  # "no such entry": a recorded absence, and the default of every lookup
 _THUNDER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
@@ -162,6 +164,9 @@ class GuardRecorder:
                 value = f_globals.get(name, _MISSING)
                 if value is _MISSING:  # a builtin: never checked (see thunder.frontend.cache)
                     continue
+                # a ScriptFunction swapped for its Python original while tracing: the name holds the scripted
+                # function again on every call, which is what the guard must expect
+                value = script_function_of(value)
                 self.values.setdefault((id(f_globals), name), (f_globals, name, value))
             else:
                 value = frame.f_locals.get(name, _MISSING)

@@ -17,6 +17,13 @@ import torch
 # module name -> (id of its namespace, size when scanned, [names of its ScriptFunctions]): rescanned only when
 # a module is new or its namespace changed size, so a trace pays about a millisecond, not a full scan
 _scanned: dict[str, tuple[int, int, list[str]]] = {}
+# id(Python original) -> its ScriptFunction, while swapped (see python_originals_of_script_functions)
+_swapped_originals: dict[int, torch.jit.ScriptFunction] = {}
+
+
+def script_function_of(value):
+    """The ScriptFunction whose Python original `value` is, while the two are swapped for a trace; else value."""
+    return _swapped_originals.get(id(value), value)
 
 
 def _script_function_names(module_name: str, namespace: dict) -> list[str]:
@@ -44,9 +51,11 @@ def python_originals_of_script_functions():
             if type(scripted) is torch.jit.ScriptFunction and callable(original):
                 namespace[name] = original
                 swapped.append((namespace, name, scripted, original))
+                _swapped_originals[id(original)] = scripted
     try:
         yield
     finally:
         for namespace, name, scripted, original in swapped:
+            _swapped_originals.pop(id(original), None)
             if namespace.get(name) is original:  # leave a name the program rebound while tracing as it is
                 namespace[name] = scripted
