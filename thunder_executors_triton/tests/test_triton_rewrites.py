@@ -79,7 +79,7 @@ def test_cross_entropy_with_class_weights_is_not_fused():
 
 
 def test_float64_operands_are_not_fused():
-    trace = acquired(lm_loss, randn(2, 3, 4).double(), randn(7, 4).double(), torch.ones(2, 3, dtype=torch.long))
+    trace = acquired(lm_loss, randn(2, 3, 4).double(), randn(7, 4).double(), torch.ones(2, 3, dtype=torch.long, device=DEVICE))
     assert fuse_linear_cross_entropy(trace) is trace
 
 
