@@ -182,6 +182,25 @@ def test_global_module_hook_runs_once_and_is_guarded():
     _same(jm, m, _inp)
 
 
+def test_global_hook_and_a_hook_on_the_jitted_module_each_run_as_in_eager():
+    m = _Block()
+    jm = thunder.jit(m)
+    calls = []
+    handle = nn.modules.module.register_module_forward_hook(lambda mod, i, o: calls.append(type(mod).__name__))
+    try:
+        expected = m(_inp)
+        eager_calls, calls[:] = list(calls), []
+        torch.testing.assert_close(jm(_inp), expected)  # a new hook: traced again, its side effect runs there
+        assert calls == eager_calls  # the original modules' calls, none for the wrapper
+        own = jm.register_forward_hook(lambda mod, i, o: o * 2)  # a hook on the wrapper itself runs too
+        torch.testing.assert_close(jm(_inp), expected * 2)
+        own.remove()
+        torch.testing.assert_close(jm(_inp), expected)
+    finally:
+        handle.remove()
+    assert not nn.modules.module._global_forward_hooks  # the global table is the user's again, unchanged
+
+
 def test_attribute_of_a_plain_object_held_by_a_module():
     class WithConfig(nn.Module):
         def __init__(self):

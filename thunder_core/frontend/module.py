@@ -173,6 +173,9 @@ class ThunderModule(torch.nn.Module):
         if _global_forward_hooks or _global_forward_pre_hooks or _global_backward_hooks or _global_backward_pre_hooks:
             # the global hooks run inside the compiled module, for the original module and its submodules, as in
             # eager; the wrapper itself must not add another round
+            if not (self._forward_hooks or self._forward_pre_hooks or self._backward_hooks or self._backward_pre_hooks):
+                return self.forward(*args, **kwargs)  # what nn.Module's call would do, less the global hooks
+            # hooks on the wrapper itself: nn.Module's call runs them, with the global tables emptied meanwhile
             with _global_hooks_suspended():
                 return super().__call__(*args, **kwargs)
         return super().__call__(*args, **kwargs)
