@@ -9,39 +9,30 @@ communication, and gradients accumulate locally.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.distributed as dist
 
-from thunder.distributed.accumulation import GradientStash
+from thunder.distributed.accumulation import DataParallelTransform
 from thunder.distributed.passes import bucket_all_reduce_grads, stash_param_grads
 from thunder.frontend.module import _python_name
-from thunder.frontend.transform import Transform
 
 
-class DDPTransform(Transform):
+class DDPTransform(DataParallelTransform):
     """Data parallelism over `group` (None: the default process group). See `thunder.distributed.ddp`."""
+
+    wrapper = "thunder.distributed.ddp"
 
     def __init__(self, *, broadcast_from: int = 0, bucket_size_in_mb: float = 25.0, group=None):
         if bucket_size_in_mb <= 0:
             raise ValueError(f"bucket_size_in_mb must be positive, got {bucket_size_in_mb}")
-        self.broadcast_from = broadcast_from
+        super().__init__(group=group, broadcast_from=broadcast_from)
         self.bucket_bytes = int(bucket_size_in_mb * 1024 * 1024)
-        self.group = group
-        self.world = dist.get_world_size(group)
-        self.syncing = True
-        self.stash = GradientStash()
-        self.module: torch.nn.Module | None = None
 
     def transform_module(self, model: torch.nn.Module) -> None:
         """Broadcasts every parameter and buffer from rank `broadcast_from` (once per module)."""
-        if self.module is model:
+        src = self.bind_module(model)
+        if src is None:
             return
-        if self.module is not None:
-            raise ValueError("a DDPTransform serves one module; make a new one with thunder.distributed.ddp")
-        self.module = model
-        src = dist.get_global_rank(self.group, self.broadcast_from) if self.group is not None else self.broadcast_from
         with torch.no_grad():
             for t in [*model.parameters(), *model.buffers()]:
                 dist.broadcast(t.data, src=src, group=self.group)
@@ -49,16 +40,6 @@ class DDPTransform(Transform):
     def cache_key(self) -> tuple:
         """Part of the jitted module's cache key: a backward with and one without gradient synchronization."""
         return ("ddp", self.syncing, bool(self.stash))
-
-    @contextlib.contextmanager
-    def no_sync(self):
-        """Backward passes of forwards run inside skip the all-reduce: each rank accumulates its gradients (held by
-        the transform, not in `.grad`), and the first synchronizing backward reduces them with its own."""
-        previous, self.syncing = self.syncing, False
-        try:
-            yield
-        finally:
-            self.syncing = previous
 
     def transform_traces_post_autodiff(self, forward_trace, backward_trace, **kwargs):
         if self.module is None:

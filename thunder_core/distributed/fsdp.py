@@ -12,7 +12,6 @@ the parameters again instead of keeping them gathered from forward to backward (
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import math
 
@@ -23,7 +22,7 @@ from thunder import prims
 from thunder.core.proxies import TensorProxy
 from thunder.core.trace import tracectx
 from thunder.distributed import prims as dist_prims
-from thunder.distributed.accumulation import GradientStash
+from thunder.distributed.accumulation import DataParallelTransform
 from thunder.distributed.passes import (
     add_stashed_to_reduce_scatters,
     prefetch_all_gathers,
@@ -32,7 +31,6 @@ from thunder.distributed.passes import (
     stash_reduce_scatters,
 )
 from thunder.frontend.module import _python_name
-from thunder.frontend.transform import Transform
 
 
 class FSDPType(enum.Enum):
@@ -78,8 +76,13 @@ def unshard_proxy(shard: TensorProxy, info: ShardInfo, group) -> TensorProxy:
     return prims.reshape(flat, info.shape)
 
 
-class FSDPTransform(Transform):
-    """Fully sharded data parallelism over `group` (None: the default group). See `thunder.distributed.fsdp`."""
+class FSDPTransform(DataParallelTransform):
+    """Fully sharded data parallelism over `group` (None: the default group). See `thunder.distributed.fsdp`.
+
+    Under `no_sync()` the stash holds each rank's unsharded local gradients: a full copy of the gradients, as
+    torch's FSDP no_sync costs."""
+
+    wrapper = "thunder.distributed.fsdp"
 
     def __init__(self, *, sharding_strategy: FSDPType = FSDPType.ZERO2,
                  bucketing_strategy: FSDPBucketingStrategy = FSDPBucketingStrategy.NONE, group=None,
@@ -88,26 +91,18 @@ class FSDPTransform(Transform):
             raise TypeError(f"sharding_strategy must be FSDPType.ZERO2 or FSDPType.ZERO3, got {sharding_strategy!r}")
         if not isinstance(bucketing_strategy, FSDPBucketingStrategy):
             raise TypeError(f"bucketing_strategy must be an FSDPBucketingStrategy, got {bucketing_strategy!r}")
+        super().__init__(group=group, broadcast_from=broadcast_from)
         self.sharding_strategy = sharding_strategy
         self.bucketing_strategy = bucketing_strategy
-        self.group = group
-        self.broadcast_from = broadcast_from
-        self.world = dist.get_world_size(group)
         self.rank = dist.get_rank(group)
-        self.module: torch.nn.Module | None = None
         self.shards: dict[str, ShardInfo] = {}  # qualified parameter name -> what its shard stands for
-        self.syncing = True
-        self.stash = GradientStash()
 
     # -- wrap time ---------------------------------------------------------------------------------
     def transform_module(self, model: torch.nn.Module) -> None:
         """Replaces every parameter by this rank's shard and installs the hooks that gather them while tracing."""
-        if self.module is model:
+        src = self.bind_module(model)
+        if src is None:
             return
-        if self.module is not None:
-            raise ValueError("an FSDPTransform serves one module; make a new one with thunder.distributed.fsdp")
-        self.module = model
-        src = dist.get_global_rank(self.group, self.broadcast_from) if self.group is not None else self.broadcast_from
         shard_of: dict[int, torch.nn.Parameter] = {}  # tied parameters share one shard
         with torch.no_grad():
             for t in model.buffers():
@@ -149,17 +144,6 @@ class FSDPTransform(Transform):
     # -- compile time ------------------------------------------------------------------------------
     def cache_key(self) -> tuple:
         return ("fsdp", self.sharding_strategy, self.syncing, bool(self.stash))
-
-    @contextlib.contextmanager
-    def no_sync(self):
-        """Backward passes of forwards run inside skip the reduce_scatter: each rank accumulates its full local
-        gradients (held by the transform: unsharded, so this costs a full copy of the gradients, as torch's FSDP
-        no_sync does), and the first synchronizing backward reduce-scatters them with its own."""
-        previous, self.syncing = self.syncing, False
-        try:
-            yield
-        finally:
-            self.syncing = previous
 
     def transform_traces_post_autodiff(self, forward_trace, backward_trace, **kwargs):
         if self.module is None:
