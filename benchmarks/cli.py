@@ -11,7 +11,7 @@ import torch
 from benchmarks.backends import BACKEND_KINDS, BackendSpec, parse_thunder_variant
 from benchmarks.harness import DTYPES, REPO_ROOT, RunConfig, run_benchmarks, write_json
 from benchmarks.report import format_meta, format_table
-from benchmarks.workloads import SIZES, WORKLOADS
+from benchmarks.workloads import DEFAULT_WORKLOADS, KERNEL_WORKLOADS, SIZES, WORKLOADS
 
 DEFAULT_JSON = REPO_ROOT / "benchmarks" / "results" / "latest.json"
 
@@ -26,7 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run benchmark workloads x backends, each row in a fresh subprocess; print a table, write JSON.",
     )
     p.add_argument(
-        "--workloads", default=",".join(WORKLOADS), help=f"comma list of {', '.join(WORKLOADS)} (default: all)"
+        "--workloads",
+        default=",".join(DEFAULT_WORKLOADS),
+        help=f"comma list of {', '.join(WORKLOADS)}, or `kernels` for {', '.join(KERNEL_WORKLOADS)} "
+        f"(default: {', '.join(DEFAULT_WORKLOADS)})",
     )
     p.add_argument(
         "--backends", default=",".join(BACKEND_KINDS), help="comma list of eager, torchcompile, thunder (default: all)"
@@ -96,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> RunConfig:
-    workloads = _csv(args.workloads)
+    workloads = [k for w in _csv(args.workloads) for k in (KERNEL_WORKLOADS if w == "kernels" else (w,))]
     for w in workloads:
         if w not in WORKLOADS:
             parser.error(f"unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")

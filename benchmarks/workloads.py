@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from benchmarks.kernels import ATTENTION_CASES, build_kernel_case
 from benchmarks.models import GPT, Chain, GPTConfig, Llama, LlamaConfig
 
 SIZES = ("tiny", "small", "full")
@@ -41,6 +42,7 @@ class Workload:
     modes: tuple[str, ...]  # the modes it supports
     kind: str
     description: str
+    default: bool = True  # in the default --workloads list
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -63,8 +65,18 @@ WORKLOADS: dict[str, Workload] = {
         ),
         Workload("gpt2", ("gpt2",), MODES, "step", "GPT-2 (nanoGPT), cross-entropy loss on random targets"),
         Workload("llama", ("llama",), MODES, "step", "Llama-style decoder: RMSNorm, RoPE, GQA, SwiGLU"),
+        Workload("cross_entropy", ("cross_entropy",), MODES, "step",
+                 "kernel: F.cross_entropy of (tokens, vocab) logits, full 8192 x 50257", default=False),
+        Workload("linear_ce", ("linear_ce",), MODES, "step",
+                 "kernel: cross-entropy of a linear layer's logits, full 8192 tokens, 768 -> 50257", default=False),
+        Workload("rms_norm", ("rms_norm",), MODES, "step", "kernel: F.rms_norm, full 8192 x 4096", default=False),
+        Workload("attention", ATTENTION_CASES, MODES, "step",
+                 "kernel: causal SDPA, full batch 8, 16 heads, head dim 64/128, seq 1024/2048/4096", default=False),
     )
 }
+#: workloads run when --workloads is not given; `kernels` in --workloads stands for the kernel workloads
+DEFAULT_WORKLOADS = tuple(name for name, w in WORKLOADS.items() if w.default)
+KERNEL_WORKLOADS = tuple(name for name, w in WORKLOADS.items() if not w.default)
 
 # chain: (rows, cols) of x; w and b have cols elements
 CHAIN_SHAPES = {"tiny": (8, 128), "small": (4096, 1024), "full": (65536, 1024)}
@@ -146,6 +158,9 @@ def build_case(workload: str, case: str, size: str, mode: str, device: str, dtyp
         a = torch.randn(2, 2, device=dev, dtype=dtype)
         b = torch.randn(2, 2, device=dev, dtype=dtype)
         return Case(workload, case, fn, (a, b), "overhead", info={"shape": [2, 2]})
+
+    if workload in KERNEL_WORKLOADS:
+        return build_kernel_case(Case, workload, case, size, mode, dev, dtype)
 
     if workload == "chain":
         rows, cols = CHAIN_SHAPES[size]
