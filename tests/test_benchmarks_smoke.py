@@ -18,6 +18,7 @@ import torch
 
 from benchmarks.backends import BackendSpec
 from benchmarks.harness import ROW_FIELDS, RunConfig, run_benchmarks
+from benchmarks.kernels import ATTENTION_CASES
 from benchmarks.models import GPT, GPTConfig, Llama, LlamaConfig
 from benchmarks.report import format_table
 from benchmarks.workloads import WORKLOADS, plan_rows
@@ -58,7 +59,8 @@ def _explain(row: dict, with_traceback: bool = True) -> str:
 def test_eager_rows_all_workloads_tiny():
     rows = run_tiny([BackendSpec("eager")])
     assert _keys(rows) == plan_rows(ALL_WORKLOADS, MODES)
-    assert {r["case"] for r in rows} == {"add", "elementwise10", "module10", "chain", "gpt2", "llama"}
+    assert {r["case"] for r in rows} == {"add", "elementwise10", "module10", "chain", "gpt2", "llama", "cross_entropy",
+                                         "linear_ce", "rms_norm", *ATTENTION_CASES}  # fmt: skip
     for r in rows:
         assert set(ROW_FIELDS) <= set(r), f"missing fields {set(ROW_FIELDS) - set(r)}"
         assert r["error"] is None, _explain(r)
