@@ -4,6 +4,7 @@ under thunder.jit matching eager."""
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import torch
@@ -293,7 +294,8 @@ def test_without_a_fusion_executor_only_views_are_recomputed():
     jf(x).backward()
     (entry,) = [e for entries in jf._cache.values() for e in entries]
     backward = str(entry.backward_trace)
-    assert "tanh" not in backward and len(_saved_names(jf)) == 1 and "x" not in _saved_names(jf)
+    recomputed_tanh = re.search(r"\btanh\(", backward)  # tanh_backward (its gradient kernel) is expected
+    assert not recomputed_tanh and len(_saved_names(jf)) == 1 and "x" not in _saved_names(jf)
 
 
 def test_an_input_named_args_saved_for_backward():

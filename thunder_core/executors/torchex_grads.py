@@ -1,5 +1,5 @@
 """The torch executor's own backward kernels: for the operations where PyTorch has a fused backward
-(layer_norm, softmax, log_softmax, gelu, silu, nll_loss), the torch executor supplies a grad_transform
+(layer_norm, softmax, log_softmax, nll_loss, dropout and the activations), the torch executor supplies a grad_transform
 that runs the same aten forward and backward kernels eager autograd runs, instead of differentiating the
 decomposition. Registered on the torch executor when its module is imported."""
 
@@ -129,6 +129,7 @@ def register_torch_backward_kernels(ex) -> None:
     def floating(input, *args, **kwargs):
         return input.dtype.is_floating_point
 
+    _register_activation_backwards(ex, floating)
     ex.register_implementation(ltorch.layer_norm, grad_transform=layer_norm, checker=floating)
     ex.register_implementation(ltorch.softmax, grad_transform=softmax_like(ltorch.softmax, softmax_backward),
                                checker=same_dtype_softmax)  # fmt: skip
@@ -139,3 +140,60 @@ def register_torch_backward_kernels(ex) -> None:
     ex.register_implementation(ltorch.silu, grad_transform=silu, checker=floating)
     ex.register_implementation(ltorch.nll_loss, grad_transform=nll_loss, checker=plain_nll_loss)
     ex.register_implementation(ltorch.dropout, grad_transform=dropout, checker=fused_dropout)
+
+
+def _register_activation_backwards(ex, floating) -> None:
+    """Activations as eager differentiates them: one forward kernel, one backward kernel, and the tensor eager
+    saves (relu, sigmoid and tanh save their output, so the input can be freed), instead of the decomposition's
+    comparisons, masks and products."""
+    op = lambda name, fn: ex.register_operator(name, meta=_like_first, fn=fn)
+    threshold_backward = op("threshold_backward", aten.threshold_backward.default)
+    sigmoid_backward = op("sigmoid_backward", aten.sigmoid_backward.default)
+    tanh_backward = op("tanh_backward", aten.tanh_backward.default)
+    leaky_relu_backward = op("leaky_relu_backward", aten.leaky_relu_backward.default)
+    hardtanh_backward = op("hardtanh_backward", aten.hardtanh_backward.default)
+    elu_backward = op("elu_backward", aten.elu_backward.default)
+
+    def relu(input, inplace=False):
+        out = ltorch.relu(input)
+        put_grad(input, threshold_backward(get_grad(out), out, 0))
+        return out
+
+    def threshold(input, threshold, value, inplace=False):
+        out = ltorch.threshold(input, threshold, value)
+        put_grad(input, threshold_backward(get_grad(out), input, threshold))
+        return out
+
+    def sigmoid(a):
+        out = ltorch.sigmoid(a)
+        put_grad(a, sigmoid_backward(get_grad(out), out))
+        return out
+
+    def tanh(a):
+        out = ltorch.tanh(a)
+        put_grad(a, tanh_backward(get_grad(out), out))
+        return out
+
+    def leaky_relu(input, negative_slope=0.01, inplace=False):
+        out = ltorch.leaky_relu(input, negative_slope)
+        put_grad(input, leaky_relu_backward(get_grad(out), input, negative_slope, False))
+        return out
+
+    def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+        out = ltorch.hardtanh(input, min_val, max_val)
+        put_grad(input, hardtanh_backward(get_grad(out), input, min_val, max_val))
+        return out
+
+    def elu(input, alpha=1.0, inplace=False):
+        out = ltorch.elu(input, alpha)
+        put_grad(input, elu_backward(get_grad(out), alpha, 1, 1, False, input))
+        return out
+
+    def plain_threshold(input, threshold, value, inplace=False):
+        # threshold_backward passes the gradient where input > threshold, which is where the output is the input
+        return input.dtype.is_floating_point and isinstance(threshold, (int, float)) and isinstance(value, (int, float))
+
+    for symbol, rule in ((ltorch.relu, relu), (ltorch.sigmoid, sigmoid), (ltorch.tanh, tanh),
+                         (ltorch.leaky_relu, leaky_relu), (ltorch.hardtanh, hardtanh), (ltorch.elu, elu)):
+        ex.register_implementation(symbol, grad_transform=rule, checker=floating)  # fmt: skip
+    ex.register_implementation(ltorch.threshold, grad_transform=threshold, checker=plain_threshold)
