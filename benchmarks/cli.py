@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import torch
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workloads",
         default=",".join(DEFAULT_WORKLOADS),
-        help=f"comma list of {', '.join(WORKLOADS)}, or `kernels` for {', '.join(KERNEL_WORKLOADS)} "
+        help=f"comma list of {', '.join(WORKLOADS)}; `kernels` for {', '.join(KERNEL_WORKLOADS)}, `all` for every one "
         f"(default: {', '.join(DEFAULT_WORKLOADS)})",
     )
     p.add_argument(
@@ -85,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", default=str(DEFAULT_JSON), help="where to write the results (default: %(default)s; '' for none)"
     )
     p.add_argument("--report", default=None, metavar="JSON", help="print the table of saved results; run nothing")
+    p.add_argument("--plot", default=None, metavar="JSON", help="plot saved results (PNG per metric); run nothing")
+    p.add_argument("--plot-dir", default=None, help="where --plot writes (default: a plots/ folder beside the JSON)")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown (for RESULTS.md)")
     p.add_argument("--verbose", action="store_true", help="show the workers' own output")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any row has an error")
@@ -99,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> RunConfig:
-    workloads = [k for w in _csv(args.workloads) for k in (KERNEL_WORKLOADS if w == "kernels" else (w,))]
+    groups = {"kernels": KERNEL_WORKLOADS, "all": tuple(WORKLOADS)}
+    workloads = [k for w in _csv(args.workloads) for k in groups.get(w, (w,))]
     for w in workloads:
         if w not in WORKLOADS:
             parser.error(f"unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
@@ -186,6 +190,14 @@ def main(argv: list[str] | None = None) -> int:
             result = json.load(f)
         print(format_meta(result["meta"]))
         print(format_table(result["rows"], markdown=args.markdown))
+        return 0
+    if args.plot:
+        from benchmarks.plots import plot_results
+
+        with open(args.plot) as f:
+            result = json.load(f)
+        for path in plot_results(result, args.plot_dir or Path(args.plot).parent / "plots"):
+            print(f"wrote {path}")
         return 0
     if args.distributed:
         return _run_distributed(args)

@@ -195,6 +195,47 @@ _LLAMA_PRESETS = {
 }
 
 
+#: Llama-3-8B's layer at its real width and sequence length, two layers (the `llama3` workload)
+_LLAMA3_PRESETS = {
+    "tiny": _LLAMA_PRESETS["tiny"],
+    "small": dict(
+        vocab_size=2048, n_layer=1, dim=512, n_head=8, n_kv_head=2, hidden_dim=1792, max_seq_len=256, batch_size=1
+    ),
+    "full": dict(
+        vocab_size=128256, n_layer=2, dim=4096, n_head=32, n_kv_head=8, hidden_dim=14336, max_seq_len=4096,
+        batch_size=1, rope_theta=500000.0,
+    ),
+}
+
+
+def llama3_config(size: str) -> LlamaConfig:
+    """The `llama3` workload's config: Llama-3-8B's width (dim 4096, 32 heads, 8 KV heads), 2 layers, seq 4096."""
+    return LlamaConfig(**_LLAMA3_PRESETS[size])
+
+
+class HFLlama(nn.Module):
+    """transformers' `LlamaForCausalLM`, built from a config with the `llama` workload's dimensions, returning
+    the loss of next-token prediction (HF shifts the labels itself)."""
+
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        from transformers import LlamaConfig as HFLlamaConfig
+        from transformers import LlamaForCausalLM
+
+        hf = HFLlamaConfig(
+            vocab_size=cfg.vocab_size, hidden_size=cfg.dim, intermediate_size=cfg.hidden_dim,
+            num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head, num_key_value_heads=cfg.n_kv_head,
+            max_position_embeddings=cfg.max_seq_len, rms_norm_eps=cfg.norm_eps, rope_theta=cfg.rope_theta,
+            attn_implementation="sdpa", use_cache=False,
+        )  # fmt: skip
+        self.model = LlamaForCausalLM(hf)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        if targets is None:
+            return self.model(input_ids=idx, use_cache=False).logits
+        return self.model(input_ids=idx, labels=targets, use_cache=False).loss
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-5):
         super().__init__()

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from benchmarks.kernels import ATTENTION_CASES, build_kernel_case
-from benchmarks.models import GPT, Chain, GPTConfig, Llama, LlamaConfig
+from benchmarks.models import GPT, Chain, GPTConfig, HFLlama, Llama, LlamaConfig, llama3_config
 
 SIZES = ("tiny", "small", "full")
 MODES = ("train", "inference")
@@ -65,6 +65,11 @@ WORKLOADS: dict[str, Workload] = {
         ),
         Workload("gpt2", ("gpt2",), MODES, "step", "GPT-2 (nanoGPT), cross-entropy loss on random targets"),
         Workload("llama", ("llama",), MODES, "step", "Llama-style decoder: RMSNorm, RoPE, GQA, SwiGLU"),
+        Workload("llama3", ("llama3",), MODES, "step",
+                 "Llama-3-8B's width (dim 4096, 32 heads, 8 KV heads, hidden 14336, vocab 128256), 2 layers, seq 4096, "
+                 "batch 1", default=False),
+        Workload("hf_llama", ("hf_llama",), MODES, "step",
+                 "transformers' LlamaForCausalLM from a config with the llama workload's dimensions", default=False),
         Workload("cross_entropy", ("cross_entropy",), MODES, "step",
                  "kernel: F.cross_entropy of (tokens, vocab) logits, full 8192 x 50257", default=False),
         Workload("linear_ce", ("linear_ce",), MODES, "step",
@@ -74,9 +79,10 @@ WORKLOADS: dict[str, Workload] = {
                  "kernel: causal SDPA, full batch 8, 16 heads, head dim 64/128, seq 1024/2048/4096", default=False),
     )
 }
-#: workloads run when --workloads is not given; `kernels` in --workloads stands for the kernel workloads
+#: workloads run when --workloads is not given; `kernels` in --workloads stands for the kernel workloads,
+#: `all` for every workload
 DEFAULT_WORKLOADS = tuple(name for name, w in WORKLOADS.items() if w.default)
-KERNEL_WORKLOADS = tuple(name for name, w in WORKLOADS.items() if not w.default)
+KERNEL_WORKLOADS = ("cross_entropy", "linear_ce", "rms_norm", "attention")
 
 # chain: (rows, cols) of x; w and b have cols elements
 CHAIN_SHAPES = {"tiny": (8, 128), "small": (4096, 1024), "full": (65536, 1024)}
@@ -179,10 +185,10 @@ def build_case(workload: str, case: str, size: str, mode: str, device: str, dtyp
             model = _prepare_module(GPT(cfg), mode, dtype)
             idx = torch.randint(0, cfg.vocab_size, (cfg.batch_size, cfg.block_size))
             targets = torch.randint(0, cfg.vocab_size, (cfg.batch_size, cfg.block_size))
-    elif workload == "llama":
-        cfg = LlamaConfig.preset(size)
+    elif workload in ("llama", "llama3", "hf_llama"):
+        cfg = llama3_config(size) if workload == "llama3" else LlamaConfig.preset(size)
         with dev:
-            model = _prepare_module(Llama(cfg), mode, dtype)
+            model = _prepare_module((HFLlama if workload == "hf_llama" else Llama)(cfg), mode, dtype)
             idx = torch.randint(0, cfg.vocab_size, (cfg.batch_size, cfg.max_seq_len))
             targets = torch.randint(0, cfg.vocab_size, (cfg.batch_size, cfg.max_seq_len))
     else:  # pragma: no cover - guarded above

@@ -59,7 +59,7 @@ def _explain(row: dict, with_traceback: bool = True) -> str:
 def test_eager_rows_all_workloads_tiny():
     rows = run_tiny([BackendSpec("eager")])
     assert _keys(rows) == plan_rows(ALL_WORKLOADS, MODES)
-    assert {r["case"] for r in rows} == {"add", "elementwise10", "module10", "chain", "gpt2", "llama", "cross_entropy",
+    assert {r["case"] for r in rows} == {"add", "elementwise10", "module10", "chain", "gpt2", "llama", "llama3", "hf_llama", "cross_entropy",
                                          "linear_ce", "rms_norm", *ATTENTION_CASES}  # fmt: skip
     for r in rows:
         assert set(ROW_FIELDS) <= set(r), f"missing fields {set(ROW_FIELDS) - set(r)}"
@@ -204,3 +204,17 @@ def test_thunder_backend_matches_eager_tiny():
             if not r["max_diff_grad"] < 1e-4:
                 failures.append(f"{r['workload']} train: gradient max diff {r['max_diff_grad']}")
     assert not failures, "\n".join(failures)
+
+
+def test_plot_of_a_saved_run(tmp_path):
+    results = tmp_path / "run.json"
+    run = [sys.executable, "-m", "benchmarks", "--size", "tiny", "--device", "cpu", "--workloads", "chain",
+           "--backends", "eager,thunder", "--mode", "train", "--iters", "1", "--warmup", "0", "--isolation", "none",
+           "--json", str(results)]  # fmt: skip
+    subprocess.run(run, cwd=REPO_ROOT, check=True, capture_output=True, timeout=300)
+    plot = [sys.executable, "-m", "benchmarks", "--plot", str(results), "--plot-dir", str(tmp_path / "plots")]
+    printed = subprocess.run(plot, cwd=REPO_ROOT, check=True, capture_output=True, text=True, timeout=120).stdout
+    pngs = sorted((tmp_path / "plots").glob("*.png"))
+    assert [p.name for p in pngs] == ["first_call.png", "peak_mem.png", "step_time.png"]
+    for p in pngs:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {p}" in printed
