@@ -5,7 +5,8 @@ capability 8.0 or higher):
 
 - query, key and value 4-d ``[B, H, S, D]`` on one CUDA device, all float16 or all bfloat16 (float32, float64
   and the CPU are left to `sdpa` and the decomposition);
-- head sizes multiples of 8, at most 128 (256 on compute capability 9.0 with cuDNN 9.5 or newer);
+- head sizes multiples of 8 up to 128, and 192 or 256 on compute capability 9.0 with cuDNN 9.5 or newer (the
+  sizes cuDNN's own tests cover there);
 - grouped-query attention: fewer key/value heads (``enable_gqa=True``) dividing the query heads;
 - no mask, or a boolean or additive mask (of the query's dtype) of at most 4 dimensions that broadcasts to
   ``[B, H, S_q, S_kv]``; never a mask together with ``is_causal`` (an error in eager, left to raise there);
@@ -29,9 +30,10 @@ import torch
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 #: Device types whose tensors are claimed. Tests on a CPU-only machine add "cpu" (with a stand-in for the graphs).
 CLAIMED_DEVICE_TYPES = ("cuda",)
-#: Head sizes cuDNN's attention takes everywhere it runs; larger ones need Hopper and cuDNN 9.5 (`max_head_size`).
+#: Head sizes cuDNN's attention takes everywhere it runs (multiples of 8 up to this), and the larger ones it takes
+#: on Hopper from cuDNN 9.5 (`head_size_supported`).
 MAX_HEAD_SIZE = 128
-MAX_HEAD_SIZE_HOPPER = 256
+LARGE_HEAD_SIZES_HOPPER = (192, 256)
 MIN_CAPABILITY = (8, 0)
 
 
@@ -61,11 +63,11 @@ def cudnn_backend_version() -> int:
         return 0
 
 
-def max_head_size(device: torch.device) -> int:
-    """The largest head size claimed on this device."""
-    if device_capability(device) >= (9, 0) and cudnn_backend_version() >= 90500:
-        return MAX_HEAD_SIZE_HOPPER
-    return MAX_HEAD_SIZE
+def head_size_supported(size: int, device: torch.device) -> bool:
+    """Whether attention with this head size is claimed on this device."""
+    if size % 8 == 0 and 0 < size <= MAX_HEAD_SIZE:
+        return True
+    return size in LARGE_HEAD_SIZES_HOPPER and device_capability(device) >= (9, 0) and cudnn_backend_version() >= 90500
 
 
 def _is_tensor(t) -> bool:
@@ -121,8 +123,7 @@ def sdpa_checker(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=Fal
     batch, _, _, head_qk = query.shape
     if key.shape[0] != batch or value.shape[0] != batch or key.shape[3] != head_qk or key.shape[2] != value.shape[2]:
         return False
-    limit = max_head_size(query.device)
-    if any(d % 8 or d > limit for d in (head_qk, value.shape[3])):
+    if not (head_size_supported(head_qk, query.device) and head_size_supported(value.shape[3], query.device)):
         return False
     if not _heads_fit(query, key, value, enable_gqa):
         return False
