@@ -17,6 +17,7 @@ from attention_cases import (
 )
 from cudnn_testing import assert_close_scaled, float32_leaves
 from thunder_executors_cudnn.executor import ex
+from tiny_llama import check_training_matches_eager
 
 import thunder
 from thunder.extend import ExecutorOptionError
@@ -129,3 +130,8 @@ def test_a_mistyped_option_is_an_error_naming_it():
 
 def test_the_option_is_declared_off_by_default():
     assert dict(ex.validate_options(None)) == {"enable_norms": False}
+
+
+@pytest.mark.parametrize("enable_norms", [False, True], ids=["norms-off", "norms-on"])
+def test_a_llama_style_model_trains_as_in_eager(stand_in, enable_norms):
+    check_training_matches_eager([ex, "sdpa"], device="cpu", enable_norms=enable_norms, seq=32)
