@@ -34,3 +34,20 @@ def stand_in(monkeypatch):
         monkeypatch.setattr(graphs, name, getattr(cudnn_reference, name))
     cudnn_reference.calls.clear()
     yield cudnn_reference
+
+
+@pytest.fixture
+def fake_cudnn(monkeypatch):
+    """`import cudnn` gives the recording stand-in of `fake_cudnn` (CPU tensors claimed, no CUDA handle), so that
+    `thunder_executors_cudnn.graphs` itself runs, declarations and bindings checked, on a machine without a GPU."""
+    import fake_cudnn as fake
+
+    from thunder_executors_cudnn import checkers, graphs
+
+    monkeypatch.setitem(sys.modules, "cudnn", fake)
+    monkeypatch.setattr(checkers, "CLAIMED_DEVICE_TYPES", ("cpu", "cuda"))
+    monkeypatch.setattr(graphs, "_handle", lambda device: object())
+    graphs.graph_cache.clear()
+    fake.built.clear()
+    yield fake
+    graphs.graph_cache.clear()
