@@ -149,10 +149,14 @@ def empty_like_layout(shape, like: torch.Tensor, dtype: torch.dtype | None = Non
 
 # -- attention ---------------------------------------------------------------------------------------------------
 
-_Q, _K, _V, _BIAS, _SEED, _OFFSET, _O, _STATS, _DO, _DQ, _DK, _DV = range(1, 13)
+# Tensor uids: inputs from 1, outputs from 100 (a tensor that is an output of one graph and an input of the next
+# keeps its uid), so that no uid given here collides with one cudnn-frontend assigns to an output before set_uid.
+_Q, _K, _V, _BIAS, _SEED, _OFFSET, _DO = range(1, 8)
+_O, _STATS = 100, 101
+_DQ, _DK, _DV = 200, 201, 202
 
 
-def _attention_inputs(graph, q, k, v, bias, dropout_p: float, seed, offset):
+def _attention_inputs(graph, q, k, v, bias, dropout_p: float):
     """The graph tensors of q, k, v (and bias, dropout state); returns (tensors, dict of sdpa arguments)."""
     cudnn = _cudnn()
     made = {}
@@ -205,7 +209,7 @@ def sdpa_forward(q, k, v, bias, seed, offset, dropout_p: float, is_causal: bool,
 
     def build() -> BuiltGraph:
         graph = _new_graph(device, q.dtype)
-        made, options = _attention_inputs(graph, q, k, v, bias, dropout_p, seed, offset)
+        made, options = _attention_inputs(graph, q, k, v, bias, dropout_p)
         out, lse = graph.sdpa(name="sdpa", q=made["q"], k=made["k"], v=made["v"], generate_stats=True,
                               attn_scale=float(scale), **options, **_mask_options(is_causal))  # fmt: skip
         out.set_uid(_O).set_output(True).set_dim(list(o.shape)).set_stride(list(o.stride())).set_data_type(
@@ -235,7 +239,7 @@ def sdpa_backward(grad, q, k, v, o, stats, bias, seed, offset, dropout_p: float,
 
     def build() -> BuiltGraph:
         graph = _new_graph(device, q.dtype)
-        made, options = _attention_inputs(graph, q, k, v, bias, dropout_p, seed, offset)
+        made, options = _attention_inputs(graph, q, k, v, bias, dropout_p)
         o_t = graph.tensor(name="o", dim=list(o.shape), stride=list(o.stride()), data_type=_data_type(o.dtype), uid=_O)
         do_t = graph.tensor(name="dO", dim=list(grad.shape), stride=list(grad.stride()),
                             data_type=_data_type(grad.dtype), uid=_DO)  # fmt: skip
@@ -275,7 +279,9 @@ def draw_dropout_seed(q: torch.Tensor, draws: int):
 # Rows as cuDNN's normalization graphs take them: x [rows, N, 1, 1], scale and bias [1, N, 1, 1], statistics
 # [rows, 1, 1, 1] in float32, epsilon a host scalar passed by value.
 
-_X, _SCALE, _NBIAS, _EPS, _Y, _MEAN, _RSTD, _DY, _DX, _DSCALE, _DBIAS = range(1, 12)
+_X, _SCALE, _NBIAS, _EPS, _DY = range(1, 6)
+_Y, _MEAN, _RSTD = 100, 101, 102
+_DX, _DSCALE, _DBIAS = 200, 201, 202
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
