@@ -103,6 +103,9 @@ def test_masks_that_do_not_fit_are_declined():
     assert not checkers.sdpa_checker(q, k, v, attn_mask=proxy(3, 4, 128, 128, dtype=torch.bool))  # batch 3 vs 2
     assert not checkers.sdpa_checker(q, k, v, attn_mask=proxy(1, 2, 4, 128, 128, dtype=torch.bool))  # 5-d
     assert not checkers.sdpa_checker(q, k, v, attn_mask=proxy(128, 128, dtype=torch.bool, device="cpu"))
+    q, k, v = qkv(s=100)  # rows of 100 keys: not 16-byte aligned in the bias
+    assert not checkers.sdpa_checker(q, k, v, attn_mask=proxy(100, 100, dtype=torch.bool))
+    assert checkers.sdpa_checker(q, k, v)
     # a mask with is_causal is an error in eager: left to the decomposition, which raises it
     assert not checkers.sdpa_checker(q, k, v, attn_mask=proxy(128, 128, dtype=torch.bool), is_causal=True)
 

@@ -9,7 +9,8 @@ capability 8.0 or higher):
   sizes cuDNN's own tests cover there);
 - grouped-query attention: fewer key/value heads (``enable_gqa=True``) dividing the query heads;
 - no mask, or a boolean or additive mask (of the query's dtype) of at most 4 dimensions that broadcasts to
-  ``[B, H, S_q, S_kv]``; never a mask together with ``is_causal`` (an error in eager, left to raise there);
+  ``[B, H, S_q, S_kv]``, with S_kv a multiple of 8 (the bias cuDNN reads is made of rows of S_kv values, which it
+  wants 16-byte aligned); never a mask together with ``is_causal`` (an error in eager, left to raise there);
 - dropout with ``0 <= dropout_p < 1``; any ``scale``.
 
 Its gradient is claimed under the same conditions, unless the mask requires a gradient (left to autograd
@@ -97,6 +98,8 @@ def _mask_fits(attn_mask, query, key) -> bool:
     if attn_mask.dtype != torch.bool and attn_mask.dtype != query.dtype:
         return False
     full = (query.shape[0], query.shape[1], query.shape[2], key.shape[2])
+    if key.shape[2] % 8:
+        return False
     padded = (1,) * (4 - attn_mask.ndim) + tuple(attn_mask.shape)
     return all(m in (1, f) for m, f in zip(padded, full))
 
