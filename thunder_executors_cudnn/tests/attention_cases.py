@@ -4,6 +4,7 @@ float32 on the same inputs, and the trace showing that the `cudnn` executor ran 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -65,8 +66,11 @@ def attention(q, k, v, mask, causal, scale, gqa):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale, enable_gqa=gqa)
 
 
-def check_case(case: Case, executors, *, dtype, device, b=2, h=4, s=64, d=64) -> thunder.ThunderModule:
-    """Runs the case jitted and in float32 eager; asserts they agree and that cuDNN's operators ran."""
+def check_case(case: Case, executors, *, dtype, device, b=2, h=4, s=64, d=64, expect_fallback=False):
+    """Runs the case jitted and in float32 eager; asserts they agree and that cuDNN's operators ran (and that cuDNN
+    refused no graph, unless `expect_fallback`: then PyTorch must have stood in, with a warning)."""
+    from thunder_executors_cudnn.fallback import CudnnFallbackWarning
+
     s_kv = {None: s, -1: s * 2}.get(case.s_kv, case.s_kv)
     h_kv = case.h_kv or h
     q = _tensor(b, h, s, d, dtype, device, case.bshd)
@@ -76,8 +80,12 @@ def check_case(case: Case, executors, *, dtype, device, b=2, h=4, s=64, d=64) ->
     gqa = h_kv != h
 
     jfn = thunder.jit(attention, executors=executors)
-    out = jfn(q, k, v, mask, case.causal, case.scale, gqa)
-    out.backward(grad)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = jfn(q, k, v, mask, case.causal, case.scale, gqa)
+        out.backward(grad)
+    fallbacks = [str(w.message) for w in caught if issubclass(w.category, CudnnFallbackWarning)]
+    assert bool(fallbacks) == expect_fallback, fallbacks
     rq, rk, rv, rmask = float32_leaves(q, k, v, mask)
     expected = math_attention(rq, rk, rv, rmask, 0.0, case.causal, case.scale, gqa)
     expected.backward(grad.float())

@@ -100,3 +100,63 @@ def test_rms_norm_graphs(fake_cudnn, dtype):
 def test_dropout_state_is_two_int64_scalars_on_the_query_device(fake_cudnn):
     seed, offset = graphs.draw_dropout_seed(torch.randn(1, 1, 4, 4), 16)
     assert seed.shape == offset.shape == (1, 1, 1, 1) and seed.dtype == offset.dtype == torch.int64
+
+
+# -- graphs cuDNN refuses ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def refusing_cudnn(fake_cudnn, monkeypatch):
+    """The stand-in refusing every graph at check_support, as cuDNN does for a configuration it cannot run."""
+    from thunder_executors_cudnn import fallback
+
+    def refuse(graph):
+        raise RuntimeError("[cudnn_frontend] Error: No execution plans support the graph.")
+
+    monkeypatch.setattr(fake_cudnn.pygraph, "check_support", refuse)
+    monkeypatch.setattr(fallback, "_warned", set())
+    return fake_cudnn
+
+
+@pytest.mark.parametrize("case", [GRID[1], GRID[5], GRID[7], GRID[11]], ids=str)
+def test_a_refused_attention_graph_runs_in_pytorch_after_a_warning(refusing_cudnn, case):
+    check_case(case, [ex], dtype=BF16, device="cpu", s=16, d=16, expect_fallback=True)
+
+
+def test_a_refused_graph_is_remembered_not_rebuilt(refusing_cudnn):
+    from thunder_executors_cudnn.fallback import CudnnFallbackWarning
+
+    q, k, v = (torch.randn(2, 4, 16, 8, dtype=BF16) for _ in range(3))
+    with pytest.warns(CudnnFallbackWarning, match="attention forward runs in PyTorch instead of cuDNN"):
+        graphs.sdpa_forward(q, k, v, None, None, None, 0.0, False, 0.3)
+    graphs.sdpa_forward(q, k, v, None, None, None, 0.0, False, 0.3)
+    assert (graphs.graph_cache.misses, graphs.graph_cache.hits, len(refusing_cudnn.built)) == (1, 1, 1)
+
+
+def test_refused_attention_with_dropout_raises_naming_the_way_out(refusing_cudnn):
+    q, k, v = (torch.randn(2, 4, 16, 8, dtype=BF16) for _ in range(3))
+    seed, offset = graphs.draw_dropout_seed(q, 16)
+    with pytest.raises(graphs.CudnnGraphError, match="Leave 'cudnn' out of"):
+        graphs.sdpa_forward(q, k, v, None, seed, offset, 0.1, False, 0.3)
+
+
+def test_refused_norm_graphs_run_in_pytorch(refusing_cudnn):
+    from thunder_executors_cudnn.fallback import CudnnFallbackWarning
+
+    x, w, b = torch.randn(3, 5, 32, dtype=BF16), torch.randn(32, dtype=BF16), torch.randn(32, dtype=BF16)
+    grad = torch.randn_like(x)
+    with pytest.warns(CudnnFallbackWarning):
+        y, mean, rstd = graphs.layer_norm_forward(x, w, b, 1e-5)
+        dx, dw, db = graphs.layer_norm_backward(grad, x, w, mean, rstd)
+        ry, rrstd = graphs.rms_norm_forward(x, w, 1e-6)
+        rdx, rdw = graphs.rms_norm_backward(grad, x, w, rrstd)
+    rx, rw, rb = (t.float().requires_grad_() for t in (x, w, b))
+    expected = F.layer_norm(rx, (32,), rw, rb, 1e-5)
+    expected.backward(grad.float())
+    for actual, reference in ((y, expected), (dx, rx.grad), (dw, rw.grad), (db, rb.grad)):
+        assert_close_scaled(actual, reference, 2e-2)
+    rx, rw = (t.float().requires_grad_() for t in (x, w))
+    expected = F.rms_norm(rx, (32,), rw, 1e-6)
+    expected.backward(grad.float())
+    for actual, reference in ((ry, expected), (rdx, rx.grad), (rdw, rw.grad)):
+        assert_close_scaled(actual, reference, 2e-2)

@@ -7,6 +7,9 @@ dtypes of its tensors, the device, and the options baked into the graph (causal,
 presence of a bias). Later calls with the same signature reuse it (`GraphCache`, one per process, with hit and
 miss counts for tests). cuDNN handles are per thread and device, bound to torch's current stream on every call.
 
+A graph cuDNN refuses (an error while building it) is remembered as refused: that signature then runs in
+PyTorch (`fallback.py`), after one `CudnnFallbackWarning`; attention with dropout raises instead.
+
 Layouts: cuDNN reads any strides whose last dimension is dense (q, k, v as transposed views of [B, S, H, D]
 projections are read in place); an operand with a strided last dimension, a broadcast (stride 0) dimension or a
 base address that is not 16-byte aligned is copied first. Attention's output takes the query's layout, each
@@ -23,6 +26,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from thunder_executors_cudnn import fallback
+
 
 class CudnnGraphError(RuntimeError):
     """cuDNN could not build or run a graph the executor's checker accepted."""
@@ -30,7 +35,8 @@ class CudnnGraphError(RuntimeError):
 
 @dataclass
 class GraphCache:
-    """Built graphs by signature. `hits` and `misses` count lookups (a miss builds a graph)."""
+    """Built graphs by signature (or the CudnnGraphError of a signature cuDNN refused). `hits` and `misses` count
+    lookups (a miss builds a graph)."""
 
     entries: dict = field(default_factory=dict)
     hits: int = 0
@@ -46,7 +52,11 @@ class GraphCache:
             entry = self.entries.get(key)
             if entry is None:
                 self.misses += 1
-                entry = self.entries[key] = build()
+                try:
+                    entry = build()
+                except CudnnGraphError as refused:
+                    entry = refused
+                self.entries[key] = entry
             else:
                 self.hits += 1
         return entry
@@ -114,7 +124,7 @@ def _finish(graph, uids, what: str) -> BuiltGraph:
     except Exception as e:
         raise CudnnGraphError(
             f"cudnn executor: cuDNN {cudnn.backend_version()} cannot run {what}: {e}. Leave 'cudnn' out of "
-            "thunder.jit(..., executors=[...]) for this program, and please report the case."
+            "thunder.jit(..., executors=[...]) for this program, and please report the case"
         ) from e
     return BuiltGraph(graph, int(graph.get_workspace_size()), tuple(int(u) for u in uids))
 
@@ -219,6 +229,11 @@ def sdpa_forward(q, k, v, bias, seed, offset, dropout_p: float, is_causal: bool,
         return _finish(graph, [_Q, _K, _V, _O, _STATS, *(u for u, _ in optional)], f"attention forward {key}")
 
     built = graph_cache.get_or_build(key, build)
+    if isinstance(built, CudnnGraphError):
+        if dropout_p > 0:  # PyTorch cannot draw cuDNN's dropout mask: no fallback
+            raise built
+        fallback.warn_once("attention forward", built)
+        return fallback.sdpa_forward(q, k, v, bias, is_causal, scale)
     _execute(built, device, [q, k, v, o, stats, *(t for _, t in optional)])
     return o, stats
 
@@ -255,6 +270,11 @@ def sdpa_backward(grad, q, k, v, o, stats, bias, seed, offset, dropout_p: float,
         return _finish(graph, uids, f"attention backward {key}")
 
     built = graph_cache.get_or_build(key, build)
+    if isinstance(built, CudnnGraphError):
+        if dropout_p > 0:
+            raise built
+        fallback.warn_once("attention backward", built)
+        return fallback.sdpa_backward(grad, q, k, v, o, stats, bias, is_causal, scale)
     _execute(built, device, [q, k, v, o, grad, stats, dq, dk, dv, *(t for _, t in optional)])
     return dq, dk, dv
 
@@ -333,6 +353,9 @@ def layer_norm_forward(x, weight, bias, eps: float):
         return _finish(graph, [_X, _SCALE, _NBIAS, _EPS, _Y, _MEAN, _RSTD], f"LayerNorm forward {key}")
 
     built = graph_cache.get_or_build(key, build)
+    if isinstance(built, CudnnGraphError):
+        fallback.warn_once("LayerNorm forward", built)
+        return fallback.layer_norm_forward(x, weight, bias, eps)
     _execute(built, device, [rows, scale, shift, eps_t, y, mean, rstd])
     return y.reshape(x.shape), mean, rstd
 
@@ -358,6 +381,9 @@ def layer_norm_backward(grad, x, weight, mean, rstd):
         return _finish(graph, [_DY, _X, _SCALE, _MEAN, _RSTD, _DX, _DSCALE, _DBIAS], f"LayerNorm backward {key}")
 
     built = graph_cache.get_or_build(key, build)
+    if isinstance(built, CudnnGraphError):
+        fallback.warn_once("LayerNorm backward", built)
+        return fallback.layer_norm_backward(grad, x, weight, mean, rstd)
     _execute(built, device, [dy, rows, scale, mean, rstd, dx, dscale, dbias])
     return dx.reshape(x.shape), dscale.reshape(n), dbias.reshape(n)
 
@@ -383,6 +409,9 @@ def rms_norm_forward(x, weight, eps: float):
         return _finish(graph, [_X, _SCALE, _EPS, _Y, _RSTD], f"RMSNorm forward {key}")
 
     built = graph_cache.get_or_build(key, build)
+    if isinstance(built, CudnnGraphError):
+        fallback.warn_once("RMSNorm forward", built)
+        return fallback.rms_norm_forward(x, weight, eps)
     _execute(built, device, [rows, scale, eps_t, y, rstd])
     return y.reshape(x.shape), rstd
 
@@ -408,5 +437,8 @@ def rms_norm_backward(grad, x, weight, rstd):
         return _finish(graph, [_DY, _X, _SCALE, _RSTD, _DX, _DSCALE], f"RMSNorm backward {key}")
 
     built = graph_cache.get_or_build(key, build)
+    if isinstance(built, CudnnGraphError):
+        fallback.warn_once("RMSNorm backward", built)
+        return fallback.rms_norm_backward(grad, x, weight, rstd)
     _execute(built, device, [dy, rows, scale, rstd, dx, dscale])
     return dx.reshape(x.shape), dscale.reshape(n)
