@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
+import warnings
 
 import pytest
 import torch
@@ -55,3 +57,15 @@ def assert_close_scaled(actual, expected, tol: float) -> None:
 
 def half_tolerance(dtype: torch.dtype) -> float:
     return 2e-2 if dtype == torch.float16 else 4e-2
+
+
+@contextlib.contextmanager
+def no_fallback():
+    """Fails if, inside, cuDNN refused a graph and PyTorch stood in (a CudnnFallbackWarning)."""
+    from thunder_executors_cudnn.fallback import CudnnFallbackWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    fallbacks = [str(w.message) for w in caught if issubclass(w.category, CudnnFallbackWarning)]
+    assert not fallbacks, fallbacks
