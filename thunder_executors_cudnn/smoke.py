@@ -1,7 +1,8 @@
 """Smoke test of the cuDNN graphs this package builds, one by one: `python thunder_executors_cudnn/smoke.py [-v]`.
 
 Each check calls one function of `thunder_executors_cudnn.graphs` (so one cudnn-frontend graph: build, plans,
-execute) on small CUDA tensors and compares with PyTorch in float32. It prints one line per check (ok / FAIL with
+execute) on small CUDA tensors and compares with PyTorch in float32; a graph cuDNN refuses counts as a failure
+(the executor would run it in PyTorch). It prints one line per check (ok / FAIL with
 the error's first line; -v adds the traceback) and exits non-zero if any failed, so that one GPU run shows every
 API mismatch with cudnn-frontend at once, before the pytest suite.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 import torch
@@ -20,8 +22,14 @@ _results: list[tuple[str, str]] = []
 
 
 def check(name: str, fn) -> None:
+    """Runs fn; a graph cuDNN refuses (which the executor would run in PyTorch, with a warning) is a failure here."""
+    from thunder_executors_cudnn import fallback
+
+    fallback._warned.clear()
     try:
-        fn()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", fallback.CudnnFallbackWarning)
+            fn()
         _results.append((name, "ok"))
     except Exception as e:  # noqa: BLE001 - every failure is reported, then the next check runs
         message = str(e).strip().splitlines()[0][:240] if str(e).strip() else ""
