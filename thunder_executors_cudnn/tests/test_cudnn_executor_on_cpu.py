@@ -132,6 +132,7 @@ def test_the_option_is_declared_off_by_default():
     assert dict(ex.validate_options(None)) == {"enable_norms": False}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("enable_norms", [False, True], ids=["norms-off", "norms-on"])
 def test_a_llama_style_model_trains_as_in_eager(stand_in, enable_norms):
     check_training_matches_eager([ex, "sdpa"], device="cpu", enable_norms=enable_norms, seq=32)
