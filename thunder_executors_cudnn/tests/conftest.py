@@ -3,6 +3,7 @@ logic use the `stand_in` fixture (the cuDNN graphs replaced by `cudnn_reference`
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import torch
 # repository root `thunder_executors_cudnn` would otherwise name this distribution's folder).
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).parents[1] / "src"))
+# as the repository's own tests do: the trace verifier runs after every pass (the norms pass included)
+os.environ.setdefault("THUNDER_DEBUG_VERIFY", "1")
 
 
 @pytest.fixture(autouse=True)
