@@ -170,7 +170,7 @@ def geglu_reference(a, b):
 
 def _register_gated(name: str, reference, forward, backward):
     def run(a, b):
-        if not (a.is_cuda and checkers.gated_checker(a, b)):
+        if not checkers.gated_checker(a, b):
             _fall_back_once(name)
             return reference(a, b)
         return forward(a, b)
@@ -210,7 +210,7 @@ def rope_reference(x, cos, sin):
 
 
 def _rope_impl(x, cos, sin):
-    if not (x.is_cuda and checkers.rope_checker(x, cos, sin)):
+    if not checkers.rope_checker(x, cos, sin):
         _fall_back_once("rope")
         return rope_reference(x, cos, sin)
     return kernels.rope_forward(x, cos, sin)
@@ -257,7 +257,7 @@ def fused_linear_cross_entropy_reference(x, weight, bias, target, ignore_index=-
 def _fused_linear_cross_entropy_impl(x, weight, bias, target, ignore_index=-100, label_smoothing=0.0,
                                      reduction="mean"):  # fmt: skip
     args = (x, weight, bias, target, ignore_index, label_smoothing, reduction)
-    if not (x.is_cuda and checkers.fused_linear_cross_entropy_checker(*args)):
+    if not checkers.fused_linear_cross_entropy_checker(*args):
         _fall_back_once("fused_linear_cross_entropy")
         return fused_linear_cross_entropy_reference(*args)
     return kernels.fused_linear_cross_entropy_forward(*args)
