@@ -9,6 +9,7 @@ real kernels are tested on the GPU (test_apex_gpu.py).
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import subprocess
@@ -18,6 +19,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from apex_testing import LlamaStyle, check_against_eager, train_steps
 from thunder_apex import checkers, kernels, plugin
 from thunder_apex.executor import ex
 
@@ -188,19 +190,7 @@ def emulated_apex(monkeypatch):
 
 
 def _check_against_eager(fn, *args):
-    leaves = [a.detach().clone().requires_grad_(a.is_floating_point()) for a in args]
-    jfn = thunder.jit(fn, executors=[ex])
-    out = jfn(*leaves)
-    ref_leaves = [a.detach().clone().requires_grad_(a.is_floating_point()) for a in args]
-    expected = fn(*ref_leaves)
-    torch.testing.assert_close(out, expected)
-    seed = torch.randn_like(expected)
-    grads = torch.autograd.grad(out, [a for a in leaves if a.requires_grad], seed)
-    ref_grads = torch.autograd.grad(expected, [a for a in ref_leaves if a.requires_grad], seed)
-    for got, want in zip(grads, ref_grads, strict=True):
-        torch.testing.assert_close(got, want)
-    backward = thunder.last_backward_traces(jfn)[-1]
-    return [b.sym.id for trace in (thunder.last_traces(jfn)[-1], backward) for b in trace.bound_symbols]
+    return check_against_eager(fn, args, F32, executors=[ex])
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -231,3 +221,17 @@ def test_layer_norm_and_rms_norm_with_and_without_parameters_match_eager(emulate
     rms_args = (x, w) if affine else (x,)
     ops = _check_against_eager(lambda x, w=None: F.rms_norm(x, shape, w, 1e-6), *rms_args)
     assert "apex.rms_norm_fwd" in ops and "apex.rms_norm_bwd" in ops
+
+
+def test_llama_style_model_trains_with_apex_first_as_in_eager(emulated_apex):
+    torch.manual_seed(3)
+    model = LlamaStyle(vocab=64, dim=32, heads=2, hidden=48, layers=2)
+    reference = copy.deepcopy(model)
+    batches = [(torch.randint(0, 64, (2, 8)), torch.randint(0, 64, (2, 8))) for _ in range(3)]
+    losses, jmodel = train_steps(model, batches, [ex, *(e.name for e in thunder.get_default_executors())])
+    expected, _ = train_steps(reference, batches)
+    torch.testing.assert_close(torch.stack(losses), torch.stack(expected), atol=1e-5, rtol=1e-5)
+    for param, ref in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(param, ref, atol=1e-5, rtol=1e-5)
+    ops = [b.sym.id for b in thunder.last_traces(jmodel)[-1].bound_symbols]
+    assert ops.count("apex.rms_norm_fwd") == 5 and ops.count("apex.cross_entropy_fwd") == 1
