@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -72,6 +73,16 @@ def test_without_a_gpu_the_reason_says_apex_needs_cuda(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert plugin.why_unavailable() == "no CUDA device (Apex's kernels run on CUDA GPUs only)"
+
+
+def test_executor_is_opt_in_and_found_by_name_or_refused_with_the_reason(registry):
+    reason = plugin.why_unavailable()
+    if reason is None:
+        assert thunder.extend.get_executor("apex") is ex
+        assert ex not in thunder.get_default_executors()
+    else:
+        with pytest.raises(thunder.extend.UnknownExecutorError, match=re.escape(f"'apex' is unavailable: {reason}")):
+            thunder.jit(lambda x: x, executors=["apex"])
 
 
 # -- checkers and claims ------------------------------------------------------------------------------------

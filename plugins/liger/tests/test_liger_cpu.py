@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 
@@ -66,11 +67,14 @@ def test_without_a_gpu_the_reason_says_liger_needs_cuda(monkeypatch):
     assert plugin.why_unavailable() == "no CUDA device (Liger's Triton kernels run on CUDA GPUs only)"
 
 
-def test_executor_is_opt_in_and_listed_by_name_where_available(registry):
-    if plugin.why_unavailable() is not None:
-        pytest.skip(f"the executor is unavailable here: {plugin.why_unavailable()}")
-    assert thunder.extend.get_executor("liger") is ex
-    assert ex not in thunder.get_default_executors()
+def test_executor_is_opt_in_and_found_by_name_or_refused_with_the_reason(registry):
+    reason = plugin.why_unavailable()
+    if reason is None:
+        assert thunder.extend.get_executor("liger") is ex
+        assert ex not in thunder.get_default_executors()
+    else:
+        with pytest.raises(thunder.extend.UnknownExecutorError, match=re.escape(f"'liger' is unavailable: {reason}")):
+            thunder.jit(lambda x: x, executors=["liger"])
 
 
 # -- checkers -----------------------------------------------------------------------------------------------
