@@ -93,3 +93,17 @@ def test_llama_style_model_trains_with_liger_first_as_in_eager():
     ops = [b.sym.id for b in thunder.last_traces(jmodel)[-1].bound_symbols]
     assert ops.count("liger.rope") == 4 and ops.count("liger.swiglu") == 2 and ops.count("liger.rms_norm_fwd") == 5
     assert ops.count("liger.fused_linear_cross_entropy_with_grads") == 1
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "heads-transposed"])
+def test_rope_result_is_laid_out_as_eager_lays_it_out(layout):
+    def rotary(x, freqs):
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return x * emb.cos() + rotate_half(x) * emb.sin()
+
+    x = torch.randn(2, 3, 5, 8) if layout == "contiguous" else torch.randn(2, 5, 3, 8).transpose(1, 2)
+    freqs = torch.rand(5, 4)
+    jfn = thunder.jit(rotary, executors=[ex])
+    result, expected = jfn(x, freqs), rotary(x, freqs)
+    assert "liger.rope" in [b.sym.id for b in thunder.last_traces(jfn)[-1].bound_symbols]
+    assert result.stride() == expected.stride()

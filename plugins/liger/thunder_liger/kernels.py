@@ -151,8 +151,13 @@ def _rope(x, cos, sin, backward: bool):
 
 @on_input_device
 def rope_forward(x, cos, sin):
-    """x * cos + rotate_half(x) * sin, for cos and sin whose two halves are equal (Liger reads the first)."""
-    return _rope(x, cos, sin, backward=False)
+    """x * cos + rotate_half(x) * sin, for cos and sin whose two halves are equal (Liger reads the first).
+
+    The result is laid out as eager's would be: like x where x is a [B, S, H, D] tensor seen as [B, H, S, D]
+    (a projection's output, transposed: no copy), contiguous where x is (one copy: a later `view` may rely
+    on it)."""
+    rotated = _rope(x, cos, sin, backward=False)
+    return rotated.contiguous() if x.is_contiguous() else rotated
 
 
 @on_input_device
