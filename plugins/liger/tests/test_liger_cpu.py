@@ -196,6 +196,21 @@ def test_rotary_written_in_another_operand_order_becomes_rope():
     assert "liger.rope" in op_ids(rewritten(record(rotary, ((2, 4, 5, 8), F32), ((5, 4), F32))))
 
 
+def test_rotary_with_halves_taken_by_chunk_becomes_rope():
+    def rotary(x, freqs):
+        emb = torch.cat((freqs, freqs), dim=-1)
+        x1, x2 = x.chunk(2, dim=-1)
+        return x * emb.cos() + torch.cat((-x2, x1), dim=-1) * emb.sin()
+
+    def swapped(x, freqs):  # cat((-x1, x2)) is not the half rotation
+        emb = torch.cat((freqs, freqs), dim=-1)
+        x1, x2 = x.chunk(2, dim=-1)
+        return x * emb.cos() + torch.cat((-x1, x2), dim=-1) * emb.sin()
+
+    assert "liger.rope" in op_ids(rewritten(record(rotary, ((2, 4, 5, 8), F32), ((5, 4), F32))))
+    assert "liger.rope" not in op_ids(rewritten(record(swapped, ((2, 4, 5, 8), F32), ((5, 4), F32))))
+
+
 @pytest.mark.parametrize(
     "rotary",
     [
@@ -208,6 +223,16 @@ def test_rotary_written_in_another_operand_order_becomes_rope():
 )
 def test_rotary_patterns_that_cannot_be_shown_to_fit_liger_are_left(rotary):
     trace = rewritten(record(rotary, ((2, 4, 5, 8), F32), ((5, 8), F32), ((5, 8), F32)))
+    assert "liger.rope" not in op_ids(trace)
+
+
+def test_rotary_lookalike_indexed_by_a_tensor_is_left():
+    def gathered(x, c, s, index):
+        rotated = torch.cat((-x[index, :, :, 4:], x[index, :, :, :4]), dim=-1)
+        return x * c + rotated * s
+
+    trace = rewritten(record(gathered, ((2, 4, 5, 8), F32), ((5, 8), F32), ((5, 8), F32), ((2,), I64)),
+                      rope_cache_is_duplicated=True)
     assert "liger.rope" not in op_ids(trace)
 
 

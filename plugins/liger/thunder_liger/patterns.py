@@ -8,7 +8,8 @@ read elsewhere is still computed. Each pass is on unless its option (``context.o
 
 * `fuse_swiglu`: ``silu(a) * b`` (either operand order) -> ``swiglu(a, b)``.
 * `fuse_geglu`: ``gelu(a, approximate="tanh") * b`` -> ``geglu(a, b)``.
-* `fuse_rope`: ``x * cos + cat((-x[..., D/2:], x[..., :D/2]), -1) * sin`` (operands in any order) ->
+* `fuse_rope`: ``x * cos + cat((-x[..., D/2:], x[..., :D/2]), -1) * sin`` (operands in any order, the halves
+  taken by indexing or by ``x.chunk(2, -1)``) ->
   ``rope(x, cos, sin)``, only where cos and sin are seen to have two equal halves along D: computed in the
   program from ``cat((f, f), -1)`` through operations that keep that (cos, sin, dtype conversions, scaling
   by a number, reshapes of the leading dimensions). Liger reads only the first half, so a cos or sin from
@@ -147,14 +148,29 @@ def _last_dim_slice(index, ndim: int) -> slice | None:
     *leading, last = index
     if not isinstance(last, slice) or last.step not in (None, 1):
         return None
-    full = slice(None)
-    if leading == [Ellipsis] or (len(index) == ndim and all(i == full for i in leading)):
+    if len(leading) == 1 and leading[0] is Ellipsis:
         return last
-    return None
+    full = slice(None)  # (isinstance first: == on an index tensor's proxy would record an operation)
+    return last if len(index) == ndim and all(isinstance(i, slice) and i == full for i in leading) else None
+
+
+def _chunk_half_of(proxy, x, uses: _Uses) -> str | None:
+    """"first" or "second" where proxy is that output of ``x.chunk(2, dim=-1)``."""
+    chunk = uses.producer.get(getattr(proxy, "name", None))
+    if chunk is None or chunk.sym.id != ltorch.chunk.id or len(chunk.flat_outs) != 2 or len(chunk.args) < 2:
+        return None
+    if chunk.args[0] is not x or _argument(chunk, 1, "chunks") != 2:  # `is`: == on proxies records an operation
+        return None
+    if not _is_last_dim(_argument(chunk, 2, "dim", 0), x.ndim):
+        return None
+    return "first" if chunk.flat_outs[0] is proxy else "second"
 
 
 def _half_of(proxy, x, uses: _Uses) -> str | None:
-    """"first" or "second" where proxy is that half of x along its last dimension (x[..., :D/2] or x[..., D/2:])."""
+    """"first" or "second" where proxy is that half of x along its last dimension (x[..., :D/2], x[..., D/2:],
+    or an output of x.chunk(2, -1))."""
+    if (half := _chunk_half_of(proxy, x, uses)) is not None:
+        return half
     getitem = uses.made_by(proxy, ltorch.getitem)
     if getitem is None or getitem.args[0] is not x or len(getitem.args) != 2:
         return None
