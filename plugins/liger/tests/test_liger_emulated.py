@@ -13,7 +13,14 @@ import emulated_liger
 import pytest
 import torch
 import torch.nn.functional as F
-from liger_testing import LlamaStyle, check_against_eager, rotate_half, train_steps
+from liger_testing import (
+    LlamaStyle,
+    assert_hf_training_step_matches_eager,
+    check_against_eager,
+    hf_llama,
+    rotate_half,
+    train_steps,
+)
 from thunder_liger import checkers
 from thunder_liger.executor import ex
 
@@ -107,3 +114,11 @@ def test_rope_result_is_laid_out_as_eager_lays_it_out(layout):
     result, expected = jfn(x, freqs), rotary(x, freqs)
     assert "liger.rope" in [b.sym.id for b in thunder.last_traces(jfn)[-1].bound_symbols]
     assert result.stride() == expected.stride()
+
+
+def test_hugging_face_llama_training_step_with_liger_first_matches_eager():
+    ops = assert_hf_training_step_matches_eager(hf_llama(), [ex, *(e.name for e in thunder.get_default_executors())],
+                                                tolerance=1e-5)  # fmt: skip
+    # transformers' rotary (its cache made from cat((freqs, freqs), -1) in the forward) and MLP are fused
+    assert ops.count("liger.rope") == 4 and ops.count("liger.swiglu") == 2
+    assert ops.count("liger.cross_entropy_fwd_with_grad") == 1

@@ -13,7 +13,16 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from liger_testing import DTYPES, LlamaStyle, check_against_eager, needs_liger_on_cuda, rotate_half, train_steps
+from liger_testing import (
+    DTYPES,
+    LlamaStyle,
+    assert_hf_training_step_matches_eager,
+    check_against_eager,
+    hf_llama,
+    needs_liger_on_cuda,
+    rotate_half,
+    train_steps,
+)
 
 import thunder
 
@@ -147,3 +156,10 @@ def test_llama_style_model_trains_with_liger_first_as_in_eager():
     ops = [b.sym.id for b in thunder.last_traces(jmodel)[-1].bound_symbols]
     for name in ("liger.rms_norm_fwd", "liger.rope", "liger.swiglu", "liger.fused_linear_cross_entropy_with_grads"):
         assert name in ops, f"{name} is not in the execution trace"
+
+
+def test_hugging_face_llama_training_step_with_liger_first_matches_eager():
+    torch.manual_seed(0)
+    executors = ["liger", *(e.name for e in thunder.get_default_executors())]
+    ops = assert_hf_training_step_matches_eager(hf_llama("cuda"), executors, tolerance=1e-4)
+    assert ops.count("liger.rope") == 4 and ops.count("liger.swiglu") == 2
