@@ -142,6 +142,14 @@ def aminmax(a, *, dim=None, keepdim=False):
     return torch.return_types.aminmax((amin(a, dim if dim is not None else (), keepdim), amax(a, dim if dim is not None else (), keepdim)))
 
 
+def _unbiased_by_position(dim, unbiased):
+    """(dim, unbiased) of a variance-family call: torch's `var(input, unbiased)` overload puts a bool where the
+    other overloads put `dim`, so `var(x, True)` reduces every dim."""
+    if isinstance(dim, bool):
+        return None, dim
+    return dim, unbiased
+
+
 def _correction(unbiased, correction):
     if correction is not None:
         return correction
@@ -152,8 +160,7 @@ def _correction(unbiased, correction):
 
 @torchsymbol(torch.var, torch.Tensor.var, tags=("reduction",))
 def var(a, dim=None, unbiased=None, keepdim=False, *, correction=None):
-    if isinstance(dim, bool):  # var(a, unbiased)
-        dim, unbiased = None, dim
+    dim, unbiased = _unbiased_by_position(dim, unbiased)
     return _reduce(lambda x, dims: prims.var(x, dims, correction=_correction(unbiased, correction)), a, dim, keepdim)
 
 
@@ -166,8 +173,7 @@ def _std_grad(a, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """torch's std_backward: where the deviation is 0 (a constant slice) the gradient is 0, not 0 * inf."""
     from thunder.torch.elementwise import div, eq, mul, sub, where
 
-    if isinstance(dim, bool):
-        dim, unbiased = None, dim
+    dim, unbiased = _unbiased_by_position(dim, unbiased)
     out = std(a, dim, keepdim=keepdim, correction=_correction(unbiased, correction))
     g = get_grad(out)
     dims = canonicalize_dims(a.ndim, dim if dim != () else None)
@@ -188,11 +194,13 @@ GRAD_RULES[std.id] = _std_grad
 
 @torchsymbol(torch.var_mean, tags=("reduction",))
 def var_mean(a, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    dim, unbiased = _unbiased_by_position(dim, unbiased)
     return var(a, dim, unbiased, keepdim, correction=correction), mean(a, dim, keepdim)
 
 
 @torchsymbol(torch.std_mean, tags=("reduction",))
 def std_mean(a, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    dim, unbiased = _unbiased_by_position(dim, unbiased)
     return std(a, dim, unbiased, keepdim, correction=correction), mean(a, dim, keepdim)
 
 

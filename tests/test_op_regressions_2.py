@@ -1,0 +1,179 @@
+"""Regressions found by PyTorch's OpInfo samples (issue #26), each checked against torch eager / torch.autograd.
+
+Every case runs under thunder.jit twice: with the default executors (the torch executor runs a `thunder.torch`
+symbol whole) and decomposed into prims, differentiated by each symbol's own rule (what every other executor
+sees). Outputs must match eager's values, shapes, dtypes and requires_grad; gradients must match
+torch.autograd's for a random cotangent, and be None exactly where eager's are None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+
+import pytest
+import torch
+import torch.nn.functional as F
+from ops.opdb import DECOMPOSE_TO_PRIMS, own_rules_only
+
+import thunder
+from thunder.core.pytree import tree_flatten
+
+# label -> (the `executors=` argument of thunder.jit, differentiate by the symbols' own rules only)
+VARIANTS = {"torch": (None, False), "prims": ([DECOMPOSE_TO_PRIMS], True)}
+
+
+def _inputs(args, requires_grad: bool):
+    """Clones of args; floating tensors require grad when `requires_grad`."""
+
+    def clone(x):
+        if not isinstance(x, torch.Tensor):
+            return x
+        y = x.detach().clone()
+        return y.requires_grad_(requires_grad and (y.is_floating_point() or y.is_complex()))
+
+    return [clone(a) for a in args]
+
+
+def _assert_same(actual, expected, what: str, tol: dict) -> None:
+    actual_leaves, actual_spec = tree_flatten(actual)
+    expected_leaves, expected_spec = tree_flatten(expected)
+    assert actual_spec == expected_spec, f"{what}: structure {actual_spec} != eager's {expected_spec}"
+    for i, (a, e) in enumerate(zip(actual_leaves, expected_leaves)):
+        if e is None:
+            assert a is None, f"{what} [{i}]: eager gives None, the jitted function a {type(a).__name__}"
+        elif isinstance(e, torch.Tensor):
+            assert isinstance(a, torch.Tensor), f"{what} [{i}]: eager gives a tensor, the jitted function {a!r}"
+            assert a.requires_grad == e.requires_grad, f"{what} [{i}]: requires_grad {a.requires_grad}, eager's {e.requires_grad}"
+            torch.testing.assert_close(a.detach(), e.detach(), equal_nan=True, msg=lambda m: f"{what} [{i}]: {m}", **tol)
+        else:
+            assert a == e, f"{what} [{i}]: {a!r} != eager's {e!r}"
+
+
+def assert_matches_eager(fn: Callable, *args, grads: bool = True, tol: dict | None = None, variants=VARIANTS) -> None:
+    """fn(*args) jitted gives eager's outputs and, with `grads`, torch.autograd's gradients of every floating input
+    (None where eager's is None) for a random cotangent of every output that requires grad."""
+    tol = tol or {}
+    expected_inputs = _inputs(args, grads)
+    expected = fn(*expected_inputs)
+    outputs = [o for o in tree_flatten(expected)[0] if isinstance(o, torch.Tensor) and o.requires_grad]
+    cotangents = [torch.randn_like(o) for o in outputs]
+    differentiable = [x for x in expected_inputs if isinstance(x, torch.Tensor) and x.requires_grad]
+    expected_grads = torch.autograd.grad(outputs, differentiable, cotangents, allow_unused=True) if outputs else ()
+    for label, (executors, own_rules) in variants.items():
+        inputs = _inputs(args, grads)
+        with own_rules_only() if own_rules else nullcontext():
+            actual = thunder.jit(fn, executors=executors)(*inputs)
+        _assert_same(actual, expected, f"result ({label})", tol)
+        if outputs:
+            actual_outputs = [o for o in tree_flatten(actual)[0] if isinstance(o, torch.Tensor) and o.requires_grad]
+            leaves = [x for x in inputs if isinstance(x, torch.Tensor) and x.requires_grad]
+            actual_grads = torch.autograd.grad(actual_outputs, leaves, cotangents, allow_unused=True)
+            _assert_same(list(actual_grads), list(expected_grads), f"gradients ({label})", tol)
+
+
+def make(*shape, dtype=torch.float32):
+    return torch.randn(shape, dtype=dtype)
+
+
+# -- positional overloads: torch picks an overload by the types of the positional arguments --------------------
+def _overload_cases():
+    x, y, b = make(4, 5), make(4, 5), make(4, 5) > 0
+    x3 = make(2, 4, 6)
+    idx = torch.randint(0, 5, (4, 5))
+    cases = []
+    for name in ("var", "std", "var_mean", "std_mean"):
+        op = getattr(torch, name)
+        cases += [
+            (f"{name}(x, True)", lambda x, op=op: op(x, True), (x,)),
+            (f"{name}(x, False)", lambda x, op=op: op(x, False), (x,)),
+            (f"{name}(x, 1)", lambda x, op=op: op(x, 1), (x,)),
+            (f"{name}(x, 1, False)", lambda x, op=op: op(x, 1, False), (x,)),
+            (f"{name}(x, 0, True, True)", lambda x, op=op: op(x, 0, True, True), (x,)),
+            (f"{name}(x, [0, 1], False, True)", lambda x, op=op: op(x, [0, 1], False, True), (x,)),
+            (f"{name}(x, 1, correction=0, keepdim=True)", lambda x, op=op: op(x, 1, correction=0, keepdim=True), (x,)),
+            (f"{name}(x, unbiased=False)", lambda x, op=op: op(x, unbiased=False), (x,)),
+        ]
+    for name in ("var", "std"):
+        cases += [
+            (f"x.{name}(True)", lambda x, name=name: getattr(x, name)(True), (x,)),
+            (f"x.{name}(False)", lambda x, name=name: getattr(x, name)(False), (x,)),
+            (f"x.{name}(1, False, True)", lambda x, name=name: getattr(x, name)(1, False, True), (x,)),
+        ]
+    cases += [
+        ("sum(x, 1, True)", lambda x: torch.sum(x, 1, True), (x,)),
+        ("x.sum(1, True)", lambda x: x.sum(1, True), (x,)),
+        ("mean(x, (0, 1), True)", lambda x: torch.mean(x, (0, 1), True), (x,)),
+        ("prod(x, 1, True)", lambda x: torch.prod(x, 1, True), (x,)),
+        ("all(b, 1, True)", lambda b: torch.all(b, 1, True), (b,)),
+        ("any(b, 0, True)", lambda b: b.any(0, True), (b,)),
+        ("max(x)", lambda x: torch.max(x), (x,)),
+        ("max(x, 1)", lambda x: torch.max(x, 1), (x,)),
+        ("max(x, 1, True)", lambda x: torch.max(x, 1, True), (x,)),
+        ("max(x, y)", lambda x, y: torch.max(x, y), (x, y)),
+        ("x.min(y)", lambda x, y: x.min(y), (x, y)),
+        ("x.min(0, True)", lambda x: x.min(0, True), (x,)),
+        ("median(x)", lambda x: torch.median(x), (x,)),
+        ("median(x, 1, True)", lambda x: torch.median(x, 1, True), (x,)),
+        ("sort(x, 0, True)", lambda x: torch.sort(x, 0, True), (x,)),
+        ("x.sort(1, True)", lambda x: x.sort(1, True), (x,)),
+        ("argsort(x, 0, True)", lambda x: torch.argsort(x, 0, True), (x,)),
+        ("topk(x, 2, 0, False)", lambda x: torch.topk(x, 2, 0, False), (x,)),
+        ("norm(x, 1)", lambda x: torch.norm(x, 1), (x,)),
+        ("norm(x, 3, 1, True)", lambda x: torch.norm(x, 3, 1, True), (x,)),
+        ("x.norm(2, 0)", lambda x: x.norm(2, 0), (x,)),
+        ("scatter(x, 1, idx, y)", lambda x, i, y: torch.scatter(x, 1, i, y), (x, idx, y)),
+        ("scatter(x, 1, idx, 2.5)", lambda x, i: torch.scatter(x, 1, i, 2.5), (x, idx)),
+        ("select(x, 1, 2)", lambda x: torch.select(x, 1, 2), (x,)),
+        ("split(x, 2, 1)", lambda x: torch.split(x, 2, 1), (x,)),
+        ("split(x, [1, 4], 1)", lambda x: torch.split(x, [1, 4], 1), (x,)),
+        ("x.split([1, 3])", lambda x: x.split([1, 3]), (x,)),
+        ("tensor_split(x, 3, 1)", lambda x: torch.tensor_split(x, 3, 1), (x,)),
+        ("tensor_split(x, [1, 3], 1)", lambda x: torch.tensor_split(x, [1, 3], 1), (x,)),
+        ("hsplit(x, 5)", lambda x: torch.hsplit(x, 5), (x,)),
+        ("hsplit(x, [1, 3])", lambda x: torch.hsplit(x, [1, 3]), (x,)),
+        ("vsplit(x, [1])", lambda x: torch.vsplit(x, [1]), (x,)),
+        ("dsplit(x3, 3)", lambda x: torch.dsplit(x, 3), (x3,)),
+        ("dsplit(x3, [2, 5])", lambda x: torch.dsplit(x, [2, 5]), (x3,)),
+        ("repeat_interleave(x, 2, 0)", lambda x: torch.repeat_interleave(x, 2, 0), (x,)),
+        ("squeeze(x3[:1])", lambda x: torch.squeeze(x[:1]), (x3,)),
+        ("squeeze(x3[:1], 0)", lambda x: torch.squeeze(x[:1], 0), (x3,)),
+        ("squeeze(x3[:1, :1], (0, 1))", lambda x: torch.squeeze(x[:1, :1], (0, 1)), (x3,)),
+        ("x.view(2, -1)", lambda x: x.view(2, -1), (x,)),
+        ("x.view((5, 4))", lambda x: x.view((5, 4)), (x,)),
+        ("x.to(torch.float64)", lambda x: x.to(torch.float64), (x,)),
+        ("x.to(y.device, torch.float64)", lambda x, y: x.to(y.device, torch.float64), (x, y)),
+        ("x.to(y.double())", lambda x, y: x.to(y.double()), (x, y)),
+        ("x.to(torch.float64, False, True)", lambda x: x.to(torch.float64, False, True), (x,)),
+        ("arange(5) + x[0]", lambda x: torch.arange(5) + x[0], (x,)),
+        ("arange(1, 6) + x[0]", lambda x: torch.arange(1, 6) + x[0], (x,)),
+        ("arange(1, 10, 2) + x[0]", lambda x: torch.arange(1, 10, 2) + x[0], (x,)),
+        ("eye(4) @ x", lambda x: torch.eye(4) @ x, (x,)),
+        ("eye(4, 5) * x", lambda x: torch.eye(4, 5) * x, (x,)),
+        ("add(x, y, alpha=2)", lambda x, y: torch.add(x, y, alpha=2), (x, y)),
+        ("x.sub(y, alpha=0.5)", lambda x, y: x.sub(y, alpha=0.5), (x, y)),
+        ("pow(2, x)", lambda x: torch.pow(2, x), (x,)),
+        ("pow(x, 2)", lambda x: torch.pow(x, 2), (x,)),
+        ("remainder(2, x)", lambda x: torch.remainder(2, x.detach()), (x,)),  # eager has no derivative here
+        ("clamp(x, None, 0.5)", lambda x: torch.clamp(x, None, 0.5), (x,)),
+        ("clamp(x, y)", lambda x, y: torch.clamp(x, y), (x, y)),
+        ("where(b, x, 2.0)", lambda b, x: torch.where(b, x, 2.0), (b, x)),
+        ("lerp(x, y, 0.3)", lambda x, y: torch.lerp(x, y, 0.3), (x, y)),
+        ("flatten(x3, 1)", lambda x: torch.flatten(x, 1), (x3,)),
+        ("x3.permute(2, 0, 1)", lambda x: x.permute(2, 0, 1), (x3,)),
+        ("x3.permute((2, 0, 1))", lambda x: x.permute((2, 0, 1)), (x3,)),
+        ("x.expand(3, 4, 5)", lambda x: x.expand(3, 4, 5), (x,)),
+        ("x.repeat(2, 1)", lambda x: x.repeat(2, 1), (x,)),
+        ("x.reshape(5, 4)", lambda x: x.reshape(5, 4), (x,)),
+        ("x.new_zeros(2, 3) + x[0, :3]", lambda x: x.new_zeros(2, 3) + x[0, :3], (x,)),
+        ("x.flip(0)", lambda x: x.flip(0), (x,)),
+        ("cumsum(x, 0, dtype=float64)", lambda x: torch.cumsum(x, 0, dtype=torch.float64), (x,)),
+        ("div(x, y, rounding_mode='floor')", lambda x, y: torch.div(x, y, rounding_mode="floor"), (x, y)),
+    ]
+    return cases
+
+
+@pytest.mark.parametrize("label,fn,args", [pytest.param(*c, id=c[0]) for c in _overload_cases()])
+def test_positional_overload_matches_eager(label, fn, args, device):
+    args = tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
+    assert_matches_eager(fn, *args)
