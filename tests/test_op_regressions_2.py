@@ -177,3 +177,73 @@ def _overload_cases():
 def test_positional_overload_matches_eager(label, fn, args, device):
     args = tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
     assert_matches_eager(fn, *args)
+
+
+# -- OpInfo samples: PyTorch's own sample inputs for the operators of issue #26 ------------------------------
+def opinfo_samples(name: str, device, dtype=torch.float32, select=None):
+    """(fn, args) for every sample of the OpInfo `name` ("op" or "op.variant") that `select(sample)` accepts: fn
+    calls the op with the sample's keyword arguments, args are its positional ones."""
+    from torch.testing._internal.common_methods_invocations import op_db
+
+    matches = [o for o in op_db if f"{o.name}.{o.variant_test_name}".removesuffix(".") == name]
+    assert matches, f"no OpInfo named {name}"
+    (opinfo,) = matches
+    for sample in opinfo.sample_inputs(device, dtype, requires_grad=False):
+        if select is not None and not select(sample):
+            continue
+        fn = lambda *args, op=opinfo.op, kwargs=sample.kwargs: op(*args, **kwargs)
+        yield fn, (sample.input, *sample.args)
+
+
+def assert_opinfo_matches_eager(name: str, device, dtype=torch.float32, grads: bool = True, tol=None,
+                                select=None) -> None:  # fmt: skip
+    for i, (fn, args) in enumerate(opinfo_samples(name, device, dtype, select)):
+        try:
+            assert_matches_eager(fn, *args, grads=grads, tol=tol)
+        except Exception as e:
+            shapes = [tuple(a.shape) if isinstance(a, torch.Tensor) else a for a in args]
+            raise AssertionError(f"{name} sample {i} {shapes}: {e}") from e
+
+
+# -- gradients of inputs eager does not differentiate: None, as eager's -----------------------------------------
+def _order_zero(sample) -> bool:
+    return 0 in (*sample.args[:1], sample.kwargs.get("ord"))
+
+
+@pytest.mark.parametrize(
+    "name,select",
+    [("nn.functional.cosine_embedding_loss", None), ("nn.functional.hinge_embedding_loss", None),
+     ("nn.functional.margin_ranking_loss", None), ("linalg.norm", _order_zero),
+     ("linalg.norm.subgradients_at_zero", _order_zero), ("linalg.vector_norm", _order_zero),
+     ("linalg.matrix_power", None)],
+)  # fmt: skip
+def test_opinfo_gradients_none_where_eager(name, select, device):
+    assert_opinfo_matches_eager(name, device, select=select)
+
+
+def test_loss_target_gets_no_gradient(device):
+    x, y = make(5, 4).to(device), make(5, 4).to(device)
+    target = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0], device=device)
+    assert_matches_eager(lambda x, y, t: F.cosine_embedding_loss(x, y, t, margin=0.2), x, y, target)
+    assert_matches_eager(lambda x, t: F.hinge_embedding_loss(x, t, reduction="sum"), x[:, 0], target)
+
+
+def test_output_of_only_undifferentiated_inputs_does_not_require_grad(device):
+    x = make(5).to(device)
+    target = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0], device=device, requires_grad=True)
+    fn = lambda x, t: F.hinge_embedding_loss(x, t)
+    assert thunder.jit(fn)(x, target).requires_grad == fn(x, target).requires_grad
+
+
+@pytest.mark.parametrize("ord", [0, 0.0])
+def test_norm_of_order_zero_has_no_gradient(ord, device):
+    x = make(3, 4).to(device)
+    assert_matches_eager(lambda x: torch.linalg.norm(x, ord, dim=1), x)
+    assert_matches_eager(lambda x: torch.linalg.vector_norm(x, ord), x)
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, -1, -2])
+def test_matrix_power_gradient(n, device):
+    x = (make(2, 3, 3, dtype=torch.float64) + 3 * torch.eye(3, dtype=torch.float64)).to(device)
+    assert_matches_eager(lambda x: torch.linalg.matrix_power(x, n), x)
+    assert_matches_eager(lambda x: x.matrix_power(n), x)

@@ -20,6 +20,7 @@ from thunder.torch.base import (
 )
 from thunder.torch.einsum_impl import einsum_decomposition
 from thunder.torch.elementwise import add, eq, mul, sub
+from thunder.torch.fallback import fallback_symbol
 from thunder.torch.reductions import sum as _sum
 from thunder.torch.shapes import (
     _tensors_arg,
@@ -254,10 +255,13 @@ def addr(bias, vec1, vec2, *, beta=1, alpha=1):
 def matrix_power(a, n):
     if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
         raise RuntimeError(f"matrix_power: expected a batch of square matrices, but got shape {tuple(a.shape)}")
-    if n < 0:
-        raise NotImplementedError("matrix_power with a negative exponent needs a matrix inverse, which Thunder lacks")
+    if n < 0:  # the inverse's power; torch's kernel (run through the fallback path) inverts
+        a, n = fallback_symbol(torch.linalg.inv)(a), -n
     if n == 0:
-        return expand_to(to_dtype(_identity(a.shape[-1], a.device), a.dtype), tuple(a.shape))
+        identity = expand_to(to_dtype(_identity(a.shape[-1], a.device), a.dtype), tuple(a.shape))
+        # eager's result depends on `a` with a zero gradient (not None): a select that never takes `a`
+        never = prims.full(tuple(a.shape), False, dtype=torch.bool, device=a.device)
+        return prims.where(never, a, identity)
     result, square = None, a
     while n:  # binary exponentiation
         if n & 1:
