@@ -8,6 +8,7 @@ torch.autograd's for a random cotangent, and be None exactly where eager's are N
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from contextlib import nullcontext
 
@@ -45,7 +46,7 @@ def _assert_same(actual, expected, what: str, tol: dict) -> None:
         elif isinstance(e, torch.Tensor):
             assert isinstance(a, torch.Tensor), f"{what} [{i}]: eager gives a tensor, the jitted function {a!r}"
             assert a.requires_grad == e.requires_grad, f"{what} [{i}]: requires_grad {a.requires_grad}, eager's {e.requires_grad}"
-            torch.testing.assert_close(a.detach(), e.detach(), equal_nan=True, msg=lambda m: f"{what} [{i}]: {m}", **tol)
+            torch.testing.assert_close(a.detach(), e.detach(), equal_nan=True, msg=lambda m, i=i: f"{what} [{i}]: {m}", **tol)
         else:
             assert a == e, f"{what} [{i}]: {a!r} != eager's {e!r}"
 
@@ -196,10 +197,10 @@ def opinfo_samples(name: str, device, dtype=torch.float32, select=None):
 
 
 def assert_opinfo_matches_eager(name: str, device, dtype=torch.float32, grads: bool = True, tol=None,
-                                select=None) -> None:  # fmt: skip
+                                select=None, variants=VARIANTS) -> None:  # fmt: skip
     for i, (fn, args) in enumerate(opinfo_samples(name, device, dtype, select)):
         try:
-            assert_matches_eager(fn, *args, grads=grads, tol=tol)
+            assert_matches_eager(fn, *args, grads=grads, tol=tol, variants=variants)
         except Exception as e:
             shapes = [tuple(a.shape) if isinstance(a, torch.Tensor) else a for a in args]
             raise AssertionError(f"{name} sample {i} {shapes}: {e}") from e
@@ -247,3 +248,39 @@ def test_matrix_power_gradient(n, device):
     x = (make(2, 3, 3, dtype=torch.float64) + 3 * torch.eye(3, dtype=torch.float64)).to(device)
     assert_matches_eager(lambda x: torch.linalg.matrix_power(x, n), x)
     assert_matches_eager(lambda x: x.matrix_power(n), x)
+
+
+# -- precision: gradients and accumulation as eager computes them -----------------------------------------------
+# the decomposition into prims computes a product and a sum apart (addmm), or a scan (logcumsumexp), which rounds
+# differently than torch's kernel: it is held to float32 precision, the torch executor (running torch's kernel for
+# the forward, and eager's formula for the backward) to eager's numbers
+FUSED_KERNEL_ONLY = {"torch": VARIANTS["torch"]}
+DECOMPOSED_ONLY = {"prims": VARIANTS["prims"]}
+FLOAT32_PRECISION = {"rtol": 1e-4, "atol": 1e-5}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_opinfo_logcumsumexp_gradient_matches_eager(dtype, device):
+    # (samples with values of 1e4, where a float32 ulp of the forward is 1e-3: only the torch kernel's forward
+    # gives eager's gradient to float32 tolerance)
+    assert_opinfo_matches_eager("logcumsumexp", device, dtype, variants=FUSED_KERNEL_ONLY)
+
+
+@pytest.mark.parametrize("variants,tol", [(FUSED_KERNEL_ONLY, None), (DECOMPOSED_ONLY, FLOAT32_PRECISION)])
+def test_logcumsumexp_gradient_with_large_and_infinite_values(variants, tol, device):
+    x = torch.tensor([[-1e4, 3.0, 80.0, -math.inf], [0.0, 1.0, 2.0, 3.0]], device=device)
+    assert_matches_eager(lambda x: torch.logcumsumexp(x, 1), x, variants=variants, tol=tol)
+    assert_matches_eager(lambda x: x.logcumsumexp(0), make(40, 3).to(device) * 10, variants=variants, tol=tol)
+
+
+@pytest.mark.parametrize("name", ["addbmm", "addmm", "baddbmm"])
+def test_opinfo_add_and_multiply_accumulates_as_eager(name, device):
+    assert_opinfo_matches_eager(name, device, variants=FUSED_KERNEL_ONLY)
+    assert_opinfo_matches_eager(name, device, variants=DECOMPOSED_ONLY, tol=FLOAT32_PRECISION)
+
+
+def test_addbmm_accumulates_batches_as_eager(device):
+    bias, batch1, batch2 = make(8, 6).to(device), make(48, 8, 40).to(device), make(48, 40, 6).to(device)
+    for fn in (torch.addbmm, lambda b, x, y: b.addbmm(x, y, beta=0.5, alpha=2.0)):
+        assert_matches_eager(fn, bias, batch1, batch2, tol={"rtol": 0, "atol": 0}, variants=FUSED_KERNEL_ONLY)
+        assert_matches_eager(fn, bias, batch1, batch2, tol={"rtol": 1e-5, "atol": 1e-4}, variants=DECOMPOSED_ONLY)

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 
 from thunder import prims
 from thunder.core.dtypes import result_dtype
+from thunder.core.transforms import get_grad, put_grad
+from thunder.prims.grads import GRAD_RULES, sum_to
 from thunder.torch.base import (
     broadcast_shapes,
     canonicalize_dim,
@@ -30,6 +32,7 @@ from thunder.torch.shapes import (
     narrow,
     permute,
     reshape,
+    select,
     stack,
     unsqueeze,
 )
@@ -235,10 +238,46 @@ def baddbmm(bias, a, b, *, beta=1, alpha=1):
     return _scaled_sum(bias, matmul(a, b), beta, alpha)
 
 
+def _add_and_multiply_grad(symbol):
+    """The grad rule of addmm / baddbmm: the forward stays one call (an executor runs torch's fused kernel, which
+    rounds as eager does; the decomposition's separate product and sum round differently in float32)."""
+
+    def rule(bias, a, b, *, beta=1, alpha=1):
+        out = symbol(bias, a, b, beta=beta, alpha=alpha)
+        g = get_grad(out)
+        put_grad(bias, sum_to(mul(g, beta) if beta != 1 else g, bias.shape))
+        g = mul(g, alpha) if alpha != 1 else g
+        put_grad(a, prims.matmul(g, _transposed(b)))
+        put_grad(b, prims.matmul(_transposed(a), g))
+        return out
+
+    return rule
+
+
+def _transposed(x):
+    return prims.permute(x, (*range(x.ndim - 2), x.ndim - 1, x.ndim - 2))
+
+
+GRAD_RULES[addmm.id] = _add_and_multiply_grad(addmm)
+GRAD_RULES[baddbmm.id] = _add_and_multiply_grad(baddbmm)
+
+
 @torchsymbol(torch.addbmm, torch.Tensor.addbmm, tags=("matmul",))
 def addbmm(bias, batch1, batch2, *, beta=1, alpha=1):
     _check_ndim("addbmm", (batch1, 3), (batch2, 3))
-    return _scaled_sum(bias, _sum(matmul(batch1, batch2), 0), beta, alpha)
+    batches = batch1.shape[0]
+    if not 0 < batches <= _ADDBMM_UNROLLED_BATCHES:
+        return _scaled_sum(bias, _sum(matmul(batch1, batch2), 0), beta, alpha)
+    # eager accumulates one addmm per batch, in order; summing the products first rounds differently (~1e-4 in
+    # float32 for a few dozen batches)
+    out = addmm(bias, select(batch1, 0, 0), select(batch2, 0, 0), beta=beta, alpha=alpha)
+    for i in range(1, batches):
+        out = addmm(out, select(batch1, 0, i), select(batch2, 0, i), alpha=alpha)
+    return out
+
+
+# up to this many batches addbmm accumulates as eager does, one addmm per batch; beyond, one sum of the products
+_ADDBMM_UNROLLED_BATCHES = 64
 
 
 @torchsymbol(torch.addmv, torch.Tensor.addmv, tags=("matmul",))

@@ -434,6 +434,31 @@ def logcumsumexp(a, dim):
     return to_dtype(x, a.dtype) if x is not a else prims.convert_element_type(a, a.dtype)
 
 
+def _logcumsumexp_grad(a, dim):
+    """torch's logcumsumexp_backward: the positive and negative parts of the cotangent summed in log space (a
+    reversed logcumsumexp each), which stays accurate where differentiating the scan loses ~1e-3 in float32."""
+    out = logcumsumexp(a, dim)
+    if not a.dtype.is_floating_point or a.ndim == 0:
+        put_grad(a, get_grad(out))
+        return out
+    from thunder.torch.shapes import flip
+
+    g = get_grad(out)
+    d = canonicalize_dim(a.ndim, dim)
+    lowest = torch.finfo(a.dtype).min
+    log_abs_g = ew.log(ew.abs(g))
+
+    def part(mask):
+        log_part = ew.sub(ew.where(mask, log_abs_g, lowest), out)
+        return ew.exp(ew.add(flip(logcumsumexp(flip(log_part, d), d), d), a))
+
+    put_grad(a, ew.sub(part(ew.gt(g, 0)), part(ew.lt(g, 0))))
+    return out
+
+
+GRAD_RULES[logcumsumexp.id] = _logcumsumexp_grad
+
+
 # -- sorting and selection ----------------------------------------------------------------------------------
 @torchsymbol(torch.sort, torch.Tensor.sort)
 def sort(a, dim=-1, descending=False, *, stable=False):
