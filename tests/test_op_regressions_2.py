@@ -284,3 +284,46 @@ def test_addbmm_accumulates_batches_as_eager(device):
     for fn in (torch.addbmm, lambda b, x, y: b.addbmm(x, y, beta=0.5, alpha=2.0)):
         assert_matches_eager(fn, bias, batch1, batch2, tol={"rtol": 0, "atol": 0}, variants=FUSED_KERNEL_ONLY)
         assert_matches_eager(fn, bias, batch1, batch2, tol={"rtol": 1e-5, "atol": 1e-4}, variants=DECOMPOSED_ONLY)
+
+
+# -- overwriting a tensor that requires grad: the result still requires grad, with a zero gradient -------------
+def test_opinfo_zero_(device):
+    assert_opinfo_matches_eager("zero_", device)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [lambda x: x.clone().zero_(), lambda x: torch.zero_(x * 2), lambda x: (x * 2)[1:].zero_(),
+     lambda x: (x * 2).fill_(3.0), lambda x: (x * 2).zero_() + x, lambda x: x.clone().zero_().sum()],
+    ids=["clone.zero_", "torch.zero_", "view.zero_", "fill_", "zero_+x", "zero_.sum"],
+)  # fmt: skip
+def test_overwrite_keeps_requires_grad(fn, device):
+    assert_matches_eager(fn, make(4, 3).to(device))
+
+
+# -- dispatch: every torch callable runs as itself, even where two share a Python name --------------------------
+@pytest.mark.parametrize(
+    "name", ["nn.functional.adaptive_max_pool1d", "nn.functional.adaptive_max_pool2d",
+             "nn.functional.adaptive_max_pool3d", "mH", "H", "mT"]
+)  # fmt: skip
+def test_opinfo_dispatch(name, device):
+    assert_opinfo_matches_eager(name, device)
+
+
+def test_functions_made_by_one_factory_run_as_themselves(device):
+    # F.max_pool1d/2d/3d and F.adaptive_max_pool1d/2d/3d are each made by torch's boolean_dispatch, under one
+    # __qualname__; the 1-d one traced first must not stand in for the others
+    adaptive = ((F.adaptive_max_pool1d, (2, 3, 8)), (F.adaptive_max_pool2d, (2, 3, 8, 6)),
+                (F.adaptive_max_pool3d, (1, 2, 4, 6, 4)))  # fmt: skip
+    for pool, shape in adaptive:
+        assert_matches_eager(lambda x, pool=pool: pool(x, 3), make(*shape).to(device))
+    for pool, shape in ((F.max_pool1d, (2, 3, 8)), (F.max_pool2d, (2, 3, 8, 6)), (F.max_pool3d, (1, 2, 4, 6, 4))):
+        assert_matches_eager(lambda x, pool=pool: pool(x, 2, return_indices=True), make(*shape).to(device))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
+def test_property_getters_run_as_themselves(dtype, device):
+    x = make(2, 3, 4, dtype=dtype).to(device)
+    assert_matches_eager(lambda x: (x.mT, x.mH), x)
+    assert_matches_eager(lambda x: (x[0].H, x[0].T, x.mH), x)
+    assert_matches_eager(lambda x: x.mH.adjoint(), x)
