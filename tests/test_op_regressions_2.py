@@ -24,16 +24,16 @@ from thunder.core.pytree import tree_flatten
 VARIANTS = {"torch": (None, False), "prims": ([DECOMPOSE_TO_PRIMS], True)}
 
 
-def _inputs(args, requires_grad: bool):
-    """Clones of args; floating tensors require grad when `requires_grad`."""
+def _inputs(args, requires_grad: bool, frozen=()):
+    """Clones of args; floating tensors require grad when `requires_grad`, but those at the `frozen` positions."""
 
-    def clone(x):
+    def clone(i, x):
         if not isinstance(x, torch.Tensor):
             return x
         y = x.detach().clone()
-        return y.requires_grad_(requires_grad and (y.is_floating_point() or y.is_complex()))
+        return y.requires_grad_(requires_grad and i not in frozen and (y.is_floating_point() or y.is_complex()))
 
-    return [clone(a) for a in args]
+    return [clone(i, a) for i, a in enumerate(args)]
 
 
 def _assert_same(actual, expected, what: str, tol: dict) -> None:
@@ -51,18 +51,20 @@ def _assert_same(actual, expected, what: str, tol: dict) -> None:
             assert a == e, f"{what} [{i}]: {a!r} != eager's {e!r}"
 
 
-def assert_matches_eager(fn: Callable, *args, grads: bool = True, tol: dict | None = None, variants=VARIANTS) -> None:
+def assert_matches_eager(fn: Callable, *args, grads: bool = True, tol: dict | None = None, variants=VARIANTS,
+                         frozen=()) -> None:  # fmt: skip
     """fn(*args) jitted gives eager's outputs and, with `grads`, torch.autograd's gradients of every floating input
-    (None where eager's is None) for a random cotangent of every output that requires grad."""
+    (None where eager's is None; the inputs at the `frozen` positions do not require grad) for a random cotangent
+    of every output that requires grad."""
     tol = tol or {}
-    expected_inputs = _inputs(args, grads)
+    expected_inputs = _inputs(args, grads, frozen)
     expected = fn(*expected_inputs)
     outputs = [o for o in tree_flatten(expected)[0] if isinstance(o, torch.Tensor) and o.requires_grad]
     cotangents = [torch.randn_like(o) for o in outputs]
     differentiable = [x for x in expected_inputs if isinstance(x, torch.Tensor) and x.requires_grad]
     expected_grads = torch.autograd.grad(outputs, differentiable, cotangents, allow_unused=True) if outputs else ()
     for label, (executors, own_rules) in variants.items():
-        inputs = _inputs(args, grads)
+        inputs = _inputs(args, grads, frozen)
         with own_rules_only() if own_rules else nullcontext():
             actual = thunder.jit(fn, executors=executors)(*inputs)
         _assert_same(actual, expected, f"result ({label})", tol)
@@ -197,10 +199,10 @@ def opinfo_samples(name: str, device, dtype=torch.float32, select=None):
 
 
 def assert_opinfo_matches_eager(name: str, device, dtype=torch.float32, grads: bool = True, tol=None,
-                                select=None, variants=VARIANTS) -> None:  # fmt: skip
+                                select=None, variants=VARIANTS, frozen=()) -> None:  # fmt: skip
     for i, (fn, args) in enumerate(opinfo_samples(name, device, dtype, select)):
         try:
-            assert_matches_eager(fn, *args, grads=grads, tol=tol, variants=variants)
+            assert_matches_eager(fn, *args, grads=grads, tol=tol, variants=variants, frozen=frozen)
         except Exception as e:
             shapes = [tuple(a.shape) if isinstance(a, torch.Tensor) else a for a in args]
             raise AssertionError(f"{name} sample {i} {shapes}: {e}") from e
@@ -327,3 +329,69 @@ def test_property_getters_run_as_themselves(dtype, device):
     assert_matches_eager(lambda x: (x.mT, x.mH), x)
     assert_matches_eager(lambda x: (x[0].H, x[0].T, x.mH), x)
     assert_matches_eager(lambda x: x.mH.adjoint(), x)
+
+
+# -- inputs eager accepts ------------------------------------------------------------------------------------
+def _stride_or_padding_of_one_element(sample) -> bool:
+    return any(isinstance(a, (tuple, list)) and len(a) < 2 for a in sample.args[1:3])
+
+
+@pytest.mark.parametrize(
+    "name,select,frozen",
+    [("nn.functional.avg_pool2d", _stride_or_padding_of_one_element, ()),
+     ("nn.functional.max_pool2d", _stride_or_padding_of_one_element, ()),
+     ("nn.functional.batch_norm", lambda sample: sample.input.numel() == 0, (1, 2)),  # (running statistics)
+     ("index_fill", None, ()), ("index_copy", None, ()), ("index_add", None, ()), ("tensordot", None, ())],
+)  # fmt: skip
+def test_opinfo_inputs_eager_accepts(name, select, frozen, device):
+    assert_opinfo_matches_eager(name, device, select=select, frozen=frozen)
+
+
+def test_int_pair_arguments_of_one_element(device):
+    # torch reads an int[2] argument given as one element as that element twice (avg_pool2d(x, 3, (1,), (1,)))
+    x = make(2, 3, 9, 8).to(device)
+    assert_matches_eager(lambda x: F.avg_pool2d(x, (3, 3), (1,), (1,), True, False, 2), x)
+    assert_matches_eager(lambda x: F.max_pool2d(x, (3,), (2,), [1]), x)
+    assert_matches_eager(lambda x, w: F.conv2d(x, w, stride=(2,), padding=[1], dilation=(1,)), x, make(4, 3, 3, 3).to(device))
+
+
+def test_adaptive_pool_rejects_output_size_of_wrong_length_as_eager(device):
+    with pytest.raises(RuntimeError, match="output_size must be 2"):
+        thunder.jit(lambda x: F.adaptive_avg_pool2d(x, (3,)))(make(1, 2, 6, 6).to(device))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_of_an_empty_input(training, device):
+    running = torch.zeros(0, device=device), torch.ones(0, device=device)
+    assert_matches_eager(lambda x, m, v: F.batch_norm(x, m, v, training=training), make(0).to(device), *running)
+    weight, bias = make(3).to(device), make(3).to(device)
+    stats = torch.zeros(3, device=device), torch.ones(3, device=device)
+    fn = lambda x, w, b, m, v: F.batch_norm(x, m, v, w, b, training=training)
+    assert_matches_eager(fn, make(0, 3, 4).to(device), weight, bias, *stats)
+
+
+def test_index_ops_on_zero_dim_tensors(device):
+    x, index, source = make().to(device), torch.tensor([0], device=device), make().to(device)
+    assert_matches_eager(lambda x: x.index_fill(0, index, -2.5), x)
+    assert_matches_eager(lambda x, v: x.index_fill(-1, torch.tensor(0, device=device), v), x, source)
+    assert_matches_eager(lambda x, s: x.index_copy(0, index, s), x, source)
+    assert_matches_eager(lambda x, s: torch.index_add(x, 0, index, s, alpha=2), x, source)
+    assert_matches_eager(lambda x: x.clone().index_fill_(0, index, 4.0), x)
+
+
+def test_index_fill_value_gradient_counts_a_repeated_index_once(device):
+    x, value = make(5, 4).to(device), make().to(device)
+    index = torch.tensor([1, 3, 1, 4, 3], device=device)
+    assert_matches_eager(lambda x, v: x.index_fill(-1, index[:3], v), x, value)
+    assert_matches_eager(lambda x, v: torch.index_fill(x, 0, index, v), x, value)
+    assert_matches_eager(lambda x: x.long().index_fill(0, index, 7), x)
+
+
+@pytest.mark.parametrize(
+    "dims", [([0, 1], [2, 0]), [[1], [0]], ((1, 0), (0, 1)), 1, [[], []]], ids=["lists", "list of lists", "tuples", "int", "empty"]
+)
+def test_tensordot_dims_forms_and_length_one_contractions(dims, device):
+    a, b = make(3, 1, 2).to(device), make(2, 3, 3).to(device)
+    if dims == 1 or dims == [[], []]:
+        a = make(3, 2).to(device)
+    assert_matches_eager(lambda a, b: torch.tensordot(a, b, dims), a, b)

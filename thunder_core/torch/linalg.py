@@ -128,7 +128,12 @@ def tensordot(a, b, dims=2, out=None):
         dims_a, dims_b = ([d] if isinstance(d, int) else list(d) for d in dims)
     dims_a, dims_b = canonicalize_dims(a.ndim, dims_a), canonicalize_dims(b.ndim, dims_b)
     for da, db in zip(dims_a, dims_b):
-        if a.shape[da] != b.shape[db]:
+        # like eager, a contracted dim of length 1 meets the other side's dim summed
+        if a.shape[da] != b.shape[db] and b.shape[db] == 1:
+            a = _sum(a, da, keepdim=True)
+        elif a.shape[da] != b.shape[db] and a.shape[da] == 1:
+            b = _sum(b, db, keepdim=True)
+        elif a.shape[da] != b.shape[db]:
             raise RuntimeError(f"contracted dimensions need to match, but first has size {a.shape[da]} in dim {da} "
                                f"and second has size {b.shape[db]} in dim {db}")  # fmt: skip
     free_a = [d for d in range(a.ndim) if d not in dims_a]

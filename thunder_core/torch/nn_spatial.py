@@ -118,7 +118,10 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 
 # -- convolution ----------------------------------------------------------------------------------------
 def _ntuple(x, n: int) -> tuple[int, ...]:
-    return tuple(int(v) for v in x) if isinstance(x, (tuple, list, torch.Size)) else (int(x),) * n
+    """An int[n] argument as torch reads it: a number, or a sequence of n numbers or of one (repeated n times)."""
+    if isinstance(x, (tuple, list, torch.Size)):
+        return tuple(int(x[0]) for _ in range(n)) if len(x) == 1 else tuple(int(v) for v in x)
+    return (int(x),) * n
 
 
 def _same_padding(input, weight, stride, dilation, n):
@@ -426,6 +429,8 @@ def _adaptive_avg_pool(input, output_size, n):
         raise RuntimeError(f"adaptive_avg_pool{n}d(): Expected {n + 1}D or {n + 2}D tensor, but got {input.ndim}D")
     lead = input.ndim - n
     sizes = tuple(output_size) if isinstance(output_size, (tuple, list, torch.Size)) else (output_size,) * n
+    if len(sizes) != n:
+        raise RuntimeError(f"adaptive_avg_pool{n}d: output_size must be {n}")
     x = _upcast(input)
     for axis, o in enumerate(sizes):
         dim, length = lead + axis, input.shape[lead + axis]
