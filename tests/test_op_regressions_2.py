@@ -395,3 +395,64 @@ def test_tensordot_dims_forms_and_length_one_contractions(dims, device):
     if dims == 1 or dims == [[], []]:
         a = make(3, 2).to(device)
     assert_matches_eager(lambda a, b: torch.tensordot(a, b, dims), a, b)
+
+
+# -- torch.manual_seed inside a jitted function: part of the program, reseeding on every call as eager does -----
+def _seeded_draws(x):
+    torch.manual_seed(1234)
+    noise = torch.randn(x.shape, device=x.device)
+    return x + noise, torch.rand(3, device=x.device), F.dropout(x, 0.5)
+
+
+def test_manual_seed_inside_reseeds_every_call_as_eager(device):
+    x = make(4, 5).to(device)
+    expected = [_seeded_draws(x), _seeded_draws(x)]
+    jitted = thunder.jit(_seeded_draws)
+    actual = [jitted(x), jitted(x)]
+    for e, a in zip(expected, actual):
+        for et, at in zip(e, a):
+            torch.testing.assert_close(at, et, rtol=0, atol=0)
+    after_eager = (_seeded_draws(x), torch.rand(2, device=device))[1]
+    jitted(x)
+    assert torch.equal(torch.rand(2, device=device), after_eager), "the generator's state after the call differs"
+
+
+def test_manual_seed_from_a_global_recompiles_when_it_changes(device):
+    x = make(3).to(device)
+    seeds = {"seed": 0}
+
+    def fn(x):
+        torch.manual_seed(seeds["seed"])
+        return x + torch.rand(3, device=x.device)
+
+    jitted = thunder.jit(fn)
+    for seed in (0, 7):
+        seeds["seed"] = seed
+        torch.testing.assert_close(jitted(x), fn(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("setter", [torch.seed, lambda: torch.set_rng_state(torch.get_rng_state())],
+                         ids=["torch.seed", "torch.set_rng_state"])  # fmt: skip
+def test_other_rng_state_setters_are_refused_with_the_way_out(setter, device):
+    def fn(x):
+        setter()
+        return x * 2
+
+    with pytest.raises(NotImplementedError, match="inside a jitted function is not supported.*torch.manual_seed"):
+        thunder.jit(fn)(make(3).to(device))
+    assert torch.manual_seed.__module__ == "torch.random" and torch.seed.__module__ == "torch.random"
+
+
+# -- sparse inputs: a clear error naming the argument -------------------------------------------------------------
+@pytest.mark.parametrize("layout", ["coo", "csr", "csc"])
+def test_sparse_argument_is_refused_by_name(layout, device):
+    dense = torch.eye(3, device=device)
+    sparse = {"coo": dense.to_sparse, "csr": dense.to_sparse_csr, "csc": dense.to_sparse_csc}[layout]()
+    jitted = thunder.jit(lambda a, b: a + b)
+    with pytest.raises(NotImplementedError, match="sparse tensors are not supported: argument 1 "):
+        jitted(dense, sparse)
+    jitted(dense, dense)  # with a cached entry for dense arguments too
+    with pytest.raises(NotImplementedError, match="sparse tensors are not supported: argument 'b' "):
+        jitted(dense, b=sparse)
+    with pytest.raises(NotImplementedError, match="sparse tensors are not supported: argument 1 "):
+        jitted(dense, sparse)
