@@ -19,8 +19,8 @@ from thunder.frontend.cache import (
     global_state_key,
     input_tensors,
     is_symbolic_number,
-    sparse_argument_error,
     resolve_cache_option,
+    sparse_argument_error,
 )
 from thunder.frontend.compile import compile_entry
 from thunder.frontend.guards import MISS, GuardRecorder, alias_pattern, build_guard, build_hot_call, same_value
