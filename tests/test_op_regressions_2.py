@@ -431,16 +431,38 @@ def test_manual_seed_from_a_global_recompiles_when_it_changes(device):
         torch.testing.assert_close(jitted(x), fn(x), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("setter", [torch.seed, lambda: torch.set_rng_state(torch.get_rng_state())],
-                         ids=["torch.seed", "torch.set_rng_state"])  # fmt: skip
-def test_other_rng_state_setters_are_refused_with_the_way_out(setter, device):
+def test_saving_and_restoring_the_rng_state_inside_as_eager(device):
+    from torch.testing._utils import freeze_rng_state
+
+    def fn(x):  # what PyTorch's OpInfos for random ops run (wrapper_set_seed)
+        with freeze_rng_state():
+            torch.manual_seed(42)
+            return x + torch.randn(x.shape, device=x.device)
+
+    x = make(4).to(device)
+    jitted = thunder.jit(fn)
+    for _ in range(2):
+        torch.manual_seed(0)
+        expected, expected_after = fn(x), torch.rand(3, device=device)
+        torch.manual_seed(0)
+        actual, actual_after = jitted(x), torch.rand(3, device=device)
+        torch.testing.assert_close(actual, expected, rtol=0, atol=0)
+        torch.testing.assert_close(actual_after, expected_after, rtol=0, atol=0)
+
+
+def test_opinfo_random_ops_seeded_inside_match_eager(device):
+    for name in ("randn", "rand_like", "nn.functional.dropout"):
+        assert_opinfo_matches_eager(name, device, grads=False, variants=FUSED_KERNEL_ONLY)
+
+
+def test_other_rng_state_setters_are_refused_with_the_way_out(device):
     def fn(x):
-        setter()
+        torch.seed()
         return x * 2
 
-    with pytest.raises(NotImplementedError, match="inside a jitted function is not supported.*torch.manual_seed"):
+    with pytest.raises(NotImplementedError, match="torch.seed inside a jitted function is not supported.*manual_seed"):
         thunder.jit(fn)(make(3).to(device))
-    assert torch.manual_seed.__module__ == "torch.random" and torch.seed.__module__ == "torch.random"
+    assert torch.seed.__module__ == "torch.random" and torch.get_rng_state.__module__ == "torch.random"
 
 
 # -- sparse inputs: a clear error naming the argument -------------------------------------------------------------
@@ -456,3 +478,24 @@ def test_sparse_argument_is_refused_by_name(layout, device):
         jitted(dense, b=sparse)
     with pytest.raises(NotImplementedError, match="sparse tensors are not supported: argument 1 "):
         jitted(dense, sparse)
+
+
+# -- factories: requires_grad=False accepted everywhere, requires_grad=True refused with the way out --------------
+def test_opinfo_scalar_tensor(device):
+    assert_opinfo_matches_eager("scalar_tensor", device)
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [lambda d: torch.scalar_tensor(2.0, requires_grad=False, device=d), lambda d: torch.zeros(3, requires_grad=False, device=d),
+     lambda d: torch.full((3,), 2.0, requires_grad=False, device=d), lambda d: torch.arange(3.0, requires_grad=False, device=d)],
+    ids=["scalar_tensor", "zeros", "full", "arange"],
+)  # fmt: skip
+def test_factory_with_requires_grad_false(factory, device):
+    assert_matches_eager(lambda x: x * factory(x.device), make(3).to(device))
+
+
+def test_factory_with_requires_grad_true_is_refused_with_the_way_out(device):
+    fn = lambda x: x * torch.scalar_tensor(2.0, requires_grad=True, device=x.device)
+    with pytest.raises(NotImplementedError, match=r"scalar_tensor\(\.\.\., requires_grad=True\).*Create the tensor outside"):
+        thunder.jit(fn)(make(3).to(device))

@@ -323,6 +323,12 @@ class TracingMode(TorchFunctionMode):
             ltorch.is_inplace_name(name) and args and isinstance(args[0], torch.Tensor)
         ):
             return self._inplace(func, name, args, kwargs)
+        if kwargs.get("requires_grad") is True:
+            raise NotImplementedError(
+                f"{getattr(func, '__name__', func)}(..., requires_grad=True) at {user_location()} creates a leaf tensor "
+                "that requires grad inside a jitted function, whose gradient Thunder cannot accumulate into it. Create "
+                "the tensor outside and pass it in (or make it a parameter of the module)."
+            )
         handler = self.tracer.replacements.get(func) or ltorch.torch_handler(func)
         resolved_args, resolved_kwargs = self._operands(args, kwargs)
         if _guard_sinks and func not in ltorch.SYMBOLIC_SCALAR_FNS:
