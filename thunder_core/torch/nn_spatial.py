@@ -77,8 +77,16 @@ def pad(input, pad, mode="constant", value=None):
         if lo == hi == 0:
             continue
         length = input.shape[dim]
-        limit = length - 1 if mode == "reflect" else length
-        if lo < 0 or hi < 0 or max(lo, hi) > limit:
+        if mode == "circular" and (lo < 0 or hi < 0):  # eager crops first, then wraps around what is left
+            starts = [max(-lo, 0) if d == dim else 0 for d in range(out.ndim)]
+            ends = [length - max(-hi, 0) if d == dim else n for d, n in enumerate(out.shape)]
+            out = prims.slice(out, starts, ends)
+            length, lo, hi = ends[dim] - starts[dim], max(lo, 0), max(hi, 0)
+            if lo == hi == 0:
+                continue
+        # (negative padding crops: reflect and replicate read the positions of the uncropped input)
+        limit = {"reflect": length - 1, "circular": length}.get(mode, math.inf)
+        if lo + length + hi < 0 or max(lo, hi) > limit or length < 1:
             raise RuntimeError(f"F.pad(mode={mode!r}): padding ({lo}, {hi}) is invalid for a dimension of size {length}")
         out = prims.take(out, _pad_index(length, lo, hi, mode, input.device), dim)
     return out if out is not input else prims.convert_element_type(input, input.dtype)
