@@ -224,6 +224,22 @@ def flatten_and_key(args: tuple, kwargs: dict, symbolic: bool = False) -> tuple[
     return key, [x for x in leaves if isinstance(x, _Tensor)]
 
 
+def sparse_argument_error(args: tuple, kwargs: dict) -> NotImplementedError | None:
+    """The error for a call with a sparse tensor argument (COO, CSR, CSC, BSR, BSC), naming the argument; None
+    where every tensor is strided. Asked only when reading the arguments' metadata failed (sparse tensors have
+    no strides), so the hot path pays nothing."""
+    named = [(f"argument {i}", a) for i, a in enumerate(args)] + [(f"argument {k!r}", v) for k, v in kwargs.items()]
+    for name, value in named:
+        for leaf in tree_flatten(value)[0]:
+            if isinstance(leaf, _Tensor) and leaf.layout != torch.strided:
+                return NotImplementedError(
+                    f"sparse tensors are not supported: {name} of the jitted function is a {leaf.layout} tensor "
+                    f"of shape {tuple(leaf.shape)}. Convert it with .to_dense() before the call, or call the "
+                    "function without thunder.jit."
+                )
+    return None
+
+
 def input_tensors(args: tuple, kwargs: dict) -> list:
     """The call's tensors, without a key (cache="same input" promises the metadata is the first call's)."""
     if _plain_tensors(args, kwargs):

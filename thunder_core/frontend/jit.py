@@ -20,6 +20,7 @@ from thunder.frontend.cache import (
     input_tensors,
     is_symbolic_number,
     resolve_cache_option,
+    sparse_argument_error,
 )
 from thunder.frontend.compile import compile_entry
 from thunder.frontend.guards import MISS, GuardRecorder, alias_pattern, build_guard, build_hot_call, same_value
@@ -113,7 +114,13 @@ class ThunderFunction:
         # function (metadata, aliasing, global state and the entry's guards; see build_hot_check)
         hot = self._hot_entry
         if hot is not None and not kwargs and len(args) == hot.hot_arity:
-            result = hot.hot_call(*args)
+            try:
+                result = hot.hot_call(*args)
+            except RuntimeError as error:  # a sparse argument has no strides: say so, by name
+                sparse = sparse_argument_error(args, kwargs)
+                if sparse is not None:
+                    raise sparse from error
+                raise
             if result is not MISS:
                 self.stats.cache_hits += 1
                 return result
@@ -130,7 +137,13 @@ class ThunderFunction:
             self.stats.cache_hits += 1
         else:
             symbolic = self.cache_option == "symbolic values"
-            key, inputs = flatten_and_key(args, kwargs, symbolic=symbolic)
+            try:
+                key, inputs = flatten_and_key(args, kwargs, symbolic=symbolic)
+            except RuntimeError as error:  # sparse CSR/CSC/BSR tensors have no strides
+                sparse = sparse_argument_error(args, kwargs)
+                if sparse is not None:
+                    raise sparse from error
+                raise
             tensors = [x for x in inputs if isinstance(x, _Tensor)] if symbolic else inputs
             key = (key, state_key, global_state_key(), alias_pattern([*state, *tensors] if state else tensors))
             entries = self._cache.get(key) if self.cache_option != "no caching" else None
@@ -168,6 +181,9 @@ class ThunderFunction:
     # -- compilation --------------------------------------------------------------------------------
     def _compile(self, state, args, kwargs) -> CacheEntry:
         start = time.perf_counter()
+        sparse = sparse_argument_error(args, kwargs)  # (COO tensors report strides: met here, not in the key)
+        if sparse is not None:
+            raise sparse
         symbolic = self.cache_option == "symbolic values"
         leaves, spec = tree_flatten((args, kwargs))
         names = [*self.state_names()] + _leaf_names(self._arg_names, args, kwargs, symbolic)

@@ -323,6 +323,12 @@ class TracingMode(TorchFunctionMode):
             ltorch.is_inplace_name(name) and args and isinstance(args[0], torch.Tensor)
         ):
             return self._inplace(func, name, args, kwargs)
+        if kwargs.get("requires_grad") is True:
+            raise NotImplementedError(
+                f"{getattr(func, '__name__', func)}(..., requires_grad=True) at {user_location()} creates a leaf tensor "
+                "that requires grad inside a jitted function, whose gradient Thunder cannot accumulate into it. Create "
+                "the tensor outside and pass it in (or make it a parameter of the module)."
+            )
         handler = self.tracer.replacements.get(func) or ltorch.torch_handler(func)
         resolved_args, resolved_kwargs = self._operands(args, kwargs)
         if _guard_sinks and func not in ltorch.SYMBOLIC_SCALAR_FNS:
@@ -488,6 +494,7 @@ def acquire_trace(
     from thunder.frontend.autograd_function import traced_autograd_functions
     from thunder.frontend.checkpoint import recording_checkpoints
     from thunder.frontend.script_functions import python_originals_of_script_functions
+    from thunder.frontend.seeding import seeding_in_the_program
 
     trace = TraceCtx()
     tracer = Tracer(trace, replacements)
@@ -497,7 +504,7 @@ def acquire_trace(
             proxied = _proxy_leaves(leaves, names, trace, tracer, symbolic_numbers, duplicates or {})
             args, kwargs = tree_unflatten(proxied, spec)
             with TracingMode(tracer), traced_autograd_functions(), python_originals_of_script_functions(), \
-                    recording_checkpoints():
+                    recording_checkpoints(), seeding_in_the_program():
                 result = fn(*args, **kwargs)
             if inspect.isgenerator(result) or inspect.iscoroutine(result) or inspect.isasyncgen(result):
                 getattr(result, "close", lambda: None)()

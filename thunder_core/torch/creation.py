@@ -290,7 +290,7 @@ def type_as(a, other):
 
 
 @torchsymbol(torch.scalar_tensor)
-def scalar_tensor(s, *, dtype=None, layout=None, device=None, pin_memory=False):
+def scalar_tensor(s, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False):
     return full((), s, dtype=dtype or torch.get_default_dtype(), device=device)
 
 

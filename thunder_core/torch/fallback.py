@@ -19,11 +19,20 @@ from thunder.core.symbol import Symbol
 from thunder.core.trace import get_tracectx
 
 _fallback_symbols: dict[Callable, Callable] = {}
+_fallback_names: dict[str, Callable] = {}  # qualified name -> the callable whose fallback symbol has that id
 
 
 def qualified_name(fn: Callable) -> str:
+    """The dotted name of a torch callable, distinct for distinct callables: a fallback symbol's id is made of it,
+    and the torch executor runs the callable registered under that id."""
+    if getattr(fn, "__name__", "") == "__get__" and hasattr(getattr(fn, "__self__", None), "__objclass__"):
+        return f"torch.Tensor.{fn.__self__.__name__}"  # a property's getter (Tensor.mH), not every getter alike
     module = getattr(fn, "__module__", None) or ""
     qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    if "<locals>" in qualname:
+        # a function a factory made (F.adaptive_max_pool2d is boolean_dispatch's `fn`, like its 1-d and 3-d
+        # siblings): the name it was given
+        qualname = getattr(fn, "__name__", None) or qualname
     if qualname.startswith("TensorBase."):
         qualname = "Tensor." + qualname[len("TensorBase.") :]
     if qualname.startswith("Tensor."):
@@ -70,6 +79,8 @@ def fallback_symbol(func: Callable) -> Callable | None:
     if handler is not None:
         return handler
     name = qualified_name(func)
+    if _fallback_names.setdefault(name, func) is not func:  # two callables, one name: keep their symbols apart
+        name = f"{name}_{id(func):x}"
     sym_name = name.replace(".", "_")
 
     def meta(*args, **kwargs):

@@ -274,6 +274,10 @@ def index_add(a, dim, index, source, *, alpha=1):
 
 def _index_put_along(a, dim, index, values):
     """`a` with `a.select(dim, index[i]) = values.select(dim, i)`: an index_put on `dim` moved to the front."""
+    if a.ndim == 0:  # torch reads a 0-d tensor as one of one element
+        canonicalize_dim(0, dim)
+        values = reshape(values, (1,)) if isinstance(values, torch.Tensor) and values.ndim == 0 else values
+        return reshape(prims.index_put(reshape(a, (1,)), (_index_1d(index),), values, False), ())
     d = canonicalize_dim(a.ndim, dim)
     moved = movedim(a, d, 0) if a.ndim else a
     if isinstance(values, torch.Tensor) and values.ndim == a.ndim and a.ndim:
@@ -295,9 +299,15 @@ def index_fill(a, dim, index, value):
         if value.ndim != 0:
             raise RuntimeError("index_fill_ only supports a 0-dimensional value tensor")
         value = to_dtype(value, a.dtype)
-    else:
-        value = prims.full((), value, dtype=a.dtype, device=a.device)
-    return _index_put_along(a, dim, index, value)
+    d = canonicalize_dim(a.ndim, dim)
+    # a mask of the filled positions, not an index_put of the value: eager's value gradient counts a position
+    # named twice in `index` once
+    length = a.shape[d] if a.ndim else 1
+    none = prims.full((length,), False, dtype=torch.bool, device=a.device)
+    filled = prims.index_put(none, (_index_1d(index),), prims.full((), True, dtype=torch.bool, device=a.device), False)
+    filled = reshape(filled, tuple(length if i == d else 1 for i in range(a.ndim)))
+    out = where(filled, value, a)
+    return out if out.dtype == a.dtype else to_dtype(out, a.dtype)
 
 
 @torchsymbol(torch.index_put, torch.Tensor.index_put)

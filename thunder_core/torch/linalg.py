@@ -9,6 +9,8 @@ import torch.nn.functional as F
 
 from thunder import prims
 from thunder.core.dtypes import result_dtype
+from thunder.core.transforms import get_grad, put_grad
+from thunder.prims.grads import GRAD_RULES, sum_to
 from thunder.torch.base import (
     broadcast_shapes,
     canonicalize_dim,
@@ -20,6 +22,7 @@ from thunder.torch.base import (
 )
 from thunder.torch.einsum_impl import einsum_decomposition
 from thunder.torch.elementwise import add, eq, mul, sub
+from thunder.torch.fallback import fallback_symbol
 from thunder.torch.reductions import sum as _sum
 from thunder.torch.shapes import (
     _tensors_arg,
@@ -29,6 +32,7 @@ from thunder.torch.shapes import (
     narrow,
     permute,
     reshape,
+    select,
     stack,
     unsqueeze,
 )
@@ -124,7 +128,12 @@ def tensordot(a, b, dims=2, out=None):
         dims_a, dims_b = ([d] if isinstance(d, int) else list(d) for d in dims)
     dims_a, dims_b = canonicalize_dims(a.ndim, dims_a), canonicalize_dims(b.ndim, dims_b)
     for da, db in zip(dims_a, dims_b):
-        if a.shape[da] != b.shape[db]:
+        # like eager, a contracted dim of length 1 meets the other side's dim summed
+        if a.shape[da] != b.shape[db] and b.shape[db] == 1:
+            a = _sum(a, da, keepdim=True)
+        elif a.shape[da] != b.shape[db] and a.shape[da] == 1:
+            b = _sum(b, db, keepdim=True)
+        elif a.shape[da] != b.shape[db]:
             raise RuntimeError(f"contracted dimensions need to match, but first has size {a.shape[da]} in dim {da} "
                                f"and second has size {b.shape[db]} in dim {db}")  # fmt: skip
     free_a = [d for d in range(a.ndim) if d not in dims_a]
@@ -234,10 +243,46 @@ def baddbmm(bias, a, b, *, beta=1, alpha=1):
     return _scaled_sum(bias, matmul(a, b), beta, alpha)
 
 
+def _add_and_multiply_grad(symbol):
+    """The grad rule of addmm / baddbmm: the forward stays one call (an executor runs torch's fused kernel, which
+    rounds as eager does; the decomposition's separate product and sum round differently in float32)."""
+
+    def rule(bias, a, b, *, beta=1, alpha=1):
+        out = symbol(bias, a, b, beta=beta, alpha=alpha)
+        g = get_grad(out)
+        put_grad(bias, sum_to(mul(g, beta) if beta != 1 else g, bias.shape))
+        g = mul(g, alpha) if alpha != 1 else g
+        put_grad(a, prims.matmul(g, _transposed(b)))
+        put_grad(b, prims.matmul(_transposed(a), g))
+        return out
+
+    return rule
+
+
+def _transposed(x):
+    return prims.permute(x, (*range(x.ndim - 2), x.ndim - 1, x.ndim - 2))
+
+
+GRAD_RULES[addmm.id] = _add_and_multiply_grad(addmm)
+GRAD_RULES[baddbmm.id] = _add_and_multiply_grad(baddbmm)
+
+
 @torchsymbol(torch.addbmm, torch.Tensor.addbmm, tags=("matmul",))
 def addbmm(bias, batch1, batch2, *, beta=1, alpha=1):
     _check_ndim("addbmm", (batch1, 3), (batch2, 3))
-    return _scaled_sum(bias, _sum(matmul(batch1, batch2), 0), beta, alpha)
+    batches = batch1.shape[0]
+    if not 0 < batches <= _ADDBMM_UNROLLED_BATCHES:
+        return _scaled_sum(bias, _sum(matmul(batch1, batch2), 0), beta, alpha)
+    # eager accumulates one addmm per batch, in order; summing the products first rounds differently (~1e-4 in
+    # float32 for a few dozen batches)
+    out = addmm(bias, select(batch1, 0, 0), select(batch2, 0, 0), beta=beta, alpha=alpha)
+    for i in range(1, batches):
+        out = addmm(out, select(batch1, 0, i), select(batch2, 0, i), alpha=alpha)
+    return out
+
+
+# up to this many batches addbmm accumulates as eager does, one addmm per batch; beyond, one sum of the products
+_ADDBMM_UNROLLED_BATCHES = 64
 
 
 @torchsymbol(torch.addmv, torch.Tensor.addmv, tags=("matmul",))
@@ -254,10 +299,13 @@ def addr(bias, vec1, vec2, *, beta=1, alpha=1):
 def matrix_power(a, n):
     if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
         raise RuntimeError(f"matrix_power: expected a batch of square matrices, but got shape {tuple(a.shape)}")
-    if n < 0:
-        raise NotImplementedError("matrix_power with a negative exponent needs a matrix inverse, which Thunder lacks")
+    if n < 0:  # the inverse's power; torch's kernel (run through the fallback path) inverts
+        a, n = fallback_symbol(torch.linalg.inv)(a), -n
     if n == 0:
-        return expand_to(to_dtype(_identity(a.shape[-1], a.device), a.dtype), tuple(a.shape))
+        identity = expand_to(to_dtype(_identity(a.shape[-1], a.device), a.dtype), tuple(a.shape))
+        # eager's result depends on `a` with a zero gradient (not None): a select that never takes `a`
+        never = prims.full(tuple(a.shape), False, dtype=torch.bool, device=a.device)
+        return prims.where(never, a, identity)
     result, square = None, a
     while n:  # binary exponentiation
         if n & 1:

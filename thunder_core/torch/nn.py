@@ -330,6 +330,10 @@ def _normalize_with_stats(input, mean, var, eps):
 @torchsymbol(F.batch_norm)
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
     """The normalized output only: F.batch_norm's handler updates the running statistics (in training)."""
+    if input.numel() == 0:  # eager: a copy of the input, scaled and shifted by the first weight and bias
+        out = prims.convert_element_type(input, input.dtype)
+        out = ew.mul(out, shapes.select(weight, 0, 0)) if weight is not None else out
+        return ew.add(out, shapes.select(bias, 0, 0)) if bias is not None else out
     if training or running_mean is None or running_var is None:
         out = _normalize_over(_upcast(input), (0, *range(2, input.ndim)), eps)
     else:
@@ -344,6 +348,8 @@ def _running_average(running, batch_stat, momentum):
 
 def _batch_norm_with_update(input, running_mean, running_var, weight=None, bias=None, training=False,
                             momentum=0.1, eps=1e-5):  # fmt: skip
+    if input.numel() == 0:  # eager computes no statistics, and leaves the running ones as they are
+        return batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
     if training and input.numel() // max(input.shape[1], 1) == 1:
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {input.shape}")
     if not training or running_mean is None and running_var is None:

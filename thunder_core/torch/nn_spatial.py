@@ -77,8 +77,16 @@ def pad(input, pad, mode="constant", value=None):
         if lo == hi == 0:
             continue
         length = input.shape[dim]
-        limit = length - 1 if mode == "reflect" else length
-        if lo < 0 or hi < 0 or max(lo, hi) > limit:
+        if mode == "circular" and (lo < 0 or hi < 0):  # eager crops first, then wraps around what is left
+            starts = [max(-lo, 0) if d == dim else 0 for d in range(out.ndim)]
+            ends = [length - max(-hi, 0) if d == dim else n for d, n in enumerate(out.shape)]
+            out = prims.slice(out, starts, ends)
+            length, lo, hi = ends[dim] - starts[dim], max(lo, 0), max(hi, 0)
+            if lo == hi == 0:
+                continue
+        # (negative padding crops: reflect and replicate read the positions of the uncropped input)
+        limit = {"reflect": length - 1, "circular": length}.get(mode, math.inf)
+        if lo + length + hi < 0 or max(lo, hi) > limit or length < 1:
             raise RuntimeError(f"F.pad(mode={mode!r}): padding ({lo}, {hi}) is invalid for a dimension of size {length}")
         out = prims.take(out, _pad_index(length, lo, hi, mode, input.device), dim)
     return out if out is not input else prims.convert_element_type(input, input.dtype)
@@ -118,7 +126,10 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 
 # -- convolution ----------------------------------------------------------------------------------------
 def _ntuple(x, n: int) -> tuple[int, ...]:
-    return tuple(int(v) for v in x) if isinstance(x, (tuple, list, torch.Size)) else (int(x),) * n
+    """An int[n] argument as torch reads it: a number, or a sequence of n numbers or of one (repeated n times)."""
+    if isinstance(x, (tuple, list, torch.Size)):
+        return tuple(int(x[0]) for _ in range(n)) if len(x) == 1 else tuple(int(v) for v in x)
+    return (int(x),) * n
 
 
 def _same_padding(input, weight, stride, dilation, n):
@@ -426,6 +437,8 @@ def _adaptive_avg_pool(input, output_size, n):
         raise RuntimeError(f"adaptive_avg_pool{n}d(): Expected {n + 1}D or {n + 2}D tensor, but got {input.ndim}D")
     lead = input.ndim - n
     sizes = tuple(output_size) if isinstance(output_size, (tuple, list, torch.Size)) else (output_size,) * n
+    if len(sizes) != n:
+        raise RuntimeError(f"adaptive_avg_pool{n}d: output_size must be {n}")
     x = _upcast(input)
     for axis, o in enumerate(sizes):
         dim, length = lead + axis, input.shape[lead + axis]

@@ -84,6 +84,10 @@ def _no_gradient_message(bsym: BoundSymbol, executors: Sequence) -> str:
     return message
 
 
+# what _rule_for answers for an operation differentiated by torch's autograd that connects no input to its outputs
+_NOT_CONNECTED = object()
+
+
 class _JointBuilder:
     def __init__(self, trace: TraceCtx, executors: Sequence = ()):
         self.trace = trace
@@ -99,6 +103,9 @@ class _JointBuilder:
             self.new.bound_symbols.append(bsym)
             return
         rule = self._rule_for(bsym)
+        if rule is _NOT_CONNECTED:  # torch's autograd gives no input a gradient: eager's outputs do not require grad
+            self.new.bound_symbols.append(bsym)
+            return
         if rule is not None:
             self._apply(rule, bsym)
         elif bsym.subsymbols:
@@ -129,7 +136,8 @@ class _JointBuilder:
             return rule
         predicate = TORCH_VJP.get(bsym.sym.id)
         if "fallback" in bsym.sym.tags or (predicate is not None and bsym.sym.torch_fns and predicate(bsym)):
-            return torch_autograd_rule(bsym, self.requires_grad)
+            connected = torch_connected_inputs(bsym.sym.torch_fns[0], bsym, self.requires_grad)
+            return torch_autograd_rule(bsym, connected) if connected is not None else _NOT_CONNECTED
         return None
 
     def _apply(self, rule: Callable, bsym: BoundSymbol) -> None:
@@ -155,7 +163,8 @@ class _JointBuilder:
 def torch_autograd_rule(bsym: BoundSymbol, requires_grad: set[str]) -> Callable:
     """A rule whose backward re-runs the operation under torch.autograd and asks it for the vjp of the inputs
     named in `requires_grad`, and only those: torch refuses some arguments that require grad (the weight of
-    binary_cross_entropy_with_logits, batch_norm's running statistics)."""
+    binary_cross_entropy_with_logits, batch_norm's running statistics), and gives None for inputs it does not
+    differentiate (see torch_connected_inputs)."""
     fn = bsym.sym.torch_fns[0]
     # A fallback call is tagged random when torch tags one of the aten kernels it runs as random (see
     # thunder.torch.fallback); Thunder's own symbols (TORCH_VJP) are vetted where they are listed
@@ -173,6 +182,8 @@ def torch_autograd_rule(bsym: BoundSymbol, requires_grad: set[str]) -> Callable:
         differentiable = [a for a in flat_proxies((args, kwargs)) if _is_differentiable(a)]
         grad_mask = tuple(a.name in requires_grad for a in differentiable)
         inputs = [a for a, keep in zip(differentiable, grad_mask) if keep]
+        if not inputs:  # torch defines no gradient for any input (a norm of order 0): every gradient is None
+            return out
         vjp = _vjp_symbol(fn, bsym.sym.id)
         results = vjp(args, kwargs, grads, _out_mask(out), grad_mask)
         for t, g in zip(inputs, results):
@@ -180,6 +191,37 @@ def torch_autograd_rule(bsym: BoundSymbol, requires_grad: set[str]) -> Callable:
         return out
 
     return rule
+
+
+def torch_connected_inputs(fn: Callable, bsym: BoundSymbol, requires_grad: set[str]) -> set[str] | None:
+    """Names of the inputs (among `requires_grad`) that torch's autograd gives a gradient for, found by running `fn`
+    on meta tensors under autograd: eager's gradient is None for an input used only through non-differentiable
+    operations (a loss's target, compared with 1) or whose derivative torch leaves undefined (a norm of order 0),
+    and Thunder's must be None there too, not zeros. None where no output requires grad (eager's outputs do not
+    either). Where the meta run fails, every input counts as connected."""
+    from thunder.core.pytree import tree_flatten, tree_unflatten
+
+    leaves, spec = tree_flatten((bsym.args, bsym.kwargs))
+    names = {a.name for a in flat_proxies((bsym.args, bsym.kwargs)) if _is_differentiable(a) and a.name in requires_grad}
+    try:
+        inputs, meta_leaves = {}, []
+        with torch._C.DisableTorchFunction(), torch.enable_grad():
+            for x in leaves:
+                if isinstance(x, TensorProxy):
+                    m = torch.empty_strided(tuple(x.shape), tuple(x.stride()), dtype=x.dtype, device="meta")
+                    if x.name in names:
+                        inputs[x.name] = m = m.requires_grad_(True)
+                    x = m
+                meta_leaves.append(x)
+            args, kwargs = tree_unflatten(meta_leaves, spec)
+            outs = [o for o in tree_flatten(fn(*args, **kwargs))[0] if isinstance(o, torch.Tensor) and o.requires_grad]
+            if not outs:
+                return None
+            grads = torch.autograd.grad(outs, list(inputs.values()), [torch.ones_like(o) for o in outs],
+                                        allow_unused=True)  # fmt: skip
+    except Exception:  # noqa: BLE001 (an op without meta kernels for its backward: assume every input is used)
+        return names
+    return {name for name, g in zip(inputs, grads) if g is not None}
 
 
 def _record_same(bsym, args, kwargs):
