@@ -24,6 +24,9 @@ _fallback_symbols: dict[Callable, Callable] = {}
 def qualified_name(fn: Callable) -> str:
     module = getattr(fn, "__module__", None) or ""
     qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    if "<locals>" in qualname and getattr(fn, "__name__", None):
+        # made by a factory (F.fractional_max_pool2d is boolean_dispatch.<locals>.fn): its __name__ is the public one
+        qualname = fn.__name__
     if qualname.startswith("TensorBase."):
         qualname = "Tensor." + qualname[len("TensorBase.") :]
     if qualname.startswith("Tensor."):
