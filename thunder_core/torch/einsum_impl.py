@@ -162,6 +162,9 @@ def einsum_decomposition(equation: str, operands) -> torch.Tensor:
         a, labels = _contract(a, labels, b, lb, set(output) | later)
     a, labels = _sum_out(a, labels, set(output))
     a = shapes.permute(a, [labels.index(label) for label in output]) if labels != output else a
-    # sums of integer operands widen to int64; einsum keeps its operands' dtype. It also returns a new
-    # tensor, never its input (as `ij->ij` would otherwise).
+    # sums of integer operands widen to int64; einsum keeps its operands' dtype, except for one operand, whose
+    # summed-out labels eager sums with torch.sum (int32 'i->' gives int64). It also returns a new tensor, never
+    # its input (as `ij->ij` would otherwise).
+    if len(operands) == 1 and a.dtype != dtype:
+        return a
     return prims.convert_element_type(a, dtype) if a.dtype != dtype or a is operands[0] else a

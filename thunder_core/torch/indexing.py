@@ -113,9 +113,18 @@ def setitem_functional(a, key, value):
 # -- gather, scatter and index_* ------------------------------------------------------------------------
 @torchsymbol(torch.gather, torch.Tensor.gather)
 def gather(a, dim, index, *, sparse_grad=False):
+    if index.ndim != a.ndim and index.numel() == 0:
+        # eager accepts an empty index of any rank; gathering from the flattened input keeps it in the graph
+        flat = prims.take_along_axis(reshape(a, (-1,)), reshape(index, (0,)), 0)
+        return reshape(flat, tuple(index.shape))
     if index.ndim != a.ndim and not (index.ndim <= 1 and a.ndim <= 1):
         raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
     return prims.take_along_axis(a, index, canonicalize_dim(a.ndim, dim))
+
+
+def _wrap_negative(indices, size: int):
+    """Negative indices count from the end, as eager's take_along_dim with a dim counts them (gather does not)."""
+    return where(lt(indices, 0), add(indices, size), indices)
 
 
 @torchsymbol(torch.take_along_dim, torch.Tensor.take_along_dim)
@@ -125,6 +134,7 @@ def take_along_dim(a, indices, dim=None):
     if a.ndim != indices.ndim:
         raise RuntimeError("torch.take_along_dim(): input and indices should have the same number of dimensions")
     d = canonicalize_dim(a.ndim, dim)
+    indices = _wrap_negative(indices, a.shape[d])
     # every dim but `dim` broadcasts between the input and the indices
     common = list(broadcast_shapes(*(tuple(1 if i == d else s for i, s in enumerate(x.shape)) for x in (a, indices))))
     a = expand_to(a, tuple(common[:d]) + (a.shape[d],) + tuple(common[d + 1 :]))
@@ -312,6 +322,12 @@ def index_fill(a, dim, index, value):
 
 @torchsymbol(torch.index_put, torch.Tensor.index_put)
 def index_put(a, indices, values, accumulate=False):
+    if any(isinstance(k, torch.Tensor) and k.dtype in (torch.bool, torch.uint8) for k in indices):
+        # the mask's true elements are the rows of `values`: how many is in the data
+        raise NotImplementedError(
+            "index_put with a boolean mask: the mask's count of true elements is a data-dependent shape, which "
+            "Thunder cannot trace; use torch.where(mask, values, a) where values broadcasts to a"
+        )
     return prims.index_put(a, tuple(indices), to_dtype(values, a.dtype), accumulate)
 
 

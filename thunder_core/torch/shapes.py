@@ -285,9 +285,15 @@ register_handler(torch.Tensor.__iter__, lambda a: iter(unbind(a, 0)))
 
 @torchsymbol(torch.cat, torch.concat, torch.concatenate, tags=("shape",))
 def cat(tensors, dim=0):
-    tensors = [x for x in tensors if not (x.ndim == 1 and x.shape[0] == 0)] or list(tensors[:1])
-
+    # eager skips legacy empty tensors (shape (0,)) beside tensors of other ranks, but still promotes their dtype
+    # and gives them a gradient: reshaped to the others' shape with no elements along `dim`, they stay in the graph
     dtype = result_dtype(*tensors)
+    legacy_empty = [x.ndim == 1 and x.shape[0] == 0 for x in tensors]
+    reference = next((x for x, empty in zip(tensors, legacy_empty) if not empty), None)
+    if reference is not None and reference.ndim != 1:
+        dim = canonicalize_dim(reference.ndim, dim)
+        empty_shape = tuple(0 if d == dim else n for d, n in enumerate(reference.shape))
+        tensors = [reshape(x, empty_shape) if empty else x for x, empty in zip(tensors, legacy_empty)]
     dim = canonicalize_dim(tensors[0].ndim, dim)
     tensors = [to_dtype(x, dtype) for x in tensors]
     if len(tensors) == 1:

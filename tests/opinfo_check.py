@@ -1,0 +1,324 @@
+"""The check behind tests/test_opinfo.py: one OpInfo of PyTorch's `op_db`, one dtype, every sample input, under
+`thunder.jit` against torch eager.
+
+For each sample, eager and the jitted function run on separate clones of the same inputs. The jitted outputs
+must equal eager's (values, shapes, dtypes, `requires_grad`) within the dtype's tolerance, and inputs must be
+left as eager leaves them. Where the op is differentiable, both sides' outputs are pulled back with the same
+random cotangents and every input that requires grad must get eager's gradient (or `None` where eager's is
+`None`). Ops that draw random numbers under `wrapper_set_seed` cannot equal eager (our generator is not
+eager's); they are run without the wrapper and checked for reproducibility instead: two jitted calls after the
+same `torch.manual_seed` agree, with eager's shapes and dtypes. Ops whose output is uninitialized memory
+(`torch.empty` and friends) are compared by shape and dtype only.
+
+Run as a script for a quick sweep that prints every failing (op, dtype) with its first message:
+`python3 -m tests.opinfo_check [--device cuda] [--dtypes float32] [--grad] [--ops abs,add]`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import types
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch.testing._internal.common_methods_invocations import op_db
+from torch.utils._pytree import tree_flatten, tree_map
+
+import thunder
+
+SWEEP_DTYPES = (
+    torch.float32, torch.float64, torch.bfloat16, torch.float16, torch.complex64, torch.int64, torch.int32, torch.bool,
+)  # fmt: skip
+
+# torch.testing.assert_close's defaults are PyTorch's own per-dtype tolerances (the ones its OpInfo tests use for
+# one implementation against another); ours decompose into prims, so low precision gets a little more room, as
+# PyTorch's reference-implementation tests give it.
+FORWARD_TOLERANCE = {
+    torch.float16: {"atol": 1e-3, "rtol": 1e-3},
+    torch.bfloat16: {"atol": 1e-2, "rtol": 1.6e-2},
+}
+# Gradients accumulate more rounding than forwards (a sum over the cotangent's elements): float32 gets the
+# tolerance PyTorch's gradient-consistency tests use.
+GRAD_TOLERANCE = {
+    torch.float32: {"atol": 1e-4, "rtol": 1.3e-4},
+    torch.complex64: {"atol": 1e-4, "rtol": 1.3e-4},
+    torch.float16: {"atol": 1e-2, "rtol": 1e-2},
+    torch.bfloat16: {"atol": 5e-2, "rtol": 5e-2},
+}
+
+# Outputs are uninitialized memory: only their metadata can be compared.
+UNINITIALIZED_OUTPUT_OPS = frozenset(
+    {"empty", "empty_like", "new_empty", "new_empty_strided", "empty_permuted", "empty_strided"}
+)
+
+
+def opinfo_name(opinfo) -> str:
+    """The OpInfo's name with its variant, as PyTorch prints it: `max.reduction_with_dim`."""
+    return opinfo.name + (f".{opinfo.variant_test_name}" if opinfo.variant_test_name else "")
+
+
+def sweep_opinfos() -> list:
+    """Every OpInfo of PyTorch's op_db, variants included, in op_db's order."""
+    return list(op_db)
+
+
+def sweep_dtypes(opinfo, device_type: str) -> list[torch.dtype]:
+    """The dtypes of SWEEP_DTYPES that the OpInfo supports on the device type, in SWEEP_DTYPES's order."""
+    supported = opinfo.supported_dtypes(device_type)
+    return [dtype for dtype in SWEEP_DTYPES if dtype in supported]
+
+
+def seeds_internally(opinfo) -> bool:
+    """Whether the OpInfo's callable reseeds torch's generator around the op (`wrapper_set_seed`)."""
+    code = getattr(opinfo.op, "__code__", None)
+    return code is not None and "wrapper_set_seed" in code.co_names
+
+
+def _without_seed_wrapper(fn: Callable) -> Callable:
+    """`fn` with its `wrapper_set_seed(op, ...)` call replaced by a plain `op(...)`: the op itself, which draws
+    from the generator the caller seeded."""
+
+    def call_plainly(op, *args, **kwargs):
+        return op(*args, **kwargs)
+
+    namespace = dict(fn.__globals__, wrapper_set_seed=call_plainly)
+    return types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
+class EagerRaises(Exception):
+    """Eager raises on the sample and so does the jitted op: nothing to compare."""
+
+
+@dataclass
+class SampleOutcome:
+    """What happened to one sample: `kind` is "pass", "error" (the jitted call raised), "mismatch" (a result
+    differs from eager's), or "eager error" (eager itself raised, and so did the jitted call)."""
+
+    kind: str
+    index: int
+    message: str = ""
+    exception: BaseException | None = field(default=None, repr=False)
+
+
+def _clone_inputs(values):
+    """Fresh leaves with the same values, strides and requires_grad, for one side of the comparison."""
+
+    def clone(value):
+        if not isinstance(value, torch.Tensor):
+            return value
+        copy = value.detach().clone()
+        return copy.requires_grad_(value.requires_grad) if copy.is_leaf else copy
+
+    return tree_map(clone, values)
+
+
+def _tensors(tree) -> list[torch.Tensor]:
+    return [leaf for leaf in tree_flatten(tree)[0] if isinstance(leaf, torch.Tensor)]
+
+
+def _differentiable(tensor: torch.Tensor) -> bool:
+    return tensor.requires_grad and (tensor.is_floating_point() or tensor.is_complex())
+
+
+def _assert_same(actual, expected, tolerance: dict, what: str) -> None:
+    try:
+        torch.testing.assert_close(actual, expected, equal_nan=True, check_device=True, **tolerance)
+    except (AssertionError, TypeError, ValueError) as error:  # a value, type or structure differs
+        raise AssertionError(f"{what} differs from eager's: {error}") from None
+
+
+def _assert_same_metadata(actual, expected, what: str) -> None:
+    actual_leaves, actual_spec = tree_flatten(actual)
+    expected_leaves, expected_spec = tree_flatten(expected)
+    if actual_spec != expected_spec:
+        raise AssertionError(f"{what}: structure {actual_spec} where eager's is {expected_spec}")
+    for a, e in zip(actual_leaves, expected_leaves):
+        if isinstance(e, torch.Tensor):
+            if not isinstance(a, torch.Tensor) or (a.shape, a.dtype, a.device) != (e.shape, e.dtype, e.device):
+                meta = (a.shape, a.dtype, a.device) if isinstance(a, torch.Tensor) else type(a)
+                raise AssertionError(f"{what}: {meta} where eager's is {(e.shape, e.dtype, e.device)}")
+
+
+def _assert_same_requires_grad(actual, expected) -> None:
+    actual_flags = [t.requires_grad for t in _tensors(actual)]
+    expected_flags = [t.requires_grad for t in _tensors(expected)]
+    if actual_flags != expected_flags:
+        raise AssertionError(f"outputs' requires_grad are {actual_flags} where eager's are {expected_flags}")
+
+
+def _cotangents(outputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Fixed random cotangents (the same on both sides): a generator seeded with 0, on the outputs' device."""
+    cotangents = []
+    for output in outputs:
+        generator = torch.Generator(device=output.device).manual_seed(len(cotangents))
+        cotangent = torch.randn(output.shape, dtype=output.dtype, device=output.device, generator=generator)
+        cotangents.append(cotangent)
+    return cotangents
+
+
+def _gradients(outputs, inputs: list[torch.Tensor]):
+    """The inputs' gradients for the outputs pulled back with fixed cotangents; None where no input needs one."""
+    differentiable = [t for t in _tensors(outputs) if _differentiable(t)]
+    if not differentiable or not inputs:
+        return None
+    return torch.autograd.grad(differentiable, inputs, _cotangents(differentiable), allow_unused=True)
+
+
+def _assert_same_gradients(jit_outputs, eager_outputs, jit_inputs, eager_inputs, dtype) -> None:
+    try:
+        expected = _gradients(eager_outputs, eager_inputs)
+    except (RuntimeError, NotImplementedError):
+        return  # eager has no derivative for this sample: nothing to compare against
+    actual = _gradients(jit_outputs, jit_inputs)
+    if expected is None:
+        return
+    for position, (a, e) in enumerate(zip(actual, expected)):
+        if (a is None) != (e is None):
+            raise AssertionError(
+                f"gradient of differentiable input {position} is {'None' if a is None else 'a tensor'} where "
+                f"eager's is {'None' if e is None else 'a tensor'}"
+            )
+    _assert_same(list(actual), list(expected), GRAD_TOLERANCE.get(dtype, {}), "gradient")
+
+
+def _check_seeded(fn: Callable, sample, uninitialized: bool) -> None:
+    """Two jitted calls after the same manual_seed agree (unless the output is uninitialized memory), and have
+    eager's metadata."""
+    jitted = thunder.jit(fn)
+    results = []
+    for _ in range(2):
+        args, kwargs = _clone_inputs(((sample.input, *sample.args), sample.kwargs))
+        torch.manual_seed(1234)
+        results.append(jitted(*args, **kwargs))
+    args, kwargs = _clone_inputs(((sample.input, *sample.args), sample.kwargs))
+    _assert_same_metadata(results[0], fn(*args, **kwargs), "output")
+    if uninitialized:
+        return
+    _assert_same(results[1], results[0], {"atol": 0, "rtol": 0}, "the second seeded call's output (vs the first)")
+
+
+def check_sample(opinfo, fn: Callable, jitted: Callable, sample, dtype: torch.dtype, check_grad: bool) -> None:
+    """Raises AssertionError when the jitted op's result on `sample` differs from eager's, and whatever the
+    jitted call raises."""
+    eager_args, eager_kwargs = _clone_inputs(((sample.input, *sample.args), sample.kwargs))
+    jit_args, jit_kwargs = _clone_inputs(((sample.input, *sample.args), sample.kwargs))
+    try:
+        eager_out = sample.output_process_fn_grad(fn(*eager_args, **eager_kwargs))
+    except Exception as eager_error:
+        try:
+            jitted(*jit_args, **jit_kwargs)
+        except Exception as error:
+            raise EagerRaises(f"eager raises {eager_error!r}, and so does the jitted op: {error!r}") from error
+        raise AssertionError(f"the jitted op returns a result where eager raises {eager_error!r}") from None
+    jit_out = sample.output_process_fn_grad(jitted(*jit_args, **jit_kwargs))
+    if opinfo.name in UNINITIALIZED_OUTPUT_OPS:
+        _assert_same_metadata(jit_out, eager_out, "output")
+        return
+    _assert_same(jit_out, eager_out, FORWARD_TOLERANCE.get(dtype, {}), "output")
+    _assert_same(_tensors(jit_args), _tensors(eager_args), FORWARD_TOLERANCE.get(dtype, {}), "an input after the call")
+    _assert_same_requires_grad(jit_out, eager_out)
+    if check_grad:
+        eager_inputs = [t for t in _tensors((eager_args, eager_kwargs)) if t.requires_grad and t.is_leaf]
+        jit_inputs = [t for t in _tensors((jit_args, jit_kwargs)) if t.requires_grad and t.is_leaf]
+        _assert_same_gradients(jit_out, eager_out, jit_inputs, eager_inputs, dtype)
+
+
+def differentiable_dtype(dtype: torch.dtype) -> bool:
+    return dtype.is_floating_point or dtype.is_complex
+
+
+def spread_indices(count: int, limit: int | None) -> list[int]:
+    """`limit` indices spread evenly over range(count), first and last included (all of them if limit is None
+    or not smaller): a deterministic portion that reaches the corner cases OpInfos list last."""
+    if limit is None or count <= limit:
+        return list(range(count))
+    if limit == 1:
+        return [0]
+    return sorted({round(i * (count - 1) / (limit - 1)) for i in range(limit)})
+
+
+def run_opinfo(
+    opinfo, device: str, dtype: torch.dtype, check_grad: bool, sample_limit: int | None = None
+) -> Iterator[SampleOutcome]:
+    """Checks the OpInfo's samples at the dtype (all, or `sample_limit` of them spread over the list); yields
+    one outcome per sample checked, with the sample's index in the OpInfo's list."""
+    requires_grad = check_grad and opinfo.supports_autograd and differentiable_dtype(dtype)
+    seeded = seeds_internally(opinfo)
+    fn = _without_seed_wrapper(opinfo.op) if seeded else opinfo.op
+
+    def call_op(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    jitted = thunder.jit(call_op)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        generated = opinfo.sample_inputs(device, dtype, requires_grad=requires_grad)
+        # one sample needs no count: taking the first spares generating the rest (hundreds for some OpInfos)
+        samples = list(itertools.islice(generated, 1)) if sample_limit == 1 else list(generated)
+    for index in spread_indices(len(samples), sample_limit):
+        sample = samples[index]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield _outcome(opinfo, fn, jitted, sample, dtype, index, seeded, requires_grad)
+
+
+def _outcome(opinfo, fn, jitted, sample, dtype, index: int, seeded: bool, check_grad: bool) -> SampleOutcome:
+    try:
+        if seeded:
+            _check_seeded(fn, sample, opinfo.name in UNINITIALIZED_OUTPUT_OPS)
+        else:
+            check_sample(opinfo, fn, jitted, sample, dtype, check_grad)
+    except EagerRaises as both_raise:
+        return SampleOutcome("eager error", index, str(both_raise), both_raise)
+    except AssertionError as error:
+        return SampleOutcome("mismatch", index, str(error), error)
+    except Exception as error:  # the jitted call raised
+        return SampleOutcome("error", index, f"{type(error).__name__}: {error}", error)
+    return SampleOutcome("pass", index)
+
+
+def _main() -> None:
+    import argparse
+    import json
+    import time
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtypes", default="float32")
+    parser.add_argument("--grad", action="store_true")
+    parser.add_argument("--ops", default="")
+    parser.add_argument("--shard", default="0/1", help="i/n: every n-th OpInfo from the i-th")
+    parser.add_argument("--json", default="")
+    parser.add_argument("--limit", type=int, default=None, help="samples per OpInfo and dtype (default: all)")
+    args = parser.parse_args()
+    wanted = {getattr(torch, name) for name in args.dtypes.split(",")}
+    names = set(args.ops.split(",")) - {""}
+    shard, shards = map(int, args.shard.split("/"))
+    records = []
+    for position, opinfo in enumerate(sweep_opinfos()):
+        if position % shards != shard or (names and opinfo_name(opinfo) not in names and opinfo.name not in names):
+            continue
+        for dtype in sweep_dtypes(opinfo, torch.device(args.device).type):
+            if dtype not in wanted:
+                continue
+            start = time.perf_counter()
+            try:
+                outcomes = list(run_opinfo(opinfo, args.device, dtype, args.grad, args.limit))
+            except Exception as error:
+                outcomes = [SampleOutcome("error", -1, f"sample generation: {type(error).__name__}: {error}")]
+            elapsed = time.perf_counter() - start
+            failed = [o for o in outcomes if o.kind in ("error", "mismatch")]
+            record = {"op": opinfo_name(opinfo), "dtype": str(dtype), "samples": len(outcomes), "seconds": elapsed,
+                      "failed": [(o.kind, o.index, o.message[:400]) for o in failed]}
+            records.append(record)
+            status = "ok" if not failed else f"{len(failed)} failed: {failed[0].kind}: {failed[0].message[:200]!r}"
+            print(f"{record['op']} {dtype} {len(outcomes)} samples {elapsed:.2f}s {status}", flush=True)
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(records, file)
+
+
+if __name__ == "__main__":
+    _main()
