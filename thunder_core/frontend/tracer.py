@@ -34,6 +34,7 @@ from thunder.frontend.autocast import apply_autocast, autocast_state
 from thunder.frontend.cache import is_symbolic_number
 from thunder.torch import fallback
 from thunder.torch.shapes import VIEW_OPS
+from thunder.torch.signatures import adapt_torch_call, positional_call
 
 _THUNDER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
@@ -336,7 +337,8 @@ class TracingMode(TorchFunctionMode):
             resolved_args, resolved_kwargs = apply_autocast(
                 getattr(handler, "name", ""), autocast, resolved_args, resolved_kwargs
             )
-        out = handler(*resolved_args, **resolved_kwargs)
+        call_args, call_kwargs = adapt_torch_call(func, handler, resolved_args, resolved_kwargs)
+        out = handler(*call_args, **call_kwargs)
         return self._alias_like_eager(func, args, kwargs, resolved_args, resolved_kwargs, out)
 
     def _alias_like_eager(self, func, args, kwargs, resolved_args, resolved_kwargs, out):
@@ -406,6 +408,7 @@ class TracingMode(TorchFunctionMode):
         if not isinstance(args[0], TensorProxy):  # a view of a captured tensor: writes through it reach the tensor
             args = (self.tracer.constant_proxy(args[0]), *args[1:])
         handler = ltorch.torch_handler(func)
+        args, kwargs = positional_call(func, handler, args, kwargs)  # the scatter rules read operands by index
         rest = args[1:]
         scatter_factory = view_info
         outs = out if isinstance(out, (tuple, list)) else (out,)
@@ -450,6 +453,7 @@ class TracingMode(TorchFunctionMode):
                     f"the in-place operation Tensor.{name} (at {user_location()}) has no functional form in Thunder; "
                     f"use an out-of-place equivalent"
                 )
+            resolved, resolved_kwargs = adapt_torch_call(oop, handler, resolved, resolved_kwargs)
             new_value = handler(*resolved, **resolved_kwargs)
         if name == "requires_grad_":
             return target

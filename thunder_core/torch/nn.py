@@ -63,6 +63,7 @@ def _register_inplace_flag(sym) -> None:
         _assign_in_place(target, out)
         return target
 
+    handler.__signature__ = signature  # what it accepts (thunder.torch.signatures maps torch's keywords onto it)
     register_handler(sym.torch_fns[0], handler)
 
 
