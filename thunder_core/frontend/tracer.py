@@ -492,6 +492,7 @@ def acquire_trace(
     from thunder.frontend.autograd_function import traced_autograd_functions
     from thunder.frontend.checkpoint import recording_checkpoints
     from thunder.frontend.script_functions import python_originals_of_script_functions
+    from thunder.frontend.torch_func_calls import thunder_torch_func_transforms
 
     trace = TraceCtx()
     tracer = Tracer(trace, replacements)
@@ -501,7 +502,7 @@ def acquire_trace(
             proxied = _proxy_leaves(leaves, names, trace, tracer, symbolic_numbers, duplicates or {})
             args, kwargs = tree_unflatten(proxied, spec)
             with TracingMode(tracer), traced_autograd_functions(), python_originals_of_script_functions(), \
-                    recording_checkpoints():
+                    recording_checkpoints(), thunder_torch_func_transforms():
                 result = fn(*args, **kwargs)
             if inspect.isgenerator(result) or inspect.iscoroutine(result) or inspect.isasyncgen(result):
                 getattr(result, "close", lambda: None)()
