@@ -93,7 +93,8 @@ def test_decoding_step_mask_with_offset_matches_eager():
         return _masked_scores(scores, padding_mask, cache_position, 0, None, True)
 
     scores = torch.randn(2, 1, 1, 6)
-    torch.testing.assert_close(thunder.jit(fn)(scores, padding_mask, cache_position), fn(scores, padding_mask, cache_position))
+    args = (scores, padding_mask, cache_position)
+    torch.testing.assert_close(thunder.jit(fn)(*args), fn(*args))
 
 
 # -- torch.vmap and torch.func on model-like functions ------------------------------------------------------

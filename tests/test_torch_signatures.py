@@ -24,7 +24,7 @@ from thunder.torch.signatures import adapt_torch_call, handler_signature, torch_
 _P = inspect.Parameter
 
 # (callable's qualified name, parameter) -> why Thunder's handler differs from torch
-_OUT_DTYPE = "the out_dtype overloads (torch 2.9+: a float32 result of half-precision operands, CUDA only) are not traced"
+_OUT_DTYPE = "the out_dtype overloads (torch 2.9+: a float32 result of half-precision operands, CUDA) are not traced"
 _TO = "Tensor.to parses its overloads itself (thunder.torch.creation._parse_to); test_tensor_to_keywords_match_eager"
 EXPECTED_DIFFERENCES: dict[tuple[str, str], str] = {
     **{(name, "out_dtype"): _OUT_DTYPE for name in ("addmm", "baddbmm", "bmm", "mm")},

@@ -491,6 +491,7 @@ def acquire_trace(
     """
     from thunder.frontend.autograd_function import traced_autograd_functions
     from thunder.frontend.checkpoint import recording_checkpoints
+    from thunder.frontend.function_replacements import replacing_python_functions
     from thunder.frontend.script_functions import python_originals_of_script_functions
     from thunder.frontend.torch_func_calls import thunder_torch_func_transforms
 
@@ -502,7 +503,8 @@ def acquire_trace(
             proxied = _proxy_leaves(leaves, names, trace, tracer, symbolic_numbers, duplicates or {})
             args, kwargs = tree_unflatten(proxied, spec)
             with TracingMode(tracer), traced_autograd_functions(), python_originals_of_script_functions(), \
-                    recording_checkpoints(), thunder_torch_func_transforms():
+                    recording_checkpoints(), thunder_torch_func_transforms(), \
+                    replacing_python_functions(tracer.replacements):
                 result = fn(*args, **kwargs)
             if inspect.isgenerator(result) or inspect.iscoroutine(result) or inspect.isasyncgen(result):
                 getattr(result, "close", lambda: None)()
