@@ -32,6 +32,7 @@ from thunder.core.trace import TraceCtx, get_tracectx, register_torch_tracing, t
 from thunder.frontend import eager_layout
 from thunder.frontend.autocast import apply_autocast, autocast_state
 from thunder.frontend.cache import is_symbolic_number
+from thunder.frontend.dropped_arguments import with_dropped_arguments
 from thunder.torch import fallback
 from thunder.torch.shapes import VIEW_OPS
 from thunder.torch.signatures import adapt_torch_call, positional_call
@@ -325,6 +326,7 @@ class TracingMode(TorchFunctionMode):
         ):
             return self._inplace(func, name, args, kwargs)
         handler = self.tracer.replacements.get(func) or ltorch.torch_handler(func)
+        kwargs = with_dropped_arguments(func, kwargs)
         resolved_args, resolved_kwargs = self._operands(args, kwargs)
         if _guard_sinks and func not in ltorch.SYMBOLIC_SCALAR_FNS:
             resolved_args, resolved_kwargs = concrete_numbers((resolved_args, resolved_kwargs))
@@ -490,6 +492,7 @@ def acquire_trace(
     innermost `collecting_guards` list, which the caller opens.
     """
     from thunder.frontend.autograd_function import traced_autograd_functions
+    from thunder.frontend.batchnorm_forward import traceable_cumulative_batch_norm
     from thunder.frontend.checkpoint import recording_checkpoints
     from thunder.frontend.function_replacements import replacing_python_functions
     from thunder.frontend.script_functions import python_originals_of_script_functions
@@ -504,7 +507,7 @@ def acquire_trace(
             args, kwargs = tree_unflatten(proxied, spec)
             with TracingMode(tracer), traced_autograd_functions(), python_originals_of_script_functions(), \
                     recording_checkpoints(), thunder_torch_func_transforms(), \
-                    replacing_python_functions(tracer.replacements):
+                    replacing_python_functions(tracer.replacements), traceable_cumulative_batch_norm():
                 result = fn(*args, **kwargs)
             if inspect.isgenerator(result) or inspect.iscoroutine(result) or inspect.isasyncgen(result):
                 getattr(result, "close", lambda: None)()
