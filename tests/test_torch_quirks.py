@@ -1,5 +1,6 @@
-"""torch code paths that read tensor data or drop arguments on their way to `__torch_function__`, traced as
-eager runs them: BatchNorm's cumulative moving average (`momentum=None`) and `F.l1_loss(weight=)`."""
+"""Eager behaviours that tracing must keep: torch code paths that read tensor data or drop arguments on their way
+to `__torch_function__` (BatchNorm's cumulative moving average with `momentum=None`, `F.l1_loss(weight=)`), and
+objects passed in that the program updates (a cache allocating its tensors on first use)."""
 
 from __future__ import annotations
 
@@ -81,3 +82,46 @@ def test_l1_loss_weight_of_another_shape_raises_like_eager():
         F.l1_loss(x, y, weight=w)
     with pytest.raises(ValueError, match="same size"):
         thunder.jit(lambda x, y, w: F.l1_loss(x, y, weight=w))(x, y, w)
+
+
+# -- objects passed in (torch pytree nodes) that the program updates ----------------------------------------
+class LazyBuffer:
+    """A cache-like object: allocates its tensor on first use and rebinds it on every update."""
+
+    def __init__(self):
+        self.state = None
+        self.count = 0
+        self.history = []
+
+
+torch.utils._pytree.register_pytree_node(
+    LazyBuffer,
+    lambda b: ([b.state, *b.history], (b.count, len(b.history), b.state is None)),
+    lambda leaves, ctx: _rebuild_lazy_buffer(leaves, ctx),
+)
+
+
+def _rebuild_lazy_buffer(leaves, ctx):
+    b = LazyBuffer.__new__(LazyBuffer)
+    b.state, b.history, b.count = leaves[0], list(leaves[1:]), ctx[0]
+    return b
+
+
+def _accumulate(x, buffer):
+    if buffer.state is None:
+        buffer.state = torch.zeros_like(x)
+    buffer.state = buffer.state + x
+    buffer.count += 1
+    buffer.history.append(x * 2)
+    return buffer.state.sum()
+
+
+def test_object_passed_in_is_updated_like_eager():
+    jitted = thunder.jit(_accumulate)
+    eager_buffer, buffer = LazyBuffer(), LazyBuffer()
+    for _ in range(3):
+        x = torch.randn(3)
+        torch.testing.assert_close(jitted(x, buffer), _accumulate(x, eager_buffer))
+        assert buffer.count == eager_buffer.count
+        torch.testing.assert_close(buffer.state, eager_buffer.state)
+        torch.testing.assert_close(buffer.history, eager_buffer.history)

@@ -27,7 +27,6 @@ from .harness import (
     assert_forward_matches_eager,
     assert_training_step_matches_eager,
     jit,
-    needs_core_patch,
     seeded,
 )
 
@@ -378,19 +377,33 @@ def test_greedy_generation_with_a_static_cache_matches_eager(executors):
     assert thunder.cache_misses(jitted) == 2, "the prompt and the decoding steps: one compilation each"
 
 
-@needs_core_patch(
-    "a Python object passed in is rebuilt around the trace's proxies: attributes the forward rebinds (a "
-    "StaticCache's lazy allocation of its tensors) are not written back to the caller's object",
-    (AssertionError, RuntimeError),
-)
 def test_a_cache_object_passed_in_is_updated_in_place_like_eager():
+    # StaticCache allocates its tensors on first use (attributes the forward rebinds): they must reach the
+    # caller's object, and the caller's layer objects keep their identity, as in eager
     model = build("llama").eval()
     prompt = token_ids(BATCH, 5)
     expected_cache, cache = (StaticCache(config=model.config, max_cache_len=16) for _ in range(2))
+    layers = list(cache.layers)
+    reference, jitted = copy.deepcopy(model), jit(model, "default")
     with torch.no_grad():
-        copy.deepcopy(model)(input_ids=prompt, past_key_values=expected_cache, use_cache=True)
-        jit(model, "default")(input_ids=prompt, past_key_values=cache, use_cache=True)
-    assert cache.is_initialized == expected_cache.is_initialized, "the cache passed in was not allocated"
+        for step, ids in enumerate((prompt, prompt[:, -1:])):  # the prompt, then one decoding step
+            position = torch.arange(5) if step == 0 else torch.tensor([5])
+            reference(input_ids=ids, past_key_values=expected_cache, cache_position=position, use_cache=True)
+            jitted(input_ids=ids, past_key_values=cache, cache_position=position, use_cache=True)
+            assert cache.is_initialized == expected_cache.is_initialized, "the cache passed in was not allocated"
+            assert all(a is b for a, b in zip(cache.layers, layers, strict=True)), "the caller's layers were replaced"
+            for layer, expected_layer in zip(cache.layers, expected_cache.layers, strict=True):
+                torch.testing.assert_close((layer.keys, layer.values), (expected_layer.keys, expected_layer.values))
+
+
+def test_a_dynamic_cache_passed_in_grows_like_eager():
+    model = build("llama").eval()
+    inputs = causal_lm_inputs()
+    expected_cache, cache = DynamicCache(config=model.config), DynamicCache(config=model.config)
+    with torch.no_grad():
+        copy.deepcopy(model)(input_ids=inputs["input_ids"], past_key_values=expected_cache, use_cache=True)
+        jit(model, "default")(input_ids=inputs["input_ids"], past_key_values=cache, use_cache=True)
+    assert cache.get_seq_length() == expected_cache.get_seq_length() > 0
     for layer, expected_layer in zip(cache.layers, expected_cache.layers, strict=True):
         torch.testing.assert_close((layer.keys, layer.values), (expected_layer.keys, expected_layer.values))
 
