@@ -234,3 +234,23 @@ def test_generator_keyword_is_refused_clearly():
 
     with pytest.raises(NotImplementedError, match="torch.manual_seed"):
         thunder.jit(fn)(torch.randn(3))
+
+
+_EXPLICIT_NONE_DEFAULTS = {
+    # torch's default is None where the handler's is a value: passing None explicitly must mean the default
+    "nan_to_num": lambda x: torch.nan_to_num(x, nan=None, posinf=None),
+    "clone": lambda x: torch.clone(x, memory_format=None) + x.clone(memory_format=None),
+    "zeros": lambda x: x + torch.zeros(4, layout=None, pin_memory=None, dtype=None, device=None),
+    "full_like": lambda x: torch.full_like(x, 2.0, memory_format=None, pin_memory=None),
+    "zeros_like": lambda x: torch.zeros_like(x, memory_format=None) + torch.ones_like(x, pin_memory=None),
+    "arange": lambda x: x + torch.arange(4, layout=None, pin_memory=None),
+    "new_full": lambda x: x.new_zeros(4, pin_memory=None) + x.new_full((4,), 1.0, pin_memory=None),
+    "eye": lambda x: torch.eye(4, layout=None, pin_memory=None) @ x.nan_to_num(),
+}
+
+
+@pytest.mark.parametrize("name", list(_EXPLICIT_NONE_DEFAULTS))
+def test_explicit_none_for_torchs_none_defaults_matches_eager(name):
+    fn = _EXPLICIT_NONE_DEFAULTS[name]
+    x = torch.tensor([1.0, float("nan"), float("inf"), -float("inf")])
+    torch.testing.assert_close(thunder.jit(fn)(x), fn(x), equal_nan=True)
