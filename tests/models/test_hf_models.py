@@ -17,7 +17,11 @@ import pytest
 import torch
 import transformers
 from transformers import DynamicCache, StaticCache
-from transformers.exporters.exporter_dynamo import register_pytree_node
+
+try:  # transformers 5: the registration torch.export uses for caches
+    from transformers.exporters.exporter_dynamo import register_pytree_node
+except ImportError:  # transformers 4.5x registers DynamicCache itself; StaticCache is not a pytree node there
+    register_pytree_node = None
 
 import thunder
 
@@ -315,8 +319,13 @@ def test_training_step_with_the_default_use_cache_matches_eager(executors):
 # A cache is a Python object holding tensors, updated by the forward. Registered as a torch pytree node
 # (what torch.export asks of such inputs, with transformers' own flattening), its tensors become inputs and
 # outputs of the trace; Thunder's pytree honors the registration.
-register_pytree_node(DynamicCache)
-register_pytree_node(StaticCache)
+if register_pytree_node is not None:
+    register_pytree_node(DynamicCache)
+    register_pytree_node(StaticCache)
+NEEDS_STATIC_CACHE_NODE = pytest.mark.skipif(
+    register_pytree_node is None,
+    reason="transformers 4.5x: StaticCache is not a torch pytree node (nor has early_initialization)",
+)
 NEW_TOKENS = 4
 
 
@@ -365,6 +374,7 @@ def static_cache(model) -> StaticCache:
     return cache
 
 
+@NEEDS_STATIC_CACHE_NODE
 @pytest.mark.parametrize("executors", EXECUTORS)
 def test_greedy_generation_with_a_static_cache_matches_eager(executors):
     model = build("llama").eval()
@@ -377,6 +387,7 @@ def test_greedy_generation_with_a_static_cache_matches_eager(executors):
     assert thunder.cache_misses(jitted) == 2, "the prompt and the decoding steps: one compilation each"
 
 
+@NEEDS_STATIC_CACHE_NODE
 def test_a_cache_object_passed_in_is_updated_in_place_like_eager():
     # StaticCache allocates its tensors on first use (attributes the forward rebinds): they must reach the
     # caller's object, and the caller's layer objects keep their identity, as in eager
