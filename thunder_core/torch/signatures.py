@@ -112,8 +112,50 @@ def handler_signature(handler: Callable) -> inspect.Signature | None:
         return None
 
 
+_HANDLER_SHAPES: dict = {}
+
+
+def _handler_shape(handler: Callable):
+    """(names it takes by keyword, its positional parameters, whether it takes *args), cached per handler:
+    every traced torch call with keywords asks."""
+    try:
+        return _HANDLER_SHAPES[handler]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable: not cached
+        return _compute_handler_shape(handler)
+    shape = _HANDLER_SHAPES[handler] = _compute_handler_shape(handler)
+    return shape
+
+
+def _compute_handler_shape(handler: Callable):
+    sig = handler_signature(handler)
+    if sig is None:
+        return None
+    params = list(sig.parameters.values())
+    accepted = frozenset(p.name for p in params if p.kind in (_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY))
+    positional = [p for p in params if p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)]
+    return accepted, positional, any(p.kind == _P.VAR_POSITIONAL for p in params)
+
+
+_POSITIONS: dict = {}
+
+
 def _keyword_positions(torch_fn: Callable) -> dict[str, int]:
     """torch's positional-or-keyword parameter name -> its position, where every overload agrees on it."""
+    try:
+        return _POSITIONS[torch_fn]
+    except (KeyError, TypeError):
+        pass
+    found = _compute_keyword_positions(torch_fn)
+    try:
+        _POSITIONS[torch_fn] = found
+    except TypeError:
+        pass
+    return found
+
+
+def _compute_keyword_positions(torch_fn: Callable) -> dict[str, int]:
     positions: dict[str, set[int]] = {}
     for sig in torch_signatures(torch_fn):
         index = 0
@@ -130,17 +172,14 @@ def adapt_torch_call(torch_fn: Callable, handler: Callable, args: tuple, kwargs:
     handler accepts every keyword as it is."""
     if not kwargs:
         return args, kwargs
-    sig = handler_signature(handler)
-    if sig is None:
+    shape = _handler_shape(handler)
+    if shape is None:
         return args, kwargs
-    params = list(sig.parameters.values())
-    accepted = {p.name for p in params if p.kind in (_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)}
+    accepted, positional, varargs = shape
     foreign = [k for k in kwargs if k not in accepted]
     if not foreign:
         return args, kwargs
     positions = _keyword_positions(torch_fn)
-    positional = [p for p in params if p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)]
-    varargs = any(p.kind == _P.VAR_POSITIONAL for p in params)
     args, kwargs = list(args), dict(kwargs)
     for name in sorted((k for k in foreign if k in positions), key=positions.__getitem__):
         index = positions[name]
