@@ -125,3 +125,27 @@ def test_object_passed_in_is_updated_like_eager():
         assert buffer.count == eager_buffer.count
         torch.testing.assert_close(buffer.state, eager_buffer.state)
         torch.testing.assert_close(buffer.history, eager_buffer.history)
+
+
+# -- LayerDrop (transformers 4.x): `torch.rand([]) < layerdrop` decided by the draw's range ----------------------
+def _layerdrop(x, layerdrop):
+    for _ in range(2):
+        if torch.rand([]) < layerdrop:  # skip the layer
+            continue
+        x = torch.tanh(x) * 2
+    return x
+
+
+@pytest.mark.parametrize("layerdrop", [0.0, 1.0])
+def test_layerdrop_with_a_certain_outcome_matches_eager(layerdrop):
+    x = torch.randn(3, requires_grad=True)
+    expected, actual = _layerdrop(x, layerdrop), thunder.jit(_layerdrop)(x, layerdrop)
+    torch.testing.assert_close(actual, expected)
+    torch.testing.assert_close(torch.autograd.grad(actual.sum(), x), torch.autograd.grad(expected.sum(), x))
+
+
+def test_layerdrop_with_a_random_outcome_is_data_dependent():
+    from thunder.frontend.tracer import DataDependentError
+
+    with pytest.raises(DataDependentError, match="thunderfx"):
+        thunder.jit(_layerdrop)(torch.randn(3), 0.5)

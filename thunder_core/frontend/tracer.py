@@ -32,6 +32,7 @@ from thunder.core.trace import TraceCtx, get_tracectx, register_torch_tracing, t
 from thunder.frontend import eager_layout
 from thunder.frontend.autocast import apply_autocast, autocast_state
 from thunder.frontend.cache import is_symbolic_number
+from thunder.frontend.certain_comparisons import certain_truth
 from thunder.frontend.dropped_arguments import with_dropped_arguments
 from thunder.torch import fallback
 from thunder.torch.shapes import VIEW_OPS
@@ -318,6 +319,10 @@ class TracingMode(TorchFunctionMode):
                 # are (its own early return). Packing the weights into one cuDNN buffer changes only their memory
                 # layout, which the traced program does not depend on; the real weights stay packed.
                 return 0
+            if func is _Tensor.__bool__:  # `torch.rand([]) < layerdrop` with layerdrop 0 is always False
+                known = certain_truth(self.tracer.resolve(args[0]))
+                if known is not None:
+                    return known
             raise data_dependent_error(what)
         if func is _Tensor.__setitem__:
             return self._setitem(*args)
