@@ -329,9 +329,14 @@ NEEDS_STATIC_CACHE_NODE = pytest.mark.skipif(
 NEW_TOKENS = 4
 
 
+def new_dynamic_cache(config) -> DynamicCache:
+    # transformers 5 sizes its layers from the config; 4.5x takes no config (it would pass it to each layer)
+    return DynamicCache() if register_pytree_node is None else DynamicCache(config=config)
+
+
 def greedy_tokens(model, prompt: torch.Tensor, attention_mask: torch.Tensor, config) -> torch.Tensor:
     """Greedy decoding, one token per call, through a DynamicCache (the prompt first, then each new token)."""
-    cache = DynamicCache(config=config)
+    cache = new_dynamic_cache(config)
     input_ids, tokens = prompt, []
     for _ in range(NEW_TOKENS):
         output = model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, use_cache=True)
@@ -410,7 +415,7 @@ def test_a_cache_object_passed_in_is_updated_in_place_like_eager():
 def test_a_dynamic_cache_passed_in_grows_like_eager():
     model = build("llama").eval()
     inputs = causal_lm_inputs()
-    expected_cache, cache = DynamicCache(config=model.config), DynamicCache(config=model.config)
+    expected_cache, cache = new_dynamic_cache(model.config), new_dynamic_cache(model.config)
     with torch.no_grad():
         copy.deepcopy(model)(input_ids=inputs["input_ids"], past_key_values=expected_cache, use_cache=True)
         jit(model, "default")(input_ids=inputs["input_ids"], past_key_values=cache, use_cache=True)
