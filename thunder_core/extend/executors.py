@@ -215,7 +215,9 @@ class OperatorExecutor(Executor):
             opaque to autodiff unless a grad_transform is registered for it. like: a function whose trace gives
             the outputs: a torch callable (`torch.nn.functional.gelu`), a Thunder symbol, or any Python function
             of torch operations; the symbol decomposes into it, so it is differentiable through `like`.
-            replaces: a torch callable that, inside `thunder.jit` with this executor active, traces as this symbol.
+            replaces: a torch callable, or a Python function of the user's (a module-level, local or closure
+            function: see thunder/frontend/function_replacements.py for what counts as its call), that inside
+            `thunder.jit` with this executor active traces as this symbol.
 
         The symbol carries `fn` as its implementation: wherever it is recorded it runs `fn`, whether or not
         this executor is in the jitted function's executor list (nothing else can run it), and it prints as

@@ -151,7 +151,7 @@ class _TorchCallRecorder(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if not _is_metadata_query(func):
+        if not _is_metadata_query(func) and not _is_functorch_wrapper(func):
             name = _operation_name(func)
             calls = self.calls.get(name)
             if calls is None:
@@ -164,6 +164,13 @@ class _TorchCallRecorder(TorchFunctionMode):
             if calls.meta_error is None and calls.inplace is None and _needs_fallback(func):
                 calls.meta_error = _fallback_meta_error(func, args, kwargs)
         return func(*args, **kwargs)
+
+
+def _is_functorch_wrapper(func) -> bool:
+    # An autograd.Function applied inside eager's torch.vmap reaches the mode as this higher-order operator; under
+    # thunder.jit the Function is traced (its forward's operations, recorded here too, are what runs), and
+    # torch.vmap itself is Thunder's (thunder.frontend.torch_func_calls).
+    return func is getattr(torch.ops.higher_order, "custom_function_call", None)
 
 
 def _is_metadata_query(func) -> bool:

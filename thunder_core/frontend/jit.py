@@ -24,7 +24,8 @@ from thunder.frontend.cache import (
 )
 from thunder.frontend.compile import compile_entry
 from thunder.frontend.guards import MISS, GuardRecorder, alias_pattern, build_guard, build_hot_call, same_value
-from thunder.frontend.tracer import acquire_trace, collecting_guards
+from thunder.frontend.object_write_back import changed, pytree_objects, snapshot, write_back
+from thunder.frontend.tracer import acquire_trace, collecting_guards, current_tracer
 
 log = logging.getLogger("thunder")
 _Tensor = torch.Tensor
@@ -54,7 +55,7 @@ class CacheEntry:
     __slots__ = ("forward", "backward", "out_spec", "constants", "traces", "backward_traces",
                  "needs_autograd", "fallback_ops", "single_output", "forward_trace", "backward_trace",
                  "fast", "differentiable_outputs", "guards", "check", "check_source", "input_index",
-                 "hot_call", "hot_arity")  # fmt: skip
+                 "hot_call", "hot_arity", "write_back")  # fmt: skip
 
     def __init__(self):
         self.backward = None
@@ -73,6 +74,8 @@ class CacheEntry:
         self.input_index: list[int] | None = None
         self.hot_call = None  # the whole call with plain tensor arguments, checks included (see __call__)
         self.hot_arity = -1
+        # paths, in (args, kwargs), of the objects passed in that the program updates (see object_write_back)
+        self.write_back: list[tuple] = []
 
 
 class ThunderFunction:
@@ -176,6 +179,10 @@ class ThunderFunction:
             outs = entry.forward(*flat_inputs)
         if entry.single_output:
             return outs[0]
+        if entry.write_back:
+            result, rebuilt = tree_unflatten(outs, entry.out_spec)
+            write_back((args, kwargs), entry.write_back, rebuilt)
+            return result
         return tree_unflatten(outs, entry.out_spec)
 
     # -- compilation --------------------------------------------------------------------------------
@@ -190,10 +197,19 @@ class ThunderFunction:
         all_leaves = [*state, *leaves]
         n_state = len(state)
 
+        write_back_paths: list[tuple] = []
+
         def traced_fn(*flat):
             state_proxies = flat[:n_state]
             a, k = tree_unflatten(list(flat[n_state:]), spec)
-            return self.trace_call(state_proxies, a, k)
+            objects = pytree_objects((a, k))
+            before = snapshot(objects)
+            result = self.trace_call(state_proxies, a, k)
+            updated = changed(objects, before, current_tracer().resolve) if objects else []
+            if not updated:
+                return result
+            write_back_paths.extend(path for path, _ in updated)  # the objects become extra outputs
+            return result, tuple(obj for _, obj in updated)
 
         flat_spec = TreeSpec("tuple", None, (TreeSpec("tuple", None, (_LEAF,) * len(all_leaves)),
                                              TreeSpec("dict", (dict, ()), ())))  # fmt: skip
@@ -212,6 +228,7 @@ class ThunderFunction:
             self._progress(f"traced in {trace.duration_ms:.1f} ms ({len(trace.bound_symbols)} operations)")
             entry = compile_entry(self, trace, tracer, out_spec, CacheEntry())
         entry.guards = tuple(guards)
+        entry.write_back = write_back_paths
         entry.fast = not entry.needs_autograd and not entry.constants and n_state == 0 and not duplicates
         if duplicates:
             entry.input_index = _input_index(all_leaves, duplicates, symbolic)

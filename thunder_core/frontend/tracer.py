@@ -32,8 +32,11 @@ from thunder.core.trace import TraceCtx, get_tracectx, register_torch_tracing, t
 from thunder.frontend import eager_layout
 from thunder.frontend.autocast import apply_autocast, autocast_state
 from thunder.frontend.cache import is_symbolic_number
+from thunder.frontend.certain_comparisons import certain_truth
+from thunder.frontend.dropped_arguments import with_dropped_arguments
 from thunder.torch import fallback
 from thunder.torch.shapes import VIEW_OPS
+from thunder.torch.signatures import adapt_torch_call, positional_call
 
 _THUNDER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
@@ -316,6 +319,10 @@ class TracingMode(TorchFunctionMode):
                 # are (its own early return). Packing the weights into one cuDNN buffer changes only their memory
                 # layout, which the traced program does not depend on; the real weights stay packed.
                 return 0
+            if func is _Tensor.__bool__:  # `torch.rand([]) < layerdrop` with layerdrop 0 is always False
+                known = certain_truth(self.tracer.resolve(args[0]))
+                if known is not None:
+                    return known
             raise data_dependent_error(what)
         if func is _Tensor.__setitem__:
             return self._setitem(*args)
@@ -330,6 +337,7 @@ class TracingMode(TorchFunctionMode):
                 "the tensor outside and pass it in (or make it a parameter of the module)."
             )
         handler = self.tracer.replacements.get(func) or ltorch.torch_handler(func)
+        kwargs = with_dropped_arguments(func, kwargs)
         resolved_args, resolved_kwargs = self._operands(args, kwargs)
         if _guard_sinks and func not in ltorch.SYMBOLIC_SCALAR_FNS:
             resolved_args, resolved_kwargs = concrete_numbers((resolved_args, resolved_kwargs))
@@ -342,7 +350,8 @@ class TracingMode(TorchFunctionMode):
             resolved_args, resolved_kwargs = apply_autocast(
                 getattr(handler, "name", ""), autocast, resolved_args, resolved_kwargs
             )
-        out = handler(*resolved_args, **resolved_kwargs)
+        call_args, call_kwargs = adapt_torch_call(func, handler, resolved_args, resolved_kwargs)
+        out = handler(*call_args, **call_kwargs)
         return self._alias_like_eager(func, args, kwargs, resolved_args, resolved_kwargs, out)
 
     def _alias_like_eager(self, func, args, kwargs, resolved_args, resolved_kwargs, out):
@@ -412,6 +421,7 @@ class TracingMode(TorchFunctionMode):
         if not isinstance(args[0], TensorProxy):  # a view of a captured tensor: writes through it reach the tensor
             args = (self.tracer.constant_proxy(args[0]), *args[1:])
         handler = ltorch.torch_handler(func)
+        args, kwargs = positional_call(func, handler, args, kwargs)  # the scatter rules read operands by index
         rest = args[1:]
         scatter_factory = view_info
         outs = out if isinstance(out, (tuple, list)) else (out,)
@@ -456,6 +466,7 @@ class TracingMode(TorchFunctionMode):
                     f"the in-place operation Tensor.{name} (at {user_location()}) has no functional form in Thunder; "
                     f"use an out-of-place equivalent"
                 )
+            resolved, resolved_kwargs = adapt_torch_call(oop, handler, resolved, resolved_kwargs)
             new_value = handler(*resolved, **resolved_kwargs)
         if name == "requires_grad_":
             return target
@@ -492,9 +503,12 @@ def acquire_trace(
     innermost `collecting_guards` list, which the caller opens.
     """
     from thunder.frontend.autograd_function import traced_autograd_functions
+    from thunder.frontend.batchnorm_forward import traceable_cumulative_batch_norm
     from thunder.frontend.checkpoint import recording_checkpoints
+    from thunder.frontend.function_replacements import replacing_python_functions
     from thunder.frontend.script_functions import python_originals_of_script_functions
     from thunder.frontend.seeding import seeding_in_the_program
+    from thunder.frontend.torch_func_calls import thunder_torch_func_transforms
 
     trace = TraceCtx()
     tracer = Tracer(trace, replacements)
@@ -504,7 +518,8 @@ def acquire_trace(
             proxied = _proxy_leaves(leaves, names, trace, tracer, symbolic_numbers, duplicates or {})
             args, kwargs = tree_unflatten(proxied, spec)
             with TracingMode(tracer), traced_autograd_functions(), python_originals_of_script_functions(), \
-                    recording_checkpoints(), seeding_in_the_program():
+                    recording_checkpoints(), seeding_in_the_program(), thunder_torch_func_transforms(), \
+                    replacing_python_functions(tracer.replacements), traceable_cumulative_batch_norm():
                 result = fn(*args, **kwargs)
             if inspect.isgenerator(result) or inspect.iscoroutine(result) or inspect.isasyncgen(result):
                 getattr(result, "close", lambda: None)()

@@ -178,3 +178,5 @@ def _transpose_last(w, is_batched: bool):
     perm = list(range(rank))
     perm[-1], perm[-2] = perm[-2], perm[-1]
     return prims.permute(w, tuple(perm))
+
+from thunder.prims import batching_indexing  # noqa: E402,F401  (registers the indexing prims' rules)

@@ -121,7 +121,7 @@ def new_empty(a, *size, dtype=None, device=None, requires_grad=False, layout=Non
 
 
 @torchsymbol(torch.arange)
-def arange(start, end=None, step=1, *, dtype=None, layout=torch.strided, device=None, pin_memory=False,
+def arange(start=0, end=None, step=1, *, dtype=None, layout=torch.strided, device=None, pin_memory=False,
            requires_grad=False, out=None):  # fmt: skip
     _check_no_out(out)
     if end is None:
@@ -188,20 +188,22 @@ def randn(*size_args, size=None, generator=None, dtype=None, layout=torch.stride
 
 @torchsymbol(torch.rand_like, tags=("random",))
 def rand_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
-              memory_format=torch.preserve_format):  # fmt: skip
+              memory_format=torch.preserve_format, generator=None):  # fmt: skip
+    _check_generator(generator)
     dtype, device = _like(a, dtype, device)
     return prims.uniform(tuple(a.shape), dtype=dtype, device=torch.device(device))
 
 
 @torchsymbol(torch.randn_like, tags=("random",))
 def randn_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
-               memory_format=torch.preserve_format):  # fmt: skip
+               memory_format=torch.preserve_format, generator=None):  # fmt: skip
+    _check_generator(generator)
     dtype, device = _like(a, dtype, device)
     return prims.randn(tuple(a.shape), dtype=dtype, device=torch.device(device))
 
 
 @torchsymbol(torch.randint, tags=("random",))
-def randint(low, high=None, size=None, *, generator=None, dtype=None, layout=torch.strided, device=None,
+def randint(low=0, high=None, size=None, *, generator=None, dtype=None, layout=torch.strided, device=None,
             pin_memory=False, requires_grad=False, out=None):  # fmt: skip
     _check_no_out(out)
     _check_generator(generator)
@@ -211,8 +213,9 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, layout=tor
 
 
 @torchsymbol(torch.randint_like, tags=("random",))
-def randint_like(a, low, high=None, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
-                 memory_format=torch.preserve_format):  # fmt: skip
+def randint_like(a, low=0, high=None, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
+                 memory_format=torch.preserve_format, generator=None):  # fmt: skip
+    _check_generator(generator)
     if high is None:
         low, high = 0, low
     dtype, device = _like(a, dtype, device)

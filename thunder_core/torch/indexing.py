@@ -11,7 +11,7 @@ from thunder import prims
 from thunder.core.proxies import TensorProxy
 from thunder.core.transforms import get_grad, put_grad
 from thunder.prims.grads import GRAD_RULES
-from thunder.torch.base import broadcast_shapes, canonicalize_dim, expand_to, to_dtype, torchsymbol
+from thunder.torch.base import broadcast_shapes, canonicalize_dim, expand_to, register_handler, to_dtype, torchsymbol
 from thunder.torch.elementwise import add, div, eq, floor_divide, logical_and, lt, mul, where
 from thunder.torch.shapes import movedim, reshape
 
@@ -329,6 +329,16 @@ def index_put(a, indices, values, accumulate=False):
             "Thunder cannot trace; use torch.where(mask, values, a) where values broadcasts to a"
         )
     return prims.index_put(a, tuple(indices), to_dtype(values, a.dtype), accumulate)
+
+
+def _aten_index(a, indices):
+    """`torch.ops.aten.index(a, indices)`: `a[indices]`, None standing for a whole dimension. torch's own
+    TransformGetItemToIndex mode (transformers' mask builders run under it) turns `a[i]` into this call."""
+    return getitem(a, tuple(slice(None) if i is None else i for i in indices))
+
+
+register_handler(torch.ops.aten.index, _aten_index)
+register_handler(torch.ops.aten.index.Tensor, _aten_index)
 
 
 @torchsymbol(torch.take, torch.Tensor.take)

@@ -63,6 +63,7 @@ def _register_inplace_flag(sym) -> None:
         _assign_in_place(target, out)
         return target
 
+    handler.__signature__ = signature  # what it accepts (thunder.torch.signatures maps torch's keywords onto it)
     register_handler(sym.torch_fns[0], handler)
 
 
@@ -343,7 +344,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
 def _running_average(running, batch_stat, momentum):
     """(1 - momentum) * running + momentum * batch_stat, as eager's kernels compute it."""
-    return ew.add(ew.mul(batch_stat, momentum), ew.mul(running, 1 - momentum))
+    keep = ew.sub(1, momentum) if isinstance(momentum, torch.Tensor) else 1 - momentum
+    return ew.add(ew.mul(batch_stat, momentum), ew.mul(running, keep))
 
 
 def _batch_norm_with_update(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -354,7 +356,8 @@ def _batch_norm_with_update(input, running_mean, running_var, weight=None, bias=
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {input.shape}")
     if not training or running_mean is None and running_var is None:
         return batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
-    out = batch_norm(input, None, None, weight, bias, True, momentum, eps)
+    # the normalized output does not depend on momentum, which may be a tensor (BatchNorm's cumulative average)
+    out = batch_norm(input, None, None, weight, bias, True, 0.0 if isinstance(momentum, torch.Tensor) else momentum, eps)
     dims = (0, *range(2, input.ndim))
     x = _upcast(input)
     if running_mean is not None:
