@@ -23,7 +23,7 @@ from thunder.frontend.cache import (
 )
 from thunder.frontend.compile import compile_entry
 from thunder.frontend.guards import MISS, GuardRecorder, alias_pattern, build_guard, build_hot_call, same_value
-from thunder.frontend.tracer import acquire_trace, collecting_guards
+from thunder.frontend.tracer import GuardList, acquire_trace, collecting_guards
 
 log = logging.getLogger("thunder")
 _Tensor = torch.Tensor
@@ -181,7 +181,7 @@ class ThunderFunction:
 
         flat_spec = TreeSpec("tuple", None, (TreeSpec("tuple", None, (_LEAF,) * len(all_leaves)),
                                              TreeSpec("dict", (dict, ()), ())))  # fmt: skip
-        guards: list = []
+        guards = GuardList()
         duplicates = _duplicate_tensors(all_leaves)
         recorder = GuardRecorder()
         with collecting_guards(guards) if symbolic else contextlib.nullcontext():
@@ -189,7 +189,8 @@ class ThunderFunction:
             with recorder.recording():
                 trace, tracer, out_spec = acquire_trace(traced_fn, all_leaves, flat_spec, names=names,
                                                         replacements=self.replacements, symbolic_numbers=symbolic,
-                                                        duplicates=duplicates)  # fmt: skip
+                                                        duplicates=duplicates,
+                                                        symbolic_sizes_from=n_state if symbolic else None)  # fmt: skip
             _refuse_mutated_overlaps(all_leaves, duplicates, tracer, names)
             trace.duration_ms = (time.perf_counter() - t0) * 1e3
             self.stats.last_trace_time_ms = trace.duration_ms

@@ -306,11 +306,32 @@ make_prim("sort", lambda a, dim, descending, stable: (_out(a), _out(a, dtype=tor
 
 
 # -- linear algebra and neural-network primitives ---------------------------------------------------
+def _broadcast_batch(a: tuple, b: tuple) -> tuple:
+    # numpy broadcasting of two batch shapes, in Python so that symbolic sizes stay symbols (with guards)
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
+    out = []
+    for x, y in zip(a, b):
+        check(x == 1 or y == 1 or x == y, lambda: f"prims.matmul: batch shapes {a} and {b} do not broadcast")
+        out.append(y if x == 1 else x)
+    return tuple(out)
+
+
 def _matmul_meta(a, b):
-    with torch._C.DisableTorchFunction():
-        out = torch.matmul(torch.empty(a.shape, device="meta"), torch.empty(b.shape, device="meta"))
     check(a.dtype == b.dtype, lambda: f"prims.matmul: dtypes {a.dtype} and {b.dtype} differ")
-    return _out(a, shape=tuple(out.shape))
+    check(a.ndim >= 1 and b.ndim >= 1, "prims.matmul: both operands need at least one dim")
+    sa, sb = tuple(a.shape), tuple(b.shape)
+    inner_b = sb[0] if b.ndim == 1 else sb[-2]
+    check(sa[-1] == inner_b, lambda: f"prims.matmul: shapes {sa} and {sb} cannot be multiplied")
+    if a.ndim == 1 and b.ndim == 1:
+        shape = ()
+    elif b.ndim == 1:
+        shape = sa[:-1]
+    elif a.ndim == 1:
+        shape = sb[:-2] + sb[-1:]
+    else:
+        shape = _broadcast_batch(sa[:-2], sb[:-2]) + (sa[-2], sb[-1])
+    return _out(a, shape=shape)
 
 
 make_prim("matmul", _matmul_meta, tags=("matmul",))

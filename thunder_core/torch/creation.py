@@ -12,7 +12,7 @@ from thunder.core.devices import default_device, resolve_device
 from thunder.core.dtypes import python_scalar_dtype
 from thunder.torch import elementwise as ew
 from thunder.torch.base import expand_to, register_handler, to_dtype, torchsymbol
-from thunder.torch.shapes import unsqueeze
+from thunder.torch.shapes import size_entry, unsqueeze
 
 __all__ = [
     "zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like", "empty_like", "arange", "linspace",
@@ -23,12 +23,12 @@ __all__ = [
 
 
 def _size(size, size_keyword=None) -> tuple:
-    """The shape of a factory call: `f(2, 3)`, `f((2, 3))` or `f(size=(2, 3))`."""
+    """The shape of a factory call: `f(2, 3)`, `f((2, 3))` or `f(size=(2, 3))`; symbolic sizes stay symbols."""
     if size_keyword is not None:
-        return tuple(int(s) for s in size_keyword)
+        return tuple(map(size_entry, size_keyword))
     if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)):
-        return tuple(int(s) for s in size[0])
-    return tuple(int(s) for s in size)
+        return tuple(map(size_entry, size[0]))
+    return tuple(map(size_entry, size))
 
 
 def _device(device) -> torch.device:

@@ -1,0 +1,95 @@
+"""Symbolic tensor sizes under ``cache="symbolic values"``: one program for many sequence lengths and batch sizes.
+
+Design
+------
+
+**Which sizes are symbols.** Under ``"symbolic values"`` every dimension of a tensor *argument* whose length is
+2 or more is a symbol of the trace; lengths 0 and 1 stay constants (as in torch.compile's 0/1 specialization:
+they decide broadcasting and emptiness, and are part of the cache key). A non-contiguous argument keeps all its
+sizes and strides constant (its strides would be functions of sizes the key cannot express). A module's
+parameters and buffers, and tensors captured from outside (globals, closures, attributes), keep constant sizes.
+The cache key of a tensor argument is therefore its rank, which dims are 0 or 1, contiguity, dtype, device and
+``requires_grad`` (`symbolic_tensor_key`).
+
+**How symbols appear in the trace.** A symbolic size is an ``IntegerProxy`` (see ``thunder.core.proxies``) whose
+``expr`` reads ``inputs[i].shape[d]``. The trace binds them with one ``sizes_of`` call per argument,
+``(s0, _, s1) = sizes_of(x)``, so the program computes them from its inputs. A ``TensorProxy`` keeps its sizes
+seen while tracing in the wrapper (what torch's C++ sees: layouts, meta kernels) and its symbolic shape in
+``_thunder_shape``; ``.shape``, ``.size()``, ``.numel()`` and ``len()`` answer with the symbols, so user code and
+the metas of ``thunder.torch`` and ``thunder.prims`` compute symbolic output shapes by plain Python arithmetic on
+them, recorded as scalar prims (``scalar_mul(s0, s1)``).
+
+**Guards.** Whatever needs a concrete answer gets the value seen while tracing and records a guard, an
+``(Expr, outcome)`` pair checked on each call before the entry is used (``thunder.frontend.jit``):
+a comparison (``s0 == 1`` in a broadcast, ``s0 == s1`` between two operands, ``numel % known == 0`` in a
+reshape, ``if x.shape[1] > 4`` in the user's code) guards its outcome; ``int(s0)``, ``range(s0)``, an index
+or a C call that takes the number (``__index__``) guards its value. Guards are structural, so a relation met
+twice is checked once. A failed guard compiles a new entry beside the old ones: never a wrong result.
+
+**What accepts symbols.** Torch calls listed in `SYMBOLIC_SIZE_FNS` (view, reshape, expand, slicing, the
+factories) take number proxies as sizes and record them in the trace. Any other call gets concrete numbers,
+each value guarded (correct, but specialized: it recompiles for another value).
+
+**Executors.** The torch and python executors run the trace as it is: sizes are Python ints computed on each
+call. A fusion executor that compiles for static shapes (Inductor, nvFuser) declines operations that take number
+proxies, and compiles each region on its first call per input metadata (``thunder.extend.CompileOnFirstCall``),
+so a new length compiles the region again underneath while the trace, its guards and every other region are
+reused.
+
+**For other frontends** (ThunderFX with Dynamo's dynamic shapes): `symbolic_input_proxy(tensor, position,
+dims, name)` builds an input proxy whose listed dims are symbols reading ``inputs[position].shape[d]``, and
+records its ``sizes_of``; call it inside a trace under ``thunder.frontend.tracer.collecting_guards``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from thunder.core.proxies import Expr, IntegerProxy, TensorProxy, proxy_like_tensor
+from thunder.core.scalar_ops import sizes_of
+from thunder.core.trace import get_tracectx
+
+_Tensor = torch.Tensor
+
+#: torch callables that take symbolic sizes (number proxies) as they are: their thunder.torch symbols compute
+#: with them. Every other call gets concrete numbers, each value guarded.
+SYMBOLIC_SIZE_FNS = frozenset({
+    _Tensor.reshape, torch.reshape, _Tensor.view, _Tensor.expand, _Tensor.__getitem__, torch.zeros, torch.ones,
+    torch.empty, torch.full, _Tensor.new_zeros, _Tensor.new_ones, _Tensor.new_empty, _Tensor.new_full,
+    torch.broadcast_to, _Tensor.broadcast_to, torch.unflatten, _Tensor.unflatten,
+})  # fmt: skip
+
+
+def symbolic_dims(t: torch.Tensor) -> tuple[int, ...]:
+    """The dims of a tensor argument that become symbols: lengths >= 2 of a contiguous tensor."""
+    if not t.is_contiguous() or t.layout is not torch.strided:
+        return ()
+    return tuple(d for d, length in enumerate(t.shape) if length >= 2)
+
+
+def symbolic_tensor_key(t: torch.Tensor) -> tuple:
+    """A tensor argument's cache key under "symbolic values": symbolic lengths are -1 (see the module docstring)."""
+    if not t.is_contiguous() or t.layout is not torch.strided:
+        return ("static", t.shape, t.stride(), t.dtype, t.device, t.requires_grad)
+    return (tuple(s if s < 2 else -1 for s in t.shape), t.dtype, t.device, t.requires_grad)
+
+
+def symbolic_input_proxy(t: torch.Tensor, position: int, dims, name: str | None = None) -> TensorProxy:
+    """A proxy for the input tensor `t`, at `position` among the call's flat inputs, whose `dims` are symbols.
+
+    Records `sizes_of(proxy)` into the current trace, binding the symbols to names. With no dims it is a plain
+    proxy (constant sizes)."""
+    trace = get_tracectx()
+    dims = tuple(dims)
+    if not dims:
+        return proxy_like_tensor(t, name or trace.make_name("t"))
+    name = name or trace.make_name("t")
+    shape = []
+    for d, length in enumerate(t.shape):
+        if d in dims:
+            shape.append(IntegerProxy(trace.make_name("s"), value=int(length), expr=Expr("size", position, d)))
+        else:
+            shape.append(int(length))
+    proxy = TensorProxy(name, like=t, shape=tuple(shape))
+    trace.record(sizes_of.bind(proxy, output=tuple(shape)))
+    return proxy
