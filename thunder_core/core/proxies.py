@@ -301,7 +301,7 @@ class NumberProxy(Proxy):
 
     # Python needs the value: guard it
     def __bool__(self):
-        return bool(self.concrete())
+        return bool(self != 0)  # guards the truth value only (`if n:` holds for every non-zero n)
 
     def __int__(self):
         return int(self.concrete())

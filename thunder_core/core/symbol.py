@@ -143,6 +143,8 @@ def flat_proxies(x, out: list | None = None) -> list:
     elif isinstance(x, dict):
         for v in x.values():
             flat_proxies(v, out)
+    elif type(x) is slice:  # `x[:n]` with a symbolic bound
+        flat_proxies((x.start, x.stop, x.step), out)
     return out
 
 
@@ -209,6 +211,8 @@ class BoundSymbol:
                 return tuple(swap(v) for v in x)
             if type(x) is dict:
                 return {k: swap(v) for k, v in x.items()}
+            if type(x) is slice:
+                return slice(swap(x.start), swap(x.stop), swap(x.step))
             return x
 
         return self.from_bsym(

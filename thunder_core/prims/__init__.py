@@ -15,7 +15,7 @@ from numbers import Number
 
 import torch
 
-from thunder.core.proxies import TensorProxy
+from thunder.core.proxies import NumberProxy, TensorProxy
 from thunder.core.scalar_ops import SCALAR_BINARY, SCALAR_UNARY, scalar_symbols  # noqa: F401  (re-exported)
 from thunder.core.symbol import Symbol
 
@@ -136,7 +136,8 @@ make_prim(
 
 
 def _iota_meta(length, *, start, step, dtype, device):
-    return TensorProxy(shape=(int(length),), dtype=dtype, device=device)
+    length = length if isinstance(length, NumberProxy) else int(length)  # a symbolic length stays a symbol
+    return TensorProxy(shape=(length,), dtype=dtype, device=device)
 
 
 make_prim("iota", _iota_meta)
