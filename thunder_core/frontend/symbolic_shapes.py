@@ -56,7 +56,7 @@ _Tensor = torch.Tensor
 SYMBOLIC_SIZE_FNS = frozenset({
     _Tensor.reshape, torch.reshape, _Tensor.view, _Tensor.expand, _Tensor.__getitem__, torch.zeros, torch.ones,
     torch.empty, torch.full, _Tensor.new_zeros, _Tensor.new_ones, _Tensor.new_empty, _Tensor.new_full,
-    torch.broadcast_to, _Tensor.broadcast_to, torch.unflatten, _Tensor.unflatten,
+    torch.broadcast_to, _Tensor.broadcast_to, torch.unflatten, _Tensor.unflatten, torch.arange,
 })  # fmt: skip
 
 

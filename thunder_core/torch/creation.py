@@ -10,6 +10,7 @@ import torch
 from thunder import prims
 from thunder.core.devices import default_device, resolve_device
 from thunder.core.dtypes import python_scalar_dtype
+from thunder.core.proxies import FloatProxy, IntegerProxy
 from thunder.torch import elementwise as ew
 from thunder.torch.base import expand_to, register_handler, to_dtype, torchsymbol
 from thunder.torch.shapes import size_entry, unsqueeze
@@ -127,9 +128,13 @@ def arange(start, end=None, step=1, *, dtype=None, layout=torch.strided, device=
     if end is None:
         start, end = 0, start
     if dtype is None:
-        is_float = any(isinstance(x, float) for x in (start, end, step))
+        is_float = any(isinstance(x, (float, FloatProxy)) for x in (start, end, step))
         dtype = torch.get_default_dtype() if is_float else torch.int64
-    length = max(math.ceil((end - start) / step), 0)
+    if all(isinstance(x, (int, IntegerProxy)) for x in (start, end, step)):
+        length = -((start - end) // step)  # the ceiling of an integer division: symbolic bounds stay symbols
+        length = 0 if length < 0 else length
+    else:
+        length = max(math.ceil((end - start) / step), 0)
     return prims.iota(length, start=start, step=step, dtype=dtype, device=_device(device))
 
 
