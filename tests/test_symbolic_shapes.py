@@ -205,3 +205,59 @@ def test_duplicate_tensor_arguments_guard_the_right_input():
     for n in (1, -1, 2):
         torch.testing.assert_close(jf(t, t, n), f(t, t, n))
     assert thunder.cache_misses(jf) == 2
+
+
+# -- greedy decoding with Hugging Face's DynamicCache -------------------------------------------------------------
+NEW_TOKENS = 20
+# The prompt compiles one program (no cache yet); every decoding step after it has the same relations between
+# sizes (one new token, a cache of length >= 2), so it reuses a second one. A third is allowed for a step whose
+# lengths cross a size-1 boundary; anything near one compilation per token fails.
+MAX_DECODE_COMPILATIONS = 3
+
+
+def _tiny_llama(attn: str):
+    transformers = pytest.importorskip("transformers", reason="the decoding test needs Hugging Face transformers")
+    from transformers import DynamicCache
+    from transformers.exporters.exporter_dynamo import register_pytree_node
+
+    try:  # the cache's tensors become inputs of the trace (what torch.export asks of such inputs)
+        register_pytree_node(DynamicCache)
+    except ValueError:  # registered already (tests/models registers it too)
+        pass
+    config = transformers.LlamaConfig(
+        vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        attn_implementation=attn,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return transformers.LlamaForCausalLM(config).eval(), DynamicCache
+
+
+def _greedy_tokens(model, cache_class, prompt, mask):
+    cache = cache_class(config=model.config)
+    input_ids, tokens = prompt, []
+    for _ in range(NEW_TOKENS):
+        output = model(input_ids=input_ids, attention_mask=mask, past_key_values=cache, use_cache=True)
+        cache = output.past_key_values
+        input_ids = output.logits[:, -1].argmax(-1, keepdim=True)
+        tokens.append(input_ids)
+        mask = torch.cat([mask, torch.ones_like(input_ids)], dim=1)
+    return torch.cat(tokens, dim=1)
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_greedy_decoding_with_a_dynamic_cache_compiles_a_bounded_number_of_times(attn):
+    import copy
+
+    model, cache_class = _tiny_llama(attn)
+    prompt = torch.randint(3, 100, (2, 5))
+    mask = torch.ones_like(prompt)
+    with torch.no_grad():
+        expected = _greedy_tokens(copy.deepcopy(model), cache_class, prompt, mask)
+        jitted = thunder.jit(model, cache="symbolic values")
+        actual = _greedy_tokens(jitted, cache_class, prompt, mask)
+    assert torch.equal(actual, expected), f"jitted {actual.tolist()} != eager {expected.tolist()}"
+    assert thunder.cache_misses(jitted) <= MAX_DECODE_COMPILATIONS, (
+        f"{thunder.cache_misses(jitted)} compilations for {NEW_TOKENS} tokens"
+    )
+    assert thunder.cache_hits(jitted) >= NEW_TOKENS - MAX_DECODE_COMPILATIONS

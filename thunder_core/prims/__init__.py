@@ -246,14 +246,50 @@ make_prim("index_put", lambda a, indices, values, accumulate: _out(a))
 
 
 def _advanced_index_meta(a, indices):
-    # `a[indices]` with a tuple of index tensors / None / slices, as torch's meta computes it
-    with torch._C.DisableTorchFunction():
-        fake_a = torch.empty(a.shape, dtype=a.dtype, device="meta")
-        fake_idx = [
-            torch.empty(i.shape, dtype=i.dtype, device="meta") if isinstance(i, torch.Tensor) else i for i in indices
-        ]
-        out = fake_a[tuple(fake_idx)]
-    return _out(a, shape=tuple(out.shape))
+    # `a[indices]` with a tuple of index tensors / None / slices, by torch's rules
+    shape = _advanced_index_shape(a, indices)
+    if shape is None:  # slices that are not whole dims: torch's meta computes it (symbolic sizes: value guards)
+        with torch._C.DisableTorchFunction():
+            fake_a = torch.empty(tuple(a.shape), dtype=a.dtype, device="meta")
+            fake_idx = [
+                torch.empty(tuple(i.shape), dtype=i.dtype, device="meta") if isinstance(i, torch.Tensor) else i
+                for i in indices
+            ]
+            shape = tuple(fake_a[tuple(fake_idx)].shape)
+    return _out(a, shape=shape)
+
+
+def _advanced_index_shape(a, indices) -> tuple | None:
+    """The result's shape in Python (symbolic sizes stay symbols), for whole-dim slices, None and integer index
+    tensors: the index tensors broadcast together; their shape takes their place when they are adjacent, else
+    it comes first. None where other keys are involved."""
+    parts, index_shapes, index_parts = [], [], []
+    dim = 0
+    for k in indices:
+        if k is None:
+            parts.append((1,))
+        elif isinstance(k, builtins.slice) and k == builtins.slice(None):
+            parts.append((a.shape[dim],))
+            dim += 1
+        elif isinstance(k, torch.Tensor) and not k.dtype.is_floating_point and k.dtype != torch.bool:
+            index_shapes.append(tuple(k.shape))
+            index_parts.append(len(parts))
+            parts.append(None)
+            dim += 1
+        else:
+            return None
+    parts.extend((s,) for s in tuple(a.shape)[dim:])
+    broadcast = ()
+    for s in index_shapes:
+        broadcast = _broadcast_batch(broadcast, s)
+    adjacent = index_parts == list(range(index_parts[0], index_parts[0] + len(index_parts))) if index_parts else True
+    kept = [p for p in parts if p is not None]
+    if adjacent and index_parts:
+        first = index_parts[0]
+        before = [p for p in parts[:first] if p is not None]
+        after = [p for p in parts[first:] if p is not None]
+        return tuple(s for p in before for s in p) + broadcast + tuple(s for p in after for s in p)
+    return broadcast + tuple(s for p in kept for s in p)
 
 
 make_prim("advanced_index", _advanced_index_meta)
