@@ -101,6 +101,7 @@ import struct
 import torch
 
 from thunder.core.pytree import tree_flatten
+from thunder.frontend.symbolic_shapes import symbolic_tensor_key
 
 CACHE_OPTIONS = ("no caching", "same input", "constant values", "symbolic values")
 _Tensor = torch.Tensor
@@ -189,8 +190,6 @@ def _symbolic_leaf_key(x):
     if is_symbolic_number(x):
         return ("number", type(x))
     if isinstance(x, _Tensor):
-        from thunder.frontend.symbolic_shapes import symbolic_tensor_key
-
         return symbolic_tensor_key(x)
     return _leaf_key(x)
 
@@ -205,6 +204,11 @@ _SCALAR_TYPES = (int, float, bool, type(None))
 def flatten_and_key(args: tuple, kwargs: dict, symbolic: bool = False) -> tuple[tuple, list]:
     """(key, inputs) for one call: inputs are the tensors, and under `symbolic` the numbers too, in order."""
     if symbolic:  # tensor sizes are symbols too: see thunder.frontend.symbolic_shapes
+        if not kwargs and all(type(a) is _Tensor or type(a) in _SCALAR_TYPES for a in args):
+            # plain tensors and scalars: no tree to flatten (a spec-less key, unlike the tree path's)
+            key = tuple([_symbolic_leaf_key(a) if type(a) is not bool and a is not None else (type(a), a)
+                         for a in args])  # fmt: skip
+            return key, [a for a in args if type(a) is _Tensor or is_symbolic_number(a)]
         leaves, spec = tree_flatten((args, kwargs))
         key = (spec, tuple(_symbolic_leaf_key(x) for x in leaves))
         return key, [x for x in leaves if isinstance(x, _Tensor) or is_symbolic_number(x)]

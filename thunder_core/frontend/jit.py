@@ -23,6 +23,7 @@ from thunder.frontend.cache import (
 )
 from thunder.frontend.compile import compile_entry
 from thunder.frontend.guards import MISS, GuardRecorder, alias_pattern, build_guard, build_hot_call, same_value
+from thunder.frontend.symbolic_shapes import compile_guards
 from thunder.frontend.tracer import GuardList, acquire_trace, collecting_guards
 
 log = logging.getLogger("thunder")
@@ -53,13 +54,14 @@ class CacheEntry:
     __slots__ = ("forward", "backward", "out_spec", "constants", "traces", "backward_traces",
                  "needs_autograd", "fallback_ops", "single_output", "forward_trace", "backward_trace",
                  "fast", "differentiable_outputs", "guards", "check", "check_source", "input_index",
-                 "hot_call", "hot_arity")  # fmt: skip
+                 "hot_call", "hot_arity", "guard_check")  # fmt: skip
 
     def __init__(self):
         self.backward = None
         # cache="symbolic values": (expr, outcome) pairs; the entry serves the calls whose flat inputs give
         # every expr its outcome (see thunder.core.proxies)
         self.guards: tuple = ()
+        self.guard_check = None  # the guards as one generated function (thunder.frontend.symbolic_shapes)
         self.needs_autograd = False
         self.constants: list[torch.Tensor] = []
         self.fallback_ops: set[str] = set()
@@ -140,7 +142,7 @@ class ThunderFunction:
                     self._cache[key] = entries
             flat = [*state, *inputs] if state else inputs
             for entry in entries:
-                if (entry.check is None or entry.check()) and (not symbolic or _passes(entry.guards, flat)):
+                if (entry.check is None or entry.check()) and (not symbolic or _passes(entry, flat)):
                     self.stats.cache_hits += 1
                     break
             else:
@@ -197,6 +199,8 @@ class ThunderFunction:
             self._progress(f"traced in {trace.duration_ms:.1f} ms ({len(trace.bound_symbols)} operations)")
             entry = compile_entry(self, trace, tracer, out_spec, CacheEntry())
         entry.guards = tuple(guards)
+        if symbolic:
+            entry.guard_check = compile_guards(entry.guards)
         entry.fast = not entry.needs_autograd and not entry.constants and n_state == 0 and not duplicates
         if duplicates:
             entry.input_index = _input_index(all_leaves, duplicates, symbolic)
@@ -330,8 +334,10 @@ def _describe_input(names: list, position: int | None) -> str:
     return repr(name) if name else f"input {position}"
 
 
-def _passes(guards, flat_inputs) -> bool:
-    for expr, outcome in guards:
+def _passes(entry: CacheEntry, flat_inputs) -> bool:
+    if entry.guard_check is not None:
+        return entry.guard_check(flat_inputs)
+    for expr, outcome in entry.guards:
         try:
             value = expr(flat_inputs)
         except ArithmeticError:  # e.g. a division by zero with these inputs: compile again (and fail as eager does)

@@ -43,6 +43,9 @@ records its ``sizes_of``; call it inside a trace under ``thunder.frontend.tracer
 
 from __future__ import annotations
 
+import operator
+import struct
+
 import torch
 
 from thunder.core.proxies import Expr, IntegerProxy, TensorProxy, proxy_like_tensor
@@ -93,3 +96,61 @@ def symbolic_input_proxy(t: torch.Tensor, position: int, dims, name: str | None 
     proxy = TensorProxy(name, like=t, shape=tuple(shape))
     trace.record(sizes_of.bind(proxy, output=tuple(shape)))
     return proxy
+
+
+# -- guards as one generated function ------------------------------------------------------------------
+_INFIX = {operator.eq: "==", operator.ne: "!=", operator.lt: "<", operator.le: "<=", operator.gt: ">",
+          operator.ge: ">=", operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/",
+          operator.floordiv: "//", operator.mod: "%", operator.pow: "**"}  # fmt: skip
+_float_bits = struct.Struct("<d").pack
+
+
+def compile_guards(guards):
+    """`check(inputs) -> bool`: whether the call's flat inputs give every guard's Expr its outcome (floats by
+    their bits); an arithmetic error (a division by zero with these inputs) is a failed guard. One generated
+    function, so that a call checks its relations in one pass. None when a guard's expression is not an Expr."""
+    if not all(isinstance(expr, Expr) for expr, _ in guards):
+        return None
+    namespace: dict = {"_bits": _float_bits}
+    shapes: dict = {}
+    lines = []
+
+    def source(expr: Expr) -> str:
+        if expr.op == "size":
+            position, dim = expr.args
+            if position not in shapes:
+                shapes[position] = f"s{position}"
+                lines.append(f"s{position} = inputs[{position}].shape")
+            return f"s{position}[{dim}]"
+        if expr.op == "input":
+            return f"inputs[{expr.args[0]}]"
+        if expr.op == "const":
+            name = f"c{len(namespace)}"
+            namespace[name] = expr.args[0]
+            return name
+        args = [source(a) for a in expr.args]
+        infix = _INFIX.get(expr.op)
+        if infix is not None and len(args) == 2:
+            return f"({args[0]} {infix} {args[1]})"
+        name = f"f{len(namespace)}"
+        namespace[name] = expr.op
+        return f"{name}({', '.join(args)})"
+
+    for expr, outcome in guards:
+        value = source(expr)
+        if type(outcome) is bool:
+            lines.append(f"if {'not ' if outcome else ''}{value}: return False")
+        elif type(outcome) is float:
+            name = f"c{len(namespace)}"
+            namespace[name] = _float_bits(outcome)
+            lines.append(f"if type(_v := {value}) is not float or _bits(_v) != {name}: return False")
+        else:
+            name = f"c{len(namespace)}"
+            namespace[name] = outcome
+            lines.append(f"if type(_v := {value}) is not type({name}) or _v != {name}: return False")
+    text = "def check(inputs):\n  try:\n" + "\n".join("    " + line for line in lines) + "\n    return True\n"
+    text += "  except ArithmeticError:\n    return False\n"
+    exec(compile(text, "<thunder symbolic guards>", "exec"), namespace)
+    check = namespace["check"]
+    check.source = text
+    return check
