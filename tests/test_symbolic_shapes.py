@@ -260,3 +260,19 @@ def test_greedy_decoding_with_a_dynamic_cache_compiles_a_bounded_number_of_times
         f"{thunder.cache_misses(jitted)} compilations for {NEW_TOKENS} tokens"
     )
     assert thunder.cache_hits(jitted) >= NEW_TOKENS - MAX_DECODE_COMPILATIONS
+
+
+def test_torchcompile_regions_compile_per_concrete_shape_under_one_trace():
+    from thunder.extend import get_executor
+
+    torchcompile = get_executor("torchcompile")
+    def f(x, y):
+        return ((x * y).sin() + 1).cos()
+
+    jf = _jit(f, executors=["torchcompile"])
+    before = torchcompile.compilations
+    for n in (5, 7, 5, 7):
+        x, y = torch.randn(3, n), torch.randn(3, n)
+        torch.testing.assert_close(jf(x, y), f(x, y))
+    assert thunder.cache_misses(jf) == 1  # one trace, guards and all
+    assert torchcompile.compilations - before == 2  # Inductor specializes underneath: one per concrete shape

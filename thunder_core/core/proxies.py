@@ -189,7 +189,8 @@ def concrete_shape(t) -> tuple[int, ...]:
 
 
 def is_symbolic(t) -> bool:
-    """Whether a tensor proxy has a symbolic size."""
+    """Whether a tensor proxy has a symbolic size (cache="symbolic values"): an executor that compiles for static
+    shapes compiles again per concrete shape (see `thunder.extend.CompileOnFirstCall`'s `static_shapes`)."""
     return getattr(t, "_thunder_shape", None) is not None
 
 
