@@ -176,6 +176,21 @@ def test_a_size_used_as_a_python_int_guards_its_value():
     assert (thunder.cache_misses(jf), thunder.cache_hits(jf)) == (2, 1)
 
 
+def test_size_queries_through_torch_functions_are_symbolic_or_guarded():
+    def f(x):
+        # torch.numel and Tensor.size called as functions reach the tracer, not the proxy's own methods
+        n = torch.numel(x)
+        rows = torch.Tensor.size(x, 0)
+        strided = x.stride(0)  # a stride is computed from the sizes: their values are guarded
+        return x.reshape(-1) * n + rows + strided
+
+    jf = _jit(f)
+    for shape in ((3, 4), (5, 6), (3, 4)):
+        x = torch.randn(*shape)
+        torch.testing.assert_close(jf(x), f(x))
+    assert (thunder.cache_misses(jf), thunder.cache_hits(jf)) == (2, 1)
+
+
 def test_non_contiguous_inputs_keep_static_sizes():
     def f(x):
         return x.reshape(-1) + 1

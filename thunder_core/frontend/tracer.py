@@ -30,6 +30,7 @@ from thunder.core.proxies import (
     NumberProxy,
     TensorProxy,
     concrete_shape,
+    is_symbolic,
     number_proxy,
     proxy_like_tensor,
     register_concretization_hook,
@@ -311,6 +312,8 @@ class TracingMode(TorchFunctionMode):
         if func in _PASSTHROUGH:
             if _guard_sinks:  # torch itself cannot take number proxies (`x.size(n)`)
                 args, kwargs = concrete_numbers((args, kwargs))
+                if args and is_symbolic(args[0]):
+                    return _symbolic_size_query(func, args, kwargs)
             return func(*args, **kwargs)
         name = getattr(func, "__name__", "")
         if name == "__get__":
@@ -590,6 +593,30 @@ def _proxy_leaves(
             proxied.append(leaf)
         position += is_input[i]
     return proxied
+
+
+def _symbolic_size_query(func, args, kwargs):
+    """A metadata query on a proxy with symbolic sizes: sizes answer with the symbols; anything else computed
+    from the sizes (strides, contiguity) guards every size's value first."""
+    query = _SIZE_QUERIES.get(func)
+    if query is not None:
+        return query(*args, **kwargs)
+    for length in args[0].shape:
+        int(length)
+    return func(*args, **kwargs)
+
+
+_SIZE_QUERIES = {
+    _Tensor.size: TensorProxy.size, _Tensor.numel: TensorProxy.numel, _Tensor.nelement: TensorProxy.numel,
+    torch.numel: TensorProxy.numel, _Tensor.__len__: TensorProxy.__len__, _Tensor.dim: TensorProxy.dim,
+    _Tensor.ndimension: TensorProxy.dim, _Tensor.is_floating_point: TensorProxy.is_floating_point,
+    _Tensor.is_complex: TensorProxy.is_complex, torch.is_floating_point: TensorProxy.is_floating_point,
+    torch.is_complex: TensorProxy.is_complex, torch.is_tensor: torch.is_tensor, _Tensor.get_device: _Tensor.get_device,
+    _Tensor.element_size: _Tensor.element_size, _Tensor.is_signed: _Tensor.is_signed, torch.is_signed: torch.is_signed,
+    _Tensor.type: _Tensor.type, torch.result_type: torch.result_type, torch._C._set_grad_enabled:
+    torch._C._set_grad_enabled, torch.device: torch.device, _Tensor.__format__: _Tensor.__format__,
+    _Tensor.__hash__: _Tensor.__hash__,  # by identity
+}  # fmt: skip
 
 
 def concrete_numbers(x):
