@@ -50,6 +50,12 @@ CASES = {
                          lambda b, s: ((b, 2 * s),)),
     "index_last": (lambda x: x[:, -1] + x[0], lambda b, s: ((b, b),)),
     "new_zeros_of_a_size": (lambda x: x + x.new_zeros(x.shape[0], x.shape[1]), lambda b, s: ((b, s),)),
+    "factories": (lambda x: x + torch.zeros(x.shape[0], x.shape[1]) + torch.ones(x.shape, dtype=x.dtype)
+                  + torch.full((x.shape[0], x.shape[1]), 2.0) + x.new_zeros(x.shape),
+                  lambda b, s: ((b, s),)),
+    "arange": (lambda x: x * torch.arange(x.shape[1], dtype=x.dtype) + torch.arange(1, x.shape[0] + 1)[:, None],
+               lambda b, s: ((b, s),)),
+    "expand": (lambda x, y: x.expand(y.shape[0], -1, -1) + y, lambda b, s: ((1, b, s), (3, b, s))),
 }
 
 

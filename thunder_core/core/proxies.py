@@ -130,7 +130,7 @@ class TensorProxy(torch.Tensor, Proxy):
     # keeps the symbol.
     def _with_symbolic_sizes(method):
         def call(self, *args, **kwargs):
-            if _has_number_proxy(args) or _has_number_proxy(kwargs):
+            if has_number_proxy(args) or has_number_proxy(kwargs):
                 return torch.overrides.handle_torch_function(method, (self,), self, *args, **kwargs)
             return method(self, *args, **kwargs)
 
@@ -194,15 +194,16 @@ def is_symbolic(t) -> bool:
     return getattr(t, "_thunder_shape", None) is not None
 
 
-def _has_number_proxy(x) -> bool:
+def has_number_proxy(x) -> bool:
+    """Whether x (a number, or a tuple, list, dict or slice of them) holds a number proxy."""
     if isinstance(x, NumberProxy):
         return True
-    if type(x) is tuple or type(x) is list:
-        return any(_has_number_proxy(v) for v in x)
+    if isinstance(x, (tuple, list)):
+        return any(has_number_proxy(v) for v in x)
     if type(x) is dict:
-        return any(_has_number_proxy(v) for v in x.values())
+        return any(has_number_proxy(v) for v in x.values())
     if type(x) is slice:
-        return _has_number_proxy((x.start, x.stop, x.step))
+        return has_number_proxy((x.start, x.stop, x.step))
     return False
 
 

@@ -45,10 +45,12 @@ from __future__ import annotations
 
 import operator
 import struct
+import threading
+from contextlib import contextmanager
 
 import torch
 
-from thunder.core.proxies import Expr, IntegerProxy, TensorProxy, proxy_like_tensor
+from thunder.core.proxies import Expr, IntegerProxy, TensorProxy, has_number_proxy, proxy_like_tensor
 from thunder.core.scalar_ops import sizes_of
 from thunder.core.trace import get_tracectx
 
@@ -59,8 +61,51 @@ _Tensor = torch.Tensor
 SYMBOLIC_SIZE_FNS = frozenset({
     _Tensor.reshape, torch.reshape, _Tensor.view, _Tensor.expand, _Tensor.__getitem__, torch.zeros, torch.ones,
     torch.empty, torch.full, _Tensor.new_zeros, _Tensor.new_ones, _Tensor.new_empty, _Tensor.new_full,
-    torch.broadcast_to, _Tensor.broadcast_to, torch.unflatten, _Tensor.unflatten, torch.arange,
+    torch.broadcast_to, _Tensor.broadcast_to, torch.unflatten, _Tensor.unflatten, torch.arange, torch.rand,
+    torch.randn,
 })  # fmt: skip
+
+
+# torch's factories parse their sizes in C, which refuses a number proxy among varargs (`torch.zeros(b, t)`)
+# before any torch-function hook runs: while a function with symbolic sizes is traced, these names in the torch
+# module are wrappers that hand such calls to the tracer directly (process-wide, like torch.compile's own
+# patches; a call without number proxies goes straight to torch).
+_FACTORY_NAMES = ("zeros", "ones", "empty", "full", "rand", "randn")
+_factories_lock = threading.Lock()
+_factories_state = {"depth": 0, "originals": {}}
+
+
+def _factory_taking_symbolic_sizes(fn):
+    def factory(*args, **kwargs):
+        if has_number_proxy(args) or has_number_proxy(kwargs):
+            relevant = [x for x in (*args, *kwargs.values()) if has_number_proxy(x)]
+            return torch.overrides.handle_torch_function(fn, relevant, *args, **kwargs)
+        return fn(*args, **kwargs)
+
+    factory.__name__ = fn.__name__
+    factory.__doc__ = fn.__doc__
+    factory.__wrapped_factory__ = fn
+    return factory
+
+
+@contextmanager
+def factories_taking_symbolic_sizes():
+    """Inside, `torch.zeros(b, t)` and the like accept symbolic sizes (see above)."""
+    with _factories_lock:
+        if _factories_state["depth"] == 0:
+            for name in _FACTORY_NAMES:
+                original = getattr(torch, name)
+                _factories_state["originals"][name] = original
+                setattr(torch, name, _factory_taking_symbolic_sizes(original))
+        _factories_state["depth"] += 1
+    try:
+        yield
+    finally:
+        with _factories_lock:
+            _factories_state["depth"] -= 1
+            if _factories_state["depth"] == 0:
+                for name, original in _factories_state["originals"].items():
+                    setattr(torch, name, original)
 
 
 def symbolic_dims(t: torch.Tensor) -> tuple[int, ...]:

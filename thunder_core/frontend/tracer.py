@@ -40,7 +40,7 @@ from thunder.core.trace import TraceCtx, get_tracectx, register_torch_tracing, t
 from thunder.frontend import eager_layout
 from thunder.frontend.autocast import apply_autocast, autocast_state
 from thunder.frontend.cache import is_symbolic_number
-from thunder.frontend.symbolic_shapes import SYMBOLIC_SIZE_FNS
+from thunder.frontend.symbolic_shapes import SYMBOLIC_SIZE_FNS, factories_taking_symbolic_sizes
 from thunder.torch import fallback
 from thunder.torch.shapes import VIEW_OPS
 
@@ -509,8 +509,9 @@ def acquire_trace(
             proxied = _proxy_leaves(leaves, names, trace, tracer, symbolic_numbers, duplicates or {},
                                     symbolic_sizes_from)
             args, kwargs = tree_unflatten(proxied, spec)
+            symbolic_factories = factories_taking_symbolic_sizes() if symbolic_sizes_from is not None else nullcontext()
             with TracingMode(tracer), traced_autograd_functions(), python_originals_of_script_functions(), \
-                    recording_checkpoints():
+                    recording_checkpoints(), symbolic_factories:
                 result = fn(*args, **kwargs)
             if inspect.isgenerator(result) or inspect.iscoroutine(result) or inspect.isasyncgen(result):
                 getattr(result, "close", lambda: None)()
