@@ -297,3 +297,16 @@ def test_torchcompile_regions_compile_per_concrete_shape_under_one_trace():
         torch.testing.assert_close(jf(x, y), f(x, y))
     assert thunder.cache_misses(jf) == 1  # one trace, guards and all
     assert torchcompile.compilations - before == 2  # Inductor specializes underneath: one per concrete shape
+
+
+def test_compiled_guards_compare_float_values_by_bits():
+    import math
+
+    def f(x, s):
+        return x * math.copysign(1.0, s)  # needs the float itself: its value (by bits) is guarded
+
+    jf = _jit(f)
+    x = torch.randn(3)
+    for s in (0.0, -0.0, 0.0, 2.5):
+        torch.testing.assert_close(jf(x, s), f(x, s), rtol=0, atol=0)
+    assert (thunder.cache_misses(jf), thunder.cache_hits(jf)) == (3, 1)

@@ -85,7 +85,8 @@ class TensorProxy(torch.Tensor, Proxy):
             raise TypeError("TensorProxy needs `like=` or all of shape, dtype and device")
         symbolic = None
         if type(shape) is not torch.Size and any(isinstance(s, NumberProxy) for s in shape):
-            symbolic = SymbolicShape(s if isinstance(s, NumberProxy) and s.expr is not None else int(_value(s))
+            # a symbol stays one; a float proxy (an error below, as in eager) or a constant proxy gives its value
+            symbolic = SymbolicShape(s if isinstance(s, IntegerProxy) and s.expr is not None else int(s)
                                      for s in shape)
             if not any(isinstance(s, NumberProxy) for s in symbolic):
                 symbolic = None

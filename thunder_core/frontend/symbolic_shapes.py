@@ -26,9 +26,24 @@ reshape, ``if x.shape[1] > 4`` in the user's code) guards its outcome; ``int(s0)
 or a C call that takes the number (``__index__``) guards its value. Guards are structural, so a relation met
 twice is checked once. A failed guard compiles a new entry beside the old ones: never a wrong result.
 
-**What accepts symbols.** Torch calls listed in `SYMBOLIC_SIZE_FNS` (view, reshape, expand, slicing, the
-factories) take number proxies as sizes and record them in the trace. Any other call gets concrete numbers,
-each value guarded (correct, but specialized: it recompiles for another value).
+**Arithmetic on sizes is hoisted.** A scalar prim recorded while a decomposition is being recorded goes to the
+top level of the trace (``Symbol.__call__``), before the operation that needed it: the output's shape may hold
+the number, and later operations read it. Passes that follow data flow therefore read a call's decomposition
+too (``thunder.core.symbol.proxies_read``), and dead-code elimination keeps ``sizes_of`` and the sizes of the
+values it keeps, so that autodiff's grad rules, which build operations on those shapes, find them; the
+backward receives the sizes it needs as saved numbers.
+
+**What accepts symbols.** Torch calls listed in `SYMBOLIC_SIZE_FNS` (view, reshape, expand, slicing, arange, the
+factories) take number proxies as sizes and record them in the trace. Torch's C argument parser would turn a
+symbol into an int (``__index__``, a value guard) or refuse it among varargs before the tracer sees the call,
+so the size-taking ``Tensor`` methods are Python methods of ``TensorProxy`` and, while such a function is
+traced, ``torch.zeros``/``ones``/``empty``/``full``/``rand``/``randn`` are wrappers that hand calls with
+symbols to the tracer (`factories_taking_symbolic_sizes`). Any other call gets concrete numbers, each value
+guarded (correct, but specialized: it recompiles for another value). Metadata queries that torch answers from
+the wrapper's sizes (``torch.numel``, ``Tensor.size`` called as a function) answer with the symbols; those
+derived from sizes (``stride()``, ``is_contiguous()``) guard the value of every size of the tensor first.
+Layout decisions made while tracing (which eager results are views, their strides) use the sizes seen while
+tracing without a guard (`concrete_shape`): they never change what the program computes.
 
 **Executors.** The torch and python executors run the trace as it is: sizes are Python ints computed on each
 call. A fusion executor that compiles for static shapes (Inductor, nvFuser) declines operations that take number
@@ -38,7 +53,15 @@ reused.
 
 **For other frontends** (ThunderFX with Dynamo's dynamic shapes): `symbolic_input_proxy(tensor, position,
 dims, name)` builds an input proxy whose listed dims are symbols reading ``inputs[position].shape[d]``, and
-records its ``sizes_of``; call it inside a trace under ``thunder.frontend.tracer.collecting_guards``.
+records its ``sizes_of``; call it inside a trace under ``thunder.frontend.tracer.collecting_guards(guards)``
+with ``guards = GuardList()``, and `compile_guards(guards)` gives the per-call check of the flat inputs.
+``thunder.frontend.tracer.acquire_trace(..., symbolic_sizes_from=i)`` does all of it for the tensor leaves
+from index ``i`` on.
+
+**Not covered.** Tensors captured from outside the function and a module's parameters keep constant sizes;
+calls that parse sizes in C other than those above specialize (guarded); a fusion executor that wants
+symbolic shapes itself (nvFuser's dynamic shapes) is not given them yet: regions with symbolic sizes are
+compiled per concrete shape.
 """
 
 from __future__ import annotations
