@@ -310,3 +310,16 @@ def test_compiled_guards_compare_float_values_by_bits():
     for s in (0.0, -0.0, 0.0, 2.5):
         torch.testing.assert_close(jf(x, s), f(x, s), rtol=0, atol=0)
     assert (thunder.cache_misses(jf), thunder.cache_hits(jf)) == (3, 1)
+
+
+def test_printed_trace_runs_on_other_sizes():
+    def f(x, y):
+        return (x @ y).reshape(-1).softmax(0)
+
+    jf = _jit(f)
+    jf(torch.randn(3, 4), torch.randn(4, 5))
+    final = thunder.last_traces(jf)[-1]
+    namespace = dict(final.python_ctx())
+    exec(final.python(), namespace)
+    x, y = torch.randn(6, 7), torch.randn(7, 2)
+    torch.testing.assert_close(namespace["computation"](x, y)[0], f(x, y))
