@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from thunder.core.proxies import Proxy, type_string
+from thunder.core.proxies import Proxy, SymbolicShape, type_string
 
 
 class _Context(dict):
@@ -35,7 +35,7 @@ def value_source(x: Any, ctx: _Context) -> str:
         return f"float('{x}')"
     if isinstance(x, complex):
         return f"complex({value_source(x.real, ctx)}, {value_source(x.imag, ctx)})"
-    if type(x) is tuple or isinstance(x, torch.Size):
+    if type(x) is tuple or isinstance(x, (torch.Size, SymbolicShape)):
         inner = ", ".join(value_source(v, ctx) for v in x)
         return f"({inner},)" if len(x) == 1 else f"({inner})"
     if type(x) is list:

@@ -83,7 +83,14 @@ class TensorProxy(torch.Tensor, Proxy):
             requires_grad = like.requires_grad if requires_grad is None else requires_grad
         if shape is None or dtype is None or device is None:
             raise TypeError("TensorProxy needs `like=` or all of shape, dtype and device")
-        shape = tuple(int(s) for s in shape)
+        symbolic = None
+        if type(shape) is not torch.Size and any(isinstance(s, NumberProxy) for s in shape):
+            # a symbol stays one; a float proxy (an error below, as in eager) or a constant proxy gives its value
+            symbolic = SymbolicShape(s if isinstance(s, IntegerProxy) and s.expr is not None else int(s)
+                                     for s in shape)
+            if not any(isinstance(s, NumberProxy) for s in symbolic):
+                symbolic = None
+        shape = tuple(int(_value(s)) for s in shape)
         if strides is None:
             strides = contiguous_strides(shape)
         requires_grad = bool(requires_grad) and (dtype.is_floating_point or dtype.is_complex)
@@ -91,8 +98,57 @@ class TensorProxy(torch.Tensor, Proxy):
             cls, shape, strides=tuple(strides), dtype=dtype, device=resolve_device(device), requires_grad=requires_grad
         )
         proxy._thunder_name = name if name is not None else _new_name(prefix)
+        if symbolic is not None:
+            proxy._thunder_shape = symbolic
         return proxy
 
+    # -- symbolic sizes (cache="symbolic values"; see thunder.core.symbolic_shapes) ------------------------
+    # None: every dim is a plain int (the wrapper's own sizes). Otherwise a SymbolicShape whose entries are
+    # ints or IntegerProxies; the wrapper holds their values seen while tracing.
+    _thunder_shape = None
+
+    @property
+    def shape(self):
+        symbolic = self._thunder_shape
+        return _concrete_size(self) if symbolic is None else symbolic
+
+    def size(self, dim=None):
+        shape = self.shape
+        if dim is None:
+            return shape
+        return shape[dim]
+
+    def numel(self):
+        symbolic = self._thunder_shape
+        if symbolic is None:
+            return _concrete_numel(self)
+        return symbolic.numel()
+
+    nelement = numel
+
+    # Methods that take sizes: torch's argument parser would turn a symbolic size into an int (`__index__`, a
+    # value guard) before the tracer sees the call; handing the call to the torch-function machinery directly
+    # keeps the symbol.
+    def _with_symbolic_sizes(method):
+        def call(self, *args, **kwargs):
+            if has_number_proxy(args) or has_number_proxy(kwargs):
+                return torch.overrides.handle_torch_function(method, (self,), self, *args, **kwargs)
+            return method(self, *args, **kwargs)
+
+        call.__name__ = method.__name__
+        call.__doc__ = method.__doc__
+        return call
+
+    for _method in (torch.Tensor.reshape, torch.Tensor.view, torch.Tensor.expand, torch.Tensor.__getitem__,
+                    torch.Tensor.new_zeros, torch.Tensor.new_ones, torch.Tensor.new_empty, torch.Tensor.new_full,
+                    torch.Tensor.broadcast_to, torch.Tensor.unflatten):  # fmt: skip
+        locals()[_method.__name__] = _with_symbolic_sizes(_method)
+    del _method, _with_symbolic_sizes
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return int(self.shape[0])
     # torch.Tensor.name is a read-only C attribute; a trace value's name shadows it.
     @property
     def name(self) -> str:
@@ -101,6 +157,7 @@ class TensorProxy(torch.Tensor, Proxy):
     def replace_name(self, name: str) -> TensorProxy:
         """A proxy with the same metadata and another name."""
         return TensorProxy(name, like=self, strides=self.stride())
+
 
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
@@ -120,6 +177,54 @@ class TensorProxy(torch.Tensor, Proxy):
 
     def __deepcopy__(self, memo):
         raise TypeError("a TensorProxy cannot be pickled or deep-copied: it stands for a tensor during tracing")
+
+
+_concrete_size = torch.Tensor.size
+_concrete_numel = torch.Tensor.numel
+
+
+def concrete_shape(t) -> tuple[int, ...]:
+    """A tensor's sizes as seen while tracing, with no guard: only for decisions that do not shape the program
+    (memory layouts, printing). Anything the program's result depends on reads `t.shape`."""
+    return tuple(_concrete_size(t))
+
+
+def is_symbolic(t) -> bool:
+    """Whether a tensor proxy has a symbolic size (cache="symbolic values"): an executor that compiles for static
+    shapes compiles again per concrete shape (see `thunder.extend.CompileOnFirstCall`'s `static_shapes`)."""
+    return getattr(t, "_thunder_shape", None) is not None
+
+
+def has_number_proxy(x) -> bool:
+    """Whether x (a number, or a tuple, list, dict or slice of them) holds a number proxy."""
+    if isinstance(x, NumberProxy):
+        return True
+    if isinstance(x, (tuple, list)):
+        return any(has_number_proxy(v) for v in x)
+    if type(x) is dict:
+        return any(has_number_proxy(v) for v in x.values())
+    if type(x) is slice:
+        return has_number_proxy((x.start, x.stop, x.step))
+    return False
+
+
+def _value(x):
+    return x.value if isinstance(x, NumberProxy) else x
+
+
+class SymbolicShape(tuple):
+    """A tensor proxy's shape with symbolic entries (ints and IntegerProxies); torch.Size's `numel()` too."""
+
+    __slots__ = ()
+
+    def numel(self):
+        n = None  # no `1 * s0` in the trace
+        for s in self:
+            n = s if n is None else n * s
+        return 1 if n is None else n
+
+    def __repr__(self) -> str:
+        return f"SymbolicShape([{', '.join(getattr(s, 'name', None) or repr(s) for s in self)}])"
 
 
 _short_dtype = {
@@ -143,6 +248,9 @@ def type_string(t) -> str:
     if isinstance(t, NumberProxy):
         return t.python_type.__name__
     dtype = _short_dtype.get(t.dtype, str(t.dtype).removeprefix("torch."))
+    shape = getattr(t, "_thunder_shape", None)
+    if shape is not None:
+        return f"{t.device} {dtype}[{', '.join(s.name if isinstance(s, NumberProxy) else str(s) for s in shape)}]"
     return f"{t.device} {dtype}{list(t.shape)}"
 
 
@@ -164,8 +272,8 @@ def register_concretization_hook(hook) -> None:
 
 
 class NumberProxy(Proxy):
-    """A Python number in a trace: `value` is the one seen while tracing; `expr(inputs)` computes it from a
-    call's flat inputs (None: the number depends on no input)."""
+    """A Python number in a trace: `value` is the one seen while tracing; `expr(inputs)` (an `Expr`) computes it
+    from a call's flat inputs (None: the number depends on no input)."""
 
     __slots__ = ("name", "value", "expr")
     python_type: type = object
@@ -196,7 +304,7 @@ class NumberProxy(Proxy):
 
     # Python needs the value: guard it
     def __bool__(self):
-        return bool(self.concrete())
+        return bool(self != 0)  # guards the truth value only (`if n:` holds for every non-zero n)
 
     def __int__(self):
         return int(self.concrete())
@@ -232,12 +340,53 @@ class NumberProxy(Proxy):
         raise TypeError("a NumberProxy cannot be pickled or deep-copied: it stands for a number during tracing")
 
 
-def value_getter(x):
-    """A function of the flat inputs giving x's value: a number proxy's expr, or a constant."""
+class Expr:
+    """A number as a function of a call's flat inputs: `expr(inputs)`. Compared and hashed by structure, so the
+    same relation reached twice is one guard. `op` is "input" (args: position), "size" (position, dim), "const"
+    (value) or a Python operator applied to the argument expressions."""
+
+    __slots__ = ("op", "args", "_key")
+
+    def __init__(self, op, *args):
+        self.op = op
+        self.args = args
+        if op == "const":
+            value = args[0]
+            self._key = ("const", type(value), repr(value))  # by type and repr: -0.0 is not 0.0, True is not 1
+        else:
+            self._key = (op, *args)
+
+    def __call__(self, inputs):
+        op = self.op
+        if op == "size":
+            return inputs[self.args[0]].shape[self.args[1]]
+        if op == "input":
+            return inputs[self.args[0]]
+        if op == "const":
+            return self.args[0]
+        return op(*[a(inputs) for a in self.args])
+
+    def __eq__(self, other):
+        return type(other) is Expr and self._key == other._key
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __repr__(self) -> str:
+        if self.op == "size":
+            return f"inputs[{self.args[0]}].shape[{self.args[1]}]"
+        if self.op == "input":
+            return f"inputs[{self.args[0]}]"
+        if self.op == "const":
+            return repr(self.args[0])
+        return f"{getattr(self.op, '__name__', self.op)}({', '.join(map(repr, self.args))})"
+
+
+def value_getter(x) -> Expr:
+    """An Expr of the flat inputs giving x's value: a number proxy's expr, or a constant."""
     if isinstance(x, NumberProxy) and x.expr is not None:
         return x.expr
-    value = x.value if isinstance(x, NumberProxy) else x
-    return lambda inputs: value
+    return Expr("const", x.value if isinstance(x, NumberProxy) else x)
 
 
 # what a number proxy's operators take; anything else (a tensor: its reflected operator records the tensor op)
@@ -250,9 +399,10 @@ def _comparison(op):
         if not isinstance(other, _NUMBER_OPERANDS):
             return NotImplemented
         result = op(self.value, other.value if isinstance(other, NumberProxy) else other)
-        if _concretization_hook is not None:
+        if _concretization_hook is not None and self is not other:
             a, b = value_getter(self), value_getter(other)
-            _concretization_hook(lambda inputs: op(a(inputs), b(inputs)), result, self)
+            if a != b and (a.op != "const" or b.op != "const"):  # else the outcome holds for every input
+                _concretization_hook(Expr(op, a, b), result, self)
         return result
 
     return compare
@@ -265,6 +415,8 @@ def _arithmetic(name: str, reflected: bool = False):
         from thunder.core.scalar_ops import scalar_symbols  # a real cycle: scalar_ops builds on this module
 
         a, b = (other, self) if reflected else (self, other)
+        if get_tracectx() is None:  # a cost model or a printer outside tracing: the values seen while tracing
+            return scalar_symbols[f"scalar_{name}"].python_impl(_value(a), _value(b))
         return scalar_symbols[f"scalar_{name}"](a, b)
 
     return method
@@ -274,6 +426,8 @@ def _unary_arithmetic(name: str):
     def method(self):
         from thunder.core.scalar_ops import scalar_symbols  # a real cycle: scalar_ops builds on this module
 
+        if get_tracectx() is None:
+            return scalar_symbols[f"scalar_{name}"].python_impl(self.value)
         return scalar_symbols[f"scalar_{name}"](self)
 
     return method

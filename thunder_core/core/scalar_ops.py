@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 from numbers import Number
 
-from thunder.core.proxies import NumberProxy, number_proxy, value_getter
+from thunder.core.proxies import Expr, NumberProxy, number_proxy, value_getter
 from thunder.core.symbol import Symbol
 
 SCALAR_BINARY = {
@@ -28,7 +28,11 @@ def _scalar_meta(op):
                 raise RuntimeError(f"scalar operations take numbers, got {a!r}")
         values = [a.value if isinstance(a, NumberProxy) else a for a in args]
         getters = [value_getter(a) for a in args]
-        return number_proxy(op(*values), expr=lambda inputs: op(*[g(inputs) for g in getters]))
+        if all(g.op == "const" for g in getters):
+            expr = None
+        else:
+            expr = Expr(op, *getters)
+        return number_proxy(op(*values), expr=expr)
 
     return meta
 
@@ -39,3 +43,19 @@ scalar_symbols: dict[str, Symbol] = {
                              python_impl=op, tags=("python", "scalar"))
     for name, op in (*SCALAR_BINARY.items(), *SCALAR_UNARY.items())
 }  # fmt: skip
+
+
+def _sizes_of_meta(t):
+    # recorded by the tracer with the input's own symbolic sizes as outputs (see thunder.core.symbolic_shapes);
+    # called directly it reports the proxy's shape
+    return tuple(t.shape)
+
+
+def _sizes_of(t) -> tuple:
+    return tuple(t.shape)
+
+
+#: `(n0, _, n1) = sizes_of(x)`: an input tensor's sizes, the symbolic ones bound to names (cache="symbolic values")
+sizes_of = Symbol("sizes_of", _sizes_of_meta, id="prims.sizes_of", is_prim=True, python_impl=_sizes_of,
+                  tags=("python", "input_sizes"))
+scalar_symbols["sizes_of"] = sizes_of

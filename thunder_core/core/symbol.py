@@ -25,6 +25,7 @@ class OpTag:
     FUSION: made by a fusion executor from a region (left alone by later fusion executors).
     FALLBACK: a torch operator without a Thunder symbol, traced through its meta kernel.
     ELEMENTWISE, SHAPE, REDUCTION, MATMUL: operator families (fusion cost models, rematerialization).
+    INPUT_SIZES: binds an input tensor's symbolic sizes (`sizes_of`); kept by dead-code elimination.
     """
 
     RANDOM = "random"
@@ -36,6 +37,7 @@ class OpTag:
     SHAPE = "shape"
     REDUCTION = "reduction"
     MATMUL = "matmul"
+    INPUT_SIZES = "input_sizes"
 
 
 class Symbol:
@@ -95,6 +97,11 @@ class Symbol:
                 for sub in subsymbols:
                     trace.record(sub)
                 return result
+        if "scalar" in self.tags:
+            # Arithmetic on number proxies (symbolic sizes) is hoisted out of any decomposition being recorded:
+            # the shape of the decomposition's output may hold the number, and later operations read it.
+            trace.bound_symbols.append(BoundSymbol(self, args, kwargs, result, ()))
+            return result
         trace.record(BoundSymbol(self, args, kwargs, result, tuple(subsymbols)))
         return result
 
@@ -136,7 +143,21 @@ def flat_proxies(x, out: list | None = None) -> list:
     elif isinstance(x, dict):
         for v in x.values():
             flat_proxies(v, out)
+    elif type(x) is slice:  # `x[:n]` with a symbolic bound
+        flat_proxies((x.start, x.stop, x.step), out)
     return out
+
+
+def proxies_read(bsym) -> list[Proxy]:
+    """Every proxy a call reads: its arguments, and what its decomposition reads from outside it (a number
+    computed by hoisted scalar arithmetic, see `Symbol.__call__`)."""
+    reads = list(bsym.flat_args)
+    if bsym.subsymbols:
+        defined = set()
+        for sub in bsym.subsymbols:
+            reads.extend(p for p in proxies_read(sub) if p.name not in defined)
+            defined.update(o.name for o in sub.flat_outs)
+    return reads
 
 
 class BoundSymbol:
@@ -190,6 +211,8 @@ class BoundSymbol:
                 return tuple(swap(v) for v in x)
             if type(x) is dict:
                 return {k: swap(v) for k, v in x.items()}
+            if type(x) is slice:
+                return slice(swap(x.start), swap(x.stop), swap(x.step))
             return x
 
         return self.from_bsym(

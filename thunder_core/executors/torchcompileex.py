@@ -59,6 +59,7 @@ from thunder.extend import (
     TensorProxy,
     TraceCtx,
     get_executor,
+    has_symbolic_shape,
     lower_region,
 )
 
@@ -116,8 +117,11 @@ class TorchCompileExecutor(FusionExecutor):
         name = f"TorchCompile{fusion_index}"
         program = _RegionProgram(region, self.torch)
         inductor_options = {"max_autotune": True} if options["max_autotune"] else None
+        # symbolic sizes (cache="symbolic values"): Inductor compiles per concrete shape underneath
+        static = not any(has_symbolic_shape(p) for p in (*region.inputs, *region.outputs))
         impl = CompileOnFirstCall(lambda args: _inductor_compile(program, args, inductor_options),
-                                  key=(program.key, options["max_autotune"]), cache=self.cache)  # fmt: skip
+                                  key=(program.key, options["max_autotune"]), cache=self.cache,
+                                  static_shapes=static)  # fmt: skip
         sym = Symbol(name, python_impl=impl, id=f"torchcompile.{name}", tags=(OpTag.FUSION,))
         sym.region = region
         sym.executor = self

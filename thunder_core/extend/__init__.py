@@ -24,6 +24,7 @@ calls), :class:`OpTag` (operator properties), :class:`ExecutorOption` (typed opt
 """
 
 from thunder.core.proxies import TensorProxy
+from thunder.core.proxies import is_symbolic as has_symbolic_shape
 from thunder.core.symbol import BoundSymbol, OpTag, Symbol
 from thunder.core.trace import TraceCtx
 from thunder.core.transforms import get_grad, put_grad, put_grads
@@ -83,6 +84,7 @@ __all__ = [
     "BoundSymbol",
     "CompileCache",
     "CompileOnFirstCall",
+    "has_symbolic_shape",
     "ENTRY_POINT_GROUP",
     "Executor",
     "ExecutorOption",

@@ -85,18 +85,30 @@ class CompileOnFirstCall:
     After the first call, the name this object is bound to in the calling trace's namespace is rebound to
     the compiled callable, so that later calls cost nothing extra. That is sound because a trace runs only
     on inputs with its cache entry's metadata, so a region inside it always sees the same input metadata.
+
+    static_shapes: False for a region of a trace with symbolic sizes (`has_symbolic_shape`, cache="symbolic
+        values"): its inputs' sizes change from call to call, so each call looks its compiled callable up by
+        the inputs' metadata (one dict lookup) and compiles for new metadata, instead of being rebound.
     """
 
-    __slots__ = ("compile", "key", "cache", "fn")
+    __slots__ = ("compile", "key", "cache", "fn", "static_shapes", "_per_metadata")
 
     def __init__(self, compile: Callable[[tuple], Callable], *, key: Hashable | None = None,
-                 cache: CompileCache | None = None):  # fmt: skip
+                 cache: CompileCache | None = None, static_shapes: bool = True):  # fmt: skip
         self.compile = compile
         self.key = key
         self.cache = cache
         self.fn: Callable | None = None
+        self.static_shapes = static_shapes
+        self._per_metadata: dict = {}
 
     def __call__(self, *args):
+        if not self.static_shapes:
+            metadata = input_metadata(args)
+            fn = self._per_metadata.get(metadata)
+            if fn is None:
+                fn = self._per_metadata[metadata] = self._compiled(args)
+            return fn(*args)
         fn = self.fn
         if fn is None:
             fn = self.fn = self._compiled(args)

@@ -21,8 +21,9 @@ What is keyed
   and are refused with a clear error when it writes into one of them.
 - **Python scalars**: by type and value; floats and complex numbers **by their bits**, so ``-0.0`` is not
   ``0.0`` (``x / s`` gives ``-inf``) and NaN finds its own entry. ``True`` is not ``1``. Under
-  ``cache="symbolic values"`` ints and floats are inputs of the trace and keyed by type only; the
-  relations the program relied on (``n > 0``) are checked per entry, floats again by bits.
+  ``cache="symbolic values"`` ints and floats are inputs of the trace and keyed by type only, and tensor
+  arguments' lengths of 2 or more are symbols (``thunder.frontend.symbolic_shapes``); the relations the program
+  relied on (``n > 0``, ``x.shape[1] == y.shape[0]``) are checked per entry, floats again by bits.
 - **Other hashable leaves** (strings, dtypes, enums) by value; unhashable objects by identity (the entry
   keeps the object alive, so its id cannot be reused).
 - **Global torch state**: grad mode, autocast state, default dtype; a module's ``training`` flags.
@@ -100,6 +101,7 @@ import struct
 import torch
 
 from thunder.core.pytree import tree_flatten
+from thunder.frontend.symbolic_shapes import symbolic_tensor_key
 
 CACHE_OPTIONS = ("no caching", "same input", "constant values", "symbolic values")
 _Tensor = torch.Tensor
@@ -187,6 +189,8 @@ def is_symbolic_number(x) -> bool:
 def _symbolic_leaf_key(x):
     if is_symbolic_number(x):
         return ("number", type(x))
+    if isinstance(x, _Tensor):
+        return symbolic_tensor_key(x)
     return _leaf_key(x)
 
 
@@ -199,6 +203,15 @@ _SCALAR_TYPES = (int, float, bool, type(None))
 
 def flatten_and_key(args: tuple, kwargs: dict, symbolic: bool = False) -> tuple[tuple, list]:
     """(key, inputs) for one call: inputs are the tensors, and under `symbolic` the numbers too, in order."""
+    if symbolic:  # tensor sizes are symbols too: see thunder.frontend.symbolic_shapes
+        if not kwargs and all(type(a) is _Tensor or type(a) in _SCALAR_TYPES for a in args):
+            # plain tensors and scalars: no tree to flatten (a spec-less key, unlike the tree path's)
+            key = tuple([_symbolic_leaf_key(a) if type(a) is not bool and a is not None else (type(a), a)
+                         for a in args])  # fmt: skip
+            return key, [a for a in args if type(a) is _Tensor or is_symbolic_number(a)]
+        leaves, spec = tree_flatten((args, kwargs))
+        key = (spec, tuple(_symbolic_leaf_key(x) for x in leaves))
+        return key, [x for x in leaves if isinstance(x, _Tensor) or is_symbolic_number(x)]
     if _plain_tensors(args, kwargs):  # the hot path: plain tensors only
         key = tuple([(a.shape, a.stride(), a.dtype, a.device, a.requires_grad) for a in args])
         return key, list(args)
@@ -210,16 +223,10 @@ def flatten_and_key(args: tuple, kwargs: dict, symbolic: bool = False) -> tuple[
             if type(a) is _Tensor:
                 key.append((a.shape, a.stride(), a.dtype, a.device, a.requires_grad))
                 inputs.append(a)
-            elif symbolic and is_symbolic_number(a):
-                key.append(_symbolic_leaf_key(a))
-                inputs.append(a)
             else:
                 key.append((float, _float_bits(a)) if type(a) is float else (type(a), a))
         return tuple(key), inputs
     leaves, spec = tree_flatten((args, kwargs))
-    if symbolic:
-        key = (spec, tuple(_symbolic_leaf_key(x) for x in leaves))
-        return key, [x for x in leaves if isinstance(x, _Tensor) or is_symbolic_number(x)]
     key = (spec, tuple(_leaf_key(x) for x in leaves))
     return key, [x for x in leaves if isinstance(x, _Tensor)]
 

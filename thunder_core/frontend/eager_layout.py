@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from thunder.core.proxies import NumberProxy, TensorProxy, contiguous_strides
+from thunder.core.proxies import NumberProxy, TensorProxy, concrete_shape, contiguous_strides
 
 # Calls that may return their operand itself in eager (besides the view operations, see torch/shapes.py).
 MAYBE_SELF = frozenset({
@@ -84,7 +84,8 @@ def run_on_meta(func: Callable, args, kwargs, strides_of: Callable[[TensorProxy]
             meta = memo.get(id(x))
             if meta is None:
                 strides = strides_of(x) if isinstance(x, TensorProxy) else tuple(x.stride())
-                meta = memo[id(x)] = torch.empty_strided(tuple(x.shape), strides, dtype=x.dtype, device="meta")
+                shape = concrete_shape(x)  # a layout question: the sizes seen while tracing, unguarded
+                meta = memo[id(x)] = torch.empty_strided(shape, strides, dtype=x.dtype, device="meta")
             return meta
         if isinstance(x, NumberProxy):
             return x.value

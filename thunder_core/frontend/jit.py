@@ -25,7 +25,8 @@ from thunder.frontend.cache import (
 from thunder.frontend.compile import compile_entry
 from thunder.frontend.guards import MISS, GuardRecorder, alias_pattern, build_guard, build_hot_call, same_value
 from thunder.frontend.object_write_back import changed, pytree_objects, snapshot, write_back
-from thunder.frontend.tracer import acquire_trace, collecting_guards, current_tracer
+from thunder.frontend.symbolic_shapes import compile_guards
+from thunder.frontend.tracer import GuardList, acquire_trace, collecting_guards, current_tracer
 
 log = logging.getLogger("thunder")
 _Tensor = torch.Tensor
@@ -55,13 +56,14 @@ class CacheEntry:
     __slots__ = ("forward", "backward", "out_spec", "constants", "traces", "backward_traces",
                  "needs_autograd", "fallback_ops", "single_output", "forward_trace", "backward_trace",
                  "fast", "differentiable_outputs", "guards", "check", "check_source", "input_index",
-                 "hot_call", "hot_arity", "write_back")  # fmt: skip
+                 "hot_call", "hot_arity", "write_back", "guard_check")  # fmt: skip
 
     def __init__(self):
         self.backward = None
         # cache="symbolic values": (expr, outcome) pairs; the entry serves the calls whose flat inputs give
         # every expr its outcome (see thunder.core.proxies)
         self.guards: tuple = ()
+        self.guard_check = None  # the guards as one generated function (thunder.frontend.symbolic_shapes)
         self.needs_autograd = False
         self.constants: list[torch.Tensor] = []
         self.fallback_ops: set[str] = set()
@@ -156,7 +158,7 @@ class ThunderFunction:
                     self._cache[key] = entries
             flat = [*state, *inputs] if state else inputs
             for entry in entries:
-                if (entry.check is None or entry.check()) and (not symbolic or _passes(entry.guards, flat)):
+                if (entry.check is None or entry.check()) and (not symbolic or _passes(entry, flat)):
                     self.stats.cache_hits += 1
                     break
             else:
@@ -213,7 +215,7 @@ class ThunderFunction:
 
         flat_spec = TreeSpec("tuple", None, (TreeSpec("tuple", None, (_LEAF,) * len(all_leaves)),
                                              TreeSpec("dict", (dict, ()), ())))  # fmt: skip
-        guards: list = []
+        guards = GuardList()
         duplicates = _duplicate_tensors(all_leaves)
         recorder = GuardRecorder()
         with collecting_guards(guards) if symbolic else contextlib.nullcontext():
@@ -221,7 +223,8 @@ class ThunderFunction:
             with recorder.recording():
                 trace, tracer, out_spec = acquire_trace(traced_fn, all_leaves, flat_spec, names=names,
                                                         replacements=self.replacements, symbolic_numbers=symbolic,
-                                                        duplicates=duplicates)  # fmt: skip
+                                                        duplicates=duplicates,
+                                                        symbolic_sizes_from=n_state if symbolic else None)  # fmt: skip
             _refuse_mutated_overlaps(all_leaves, duplicates, tracer, names)
             trace.duration_ms = (time.perf_counter() - t0) * 1e3
             self.stats.last_trace_time_ms = trace.duration_ms
@@ -229,6 +232,8 @@ class ThunderFunction:
             entry = compile_entry(self, trace, tracer, out_spec, CacheEntry())
         entry.guards = tuple(guards)
         entry.write_back = write_back_paths
+        if symbolic:
+            entry.guard_check = compile_guards(entry.guards)
         entry.fast = not entry.needs_autograd and not entry.constants and n_state == 0 and not duplicates
         if duplicates:
             entry.input_index = _input_index(all_leaves, duplicates, symbolic)
@@ -362,8 +367,10 @@ def _describe_input(names: list, position: int | None) -> str:
     return repr(name) if name else f"input {position}"
 
 
-def _passes(guards, flat_inputs) -> bool:
-    for expr, outcome in guards:
+def _passes(entry: CacheEntry, flat_inputs) -> bool:
+    if entry.guard_check is not None:
+        return entry.guard_check(flat_inputs)
+    for expr, outcome in entry.guards:
         try:
             value = expr(flat_inputs)
         except ArithmeticError:  # e.g. a division by zero with these inputs: compile again (and fail as eager does)

@@ -11,7 +11,6 @@ an in-place op on a view is written back to its base.
 from __future__ import annotations
 
 import inspect
-import operator
 import os
 import sys
 import threading
@@ -26,7 +25,16 @@ from torch.overrides import TorchFunctionMode
 import thunder.torch as ltorch
 from thunder import prims
 from thunder.core.context import ContextStack
-from thunder.core.proxies import NumberProxy, TensorProxy, number_proxy, proxy_like_tensor, register_concretization_hook
+from thunder.core.proxies import (
+    Expr,
+    NumberProxy,
+    TensorProxy,
+    concrete_shape,
+    is_symbolic,
+    number_proxy,
+    proxy_like_tensor,
+    register_concretization_hook,
+)
 from thunder.core.pytree import tree_flatten, tree_unflatten
 from thunder.core.trace import TraceCtx, get_tracectx, register_torch_tracing, tracectx
 from thunder.frontend import eager_layout
@@ -34,6 +42,7 @@ from thunder.frontend.autocast import apply_autocast, autocast_state
 from thunder.frontend.cache import is_symbolic_number
 from thunder.frontend.certain_comparisons import certain_truth
 from thunder.frontend.dropped_arguments import with_dropped_arguments
+from thunder.frontend.symbolic_shapes import SYMBOLIC_SIZE_FNS, factories_taking_symbolic_sizes
 from thunder.torch import fallback
 from thunder.torch.shapes import VIEW_OPS
 from thunder.torch.signatures import adapt_torch_call, positional_call
@@ -231,7 +240,7 @@ class Tracer:
                 f"{obj.device}; move the operand first (`.to({str(obj.device)!r})`)"
             )
         is_input = any(obj is p for p in (*self.input_proxies, *self._constant_proxies.values()))
-        if is_input and eager_layout.has_internal_overlap(obj.shape, obj.stride()):
+        if is_input and eager_layout.has_internal_overlap(concrete_shape(obj), obj.stride()):
             # (a NotImplementedError is a RuntimeError, as eager raises for most such writes; eager allows a few,
             # fill_ for one, whose effect through shared memory a functional trace cannot express)
             raise NotImplementedError(
@@ -306,6 +315,8 @@ class TracingMode(TorchFunctionMode):
         if func in _PASSTHROUGH:
             if _guard_sinks:  # torch itself cannot take number proxies (`x.size(n)`)
                 args, kwargs = concrete_numbers((args, kwargs))
+                if args and is_symbolic(args[0]):
+                    return _symbolic_size_query(func, args, kwargs)
             return func(*args, **kwargs)
         name = getattr(func, "__name__", "")
         if name == "__get__":
@@ -339,7 +350,7 @@ class TracingMode(TorchFunctionMode):
         handler = self.tracer.replacements.get(func) or ltorch.torch_handler(func)
         kwargs = with_dropped_arguments(func, kwargs)
         resolved_args, resolved_kwargs = self._operands(args, kwargs)
-        if _guard_sinks and func not in ltorch.SYMBOLIC_SCALAR_FNS:
+        if _guard_sinks and func not in ltorch.SYMBOLIC_SCALAR_FNS and func not in SYMBOLIC_SIZE_FNS:
             resolved_args, resolved_kwargs = concrete_numbers((resolved_args, resolved_kwargs))
         if handler is None:
             handler = fallback.fallback_symbol(func)
@@ -367,7 +378,7 @@ class TracingMode(TorchFunctionMode):
             view_info is not None
             or returns_operand
             or func in eager_layout.MAYBE_SELF
-            or any(not eager_layout.is_contiguous_layout(x.shape, tracer.eager_strides(x)) for x in operands)
+            or any(not eager_layout.is_contiguous_layout(concrete_shape(x), tracer.eager_strides(x)) for x in operands)
         ):
             return out
         meta = eager_layout.run_on_meta(func, resolved_args, resolved_kwargs, tracer.eager_strides)
@@ -381,7 +392,7 @@ class TracingMode(TorchFunctionMode):
         meta_self, meta_out = meta
         meta_outs = meta_out if isinstance(meta_out, (tuple, list)) else (meta_out,)
         for o, mo in zip(outs, meta_outs):
-            if isinstance(o, TensorProxy) and isinstance(mo, torch.Tensor) and tuple(mo.shape) == tuple(o.shape):
+            if isinstance(o, TensorProxy) and isinstance(mo, torch.Tensor) and tuple(mo.shape) == concrete_shape(o):
                 tracer.set_eager_strides(o, tuple(mo.stride()))
         if meta_out is meta_self or (view_info is not None and out is resolved_args[0]):
             return self_arg  # eager returns the operand itself (or a view equal to it): the same object
@@ -492,6 +503,7 @@ def acquire_trace(
     replacements: dict | None = None,
     symbolic_numbers: bool = False,
     duplicates: dict[int, int] | None = None,
+    symbolic_sizes_from: int | None = None,
 ) -> tuple[TraceCtx, Tracer, Any]:
     """Traces `fn(*args, **kwargs)`, where `(args, kwargs) = tree_unflatten(leaves, spec)`.
 
@@ -515,11 +527,13 @@ def acquire_trace(
     _tracers.append(tracer)
     try:
         with tracectx(trace), _compiling():
-            proxied = _proxy_leaves(leaves, names, trace, tracer, symbolic_numbers, duplicates or {})
+            proxied = _proxy_leaves(leaves, names, trace, tracer, symbolic_numbers, duplicates or {},
+                                    symbolic_sizes_from)
             args, kwargs = tree_unflatten(proxied, spec)
+            symbolic_factories = factories_taking_symbolic_sizes() if symbolic_sizes_from is not None else nullcontext()
             with TracingMode(tracer), traced_autograd_functions(), python_originals_of_script_functions(), \
                     recording_checkpoints(), seeding_in_the_program(), thunder_torch_func_transforms(), \
-                    replacing_python_functions(tracer.replacements), traceable_cumulative_batch_norm():
+                    replacing_python_functions(tracer.replacements), traceable_cumulative_batch_norm(), symbolic_factories:
                 result = fn(*args, **kwargs)
             if inspect.isgenerator(result) or inspect.iscoroutine(result) or inspect.isasyncgen(result):
                 getattr(result, "close", lambda: None)()
@@ -568,28 +582,64 @@ _compiling_state = {"depth": 0, "previous": False}
 
 
 def _proxy_leaves(
-    leaves: list, names: list | None, trace: TraceCtx, tracer: Tracer, symbolic_numbers: bool, duplicates: dict
+    leaves: list, names: list | None, trace: TraceCtx, tracer: Tracer, symbolic_numbers: bool, duplicates: dict,
+    symbolic_sizes_from: int | None = None,
 ) -> list:
+    """The leaves with input proxies in place of tensors (and numbers when `symbolic_numbers`). Tensor leaves
+    from index `symbolic_sizes_from` on get symbolic sizes (see thunder.frontend.symbolic_shapes)."""
+    from thunder.frontend.symbolic_shapes import symbolic_dims, symbolic_input_proxy
+
+    is_input = [isinstance(x, torch.Tensor) or (symbolic_numbers and is_symbolic_number(x)) for x in leaves]
+    # user names first: the names made for sizes below must not take one of them
+    leaf_names: dict[int, str | None] = {}
+    for i in (i for i in range(len(leaves)) if is_input[i] and i not in duplicates):
+        name = names[len(leaf_names)] if names and len(leaf_names) < len(names) else None
+        if name is not None:
+            trace.add_name(name)
+        leaf_names[i] = name
     proxied = []
+    position = 0  # among the call's flat inputs (duplicates included): what a guard's Expr reads
     for i, leaf in enumerate(leaves):
         if i in duplicates:
             proxied.append(proxied[duplicates[i]])
-            continue
-        is_number = symbolic_numbers and is_symbolic_number(leaf)
-        if isinstance(leaf, torch.Tensor) or is_number:
-            index = len(tracer.input_proxies)
-            name = names[index] if names and index < len(names) else None
-            if name is not None:
-                trace.add_name(name)
-            if is_number:
-                proxy = number_proxy(leaf, name or trace.make_name("n"), expr=operator.itemgetter(index))
+        elif is_input[i]:
+            name = leaf_names[i]
+            if not isinstance(leaf, torch.Tensor):
+                proxy = number_proxy(leaf, name or trace.make_name("n"), expr=Expr("input", position))
+            elif symbolic_sizes_from is not None and i >= symbolic_sizes_from:
+                proxy = symbolic_input_proxy(leaf, position, symbolic_dims(leaf), name)
             else:
                 proxy = proxy_like_tensor(leaf, name or trace.make_name("t"))
             tracer.input_proxies.append(proxy)
             proxied.append(proxy)
         else:
             proxied.append(leaf)
+        position += is_input[i]
     return proxied
+
+
+def _symbolic_size_query(func, args, kwargs):
+    """A metadata query on a proxy with symbolic sizes: sizes answer with the symbols; anything else computed
+    from the sizes (strides, contiguity) guards every size's value first."""
+    query = _SIZE_QUERIES.get(func)
+    if query is not None:
+        return query(*args, **kwargs)
+    for length in args[0].shape:
+        int(length)
+    return func(*args, **kwargs)
+
+
+_SIZE_QUERIES = {
+    _Tensor.size: TensorProxy.size, _Tensor.numel: TensorProxy.numel, _Tensor.nelement: TensorProxy.numel,
+    torch.numel: TensorProxy.numel, _Tensor.__len__: TensorProxy.__len__, _Tensor.dim: TensorProxy.dim,
+    _Tensor.ndimension: TensorProxy.dim, _Tensor.is_floating_point: TensorProxy.is_floating_point,
+    _Tensor.is_complex: TensorProxy.is_complex, torch.is_floating_point: TensorProxy.is_floating_point,
+    torch.is_complex: TensorProxy.is_complex, torch.is_tensor: torch.is_tensor, _Tensor.get_device: _Tensor.get_device,
+    _Tensor.element_size: _Tensor.element_size, _Tensor.is_signed: _Tensor.is_signed, torch.is_signed: torch.is_signed,
+    _Tensor.type: _Tensor.type, torch.result_type: torch.result_type, torch._C._set_grad_enabled:
+    torch._C._set_grad_enabled, torch.device: torch.device, _Tensor.__format__: _Tensor.__format__,
+    _Tensor.__hash__: _Tensor.__hash__,  # by identity
+}  # fmt: skip
 
 
 def concrete_numbers(x):
@@ -619,6 +669,25 @@ def collecting_guards(guards: list):
         yield guards
     finally:
         _guard_sinks.pop()
+
+
+class GuardList(list):
+    """(expr, outcome) pairs, each once: the same relation met twice is checked once."""
+
+    def __init__(self):
+        super().__init__()
+        self._seen: set = set()
+
+    def append(self, guard) -> None:
+        expr, outcome = guard
+        try:
+            key = (expr, type(outcome), repr(outcome))
+            if key in self._seen:
+                return
+            self._seen.add(key)
+        except TypeError:  # an unhashable expression (made by other code): kept as it is
+            pass
+        super().append(guard)
 
 
 def _guard(expr: Callable, outcome, proxy: NumberProxy) -> None:

@@ -15,7 +15,7 @@ from numbers import Number
 
 import torch
 
-from thunder.core.proxies import TensorProxy
+from thunder.core.proxies import NumberProxy, TensorProxy
 from thunder.core.scalar_ops import SCALAR_BINARY, SCALAR_UNARY, scalar_symbols  # noqa: F401  (re-exported)
 from thunder.core.symbol import Symbol
 
@@ -136,7 +136,8 @@ make_prim(
 
 
 def _iota_meta(length, *, start, step, dtype, device):
-    return TensorProxy(shape=(int(length),), dtype=dtype, device=device)
+    length = length if isinstance(length, NumberProxy) else int(length)  # a symbolic length stays a symbol
+    return TensorProxy(shape=(length,), dtype=dtype, device=device)
 
 
 make_prim("iota", _iota_meta)
@@ -245,14 +246,50 @@ make_prim("index_put", lambda a, indices, values, accumulate: _out(a))
 
 
 def _advanced_index_meta(a, indices):
-    # `a[indices]` with a tuple of index tensors / None / slices, as torch's meta computes it
-    with torch._C.DisableTorchFunction():
-        fake_a = torch.empty(a.shape, dtype=a.dtype, device="meta")
-        fake_idx = [
-            torch.empty(i.shape, dtype=i.dtype, device="meta") if isinstance(i, torch.Tensor) else i for i in indices
-        ]
-        out = fake_a[tuple(fake_idx)]
-    return _out(a, shape=tuple(out.shape))
+    # `a[indices]` with a tuple of index tensors / None / slices, by torch's rules
+    shape = _advanced_index_shape(a, indices)
+    if shape is None:  # slices that are not whole dims: torch's meta computes it (symbolic sizes: value guards)
+        with torch._C.DisableTorchFunction():
+            fake_a = torch.empty(tuple(a.shape), dtype=a.dtype, device="meta")
+            fake_idx = [
+                torch.empty(tuple(i.shape), dtype=i.dtype, device="meta") if isinstance(i, torch.Tensor) else i
+                for i in indices
+            ]
+            shape = tuple(fake_a[tuple(fake_idx)].shape)
+    return _out(a, shape=shape)
+
+
+def _advanced_index_shape(a, indices) -> tuple | None:
+    """The result's shape in Python (symbolic sizes stay symbols), for whole-dim slices, None and integer index
+    tensors: the index tensors broadcast together; their shape takes their place when they are adjacent, else
+    it comes first. None where other keys are involved."""
+    parts, index_shapes, index_parts = [], [], []
+    dim = 0
+    for k in indices:
+        if k is None:
+            parts.append((1,))
+        elif isinstance(k, builtins.slice) and k == builtins.slice(None):
+            parts.append((a.shape[dim],))
+            dim += 1
+        elif isinstance(k, torch.Tensor) and not k.dtype.is_floating_point and k.dtype != torch.bool:
+            index_shapes.append(tuple(k.shape))
+            index_parts.append(len(parts))
+            parts.append(None)
+            dim += 1
+        else:
+            return None
+    parts.extend((s,) for s in tuple(a.shape)[dim:])
+    broadcast = ()
+    for s in index_shapes:
+        broadcast = _broadcast_batch(broadcast, s)
+    adjacent = index_parts == list(range(index_parts[0], index_parts[0] + len(index_parts))) if index_parts else True
+    kept = [p for p in parts if p is not None]
+    if adjacent and index_parts:
+        first = index_parts[0]
+        before = [p for p in parts[:first] if p is not None]
+        after = [p for p in parts[first:] if p is not None]
+        return tuple(s for p in before for s in p) + broadcast + tuple(s for p in after for s in p)
+    return broadcast + tuple(s for p in kept for s in p)
 
 
 make_prim("advanced_index", _advanced_index_meta)
@@ -306,11 +343,32 @@ make_prim("sort", lambda a, dim, descending, stable: (_out(a), _out(a, dtype=tor
 
 
 # -- linear algebra and neural-network primitives ---------------------------------------------------
+def _broadcast_batch(a: tuple, b: tuple) -> tuple:
+    # numpy broadcasting of two batch shapes, in Python so that symbolic sizes stay symbols (with guards)
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
+    out = []
+    for x, y in zip(a, b):
+        check(x == 1 or y == 1 or x == y, lambda: f"prims.matmul: batch shapes {a} and {b} do not broadcast")
+        out.append(y if x == 1 else x)
+    return tuple(out)
+
+
 def _matmul_meta(a, b):
-    with torch._C.DisableTorchFunction():
-        out = torch.matmul(torch.empty(a.shape, device="meta"), torch.empty(b.shape, device="meta"))
     check(a.dtype == b.dtype, lambda: f"prims.matmul: dtypes {a.dtype} and {b.dtype} differ")
-    return _out(a, shape=tuple(out.shape))
+    check(a.ndim >= 1 and b.ndim >= 1, "prims.matmul: both operands need at least one dim")
+    sa, sb = tuple(a.shape), tuple(b.shape)
+    inner_b = sb[0] if b.ndim == 1 else sb[-2]
+    check(sa[-1] == inner_b, lambda: f"prims.matmul: shapes {sa} and {sb} cannot be multiplied")
+    if a.ndim == 1 and b.ndim == 1:
+        shape = ()
+    elif b.ndim == 1:
+        shape = sa[:-1]
+    elif a.ndim == 1:
+        shape = sb[:-2] + sb[-1:]
+    else:
+        shape = _broadcast_batch(sa[:-2], sb[:-2]) + (sa[-2], sb[-1])
+    return _out(a, shape=shape)
 
 
 make_prim("matmul", _matmul_meta, tags=("matmul",))

@@ -706,7 +706,7 @@ NONDIFFERENTIABLE = {
         "full", "empty", "uniform", "randn", "bernoulli", "randint", "iota", "argmax", "argmin", "eq", "ne", "lt",
         "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not", "isnan", "isinf", "isfinite",
         "signbit", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "bitwise_left_shift",
-        "bitwise_right_shift", "copy_to", "embedding_backward", "convolution_backward",
+        "bitwise_right_shift", "copy_to", "embedding_backward", "convolution_backward", "sizes_of",
     )
 }  # fmt: skip
 

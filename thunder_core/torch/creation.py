@@ -10,9 +10,10 @@ import torch
 from thunder import prims
 from thunder.core.devices import default_device, resolve_device
 from thunder.core.dtypes import python_scalar_dtype
+from thunder.core.proxies import FloatProxy, IntegerProxy
 from thunder.torch import elementwise as ew
 from thunder.torch.base import expand_to, register_handler, to_dtype, torchsymbol
-from thunder.torch.shapes import unsqueeze
+from thunder.torch.shapes import size_entry, unsqueeze
 
 __all__ = [
     "zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like", "empty_like", "arange", "linspace",
@@ -23,12 +24,12 @@ __all__ = [
 
 
 def _size(size, size_keyword=None) -> tuple:
-    """The shape of a factory call: `f(2, 3)`, `f((2, 3))` or `f(size=(2, 3))`."""
+    """The shape of a factory call: `f(2, 3)`, `f((2, 3))` or `f(size=(2, 3))`; symbolic sizes stay symbols."""
     if size_keyword is not None:
-        return tuple(int(s) for s in size_keyword)
+        return tuple(map(size_entry, size_keyword))
     if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)):
-        return tuple(int(s) for s in size[0])
-    return tuple(int(s) for s in size)
+        return tuple(map(size_entry, size[0]))
+    return tuple(map(size_entry, size))
 
 
 def _device(device) -> torch.device:
@@ -127,9 +128,13 @@ def arange(start=0, end=None, step=1, *, dtype=None, layout=torch.strided, devic
     if end is None:
         start, end = 0, start
     if dtype is None:
-        is_float = any(isinstance(x, float) for x in (start, end, step))
+        is_float = any(isinstance(x, (float, FloatProxy)) for x in (start, end, step))
         dtype = torch.get_default_dtype() if is_float else torch.int64
-    length = max(math.ceil((end - start) / step), 0)
+    if all(isinstance(x, (int, IntegerProxy)) for x in (start, end, step)):
+        length = -((start - end) // step)  # the ceiling of an integer division: symbolic bounds stay symbols
+        length = 0 if length < 0 else length
+    else:
+        length = max(math.ceil((end - start) / step), 0)
     return prims.iota(length, start=start, step=step, dtype=dtype, device=_device(device))
 
 

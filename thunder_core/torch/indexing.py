@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from thunder import prims
-from thunder.core.proxies import TensorProxy
+from thunder.core.proxies import IntegerProxy, TensorProxy
 from thunder.core.transforms import get_grad, put_grad
 from thunder.prims.grads import GRAD_RULES
 from thunder.torch.base import broadcast_shapes, canonicalize_dim, expand_to, register_handler, to_dtype, torchsymbol
@@ -38,7 +38,26 @@ def _normalize_key(a, key) -> tuple:
 
 
 def _is_basic(key) -> bool:
-    return all(k is None or isinstance(k, (int, slice)) and not isinstance(k, bool) for k in key)
+    return all(k is None or isinstance(k, (int, slice, IntegerProxy)) and not isinstance(k, bool) for k in key)
+
+
+def _slice_bounds(k: slice, length) -> tuple:
+    """slice.indices for a length (and bounds) that may be symbolic: comparisons guard their outcomes."""
+    if not any(isinstance(v, IntegerProxy) for v in (k.start, k.stop, k.step, length)):
+        return k.indices(length)
+    step = 1 if k.step is None else k.step
+    if step <= 0:
+        raise ValueError("step must be greater than zero")
+
+    def clamp(v, default):
+        if v is None:
+            return default
+        if v < 0:
+            v = v + length
+            return 0 if v < 0 else v
+        return length if v > length else v
+
+    return clamp(k.start, 0), clamp(k.stop, length), step
 
 
 @torchsymbol(torch.Tensor.__getitem__, tags=("shape",))
@@ -65,17 +84,17 @@ def getitem(a, key):
             final_shape.append(1)
             continue
         length = a.shape[dim]
-        if isinstance(k, int):
+        if isinstance(k, (int, IntegerProxy)):
             if not -length <= k < length:
                 raise IndexError(f"index {k} is out of bounds for dimension {dim} with size {length}")
-            k = k % length
+            k = k + length if k < 0 else k
             starts.append(k), ends.append(k + 1), strides.append(1)
             squeeze_dims.append(dim)
         else:
-            start, stop, step = k.indices(length)
+            start, stop, step = _slice_bounds(k, length)
             if step <= 0:
                 raise ValueError("step must be greater than zero")
-            stop = max(stop, start)
+            stop = start if stop < start else stop
             starts.append(start), ends.append(stop), strides.append(step)
             final_shape.append((stop - start + step - 1) // step)
         dim += 1

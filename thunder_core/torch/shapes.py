@@ -15,7 +15,7 @@ import torch
 
 from thunder import prims
 from thunder.core.dtypes import result_dtype
-from thunder.core.proxies import TensorProxy
+from thunder.core.proxies import IntegerProxy, TensorProxy
 from thunder.core.transforms import get_grad, put_grad
 from thunder.prims.grads import GRAD_RULES
 from thunder.torch.base import (
@@ -35,7 +35,7 @@ __all__ = [
     "reshape_as", "broadcast_to", "detach", "INPLACE_SPECIAL", "VIEW_OPS", "swapaxes", "flip", "repeat", "tile",
     "repeat_interleave", "hstack", "vstack", "roll", "clone", "ravel", "narrow_copy", "fliplr", "flipud", "rot90",
     "atleast_1d", "atleast_2d", "atleast_3d", "column_stack", "dstack", "tensor_split", "hsplit", "vsplit", "dsplit",
-    "broadcast_tensors", "unfold",
+    "broadcast_tensors", "unfold", "size_entry",
 ]  # fmt: skip
 
 
@@ -45,8 +45,13 @@ def _shape_arg(shape) -> tuple:
     return tuple(shape)
 
 
+def size_entry(s):
+    """A size as given: an IntegerProxy (a symbolic size) stays one, anything else becomes an int."""
+    return s if isinstance(s, IntegerProxy) else int(s)
+
+
 def infer_shape(numel: int, shape: Sequence[int]) -> tuple[int, ...]:
-    shape = [int(s) for s in shape]
+    shape = [size_entry(s) for s in shape]
     if shape.count(-1) > 1:
         raise RuntimeError("only one dimension can be inferred")
     known = 1

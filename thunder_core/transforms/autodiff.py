@@ -19,7 +19,7 @@ import torch
 
 from thunder import prims
 from thunder.core.proxies import Proxy, TensorProxy
-from thunder.core.symbol import BoundSymbol, OpTag, Symbol, flat_proxies
+from thunder.core.symbol import BoundSymbol, OpTag, Symbol, flat_proxies, proxies_read
 from thunder.core.trace import TraceCtx, tracectx
 from thunder.core.transforms import GradRuleContext, get_grad, put_grad
 from thunder.prims.grads import GRAD_RULES, NONDIFFERENTIABLE, sum_to
@@ -357,7 +357,7 @@ def _defined_in(bsyms) -> dict[str, BoundSymbol]:
 
 
 def _used_in(bsyms) -> set[str]:
-    return {a.name for b in bsyms for a in b.flat_args}
+    return {a.name for b in bsyms for a in proxies_read(b)}
 
 
 def rematerialize(fwd: TraceCtx, bwd: TraceCtx, *, fusing: bool = True) -> tuple[TraceCtx, TraceCtx]:
@@ -392,7 +392,7 @@ def _ordered_needed(bsyms) -> list[str]:
     needed: list[str] = []
     seen: set[str] = set()
     for b in bsyms:
-        for a in b.flat_args:
+        for a in proxies_read(b):
             if a.name not in defined and a.name not in seen:
                 seen.add(a.name)
                 needed.append(a.name)
@@ -409,7 +409,7 @@ def _topological(bsyms: list[BoundSymbol]) -> list[BoundSymbol]:
         if state.get(i) == 2:
             return
         state[i] = 1
-        for a in bsyms[i].flat_args:
+        for a in proxies_read(bsyms[i]):
             j = defined_by.get(a.name)
             if j is not None and j != i and state.get(j) != 2:
                 visit(j)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import defaultdict, deque
 
 from thunder.core.proxies import NumberProxy, TensorProxy
-from thunder.core.symbol import BoundSymbol, OpTag
+from thunder.core.symbol import BoundSymbol, OpTag, proxies_read
 
 CHEAP_TAGS = frozenset({OpTag.ELEMENTWISE, OpTag.SHAPE})
 _INF = float("inf")
@@ -63,7 +63,7 @@ def _candidates(needed: set[str], producer: dict[str, BoundSymbol], fusing: bool
         region.add(name)
         bsym = producer.get(name)
         if _may_recompute(bsym, fusing, checkpointed):
-            stack.extend(a.name for a in bsym.flat_args)
+            stack.extend(a.name for a in proxies_read(bsym))
     return region
 
 
@@ -108,7 +108,7 @@ def choose_recomputation(
         edge((name, "in"), (name, "out"), 0.0 if name in fwd_inputs else float(_nbytes(proxies[name])))
         bsym = producer.get(name)
         if _may_recompute(bsym, fusing, checkpointed):
-            for a in bsym.flat_args:
+            for a in proxies_read(bsym):
                 edge((a.name, "out"), (name, "in"), _INF)
         else:
             edge("source", (name, "in"), _INF)
@@ -127,5 +127,5 @@ def choose_recomputation(
         seen.add(name)
         bsym = producer[name]
         recompute.add(id(bsym))
-        stack.extend(a.name for a in bsym.flat_args if a.name not in saved and a.name not in fwd_inputs)
+        stack.extend(a.name for a in proxies_read(bsym) if a.name not in saved and a.name not in fwd_inputs)
     return [b for b in fwd_bsyms if id(b) in recompute]
