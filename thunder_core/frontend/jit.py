@@ -24,6 +24,7 @@ from thunder.frontend.cache import (
 from thunder.frontend.compile import compile_entry
 from thunder.frontend.guards import MISS, GuardRecorder, alias_pattern, build_guard, build_hot_call, same_value
 from thunder.frontend.tracer import acquire_trace, collecting_guards
+from thunder.frontend.train_step import MISSING as MISSING_STATE
 
 log = logging.getLogger("thunder")
 _Tensor = torch.Tensor
@@ -53,7 +54,7 @@ class CacheEntry:
     __slots__ = ("forward", "backward", "out_spec", "constants", "traces", "backward_traces",
                  "needs_autograd", "fallback_ops", "single_output", "forward_trace", "backward_trace",
                  "fast", "differentiable_outputs", "guards", "check", "check_source", "input_index",
-                 "hot_call", "hot_arity")  # fmt: skip
+                 "hot_call", "hot_arity", "program_state", "n_side_outputs")  # fmt: skip
 
     def __init__(self):
         self.backward = None
@@ -72,6 +73,10 @@ class CacheEntry:
         self.input_index: list[int] | None = None
         self.hot_call = None  # the whole call with plain tensor arguments, checks included (see __call__)
         self.hot_arity = -1
+        # a training step (thunder.frontend.train_step): what the program reads and writes besides its arguments,
+        # and how many of its outputs are such writes (after the function's own)
+        self.program_state = None
+        self.n_side_outputs = 0
 
 
 class ThunderFunction:
@@ -124,10 +129,13 @@ class ThunderFunction:
 
         The trace's inputs are `state`, the call's tensors (and, under "symbolic values", its numbers) in
         order, then the constants the trace captured."""
+        extra = ()
         if self.cache_option == "same input" and self._same_input_entry is not None:
             entry = self._same_input_entry
             inputs = input_tensors(args, kwargs)
             self.stats.cache_hits += 1
+            if entry.program_state is not None:
+                extra = _read_program_state(entry, "cache='same input' promised every call looks like the first")
         else:
             symbolic = self.cache_option == "symbolic values"
             key, inputs = flatten_and_key(args, kwargs, symbolic=symbolic)
@@ -141,6 +149,10 @@ class ThunderFunction:
             flat = [*state, *inputs] if state else inputs
             for entry in entries:
                 if (entry.check is None or entry.check()) and (not symbolic or _passes(entry.guards, flat)):
+                    if entry.program_state is not None:
+                        extra = entry.program_state.read()
+                        if extra is MISSING_STATE:  # a .grad, optimizer state or group no longer as traced
+                            continue
                     self.stats.cache_hits += 1
                     break
             else:
@@ -149,13 +161,17 @@ class ThunderFunction:
                 entries.append(entry)
                 if self.cache_option == "same input":
                     self._same_input_entry = entry
+                if entry.program_state is not None:
+                    extra = _read_program_state(entry, "the objects changed while the step was compiled")
             if entry.hot_call is not None:
                 self._hot_entry = entry
         if entry.input_index is not None:
             inputs = [([*state, *inputs] if state else inputs)[i] for i in entry.input_index]
             state = ()
         flat_inputs = [*state, *inputs, *entry.constants] if (state or entry.constants) else inputs
-        if entry.needs_autograd:
+        if entry.program_state is not None:
+            outs = _run_training_step(entry, [*flat_inputs, *extra])
+        elif entry.needs_autograd:
             from thunder.frontend.autograd import run_with_autograd
 
             outs = run_with_autograd(entry, flat_inputs)
@@ -189,7 +205,7 @@ class ThunderFunction:
             with recorder.recording():
                 trace, tracer, out_spec = acquire_trace(traced_fn, all_leaves, flat_spec, names=names,
                                                         replacements=self.replacements, symbolic_numbers=symbolic,
-                                                        duplicates=duplicates)  # fmt: skip
+                                                        duplicates=duplicates, executors=self.executors)  # fmt: skip
             _refuse_mutated_overlaps(all_leaves, duplicates, tracer, names)
             trace.duration_ms = (time.perf_counter() - t0) * 1e3
             self.stats.last_trace_time_ms = trace.duration_ms
@@ -239,6 +255,27 @@ class ThunderFunction:
         if self.options.get("show_progress"):
             print(f"[thunder] {getattr(self.fn, '__name__', 'function')}: {message}", flush=True)
         log.info("%s: %s", getattr(self.fn, "__name__", "function"), message)
+
+
+def _read_program_state(entry: CacheEntry, why: str) -> list:
+    extra = entry.program_state.read()
+    if extra is MISSING_STATE:
+        raise RuntimeError(f"thunder.jit: the compiled training step does not match the parameters' gradients or "
+                           f"the optimizer's state and groups ({why}); call it again, or use the default cache")
+    return extra
+
+
+def _run_training_step(entry: CacheEntry, flat_inputs: list) -> list:
+    """Runs a program that contains its own backward (thunder.frontend.train_step): without torch autograd, then
+    stores the gradients and optimizer state it made where eager keeps them."""
+    with torch.no_grad():
+        outs = entry.forward(*flat_inputs)
+    n = entry.n_side_outputs
+    if n:
+        entry.program_state.write(outs[len(outs) - n:])
+        return outs[: len(outs) - n]
+    entry.program_state.write(())
+    return outs
 
 
 def _argument_names(fn) -> list[str] | None:

@@ -32,6 +32,8 @@ from thunder.core.trace import TraceCtx, get_tracectx, register_torch_tracing, t
 from thunder.frontend import eager_layout
 from thunder.frontend.autocast import apply_autocast, autocast_state
 from thunder.frontend.cache import is_symbolic_number
+from thunder.frontend.optimizers import intercepting_optimizer_steps
+from thunder.frontend.train_step import NOT_HANDLED, TrainingTracer, handle_training_call, uses_training
 from thunder.torch import fallback
 from thunder.torch.shapes import VIEW_OPS
 
@@ -146,6 +148,8 @@ class Tracer:
         self._detached: dict[int, TensorProxy] = {}
         # id(value) -> the strides eager gives that value, where they differ from its proxy's (see eager_layout)
         self.layouts: dict[int, tuple[int, ...]] = {}
+        self.executors: tuple = ()  # whose grad rules a backward inside the function uses
+        self.training = None  # the training step's state during acquisition (thunder.frontend.train_step)
 
     # -- values -------------------------------------------------------------------------------------
     def resolve(self, x):
@@ -277,7 +281,10 @@ class Tracer:
     def mutated_inputs(self) -> list[tuple[TensorProxy, TensorProxy]]:
         """(input proxy, its final value) for every input the function mutated."""
         pairs = []
-        for p in [*self.input_proxies, *self._constant_proxies.values()]:
+        extra = [p for p, _ in self.training.state.inputs] if self.training is not None else []
+        for p in [*self.input_proxies, *self._constant_proxies.values(), *extra]:
+            if not isinstance(p, TensorProxy):
+                continue
             value = self.resolve(p)
             if value is not p:
                 pairs.append((p, value))
@@ -300,6 +307,10 @@ class TracingMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if self.tracer.training is not None:
+            result = handle_training_call(self.tracer.training, func, args, kwargs)
+            if result is not NOT_HANDLED:
+                return result
         if func in _PASSTHROUGH:
             if _guard_sinks:  # torch itself cannot take number proxies (`x.size(n)`)
                 args, kwargs = concrete_numbers((args, kwargs))
@@ -475,6 +486,7 @@ def acquire_trace(
     replacements: dict | None = None,
     symbolic_numbers: bool = False,
     duplicates: dict[int, int] | None = None,
+    executors: tuple = (),
 ) -> tuple[TraceCtx, Tracer, Any]:
     """Traces `fn(*args, **kwargs)`, where `(args, kwargs) = tree_unflatten(leaves, spec)`.
 
@@ -484,6 +496,10 @@ def acquire_trace(
     globals); the tracer; and the result's tree spec. `duplicates` maps a leaf's index to that of an earlier
     leaf that is the same tensor object: both get one proxy, so a write through one shows in the other. Number proxies record their guards into the
     innermost `collecting_guards` list, which the caller opens.
+
+    A function that takes part in a training step (`loss.backward()`, `.grad`, `optimizer.step()`, see
+    thunder.frontend.train_step) has further inputs after those (gradients, optimizer state, learning rates)
+    and further outputs after its own; `trace.tags["program_state"]` says how to read and write them.
     """
     from thunder.frontend.autograd_function import traced_autograd_functions
     from thunder.frontend.checkpoint import recording_checkpoints
@@ -491,9 +507,11 @@ def acquire_trace(
 
     trace = TraceCtx()
     tracer = Tracer(trace, replacements)
+    tracer.executors = tuple(executors)
+    tracer.training = TrainingTracer(tracer)
     _tracers.append(tracer)
     try:
-        with tracectx(trace), _compiling():
+        with tracectx(trace), _compiling(), intercepting_optimizer_steps(tracer.training):
             proxied = _proxy_leaves(leaves, names, trace, tracer, symbolic_numbers, duplicates or {})
             args, kwargs = tree_unflatten(proxied, spec)
             with TracingMode(tracer), traced_autograd_functions(), python_originals_of_script_functions(), \
@@ -508,12 +526,17 @@ def acquire_trace(
                 )
             out_leaves, out_spec = tree_flatten(result)
             out_leaves = [tracer.resolve(x) if isinstance(x, torch.Tensor) else x for x in out_leaves]
+            training = tracer.training if uses_training(tracer.training) else None
+            side_outputs = training.finish() if training is not None else []
             for proxy, value in tracer.mutated_inputs():
                 prims.copy_to(proxy, value)
     finally:
         _tracers.pop()
-    trace.args = [*tracer.input_proxies, *tracer._constant_proxies.values()]
-    trace.output = out_leaves
+    extra_inputs = [p for p, _ in training.state.inputs] if training is not None else []
+    trace.args = [*tracer.input_proxies, *tracer._constant_proxies.values(), *extra_inputs]
+    if training is not None:
+        trace.tags["program_state"] = training.state
+    trace.output = [*out_leaves, *side_outputs]
     trace.provenance = "acquisition"
     return trace, tracer, out_spec
 
