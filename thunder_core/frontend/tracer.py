@@ -330,6 +330,8 @@ class TracingMode(TorchFunctionMode):
             raise data_dependent_error(what)
         if func is _Tensor.__setitem__:
             return self._setitem(*args)
+        if name.startswith("_foreach_"):
+            return self._foreach(name, args, kwargs)
         if name in _INPLACE_DUNDERS or (
             ltorch.is_inplace_name(name) and args and isinstance(args[0], torch.Tensor)
         ):
@@ -428,6 +430,28 @@ class TracingMode(TorchFunctionMode):
             scatter = scatter_factory(args[0], rest, kwargs, i) if scatter_factory is not True else None
             name = "data" if func is torch.Tensor.data.__get__ else getattr(func, "__name__", str(func))
             self.tracer.record_view(name, args[0], o, derive, scatter)
+
+    def _foreach(self, name: str, args, kwargs):
+        """`torch._foreach_<op>(tensors, ...)` (optimizers, clip_grad_norm_, zero_grad with foreach=True): the
+        operation on each tensor in turn; an in-place form updates each tensor in place and returns None."""
+        op = name[len("_foreach_"):]
+        if op == "norm":
+            per_tensor = torch.linalg.vector_norm
+        else:
+            per_tensor = getattr(torch.Tensor, op, None) if op.endswith("_") else getattr(torch, op, None)
+        if per_tensor is None:
+            raise NotImplementedError(f"torch.{name} (at {user_location()}) has no per-tensor form Thunder knows")
+        count = len(args[0])
+
+        def nth(x, i):
+            return x[i] if isinstance(x, (list, tuple)) and len(x) == count else x
+
+        results = []
+        for i in range(count):
+            nth_args = tuple(nth(a, i) for a in args)
+            nth_kwargs = {k: nth(v, i) for k, v in kwargs.items()}
+            results.append(self.__torch_function__(per_tensor, (), nth_args, nth_kwargs))
+        return None if op.endswith("_") else results
 
     def _setitem(self, target, key, value):
         self._check_no_grad_update(target, "__setitem__")
