@@ -351,3 +351,16 @@ def test_backward_twice_through_the_same_value_fails_as_in_eager():
     with pytest.raises(RuntimeError, match="backward through the graph a second time"):
         thunder.jit(twice)(*next(batches("mlp", 1)))
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_gradients_left_by_eager_code_are_accumulated_by_the_next_jitted_step():
+    # plain SGD keeps no state: only the per-call check of each .grad tells the two programs apart
+    eager, jitted = pair("mlp", OPTIMIZERS["sgd"])
+    e_step, j_step = make_step(*eager, "mlp"), thunder.jit(make_step(*jitted, "mlp"))
+    for i, (x, y) in enumerate(batches("mlp", 4)):
+        if i == 2:
+            for model, _ in (eager, jitted):
+                loss_of(model, "mlp", x, y).backward()  # eager code leaves gradients behind
+        torch.testing.assert_close(j_step(x, y), e_step(x, y))
+    assert_same_training_state(eager, jitted)
+    assert thunder.cache_misses(j_step) == 2
