@@ -49,6 +49,7 @@ def intercepting_optimizer_steps(training: TrainingTracer):
         if _active(training):
             _give_back(training, optimizer)
 
+    pre_hook.thunder_tracing = post_hook.thunder_tracing = True  # not the user's: see _check_call
     pre = register_optimizer_step_pre_hook(pre_hook)
     post = register_optimizer_step_post_hook(post_hook)
     try:
@@ -85,8 +86,9 @@ def _check_call(optimizer, args, kwargs) -> None:
         raise unsupported("optimizer.step(closure)")
     from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
-    if optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks or \
-            len(_global_optimizer_pre_hooks) > 1 or len(_global_optimizer_post_hooks) > 1:  # fmt: skip
+    global_hooks = [*_global_optimizer_pre_hooks.values(), *_global_optimizer_post_hooks.values()]
+    users = [h for h in global_hooks if not getattr(h, "thunder_tracing", False)]  # other threads' tracing too
+    if optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks or users:
         raise unsupported("an optimizer step hook (register_step_pre_hook / register_step_post_hook)")
     for group in optimizer.param_groups:
         for flag in ("amsgrad", "capturable", "differentiable"):
@@ -103,6 +105,7 @@ def record_step(training: TrainingTracer, optimizer) -> None:
     state = training.state
     kind = type(optimizer)
     groups = optimizer.param_groups
+    training.optimizer_stepped = True
     traced = [(list(g["params"]), {k: _value_key(g.get(k)) for k in _SPECIALIZED[kind]}) for g in groups]
 
     def same_groups() -> bool:

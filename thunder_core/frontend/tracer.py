@@ -551,7 +551,10 @@ def acquire_trace(
             out_leaves, out_spec = tree_flatten(result)
             out_leaves = [tracer.resolve(x) if isinstance(x, torch.Tensor) else x for x in out_leaves]
             training = tracer.training if uses_training(tracer.training) else None
-            side_outputs = training.finish() if training is not None else []
+            differentiable = torch.is_grad_enabled() and any(
+                p.requires_grad for p in [*tracer.input_proxies, *tracer._constant_proxies.values()]
+                if isinstance(p, TensorProxy))  # fmt: skip
+            side_outputs = training.finish(differentiable) if training is not None else []
             for proxy, value in tracer.mutated_inputs():
                 prims.copy_to(proxy, value)
     finally:

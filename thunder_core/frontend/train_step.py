@@ -163,6 +163,7 @@ class TrainingTracer:
         self.state = ProgramState()
         self.slots: dict[int, GradSlot] = {}
         self.backward_done = False
+        self.optimizer_stepped = False
         self.backwarded: set[int] = set()  # ids of the values a backward went through (a second one fails)
         self.optimizers_in_step: list = []  # (optimizer, its param_groups) while its step runs
 
@@ -221,8 +222,15 @@ class TrainingTracer:
             self.tracer.mutate(s.value, prims.add(current, grad), "gradient accumulation")
 
     # -- the end of acquisition -----------------------------------------------------------------------------
-    def finish(self) -> list:
-        """Registers the writes of the gradients the program changes; returns the proxies it must output."""
+    def finish(self, differentiable_inputs: bool) -> list:
+        """Registers the writes of the gradients the program changes; returns the proxies it must output.
+
+        A program with such state runs without torch autograd. `differentiable_inputs`: whether the trace has
+        inputs that require grad (with grad mode on), which a function without a backward of its own would
+        need autograd for: refused, rather than returning outputs that silently lost their gradients."""
+        if differentiable_inputs and not self.backward_done and not self.optimizer_stepped:
+            raise unsupported("reading or assigning .grad in a jitted function that is differentiated outside it "
+                              "(it has no backward() of its own)")  # fmt: skip
         for s in self.slots.values():
             if s.value is s.initial:
                 continue  # unchanged, or changed in place: written back with the other in-place updates
