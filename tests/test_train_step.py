@@ -407,3 +407,55 @@ def test_reading_grad_in_a_function_differentiated_outside_is_refused():
     with pytest.raises(TrainStepError, match="differentiated outside it"):
         thunder.jit(forward_reading_grad)(next(batches("mlp", 1))[0])
     assert torch.equal(first.grad, torch.ones_like(first))
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_zero_grad_before_backward_matches_eager(set_to_none):
+    eager, jitted = pair("mlp", OPTIMIZERS["sgd-momentum-nesterov-wd"])
+
+    def stepper(model, opt):
+        def step(x, y):
+            opt.zero_grad(set_to_none=set_to_none)
+            loss = F.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        return step
+
+    e_step, j_step = stepper(*eager), thunder.jit(stepper(*jitted))
+    for x, y in batches("mlp", 4):
+        torch.testing.assert_close(j_step(x, y), e_step(x, y))
+    assert_same_training_state(eager, jitted)
+
+
+def test_bf16_autocast_training_matches_eager():
+    eager, jitted = pair("mlp", OPTIMIZERS["adamw"])
+
+    def stepper(model, opt):
+        def step(x, y):
+            with torch.autocast(torch.get_default_device().type, dtype=torch.bfloat16):
+                loss = F.mse_loss(model(x).float(), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            return loss
+
+        return step
+
+    e_step, j_step = stepper(*eager), thunder.jit(stepper(*jitted))
+    for x, y in batches("mlp", 3):
+        torch.testing.assert_close(j_step(x, y), e_step(x, y), rtol=2e-2, atol=2e-2)
+    assert_same_training_state(eager, jitted, rtol=2e-2, atol=2e-2)
+
+
+def test_backward_under_no_grad_fails_as_in_eager():
+    model = mlp()
+
+    def step(x, y):
+        F.mse_loss(model(x), y).backward()
+
+    x, y = next(batches("mlp", 1))
+    with torch.no_grad(), pytest.raises(RuntimeError, match="does not require grad"):
+        thunder.jit(step)(x, y)
+    assert all(p.grad is None for p in model.parameters())

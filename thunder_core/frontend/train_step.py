@@ -272,6 +272,9 @@ def run_backward(training: TrainingTracer, tensors, grad_tensors=None, retain_gr
         raise unsupported("backward(create_graph=True)")
     if retain_graph:
         raise unsupported("backward(retain_graph=True)")
+    if not torch.is_grad_enabled():  # eager: nothing computed under no_grad has a graph to go back through
+        raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn (backward() "
+                           "is called with grad mode off: torch.no_grad() or torch.inference_mode())")  # fmt: skip
     tracer = current_tracer()
     trace = tracer.trace
     if len(trace._scopes) != 1:
