@@ -459,3 +459,25 @@ def test_backward_under_no_grad_fails_as_in_eager():
     with torch.no_grad(), pytest.raises(RuntimeError, match="does not require grad"):
         thunder.jit(step)(x, y)
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_scheduler_step_inside_the_jitted_function_is_refused():
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)
+
+    def step(x, y):
+        F.mse_loss(model(x), y).backward()
+        opt.step()
+        sched.step()  # Python state: it would change lr once, while compiling, instead of at every call
+
+    with pytest.raises(TrainStepError, match="lr_scheduler.step"):
+        thunder.jit(step)(*next(batches("mlp", 1)))
+
+
+def test_second_step_of_one_optimizer_in_one_function_is_refused():
+    model, opt, before, groups, call = _refused_step(lambda p: torch.optim.Adam(p, lr=0.1),
+                                                     lambda m, o, x, y: (_plain_body(m, o, x, y), o.step()))
+    with pytest.raises(TrainStepError, match="second optimizer.step"):
+        call()
+    _assert_untouched(model, opt, before, groups)

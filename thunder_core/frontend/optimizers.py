@@ -20,7 +20,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook, register_op
 
 import thunder.torch as ltorch
 from thunder.core.proxies import TensorProxy
-from thunder.frontend.train_step import MISSING, TrainingTracer, _value_key, unsupported
+from thunder.frontend.train_step import MISSING, TrainingTracer, _value_key, group_hyperparameters, unsupported
 
 # hyperparameters every supported optimizer reads, besides "lr" (a number input) and "params"
 _SPECIALIZED = {
@@ -105,7 +105,10 @@ def record_step(training: TrainingTracer, optimizer) -> None:
     state = training.state
     kind = type(optimizer)
     groups = optimizer.param_groups
-    training.optimizer_stepped = True
+    if any(opt is optimizer for opt, _ in training.stepped):
+        # the second step would read the state the first one creates, which exists only once the program ran
+        raise unsupported("a second optimizer.step() of the same optimizer in one jitted function")
+    training.stepped.append((optimizer, group_hyperparameters(optimizer)))
     traced = [(list(g["params"]), {k: _value_key(g.get(k)) for k in _SPECIALIZED[kind]}) for g in groups]
 
     def same_groups() -> bool:

@@ -163,9 +163,9 @@ class TrainingTracer:
         self.state = ProgramState()
         self.slots: dict[int, GradSlot] = {}
         self.backward_done = False
-        self.optimizer_stepped = False
         self.backwarded: set[int] = set()  # ids of the values a backward went through (a second one fails)
         self.optimizers_in_step: list = []  # (optimizer, its param_groups) while its step runs
+        self.stepped: list[tuple] = []  # (optimizer, its groups' hyperparameters when its step was recorded)
 
     # -- gradients ------------------------------------------------------------------------------------------
     def slot(self, leaf: torch.Tensor) -> GradSlot:
@@ -197,8 +197,7 @@ class TrainingTracer:
         if value is not None and not isinstance(value, torch.Tensor):
             raise TypeError(f"assigned grad expected to be a Tensor or None but got grad of type {type(value).__name__}")
         if isinstance(value, torch.Tensor) and not isinstance(value, TensorProxy):
-            value = self.tracer.resolve(value)  # a real tensor: its (constant) value, copied by the program
-            value = prims.convert_element_type(value, value.dtype) if not isinstance(value, TensorProxy) else value
+            value = self.tracer.resolve(value)  # a real tensor: an input the program returns, assigned after the call
         self.slot(leaf).value = value
 
     def leaf_of(self, t: torch.Tensor) -> torch.Tensor | None:
@@ -228,9 +227,14 @@ class TrainingTracer:
         A program with such state runs without torch autograd. `differentiable_inputs`: whether the trace has
         inputs that require grad (with grad mode on), which a function without a backward of its own would
         need autograd for: refused, rather than returning outputs that silently lost their gradients."""
-        if differentiable_inputs and not self.backward_done and not self.optimizer_stepped:
+        if differentiable_inputs and not self.backward_done and not self.stepped:
             raise unsupported("reading or assigning .grad in a jitted function that is differentiated outside it "
                               "(it has no backward() of its own)")  # fmt: skip
+        for optimizer, hyperparameters in self.stepped:
+            if hyperparameters != group_hyperparameters(optimizer):
+                # Python code runs only while Thunder compiles: the change would happen once, not at every call
+                raise unsupported("changing the optimizer's learning rate or other hyperparameters after its step "
+                                  "(lr_scheduler.step()? call it after the jitted step, outside it)")  # fmt: skip
         for s in self.slots.values():
             if s.value is s.initial:
                 continue  # unchanged, or changed in place: written back with the other in-place updates
@@ -240,6 +244,10 @@ class TrainingTracer:
                 value = self.tracer.resolve(s.value)
                 self.state.outputs.append((value, _grad_assigner(s.leaf)))
         return [p for p, _ in self.state.outputs]
+
+
+def group_hyperparameters(optimizer) -> list[dict]:
+    return [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
 
 
 def _grad_reader(leaf):
