@@ -481,3 +481,24 @@ def test_second_step_of_one_optimizer_in_one_function_is_refused():
     with pytest.raises(TrainStepError, match="second optimizer.step"):
         call()
     _assert_untouched(model, opt, before, groups)
+
+
+def test_hand_written_sgd_update_after_backward_matches_eager():
+    eager, jitted = pair("mlp", OPTIMIZERS["sgd"])  # the optimizers are not used: the update is written out
+
+    def stepper(model):
+        def step(x, y):
+            loss = F.mse_loss(model(x), y)
+            loss.backward()
+            with torch.no_grad():
+                for p in model.parameters():
+                    p -= 0.1 * p.grad
+                    p.grad.zero_()
+            return loss
+
+        return step
+
+    e_step, j_step = stepper(eager[0]), thunder.jit(stepper(jitted[0]))
+    for x, y in batches("mlp", 3):
+        torch.testing.assert_close(j_step(x, y), e_step(x, y))
+    assert_same_training_state(eager, jitted)

@@ -405,7 +405,11 @@ class TracingMode(TorchFunctionMode):
     def _check_no_grad_update(self, target, op_name: str) -> None:
         # Eager keeps a tensor that requires grad connected to the graph after an in-place update under
         # no_grad (a parameter stays the leaf); a functional trace would cut its later gradients. Refuse
-        # rather than give silently wrong gradients.
+        # rather than give silently wrong gradients. After a backward inside the function (a training step, which
+        # runs without torch autograd) a later backward differentiates with respect to the updated value, as eager.
+        training = self.tracer.training
+        if training is not None and training.backward_done:
+            return
         if self.tracer.grad_enabled_at_start and not torch.is_grad_enabled():
             value = self.tracer.resolve(target)
             if isinstance(value, torch.Tensor) and value.requires_grad:

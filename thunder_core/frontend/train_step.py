@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 import torch
 
 from thunder import prims
-from thunder.core.proxies import NumberProxy, TensorProxy, number_proxy, proxy_like_tensor
+from thunder.core.proxies import NumberProxy, TensorProxy, number_proxy
 
 _WAY_OUT = ("Run the training step eagerly, or jit only the model (thunder.jit(model)) and call backward() and "
             "the optimizer outside it.")
@@ -117,8 +117,7 @@ class ProgramState:
     after_call: list[Callable[[], None]] = field(default_factory=list)
 
     def add_tensor_input(self, value: torch.Tensor, reader: Callable, name_prefix: str = "g") -> TensorProxy:
-        proxy = proxy_like_tensor(value)
-        proxy = TensorProxy(like=proxy, requires_grad=False, strides=value.stride(), prefix=name_prefix)
+        proxy = TensorProxy(like=value, requires_grad=False, strides=value.stride(), prefix=name_prefix)
         self.inputs.append((proxy, reader))
         self.expected.append(_tensor_key(value))
         return proxy
