@@ -290,8 +290,9 @@ def _plain_body(model, opt, x, y):
     (lambda p: torch.optim.RMSprop(p, lr=0.1), "RMSprop.step()"),
     (lambda p: torch.optim.Adam(p, lr=0.1, amsgrad=True), "amsgrad=True"),
     (lambda p: torch.optim.Adam(p, lr=0.1, differentiable=True), "differentiable=True"),
+    (lambda p: torch.optim.AdamW(p, lr=0.1, capturable=True), "capturable=True"),
     (lambda p: torch.optim.SGD(p, lr=torch.tensor(0.1)), "learning rate of type Tensor"),
-], ids=["other-optimizer", "amsgrad", "differentiable", "tensor-lr"])  # fmt: skip
+], ids=["other-optimizer", "amsgrad", "differentiable", "capturable", "tensor-lr"])  # fmt: skip
 def test_unsupported_optimizer_options_are_refused_and_change_nothing(make_opt, what):
     model, opt, before, groups, call = _refused_step(make_opt, _plain_body)
     with pytest.raises(TrainStepError, match=f"(?s){what}.*Run the training step eagerly"):
