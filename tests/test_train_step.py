@@ -113,7 +113,8 @@ OPTIMIZERS = {
 def test_mlp_training_matches_eager(optimizer, zero_grad):
     eager, jitted = pair("mlp", OPTIMIZERS[optimizer])
     train(eager, jitted, "mlp", steps=4, zero_grad=zero_grad)
-    assert_same_training_state(eager, jitted)
+    # torch's fused kernels round differently from its foreach and single-tensor code, which Thunder follows
+    assert_same_training_state(eager, jitted, **({"rtol": 1e-5, "atol": 1e-5} if "fused" in optimizer else {}))
 
 
 @pytest.mark.parametrize("optimizer", ["sgd-momentum-nesterov-wd", "adam", "adamw"])
