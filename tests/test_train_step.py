@@ -504,3 +504,18 @@ def test_hand_written_sgd_update_after_backward_matches_eager():
     for x, y in batches("mlp", 3):
         torch.testing.assert_close(j_step(x, y), e_step(x, y))
     assert_same_training_state(eager, jitted)
+
+
+def test_backward_through_a_jitted_module_inside_the_jitted_step_is_refused():
+    model = mlp()
+    jitted_model = thunder.jit(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in model.parameters()]
+
+    def step(x, y):
+        F.mse_loss(jitted_model(x), y).backward()
+        opt.step()
+
+    with pytest.raises(TrainStepError, match="compiled by thunder.jit"):
+        thunder.jit(step)(*next(batches("mlp", 1)))
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))

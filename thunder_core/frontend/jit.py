@@ -23,8 +23,9 @@ from thunder.frontend.cache import (
 )
 from thunder.frontend.compile import compile_entry
 from thunder.frontend.guards import MISS, GuardRecorder, alias_pattern, build_guard, build_hot_call, same_value
-from thunder.frontend.tracer import acquire_trace, collecting_guards
+from thunder.frontend.tracer import _tracers, acquire_trace, collecting_guards
 from thunder.frontend.train_step import MISSING as MISSING_STATE
+from thunder.frontend.train_step import note_nested_jit_call
 
 log = logging.getLogger("thunder")
 _Tensor = torch.Tensor
@@ -129,6 +130,8 @@ class ThunderFunction:
 
         The trace's inputs are `state`, the call's tensors (and, under "symbolic values", its numbers) in
         order, then the constants the trace captured."""
+        if _tracers:  # called while another function is acquired (a jitted module inside a jitted step)
+            note_nested_jit_call()
         extra = ()
         if self.cache_option == "same input" and self._same_input_entry is not None:
             entry = self._same_input_entry

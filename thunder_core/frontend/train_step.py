@@ -165,6 +165,7 @@ class TrainingTracer:
         self.backwarded: set[int] = set()  # ids of the values a backward went through (a second one fails)
         self.optimizers_in_step: list = []  # (optimizer, its param_groups) while its step runs
         self.stepped: list[tuple] = []  # (optimizer, its groups' hyperparameters when its step was recorded)
+        self.nested_jit_called = False  # a jitted function or module ran inside (its gradients do not reach us)
 
     # -- gradients ------------------------------------------------------------------------------------------
     def slot(self, leaf: torch.Tensor) -> GradSlot:
@@ -301,12 +302,17 @@ def run_backward(training: TrainingTracer, tensors, grad_tensors=None, retain_gr
             g = prims.full(tuple(value.shape), 1, dtype=value.dtype, device=value.device)
         outputs.append(value)
         cotangents.append(tracer.resolve(g))
+    if training.nested_jit_called:
+        raise unsupported("backward() in a function that calls a function or module compiled by thunder.jit (its "
+                          "parameters would get no gradient); call the original module inside the jitted step")  # fmt: skip
     leaves = _leaves(training, inputs)
     wrt = [tracer.resolve(tracer.constant_proxy(leaf)) for leaf in leaves]
     names, ids = _dependencies(trace.bound_symbols, outputs)
     if not any(t.name in names for t in wrt):
         raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
     forward, backward, grads = backward_in_program(trace, ids, wrt, outputs, cotangents, tracer.executors)
+    if all(g is None for g in grads):  # only through detached or integer values: eager's loss has no grad_fn
+        raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
     trace.bound_symbols[:] = [*forward, *backward]  # the same list object: the trace records into it
     for value in outputs:
         training.backwarded.add(id(value))
@@ -390,6 +396,15 @@ def handle_training_call(training: TrainingTracer, func, args, kwargs):
 
 def _backward_call(training, tensor, gradient=None, retain_graph=None, create_graph=False, inputs=None):
     run_backward(training, tensor, gradient, retain_graph, create_graph, inputs)
+
+
+def note_nested_jit_call() -> None:
+    """Called by a jitted callable: if a function is being acquired, it calls a compiled one (see run_backward)."""
+    from thunder.frontend.tracer import _tracers
+
+    tracer = _tracers.top()
+    if tracer is not None and tracer.training is not None:
+        tracer.training.nested_jit_called = True
 
 
 def uses_training(training: TrainingTracer | None) -> bool:
