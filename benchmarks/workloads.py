@@ -64,19 +64,19 @@ WORKLOADS: dict[str, Workload] = {
         ),
         Workload("gpt2", ("gpt2",), MODES, "step", "GPT-2 (nanoGPT), cross-entropy loss on random targets"),
         Workload("llama", ("llama",), MODES, "step", "Llama-style decoder: RMSNorm, RoPE, GQA, SwiGLU"),
-        Workload(
-            "train-step",
-            ("adamw", "adamw-fused"),
-            ("train",),
-            "train-step",
-            "the whole Llama training step as one callable: forward, loss.backward(), AdamW step, zero_grad; "
-            "case adamw-fused uses torch's fused=True AdamW (its eager row is torch's fused optimizer)",
-        ),
     )
 }
 
 # chain: (rows, cols) of x; w and b have cols elements
 CHAIN_SHAPES = {"tiny": (8, 128), "small": (4096, 1024), "full": (65536, 1024)}
+WORKLOADS["train-step"] = Workload(
+    "train-step",
+    ("adamw", "adamw-fused"),
+    ("train",),
+    "train-step",
+    "the whole Llama training step as one callable: forward, loss.backward(), AdamW step, zero_grad; case "
+    "adamw-fused uses torch's fused=True AdamW (its eager row is torch's fused optimizer)",
+)
 
 
 # --------------------------------------------------------------------------------------------------
