@@ -71,7 +71,8 @@ ROW_FIELDS = {
     "peak_mem_bytes": "peak memory above the baseline taken before the case was built",
     "mem_source": "cuda.max_memory_allocated, rss_highwater_reset or rss_highwater_process",
     "max_diff_out": "max |output - eager output| (eager recomputed in the same process from the same seed)",
-    "max_diff_grad": "train only: max |grad - eager grad| over every parameter",
+    "max_diff_grad": "train only: max |grad - eager grad| over every parameter (train-step: max |parameter - eager "
+                     "parameter| after as many eager steps as the backend took)",
     "loss": "train only, scalar outputs: the loss value",
     "grads_missing": "train only: parameters whose .grad stayed None",
     "step_vs_eager": "step_time_s / eager's (same workload, case, mode)",
@@ -160,6 +161,12 @@ def _sync(device: str) -> None:
 def make_step(case: Case, fn: Callable, mode: str) -> Callable[[], object]:
     """One step: a forward under no_grad (inference), or forward + backward with fresh gradients (train)."""
     args = case.args
+    if case.kind == "train-step":  # the callable is the whole step: backward, optimizer and zero_grad inside
+
+        def step():
+            return fn(*args).detach()
+
+        return step
     if mode == "inference" or case.kind == "overhead":
 
         def step():
@@ -211,6 +218,8 @@ def max_abs_diff(a, b) -> float:
 
 
 def _grads(case: Case) -> dict[str, torch.Tensor | None]:
+    if case.kind == "train-step":
+        return {name: t.detach().clone() for name, t in case.grad_tensors.items()}
     return {name: (t.grad.detach() if t.grad is not None else None) for name, t in case.grad_tensors.items()}
 
 
@@ -301,6 +310,7 @@ def run_row(spec: dict) -> dict:
 
         got_out = out
         got_grads = _grads(case) if mode == "train" else {}
+        steps_taken = 1 + spec["warmup"] + spec["iters"] if case.kind == "train-step" else 1
         row["grads_missing"] = sorted(name for name, g in got_grads.items() if g is None)
         if mode == "train" and isinstance(out, torch.Tensor) and out.numel() == 1:
             row["loss"] = float(out)
@@ -309,7 +319,9 @@ def run_row(spec: dict) -> dict:
 
         stage = "reference"
         ref_case = build_case(spec["workload"], spec["case"], spec["size"], mode, device, dtype, seed)
-        ref_out = make_step(ref_case, ref_case.fn, mode)()
+        ref_step = make_step(ref_case, ref_case.fn, mode)
+        for _ in range(steps_taken):  # a train-step row changed the parameters at every step
+            ref_out = ref_step()
         _sync(device)
         row["max_diff_out"] = max_abs_diff(got_out, ref_out)
         if mode == "train":

@@ -27,7 +27,8 @@ class Case:
     case: str
     fn: Callable  # a function or an nn.Module; the backend wraps it
     args: tuple  # positional inputs
-    kind: str  # "overhead": per-call time over many calls; "step": one forward (+ backward) per step
+    kind: str  # "overhead": per-call time over many calls; "step": one forward (+ backward) per step;
+    # "train-step": fn is a whole training step (forward, backward, optimizer step, zero_grad) returning the loss
     # train mode: the gradient fed to backward() when the output is not a scalar loss
     grad_out: torch.Tensor | None = None
     # train mode: the tensors whose .grad is filled by backward and compared with eager, by name
@@ -86,6 +87,14 @@ KERNEL_WORKLOADS = ("cross_entropy", "linear_ce", "rms_norm", "attention")
 
 # chain: (rows, cols) of x; w and b have cols elements
 CHAIN_SHAPES = {"tiny": (8, 128), "small": (4096, 1024), "full": (65536, 1024)}
+WORKLOADS["train-step"] = Workload(
+    "train-step",
+    ("adamw", "adamw-fused"),
+    ("train",),
+    "train-step",
+    "the whole Llama training step as one callable: forward, loss.backward(), AdamW step, zero_grad; case "
+    "adamw-fused uses torch's fused=True AdamW (its eager row is torch's fused optimizer)",
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -179,6 +188,9 @@ def build_case(workload: str, case: str, size: str, mode: str, device: str, dtyp
             workload, case, model, (x,), "step", grad_out, grads, info={"shape": [rows, cols], "numel": rows * cols}
         )
 
+    if workload == "train-step":
+        return _train_step_case(case, size, dev, dtype)
+
     if workload == "gpt2":
         cfg = GPTConfig.preset(size)
         with dev:
@@ -199,6 +211,28 @@ def build_case(workload: str, case: str, size: str, mode: str, device: str, dtyp
     if mode == "train":
         return Case(workload, case, model, (idx, targets), "step", None, _module_grads(model), info)
     return Case(workload, case, model, (idx,), "step", info=info)
+
+
+def _train_step_case(case: str, size: str, dev: torch.device, dtype: torch.dtype) -> Case:
+    """A Llama training step closed over its model and AdamW optimizer; the backend wraps the step itself."""
+    cfg = LlamaConfig.preset(size)
+    with dev:
+        model = _prepare_module(Llama(cfg), "train", dtype)
+        idx = torch.randint(0, cfg.vocab_size, (cfg.batch_size, cfg.max_seq_len))
+        targets = torch.randint(0, cfg.vocab_size, (cfg.batch_size, cfg.max_seq_len))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01, fused=case == "adamw-fused")
+
+    def train_step(idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        loss = model(idx, targets)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    info = {"config": dataclasses.asdict(cfg), "params": sum(p.numel() for p in model.parameters()),
+            "optimizer": "AdamW(fused=True)" if case == "adamw-fused" else "AdamW"}  # fmt: skip
+    # compared with eager after the same number of steps: the parameters (no .grad is left after the step)
+    return Case("train-step", case, train_step, (idx, targets), "train-step", None, _module_grads(model), info)
 
 
 def plan_rows(workloads: list[str], modes: list[str]) -> list[tuple[str, str, str]]:

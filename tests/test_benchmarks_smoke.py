@@ -24,7 +24,7 @@ from benchmarks.report import format_table
 from benchmarks.workloads import WORKLOADS, plan_rows
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ALL_WORKLOADS = list(WORKLOADS)
+ALL_WORKLOADS = [w for w in WORKLOADS if w != "train-step"]  # checked on its own: test_train_step_workload_tiny
 MODES = ["train", "inference"]
 
 
@@ -139,6 +139,19 @@ def test_failing_backend_gives_an_error_row():
     assert all(r["step_time_s"] is None and r["step_vs_eager"] is None for r in bad)
     assert all(r["error"] is None for r in rows if r["backend"] == "eager")
     assert "ERROR [1]" in format_table(rows) and "ERROR [2]" in format_table(rows, markdown=True)
+
+
+def test_train_step_workload_tiny():
+    """The whole training step (forward, backward, AdamW, zero_grad) as the timed callable: eager and thunder.jit
+    rows, compared with eager after as many steps (the loss and every parameter)."""
+    rows = run_tiny([BackendSpec("eager"), BackendSpec("thunder")], workloads=["train-step"], isolation="none")
+    assert sorted((r["case"], r["mode"], r["backend_kind"]) for r in rows) == [
+        ("adamw", "train", "eager"), ("adamw", "train", "thunder"),
+        ("adamw-fused", "train", "eager"), ("adamw-fused", "train", "thunder"),
+    ]  # fmt: skip
+    for r in rows:
+        assert r["error"] is None, _explain(r)
+        assert r["max_diff_out"] < 1e-4 and r["max_diff_grad"] < 1e-4, _explain(r, with_traceback=False)
 
 
 @pytest.mark.slow  # subprocesses that each import torch and run every workload

@@ -215,8 +215,13 @@ def compile_entry(jfn, trace: TraceCtx, tracer, out_spec, entry):
     _maybe_verify(jfn, trace)
     trace = before_autodiff(jfn, trace, traces)
 
+    program_state = trace.tags.get("program_state")  # a training step: its backward is in the program already
+    if program_state is not None:
+        entry.program_state = program_state
+        entry.n_side_outputs = len(program_state.outputs)
     needs_grad = (
-        torch.is_grad_enabled()
+        program_state is None
+        and torch.is_grad_enabled()
         and not jfn.disable_torch_autograd
         and any(isinstance(a, torch.Tensor) and a.requires_grad for a in trace.args)
     )

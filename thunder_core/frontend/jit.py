@@ -26,7 +26,9 @@ from thunder.frontend.compile import compile_entry
 from thunder.frontend.guards import MISS, GuardRecorder, alias_pattern, build_guard, build_hot_call, same_value
 from thunder.frontend.object_write_back import changed, pytree_objects, snapshot, write_back
 from thunder.frontend.symbolic_shapes import compile_guards
-from thunder.frontend.tracer import GuardList, acquire_trace, collecting_guards, current_tracer
+from thunder.frontend.tracer import GuardList, _tracers, acquire_trace, collecting_guards, current_tracer
+from thunder.frontend.train_step import MISSING as MISSING_STATE
+from thunder.frontend.train_step import note_nested_jit_call
 
 log = logging.getLogger("thunder")
 _Tensor = torch.Tensor
@@ -56,7 +58,7 @@ class CacheEntry:
     __slots__ = ("forward", "backward", "out_spec", "constants", "traces", "backward_traces",
                  "needs_autograd", "fallback_ops", "single_output", "forward_trace", "backward_trace",
                  "fast", "differentiable_outputs", "guards", "check", "check_source", "input_index",
-                 "hot_call", "hot_arity", "write_back", "guard_check")  # fmt: skip
+                 "hot_call", "hot_arity", "write_back", "guard_check", "program_state", "n_side_outputs")  # fmt: skip
 
     def __init__(self):
         self.backward = None
@@ -78,6 +80,10 @@ class CacheEntry:
         self.hot_arity = -1
         # paths, in (args, kwargs), of the objects passed in that the program updates (see object_write_back)
         self.write_back: list[tuple] = []
+        # a training step (thunder.frontend.train_step): what the program reads and writes besides its arguments,
+        # and how many of its outputs are such writes (after the function's own)
+        self.program_state = None
+        self.n_side_outputs = 0
 
 
 class ThunderFunction:
@@ -136,10 +142,15 @@ class ThunderFunction:
 
         The trace's inputs are `state`, the call's tensors (and, under "symbolic values", its numbers) in
         order, then the constants the trace captured."""
+        if _tracers:  # called while another function is acquired (a jitted module inside a jitted step)
+            note_nested_jit_call()
+        extra = ()
         if self.cache_option == "same input" and self._same_input_entry is not None:
             entry = self._same_input_entry
             inputs = input_tensors(args, kwargs)
             self.stats.cache_hits += 1
+            if entry.program_state is not None:
+                extra = _read_program_state(entry, "cache='same input' promised every call looks like the first")
         else:
             symbolic = self.cache_option == "symbolic values"
             try:
@@ -159,6 +170,10 @@ class ThunderFunction:
             flat = [*state, *inputs] if state else inputs
             for entry in entries:
                 if (entry.check is None or entry.check()) and (not symbolic or _passes(entry, flat)):
+                    if entry.program_state is not None:
+                        extra = entry.program_state.read()
+                        if extra is MISSING_STATE:  # a .grad, optimizer state or group no longer as traced
+                            continue
                     self.stats.cache_hits += 1
                     break
             else:
@@ -167,13 +182,17 @@ class ThunderFunction:
                 entries.append(entry)
                 if self.cache_option == "same input":
                     self._same_input_entry = entry
+                if entry.program_state is not None:
+                    extra = _read_program_state(entry, "the objects changed while the step was compiled")
             if entry.hot_call is not None:
                 self._hot_entry = entry
         if entry.input_index is not None:
             inputs = [([*state, *inputs] if state else inputs)[i] for i in entry.input_index]
             state = ()
         flat_inputs = [*state, *inputs, *entry.constants] if (state or entry.constants) else inputs
-        if entry.needs_autograd:
+        if entry.program_state is not None:
+            outs = _run_training_step(entry, [*flat_inputs, *extra])
+        elif entry.needs_autograd:
             from thunder.frontend.autograd import run_with_autograd
 
             outs = run_with_autograd(entry, flat_inputs)
@@ -224,7 +243,8 @@ class ThunderFunction:
                 trace, tracer, out_spec = acquire_trace(traced_fn, all_leaves, flat_spec, names=names,
                                                         replacements=self.replacements, symbolic_numbers=symbolic,
                                                         duplicates=duplicates,
-                                                        symbolic_sizes_from=n_state if symbolic else None)  # fmt: skip
+                                                        symbolic_sizes_from=n_state if symbolic else None,
+                                                        executors=self.executors)  # fmt: skip
             _refuse_mutated_overlaps(all_leaves, duplicates, tracer, names)
             trace.duration_ms = (time.perf_counter() - t0) * 1e3
             self.stats.last_trace_time_ms = trace.duration_ms
@@ -277,6 +297,27 @@ class ThunderFunction:
         if self.options.get("show_progress"):
             print(f"[thunder] {getattr(self.fn, '__name__', 'function')}: {message}", flush=True)
         log.info("%s: %s", getattr(self.fn, "__name__", "function"), message)
+
+
+def _read_program_state(entry: CacheEntry, why: str) -> list:
+    extra = entry.program_state.read()
+    if extra is MISSING_STATE:
+        raise RuntimeError(f"thunder.jit: the compiled training step does not match the parameters' gradients or "
+                           f"the optimizer's state and groups ({why}); call it again, or use the default cache")
+    return extra
+
+
+def _run_training_step(entry: CacheEntry, flat_inputs: list) -> list:
+    """Runs a program that contains its own backward (thunder.frontend.train_step): without torch autograd, then
+    stores the gradients and optimizer state it made where eager keeps them."""
+    with torch.no_grad():
+        outs = entry.forward(*flat_inputs)
+    n = entry.n_side_outputs
+    if n:
+        entry.program_state.write(outs[len(outs) - n:])
+        return outs[: len(outs) - n]
+    entry.program_state.write(())
+    return outs
 
 
 def _argument_names(fn) -> list[str] | None:

@@ -43,6 +43,8 @@ from thunder.frontend.cache import is_symbolic_number
 from thunder.frontend.certain_comparisons import certain_truth
 from thunder.frontend.dropped_arguments import with_dropped_arguments
 from thunder.frontend.symbolic_shapes import SYMBOLIC_SIZE_FNS, factories_taking_symbolic_sizes
+from thunder.frontend.optimizers import intercepting_optimizer_steps
+from thunder.frontend.train_step import NOT_HANDLED, TrainingTracer, handle_training_call, uses_training
 from thunder.torch import fallback
 from thunder.torch.shapes import VIEW_OPS
 from thunder.torch.signatures import adapt_torch_call, positional_call
@@ -158,6 +160,8 @@ class Tracer:
         self._detached: dict[int, TensorProxy] = {}
         # id(value) -> the strides eager gives that value, where they differ from its proxy's (see eager_layout)
         self.layouts: dict[int, tuple[int, ...]] = {}
+        self.executors: tuple = ()  # whose grad rules a backward inside the function uses
+        self.training = None  # the training step's state during acquisition (thunder.frontend.train_step)
 
     # -- values -------------------------------------------------------------------------------------
     def resolve(self, x):
@@ -289,7 +293,10 @@ class Tracer:
     def mutated_inputs(self) -> list[tuple[TensorProxy, TensorProxy]]:
         """(input proxy, its final value) for every input the function mutated."""
         pairs = []
-        for p in [*self.input_proxies, *self._constant_proxies.values()]:
+        extra = [p for p, _ in self.training.state.inputs] if self.training is not None else []
+        for p in [*self.input_proxies, *self._constant_proxies.values(), *extra]:
+            if not isinstance(p, TensorProxy):
+                continue
             value = self.resolve(p)
             if value is not p:
                 pairs.append((p, value))
@@ -312,6 +319,10 @@ class TracingMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if self.tracer.training is not None:
+            result = handle_training_call(self.tracer.training, func, args, kwargs)
+            if result is not NOT_HANDLED:
+                return result
         if func in _PASSTHROUGH:
             if _guard_sinks:  # torch itself cannot take number proxies (`x.size(n)`)
                 args, kwargs = concrete_numbers((args, kwargs))
@@ -337,6 +348,8 @@ class TracingMode(TorchFunctionMode):
             raise data_dependent_error(what)
         if func is _Tensor.__setitem__:
             return self._setitem(*args)
+        if name.startswith("_foreach_"):
+            return self._foreach(name, args, kwargs)
         if name in _INPLACE_DUNDERS or (
             ltorch.is_inplace_name(name) and args and isinstance(args[0], torch.Tensor)
         ):
@@ -418,7 +431,11 @@ class TracingMode(TorchFunctionMode):
     def _check_no_grad_update(self, target, op_name: str) -> None:
         # Eager keeps a tensor that requires grad connected to the graph after an in-place update under
         # no_grad (a parameter stays the leaf); a functional trace would cut its later gradients. Refuse
-        # rather than give silently wrong gradients.
+        # rather than give silently wrong gradients. After a backward inside the function (a training step, which
+        # runs without torch autograd) a later backward differentiates with respect to the updated value, as eager.
+        training = self.tracer.training
+        if training is not None and training.backward_done:
+            return
         if self.tracer.grad_enabled_at_start and not torch.is_grad_enabled():
             value = self.tracer.resolve(target)
             if isinstance(value, torch.Tensor) and value.requires_grad:
@@ -444,6 +461,28 @@ class TracingMode(TorchFunctionMode):
             scatter = scatter_factory(args[0], rest, kwargs, i) if scatter_factory is not True else None
             name = "data" if func is torch.Tensor.data.__get__ else getattr(func, "__name__", str(func))
             self.tracer.record_view(name, args[0], o, derive, scatter)
+
+    def _foreach(self, name: str, args, kwargs):
+        """`torch._foreach_<op>(tensors, ...)` (optimizers, clip_grad_norm_, zero_grad with foreach=True): the
+        operation on each tensor in turn; an in-place form updates each tensor in place and returns None."""
+        op = name[len("_foreach_"):]
+        if op == "norm":
+            per_tensor = torch.linalg.vector_norm
+        else:
+            per_tensor = getattr(torch.Tensor, op, None) if op.endswith("_") else getattr(torch, op, None)
+        if per_tensor is None:
+            raise NotImplementedError(f"torch.{name} (at {user_location()}) has no per-tensor form Thunder knows")
+        count = len(args[0])
+
+        def nth(x, i):
+            return x[i] if isinstance(x, (list, tuple)) and len(x) == count else x
+
+        results = []
+        for i in range(count):
+            nth_args = tuple(nth(a, i) for a in args)
+            nth_kwargs = {k: nth(v, i) for k, v in kwargs.items()}
+            results.append(self.__torch_function__(per_tensor, (), nth_args, nth_kwargs))
+        return None if op.endswith("_") else results
 
     def _setitem(self, target, key, value):
         self._check_no_grad_update(target, "__setitem__")
@@ -504,6 +543,7 @@ def acquire_trace(
     symbolic_numbers: bool = False,
     duplicates: dict[int, int] | None = None,
     symbolic_sizes_from: int | None = None,
+    executors: tuple = (),
 ) -> tuple[TraceCtx, Tracer, Any]:
     """Traces `fn(*args, **kwargs)`, where `(args, kwargs) = tree_unflatten(leaves, spec)`.
 
@@ -513,6 +553,10 @@ def acquire_trace(
     globals); the tracer; and the result's tree spec. `duplicates` maps a leaf's index to that of an earlier
     leaf that is the same tensor object: both get one proxy, so a write through one shows in the other. Number proxies record their guards into the
     innermost `collecting_guards` list, which the caller opens.
+
+    A function that takes part in a training step (`loss.backward()`, `.grad`, `optimizer.step()`, see
+    thunder.frontend.train_step) has further inputs after those (gradients, optimizer state, learning rates)
+    and further outputs after its own; `trace.tags["program_state"]` says how to read and write them.
     """
     from thunder.frontend.autograd_function import traced_autograd_functions
     from thunder.frontend.batchnorm_forward import traceable_cumulative_batch_norm
@@ -524,9 +568,11 @@ def acquire_trace(
 
     trace = TraceCtx()
     tracer = Tracer(trace, replacements)
+    tracer.executors = tuple(executors)
+    tracer.training = TrainingTracer(tracer)
     _tracers.append(tracer)
     try:
-        with tracectx(trace), _compiling():
+        with tracectx(trace), _compiling(), intercepting_optimizer_steps(tracer.training):
             proxied = _proxy_leaves(leaves, names, trace, tracer, symbolic_numbers, duplicates or {},
                                     symbolic_sizes_from)
             args, kwargs = tree_unflatten(proxied, spec)
@@ -544,12 +590,20 @@ def acquire_trace(
                 )
             out_leaves, out_spec = tree_flatten(result)
             out_leaves = [tracer.resolve(x) if isinstance(x, torch.Tensor) else x for x in out_leaves]
+            training = tracer.training if uses_training(tracer.training) else None
+            differentiable = torch.is_grad_enabled() and any(
+                p.requires_grad for p in [*tracer.input_proxies, *tracer._constant_proxies.values()]
+                if isinstance(p, TensorProxy))  # fmt: skip
+            side_outputs = training.finish(differentiable) if training is not None else []
             for proxy, value in tracer.mutated_inputs():
                 prims.copy_to(proxy, value)
     finally:
         _tracers.pop()
-    trace.args = [*tracer.input_proxies, *tracer._constant_proxies.values()]
-    trace.output = out_leaves
+    extra_inputs = [p for p, _ in training.state.inputs] if training is not None else []
+    trace.args = [*tracer.input_proxies, *tracer._constant_proxies.values(), *extra_inputs]
+    if training is not None:
+        trace.tags["program_state"] = training.state
+    trace.output = [*out_leaves, *side_outputs]
     trace.provenance = "acquisition"
     return trace, tracer, out_spec
 

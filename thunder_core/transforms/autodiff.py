@@ -419,3 +419,53 @@ def _topological(bsyms: list[BoundSymbol]) -> list[BoundSymbol]:
     for i in range(len(bsyms)):
         visit(i)
     return order
+
+
+# -- a backward inside the program (Tensor.backward called while tracing) ----------------------------------
+def backward_in_program(
+    trace: TraceCtx, differentiate: set[int], wrt: Sequence[TensorProxy], outputs: Sequence[TensorProxy],
+    cotangents: Sequence[TensorProxy], executors: Sequence = (),
+) -> tuple[list[BoundSymbol], list[BoundSymbol], list[TensorProxy | None]]:
+    """The gradients of `outputs` (seeded with `cotangents`) with respect to the values `wrt`, as operations of
+    the same program (`Tensor.backward` called while a function is traced).
+
+    Expects: `trace`, the program recorded so far, and `differentiate`, the ids of its bound symbols that
+    `outputs` depend on (the others, an earlier backward among them, are kept as they are). Returns
+    `(forward, backward, grads)`: `forward` replaces the program (each differentiated symbol by its rule's
+    forward part; values keep their names), `backward` follows it and computes `grads`, one per `wrt` (None
+    where no gradient flows). Nothing is saved or recomputed: both parts are one program.
+    """
+    builder = _JointBuilder(trace, executors)
+    builder.requires_grad = {t.name for t in wrt}
+    with tracectx(builder.new):
+        for bsym in trace.bound_symbols:
+            if id(bsym) in differentiate:
+                builder.process(bsym)
+            else:
+                builder.new.bound_symbols.append(bsym)
+    grads: dict[str, TensorProxy] = {}
+    backward = builder.new.from_trace("backward in the program", [])
+    with tracectx(backward):
+        for o, ct in zip(outputs, cotangents):
+            if o.name in builder.requires_grad and _is_differentiable(o):
+                grads[o.name] = _accumulate(grads.get(o.name), ct)
+        for chunk in reversed(builder.chunks):
+            if not any(o.name in grads for o in chunk.outputs):
+                continue
+            mapping = {}
+            for out_name, ph in chunk.placeholders.items():
+                g = grads.get(out_name)
+                mapping[ph.name] = g if g is not None else prims.full(tuple(ph.shape), 0, dtype=ph.dtype, device=ph.device)
+            backward.bound_symbols.extend(b.swap_proxies(mapping) for b in chunk.bsyms)
+            for t, g in chunk.puts:
+                if isinstance(g, TensorProxy):
+                    g = mapping.get(g.name, g)
+                if t.name in builder.requires_grad:
+                    grads[t.name] = _accumulate(grads.get(t.name), g)
+        result = []
+        for t in wrt:
+            g = grads.get(t.name)
+            result.append(_match(g, t) if g is not None and (tuple(g.shape) != tuple(t.shape) or g.dtype != t.dtype)
+                          else g)  # fmt: skip
+    trace.names |= builder.new.names | backward.names
+    return list(builder.new.bound_symbols), list(backward.bound_symbols), result
