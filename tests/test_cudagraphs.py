@@ -301,7 +301,7 @@ def test_cpu_operations_split_the_graph():
 
 @needs_cuda
 def test_a_failing_capture_warns_once_and_runs_without_a_graph():
-    from thunder.extend import OperatorExecutor, TensorProxy, register_executor, deregister_executor
+    from thunder.extend import OperatorExecutor, TensorProxy, deregister_executor, register_executor
 
     ex = OperatorExecutor("cudagraph_sync_test")
 
