@@ -85,9 +85,14 @@ def _no_gradient_message(bsym: BoundSymbol, executors: Sequence) -> str:
 
 
 class _JointBuilder:
-    def __init__(self, trace: TraceCtx, executors: Sequence = ()):
+    """torch_vjp: whether symbols listed in TORCH_VJP are differentiated through torch's autograd at run time; the
+    functional transforms turn it off, since that backward can be neither batched (vmap) nor differentiated again
+    (grad of grad): those symbols then go through their decomposition into prims, which have rules for both."""
+
+    def __init__(self, trace: TraceCtx, executors: Sequence = (), *, torch_vjp: bool = True):
         self.trace = trace
         self.executors = executors
+        self.torch_vjp = torch_vjp
         self.new = trace.from_trace("autodiff forward", [])
         if "checkpointed" in trace.tags:  # grown below; the acquired trace's set stays as it was
             self.new.tags["checkpointed"] = set(trace.tags["checkpointed"])
@@ -127,7 +132,7 @@ class _JointBuilder:
         rule = GRAD_RULES.get(bsym.sym.id)
         if rule is not None:
             return rule
-        predicate = TORCH_VJP.get(bsym.sym.id)
+        predicate = TORCH_VJP.get(bsym.sym.id) if self.torch_vjp else None
         if "fallback" in bsym.sym.tags or (predicate is not None and bsym.sym.torch_fns and predicate(bsym)):
             return torch_autograd_rule(bsym, self.requires_grad)
         return None
