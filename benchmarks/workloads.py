@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from benchmarks.models import GPT, Chain, GPTConfig, Llama, LlamaConfig
+from benchmarks.models import GPT, Chain, GPTConfig, Llama, LlamaConfig, LlamaDecodeStep
 
 SIZES = ("tiny", "small", "full")
 MODES = ("train", "inference")
@@ -63,6 +63,14 @@ WORKLOADS: dict[str, Workload] = {
         ),
         Workload("gpt2", ("gpt2",), MODES, "step", "GPT-2 (nanoGPT), cross-entropy loss on random targets"),
         Workload("llama", ("llama",), MODES, "step", "Llama-style decoder: RMSNorm, RoPE, GQA, SwiGLU"),
+        Workload(
+            "decode",
+            ("llama_decode",),
+            ("inference",),
+            "step",
+            "one decoding step of the Llama-style model (batch of the preset, one token, static KV cache half full): "
+            "launch-bound, the case for CUDA graphs",
+        ),
     )
 }
 
@@ -157,6 +165,15 @@ def build_case(workload: str, case: str, size: str, mode: str, device: str, dtyp
         return Case(
             workload, case, model, (x,), "step", grad_out, grads, info={"shape": [rows, cols], "numel": rows * cols}
         )
+
+    if workload == "decode":
+        cfg = LlamaConfig.preset(size)
+        with dev:
+            model = _prepare_module(LlamaDecodeStep(Llama(cfg), cfg.batch_size), "inference", dtype)
+            idx = torch.randint(0, cfg.vocab_size, (cfg.batch_size, 1))
+            input_pos = torch.tensor([cfg.max_seq_len // 2])
+        info = {"config": dataclasses.asdict(cfg), "params": sum(p.numel() for p in model.parameters())}
+        return Case(workload, case, model, (idx, input_pos), "step", info=info)
 
     if workload == "gpt2":
         cfg = GPTConfig.preset(size)

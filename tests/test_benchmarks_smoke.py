@@ -58,7 +58,7 @@ def _explain(row: dict, with_traceback: bool = True) -> str:
 def test_eager_rows_all_workloads_tiny():
     rows = run_tiny([BackendSpec("eager")])
     assert _keys(rows) == plan_rows(ALL_WORKLOADS, MODES)
-    assert {r["case"] for r in rows} == {"add", "elementwise10", "module10", "chain", "gpt2", "llama"}
+    assert {r["case"] for r in rows} == {"add", "elementwise10", "module10", "chain", "gpt2", "llama", "llama_decode"}
     for r in rows:
         assert set(ROW_FIELDS) <= set(r), f"missing fields {set(ROW_FIELDS) - set(r)}"
         assert r["error"] is None, _explain(r)
@@ -202,3 +202,31 @@ def test_thunder_backend_matches_eager_tiny():
             if not r["max_diff_grad"] < 1e-4:
                 failures.append(f"{r['workload']} train: gradient max diff {r['max_diff_grad']}")
     assert not failures, "\n".join(failures)
+
+
+def test_thunder_variants_name_transforms_after_a_plus():
+    from benchmarks.backends import parse_thunder_transforms, parse_thunder_variant
+
+    assert parse_thunder_variant("default+cudagraphs") is None
+    assert parse_thunder_transforms("default+cudagraphs") == ("cudagraphs",)
+    assert parse_thunder_variant("torchcompile,sdpa+cudagraphs") == ("torchcompile", "sdpa")
+    spec = BackendSpec("thunder", executors=None, transforms=("cudagraphs",))
+    assert spec.name == "thunder[default]+cudagraphs"
+    assert BackendSpec.from_json(spec.to_json()) == spec
+    assert BackendSpec("thunder").name == "thunder[default]"
+
+
+def test_decode_step_compiles_once_for_every_position():
+    """The decoding step keeps its shapes whatever the position (the case for CUDA graphs): one compilation, and
+    the cache written in place as eager writes it."""
+    import thunder
+    from benchmarks.workloads import build_case
+
+    ours, reference = (build_case("decode", "llama_decode", "tiny", "inference", "cpu", torch.float32) for _ in "ab")
+    jstep = thunder.jit(ours.fn)
+    with torch.no_grad():
+        for pos in (3, 4, 9):
+            idx, input_pos = torch.randint(0, 64, (2, 1)), torch.tensor([pos])
+            torch.testing.assert_close(jstep(idx, input_pos), reference.fn(idx, input_pos))
+    assert thunder.cache_misses(jstep) == 1
+    torch.testing.assert_close(ours.fn.k_cache0, reference.fn.k_cache0)
