@@ -17,11 +17,13 @@ class BackendSpec:
     kind: str  # "eager" | "torchcompile" | "thunder"
     executors: tuple[str, ...] | None = None  # thunder only; None = thunder's defaults
     compile_mode: str | None = None  # torchcompile only: torch.compile(mode=...)
+    transforms: tuple[str, ...] = ()  # thunder only: transforms by name, thunder.jit(fn, transforms=[...])
 
     @property
     def name(self) -> str:
         if self.kind == "thunder":
-            return f"thunder[{','.join(self.executors) if self.executors is not None else 'default'}]"
+            name = f"thunder[{','.join(self.executors) if self.executors is not None else 'default'}]"
+            return "+".join((name, *self.transforms))
         if self.kind == "torchcompile" and self.compile_mode:
             return f"torchcompile[{self.compile_mode}]"
         return self.kind
@@ -31,23 +33,30 @@ class BackendSpec:
             "kind": self.kind,
             "executors": list(self.executors) if self.executors is not None else None,
             "compile_mode": self.compile_mode,
+            "transforms": list(self.transforms),
         }
 
     @classmethod
     def from_json(cls, d: dict) -> BackendSpec:
         ex = d.get("executors")
-        return cls(d["kind"], tuple(ex) if ex is not None else None, d.get("compile_mode"))
+        return cls(d["kind"], tuple(ex) if ex is not None else None, d.get("compile_mode"), tuple(d.get("transforms", ())))
 
 
 BACKEND_KINDS = ("eager", "torchcompile", "thunder")
 
 
 def parse_thunder_variant(text: str) -> tuple[str, ...] | None:
-    """``"default"`` or ``""`` -> None (thunder's defaults); ``"torchcompile,sdpa"`` -> ("torchcompile", "sdpa")."""
-    text = text.strip()
+    """``"default"`` or ``""`` -> None (thunder's defaults); ``"torchcompile,sdpa"`` -> ("torchcompile", "sdpa").
+    Transforms after ``+`` are not part of the executor list (see ``parse_thunder_transforms``)."""
+    text = text.split("+")[0].strip()
     if text in ("", "default"):
         return None
     return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def parse_thunder_transforms(text: str) -> tuple[str, ...]:
+    """The transforms named after the executor list: ``"default+cudagraphs"`` -> ("cudagraphs",)."""
+    return tuple(name.strip() for name in text.split("+")[1:] if name.strip())
 
 
 def prepare(spec: BackendSpec) -> None:
@@ -70,7 +79,6 @@ def wrap(spec: BackendSpec, fn: Callable) -> Callable:
     if spec.kind == "thunder":
         import thunder
 
-        if spec.executors is None:
-            return thunder.jit(fn)
-        return thunder.jit(fn, executors=list(spec.executors))
+        executors = list(spec.executors) if spec.executors is not None else None
+        return thunder.jit(fn, executors=executors, transforms=list(spec.transforms) or None)
     raise ValueError(f"unknown backend {spec.kind!r}; choose from {BACKEND_KINDS}")

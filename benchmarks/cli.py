@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.backends import BACKEND_KINDS, BackendSpec, parse_thunder_variant
+from benchmarks.backends import BACKEND_KINDS, BackendSpec, parse_thunder_transforms, parse_thunder_variant
 from benchmarks.harness import DTYPES, REPO_ROOT, RunConfig, run_benchmarks, write_json
 from benchmarks.report import format_meta, format_table
 from benchmarks.workloads import DEFAULT_WORKLOADS, KERNEL_WORKLOADS, SIZES, WORKLOADS
@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--thunder-variants",
         default=None,
         help='several thunder rows, ";"-separated executor lists, e.g. "default;torchcompile,sdpa" '
-        "gives thunder[default] and thunder[torchcompile,sdpa]",
+        "gives thunder[default] and thunder[torchcompile,sdpa]; transforms by name after +, e.g. "
+        '"default;default+cudagraphs"',
     )
     p.add_argument("--torchcompile-mode", default=None, help="torch.compile(mode=...), e.g. max-autotune")
     p.add_argument(
@@ -117,15 +118,15 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         parser.error("--executors / --thunder-variants need the thunder backend in --backends")
 
     if args.thunder_variants is not None:
-        variants = [parse_thunder_variant(v) for v in args.thunder_variants.split(";")]
+        variants = [(parse_thunder_variant(v), parse_thunder_transforms(v)) for v in args.thunder_variants.split(";")]
     elif args.executors is not None:
-        variants = [parse_thunder_variant(args.executors)]
+        variants = [(parse_thunder_variant(args.executors), parse_thunder_transforms(args.executors))]
     else:
-        variants = [None]
+        variants = [(None, ())]
     backends: list[BackendSpec] = []
     for k in kinds:
         if k == "thunder":
-            backends += [BackendSpec("thunder", executors=v) for v in dict.fromkeys(variants)]
+            backends += [BackendSpec("thunder", executors=v, transforms=t) for v, t in dict.fromkeys(variants)]
         elif k == "torchcompile":
             backends.append(BackendSpec("torchcompile", compile_mode=args.torchcompile_mode))
         else:

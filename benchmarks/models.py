@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["GPT", "GPTConfig", "Llama", "LlamaConfig", "Chain", "RMSNorm"]
+__all__ = ["GPT", "GPTConfig", "Llama", "LlamaConfig", "LlamaDecodeStep", "Chain", "RMSNorm"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -343,6 +343,44 @@ class Llama(nn.Module):
         if targets is None:
             return logits
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+
+class LlamaDecodeStep(nn.Module):
+    """One decoding step of a ``Llama`` with a static KV cache: ``forward(idx [B, 1], input_pos [1])`` writes the new
+    token's keys and values at ``input_pos`` of each layer's cache (in place, ``index_copy_``) and returns the logits
+    ``[B, 1, vocab]``, attending to the positions up to ``input_pos``. Every shape is fixed (the cache is as long as
+    ``max_seq_len``; the position is a tensor), so one compiled program, or one CUDA graph, serves every step."""
+
+    def __init__(self, model: Llama, batch_size: int):
+        super().__init__()
+        self.model = model
+        cfg = model.config
+        for i in range(cfg.n_layer):
+            shape = (batch_size, cfg.n_kv_head, cfg.max_seq_len, cfg.head_dim)
+            self.register_buffer(f"k_cache{i}", torch.zeros(shape), persistent=False)
+            self.register_buffer(f"v_cache{i}", torch.zeros(shape), persistent=False)
+
+    def forward(self, idx: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
+        m, cfg = self.model, self.model.config
+        B = idx.shape[0]
+        cos, sin = m.rope_cos.index_select(0, input_pos), m.rope_sin.index_select(0, input_pos)
+        visible = (torch.arange(cfg.max_seq_len, device=idx.device) <= input_pos).view(1, 1, 1, -1)  # [1, 1, 1, L]
+        x = m.tok_embeddings(idx)
+        for i, layer in enumerate(m.layers):
+            attn, h = layer.attention, layer.attention_norm(x)
+            q = apply_rotary(attn.wq(h).view(B, 1, attn.n_head, attn.head_dim).transpose(1, 2), cos, sin)
+            k = apply_rotary(attn.wk(h).view(B, 1, attn.n_kv_head, attn.head_dim).transpose(1, 2), cos, sin)
+            v = attn.wv(h).view(B, 1, attn.n_kv_head, attn.head_dim).transpose(1, 2)
+            k_cache, v_cache = getattr(self, f"k_cache{i}"), getattr(self, f"v_cache{i}")
+            k_cache.index_copy_(2, input_pos, k)
+            v_cache.index_copy_(2, input_pos, v)
+            n_rep = attn.n_head // attn.n_kv_head
+            keys = k_cache.repeat_interleave(n_rep, dim=1)
+            values = v_cache.repeat_interleave(n_rep, dim=1)
+            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
+            x = x + attn.wo(y.transpose(1, 2).reshape(B, 1, attn.n_head * attn.head_dim))
+            x = x + layer.feed_forward(layer.ffn_norm(x))
+        return m.output(m.norm(x))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from benchmarks.kernels import ATTENTION_CASES, build_kernel_case
-from benchmarks.models import GPT, Chain, GPTConfig, HFLlama, Llama, LlamaConfig, llama3_config
+from benchmarks.models import GPT, Chain, GPTConfig, HFLlama, Llama, LlamaConfig, LlamaDecodeStep, llama3_config
 
 SIZES = ("tiny", "small", "full")
 MODES = ("train", "inference")
@@ -66,6 +66,14 @@ WORKLOADS: dict[str, Workload] = {
         ),
         Workload("gpt2", ("gpt2",), MODES, "step", "GPT-2 (nanoGPT), cross-entropy loss on random targets"),
         Workload("llama", ("llama",), MODES, "step", "Llama-style decoder: RMSNorm, RoPE, GQA, SwiGLU"),
+        Workload(
+            "decode",
+            ("llama_decode",),
+            ("inference",),
+            "step",
+            "one decoding step of the Llama-style model (batch of the preset, one token, static KV cache half full): "
+            "launch-bound, the case for CUDA graphs",
+        ),
         Workload("llama3", ("llama3",), MODES, "step",
                  "Llama-3-8B's width (dim 4096, 32 heads, 8 KV heads, hidden 14336, vocab 128256), 2 layers, seq 4096, "
                  "batch 1", default=False),
@@ -190,6 +198,15 @@ def build_case(workload: str, case: str, size: str, mode: str, device: str, dtyp
 
     if workload == "train-step":
         return _train_step_case(case, size, dev, dtype)
+
+    if workload == "decode":
+        cfg = LlamaConfig.preset(size)
+        with dev:
+            model = _prepare_module(LlamaDecodeStep(Llama(cfg), cfg.batch_size), "inference", dtype)
+            idx = torch.randint(0, cfg.vocab_size, (cfg.batch_size, 1))
+            input_pos = torch.tensor([cfg.max_seq_len // 2])
+        info = {"config": dataclasses.asdict(cfg), "params": sum(p.numel() for p in model.parameters())}
+        return Case(workload, case, model, (idx, input_pos), "step", info=info)
 
     if workload == "gpt2":
         cfg = GPTConfig.preset(size)

@@ -15,6 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # thunder_core/; an editable install or the worktree's `thunder` link makes it importable).
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "plugins" / "example_executor"))
+sys.path.insert(0, str(REPO_ROOT / "plugins" / "cpu_offload"))
 
 project = "Thunder"
 author = "The Thunder developers"

@@ -59,7 +59,7 @@ def _explain(row: dict, with_traceback: bool = True) -> str:
 def test_eager_rows_all_workloads_tiny():
     rows = run_tiny([BackendSpec("eager")])
     assert _keys(rows) == plan_rows(ALL_WORKLOADS, MODES)
-    assert {r["case"] for r in rows} == {"add", "elementwise10", "module10", "chain", "gpt2", "llama", "llama3", "hf_llama", "cross_entropy",
+    assert {r["case"] for r in rows} == {"add", "elementwise10", "module10", "chain", "gpt2", "llama", "llama3", "hf_llama", "llama_decode", "cross_entropy",
                                          "linear_ce", "rms_norm", *ATTENTION_CASES}  # fmt: skip
     for r in rows:
         assert set(ROW_FIELDS) <= set(r), f"missing fields {set(ROW_FIELDS) - set(r)}"
@@ -231,3 +231,31 @@ def test_plot_of_a_saved_run(tmp_path):
     assert [p.name for p in pngs] == ["first_call.png", "peak_mem.png", "step_time.png"]
     for p in pngs:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {p}" in printed
+
+
+def test_thunder_variants_name_transforms_after_a_plus():
+    from benchmarks.backends import parse_thunder_transforms, parse_thunder_variant
+
+    assert parse_thunder_variant("default+cudagraphs") is None
+    assert parse_thunder_transforms("default+cudagraphs") == ("cudagraphs",)
+    assert parse_thunder_variant("torchcompile,sdpa+cudagraphs") == ("torchcompile", "sdpa")
+    spec = BackendSpec("thunder", executors=None, transforms=("cudagraphs",))
+    assert spec.name == "thunder[default]+cudagraphs"
+    assert BackendSpec.from_json(spec.to_json()) == spec
+    assert BackendSpec("thunder").name == "thunder[default]"
+
+
+def test_decode_step_compiles_once_for_every_position():
+    """The decoding step keeps its shapes whatever the position (the case for CUDA graphs): one compilation, and
+    the cache written in place as eager writes it."""
+    import thunder
+    from benchmarks.workloads import build_case
+
+    ours, reference = (build_case("decode", "llama_decode", "tiny", "inference", "cpu", torch.float32) for _ in "ab")
+    jstep = thunder.jit(ours.fn)
+    with torch.no_grad():
+        for pos in (3, 4, 9):
+            idx, input_pos = torch.randint(0, 64, (2, 1)), torch.tensor([pos])
+            torch.testing.assert_close(jstep(idx, input_pos), reference.fn(idx, input_pos))
+    assert thunder.cache_misses(jstep) == 1
+    torch.testing.assert_close(ours.fn.k_cache0, reference.fn.k_cache0)

@@ -125,8 +125,13 @@ def test_vmap_of_vmap():
 
 
 def test_vmap_missing_rule_names_the_operator():
-    with pytest.raises(NotImplementedError, match=r"no batching rule for the operator prims\.topk"):
-        vmap(lambda a: torch.topk(a, 2).values)(_rand(3, 5))
+    from thunder.extend import OperatorExecutor, TensorProxy
+
+    # an executor's operator with no decomposition and no batching rule
+    opaque = OperatorExecutor("vmap_rule_test").register_operator(
+        "opaque_double", meta=lambda a: TensorProxy(like=a), fn=lambda a: a * 2)  # fmt: skip
+    with pytest.raises(NotImplementedError, match=r"no batching rule for the operator \S*opaque_double"):
+        vmap(lambda a: opaque(a))(_rand(3, 5))
 
 
 def test_in_place_writes_are_refused():

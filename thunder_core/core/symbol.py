@@ -21,6 +21,8 @@ class OpTag:
 
     RANDOM: draws random numbers (never recomputed, never compiled by a fusion executor with its own RNG).
     SIDE_EFFECT: writes into a tensor it reads (never reordered with other readers of that tensor).
+    DEVICE_WRITE: a SIDE_EFFECT whose only effect is writing into its first argument, on that tensor's device
+        (`prims.copy_to`); it touches no host state, so a CUDA graph may capture it.
     VIEW: returns a view of its input (cheap to recompute in the backward).
     FUSION: made by a fusion executor from a region (left alone by later fusion executors).
     FALLBACK: a torch operator without a Thunder symbol, traced through its meta kernel.
@@ -30,6 +32,7 @@ class OpTag:
 
     RANDOM = "random"
     SIDE_EFFECT = "side_effect"
+    DEVICE_WRITE = "device_write"
     VIEW = "view"
     FUSION = "fusion"
     FALLBACK = "fallback"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-from thunder.extend.hookspecs import ExecutorSpec, hookimpl
+from thunder.extend.hookspecs import ExecutorSpec, PluginBundle, TransformSpec, hookimpl
 
 
 def _loader(module: str):
@@ -43,3 +43,21 @@ def thunder_executors():
                      why_unavailable=_needs("torch"),
                      description="fuses regions of torch operations and compiles each with TorchInductor"),
     ]  # fmt: skip
+
+
+def _cuda_graphs():
+    from thunder.transforms.cudagraph import CUDAGraphTransform
+
+    return CUDAGraphTransform()
+
+
+@hookimpl
+def thunder_transforms():
+    return [TransformSpec("cudagraphs", factory=_cuda_graphs,
+                          description="runs the compiled programs as CUDA graphs (thunder.transforms.cudagraph)")]
+
+
+@hookimpl
+def thunder_plugin_bundles():
+    return [PluginBundle("reduce-overhead", transforms=(_cuda_graphs,),
+                         description="CUDA graphs for the compiled programs: fewer kernel launches from the CPU")]

@@ -244,11 +244,14 @@ _CREATION = {
 
 
 def _impl_symbol(sym: Symbol, fn: Callable) -> Symbol:
+    # The implementation keeps the properties of the symbol it runs (random, side effect...): passes after
+    # claiming (CUDA graphs) read them from the executed trace.
     name = qualified_name(fn) if not _is_prim_id(sym) else ""
     if name.startswith("torch.") and _resolves_to(name, fn):
-        return Symbol(name[len("torch.") :], python_impl=fn, namespace=("torch", torch), id=f"torchex.{sym.id}")
+        return Symbol(name[len("torch.") :], python_impl=fn, namespace=("torch", torch), id=f"torchex.{sym.id}",
+                      tags=sym.tags)  # fmt: skip
     return Symbol(f"torch_{sym.name}_impl" if _is_prim_id(sym) else f"torch_{sym.name}", python_impl=fn,
-                  id=f"torchex.{sym.id}")  # fmt: skip
+                  id=f"torchex.{sym.id}", tags=sym.tags)  # fmt: skip
 
 
 def _resolves_to(qualified: str, fn) -> bool:

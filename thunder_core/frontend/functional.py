@@ -112,7 +112,7 @@ def vjp_traced(fn: Callable, primals: Sequence, kwargs: dict | None = None):
     leaves = [_resolve(o) for o in leaves]
     sub = trace.from_trace("functional vjp", bsyms)
     sub.args, sub.output = fresh, leaves
-    builder = _JointBuilder(sub)
+    builder = _JointBuilder(sub, torch_vjp=False)
     with tracectx(builder.new):
         for bsym in sub.bound_symbols:
             builder.process(bsym)

@@ -418,7 +418,7 @@ def _copy_to_meta(dst, src):
     return None
 
 
-make_prim("copy_to", _copy_to_meta, tags=("side_effect",))  # writes src into dst, an input of the trace
+make_prim("copy_to", _copy_to_meta, tags=("side_effect", "device_write"))  # writes src into dst, an input of the trace
 
 
 def _setitem_meta(a, key, value):

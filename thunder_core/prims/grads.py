@@ -699,6 +699,50 @@ def _convolution(a, weight, bias, stride, padding, dilation, transposed, output_
     return out
 
 
+# Rules of the backward primitives: each is linear in its cotangent (and the convolution's in its tensors too), so
+# its own gradient is made of the forward primitives. Second derivatives (grad of grad) and the batching of
+# per-example gradients go through these.
+@rule("convolution_backward")
+def _convolution_backward(g, a, weight, bias_shape, stride, padding, dilation, transposed, output_padding, groups):
+    params = (stride, padding, dilation, transposed, output_padding, groups)
+    outs = prims.convolution_backward(g, a, weight, bias_shape, *params)
+    grad_a, grad_weight, grad_bias = outs
+    c_a, c_weight = get_grad(grad_a), get_grad(grad_weight)
+
+    def conv(x, w):
+        return prims.convolution(x, w, None, *params)
+
+    # grad_a = J_a^T g and grad_weight = J_w^T g, J the convolution as a function of its input (of its weight):
+    # <c_a, J_a^T g> = <conv(c_a, weight), g> and <c_weight, J_w^T g> = <conv(a, c_weight), g>
+    grad_g = prims.add(conv(c_a, weight), conv(a, c_weight))
+    if grad_bias is not None:  # grad_bias sums g over every dimension but the channels
+        grad_g = prims.add(grad_g, prims.broadcast_in_dim(get_grad(grad_bias), tuple(g.shape), (1,)))
+    put_grad(g, grad_g)
+    put_grad(weight, prims.convolution_backward(g, c_a, weight, None, *params)[1])
+    put_grad(a, prims.convolution_backward(g, a, c_weight, None, *params)[0])
+    return outs
+
+
+@rule("embedding_backward")
+def _embedding_backward(g, indices, num_weights, padding_idx, scale_grad_by_freq, sparse):
+    out = prims.embedding_backward(g, indices, num_weights, padding_idx, scale_grad_by_freq, sparse)
+    # out[r] = scale[r] * (sum of g[i] over the i with indices[i] == r), r != padding_idx: each g[i] gets row
+    # indices[i] of the cotangent, scaled the same way
+    rows = prims.embedding(indices, get_grad(out), None)
+    width = (*indices.shape, rows.shape[-1])
+    if scale_grad_by_freq:
+        flat = prims.reshape(indices, (indices.numel(),))
+        ones = prims.full((indices.numel(),), 1, dtype=g.dtype, device=g.device)
+        counts = prims.index_add(prims.full((num_weights,), 0, dtype=g.dtype, device=g.device), flat, ones, 0)
+        counts = prims.reshape(prims.take(counts, flat, 0), tuple(indices.shape))
+        rows = prims.div(rows, prims.broadcast_in_dim(counts, width, tuple(range(indices.ndim))))
+    if padding_idx is not None:
+        keep = prims.broadcast_in_dim(prims.ne(indices, padding_idx), width, tuple(range(indices.ndim)))
+        rows = prims.where(keep, rows, 0)
+    put_grad(g, rows)
+    return out
+
+
 # Rules for symbols with no inputs to differentiate, or outputs that are not differentiable
 NONDIFFERENTIABLE = {
     f"prims.{name}"
@@ -706,7 +750,7 @@ NONDIFFERENTIABLE = {
         "full", "empty", "uniform", "randn", "bernoulli", "randint", "iota", "argmax", "argmin", "eq", "ne", "lt",
         "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not", "isnan", "isinf", "isfinite",
         "signbit", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "bitwise_left_shift",
-        "bitwise_right_shift", "copy_to", "embedding_backward", "convolution_backward", "sizes_of",
+        "bitwise_right_shift", "copy_to", "sizes_of",
     )
 }  # fmt: skip
 

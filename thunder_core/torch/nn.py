@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from thunder import prims
 from thunder.core.dtypes import computation_dtype
 from thunder.core.trace import torch_tracing
+from thunder.core.transforms import get_grad, put_grad
+from thunder.prims.grads import GRAD_RULES
 from thunder.torch import elementwise as ew
 from thunder.torch import reductions as red
 from thunder.torch import shapes
@@ -441,6 +443,20 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
             raise AssertionError("Padding_idx must be within num_embeddings")
         padding_idx %= weight.shape[0]
     return prims.embedding(input, weight, padding_idx)
+
+
+def _embedding_grad(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
+                    sparse=False):  # fmt: skip
+    """The gradient of the weight, scaled by the inverse frequency of each index in the call when asked (the
+    primitive's own rule cannot see scale_grad_by_freq)."""
+    out = embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse)
+    padding = None if padding_idx is None else padding_idx % weight.shape[0]
+    put_grad(weight, prims.embedding_backward(get_grad(out), input, weight.shape[0], padding,
+                                              bool(scale_grad_by_freq), False))  # fmt: skip
+    return out
+
+
+GRAD_RULES[embedding.id] = _embedding_grad
 
 
 @torchsymbol(F.one_hot)

@@ -89,9 +89,14 @@ _NOT_CONNECTED = object()
 
 
 class _JointBuilder:
-    def __init__(self, trace: TraceCtx, executors: Sequence = ()):
+    """torch_vjp: whether symbols listed in TORCH_VJP are differentiated through torch's autograd at run time; the
+    functional transforms turn it off, since that backward can be neither batched (vmap) nor differentiated again
+    (grad of grad): those symbols then go through their decomposition into prims, which have rules for both."""
+
+    def __init__(self, trace: TraceCtx, executors: Sequence = (), *, torch_vjp: bool = True):
         self.trace = trace
         self.executors = executors
+        self.torch_vjp = torch_vjp
         self.new = trace.from_trace("autodiff forward", [])
         if "checkpointed" in trace.tags:  # grown below; the acquired trace's set stays as it was
             self.new.tags["checkpointed"] = set(trace.tags["checkpointed"])
@@ -134,7 +139,7 @@ class _JointBuilder:
         rule = GRAD_RULES.get(bsym.sym.id)
         if rule is not None:
             return rule
-        predicate = TORCH_VJP.get(bsym.sym.id)
+        predicate = TORCH_VJP.get(bsym.sym.id) if self.torch_vjp else None
         if "fallback" in bsym.sym.tags or (predicate is not None and bsym.sym.torch_fns and predicate(bsym)):
             connected = torch_connected_inputs(bsym.sym.torch_fns[0], bsym, self.requires_grad)
             return torch_autograd_rule(bsym, connected) if connected is not None else _NOT_CONNECTED

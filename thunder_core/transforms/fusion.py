@@ -102,20 +102,15 @@ def fuse_regions(
     if not any(fusible):
         return trace.from_trace(f"fusion ({executor.name})", nodes)
 
-    preds, readers = _dependencies(nodes)
-    siblings = [fusible_readers for rs in readers.values() if len(fusible_readers := [r for r in rs if fusible[r]]) > 1]
-    siblings += [producers for v, ps in enumerate(preds)
-                 if not fusible[v] and len(producers := sorted(u for u in ps if fusible[u])) > 1]  # fmt: skip
-    groups = _Partitioner(preds, fusible, siblings).groups()
-    used_outside = _used_outside(nodes, groups, {p.name for p in flat_proxies(trace.output)})
-    n_regions = sum(1 for g in groups if fusible[g[0]])
+    parts = partition_regions(nodes, fusible, {p.name for p in flat_proxies(trace.output)})
+    n_regions = sum(1 for part in parts if isinstance(part, Region))
     result: list[BoundSymbol] = []
     k = 0
-    for members in groups:
-        if not fusible[members[0]]:
-            result.append(nodes[members[0]])
+    for region in parts:
+        if not isinstance(region, Region):
+            result.append(region)
             continue
-        region = _make_region([nodes[i] for i in members], used_outside)
+        members = region.bound_symbols
         if progress is not None:
             progress(f"{executor.name}: compiling fusion region {k + 1} of {n_regions} ({len(members)} operations)")
         fused = executor.fuse(region, k)
@@ -127,6 +122,20 @@ def fuse_regions(
             result.append(fused)
         k += 1
     return trace.from_trace(f"fusion ({executor.name})", result)
+
+
+def partition_regions(nodes: list[BoundSymbol], fusible: list[bool], output_names: set[str]) -> list:
+    """`nodes` (a valid program) regrouped: maximal regions of the nodes marked `fusible`, each a `Region`, and
+    the other nodes as they are, in a valid program order (see the module docstring for how). `output_names`:
+    the names the program returns (a region's outputs are those and what other groups read)."""
+    preds, readers = _dependencies(nodes)
+    siblings = [fusible_readers for rs in readers.values() if len(fusible_readers := [r for r in rs if fusible[r]]) > 1]
+    siblings += [producers for v, ps in enumerate(preds)
+                 if not fusible[v] and len(producers := sorted(u for u in ps if fusible[u])) > 1]  # fmt: skip
+    groups = _Partitioner(preds, fusible, siblings).groups()
+    used_outside = _used_outside(nodes, groups, output_names)
+    return [_make_region([nodes[i] for i in members], used_outside) if fusible[members[0]] else nodes[members[0]]
+            for members in groups]  # fmt: skip
 
 
 def _takes_options(method: Callable) -> bool:
