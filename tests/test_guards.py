@@ -332,6 +332,26 @@ def test_recording_leaves_nn_module_and_the_trace_function_as_they_were():
     assert "__getattribute__" not in vars(nn.Module) and sys.gettrace() is before
 
 
+def test_code_thunder_generates_is_not_guarded(monkeypatch):
+    """Dataclass methods of Thunder's own (compiled from a string, so without a file Thunder's paths match) ran
+    on every compilation: each was taken for user code and looked up through gc, a whole-heap scan per compile."""
+    import gc
+
+    import thunder.frontend.guards as guards
+
+    asked = []
+
+    def referrers(*objects):
+        asked.extend(objects)
+        return gc.get_referrers(*objects)
+
+    monkeypatch.setattr(guards, "gc", types.SimpleNamespace(get_referrers=referrers))
+    w = torch.randn(3, requires_grad=True)
+    jf = thunder.jit(lambda a: (a * w).sum())
+    jf(torch.randn(3)).backward()
+    assert not asked, [code.co_name for code in asked]
+
+
 def test_a_failed_compilation_leaves_nothing_installed():
     def bad(x):
         return x.item()  # data-dependent: refused while tracing

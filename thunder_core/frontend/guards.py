@@ -47,6 +47,16 @@ def _is_internal_file(filename: str, cache: dict = {}) -> bool:  # noqa: B006 (a
     return internal
 
 
+def _is_internal_generated_code(code, f_globals: dict) -> bool:
+    """Code compiled from a string by Thunder or torch (a dataclass's generated `__init__` has the filename
+    "<string>" and its class's module as globals): internal like their files, so never guarded (asking gc for its
+    function objects on every compilation would cost tens of milliseconds in a large heap)."""
+    if not code.co_filename.startswith("<"):
+        return False
+    module = f_globals.get("__name__") or ""
+    return module.split(".", 1)[0] in ("thunder", "torch")
+
+
 def _is_library_module(obj) -> bool:
     return isinstance(obj, types.ModuleType) and obj.__name__.split(".", 1)[0] in _LIBRARY_ROOTS
 
@@ -135,7 +145,8 @@ class GuardRecorder:
         def on_call(frame, event, arg):
             if event == "call":
                 code = frame.f_code
-                if code not in self.codes and not _is_internal_file(code.co_filename):
+                if code not in self.codes and not _is_internal_file(code.co_filename) \
+                        and not _is_internal_generated_code(code, frame.f_globals):
                     self._record_code(frame)
             return previous_trace(frame, event, arg) if previous_trace is not None else None
 
