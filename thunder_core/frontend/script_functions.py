@@ -17,6 +17,11 @@ import torch
 # module name -> (id of its namespace, size when scanned, [names of its ScriptFunctions]): rescanned only when
 # a module is new or its namespace changed size, so a trace pays about a millisecond, not a full scan
 _scanned: dict[str, tuple[int, int, list[str]]] = {}
+# names of the modules holding ScriptFunctions, and len(sys.modules) when every module was last scanned: a trace
+# rescans every module only after imports (module-level ScriptFunctions are made when their module is imported);
+# otherwise only the holders and __main__ (iterating all ~2,000 modules of a session with transformers cost 10-20 ms a trace)
+_holders: set[str] = set()
+_modules_at_full_scan = [-1]
 # id(Python original) -> its ScriptFunction, while swapped (see python_originals_of_script_functions)
 _swapped_originals: dict[int, torch.jit.ScriptFunction] = {}
 
@@ -41,11 +46,21 @@ def _script_function_names(module_name: str, namespace: dict) -> list[str]:
 def python_originals_of_script_functions():
     """Within the block, module-level ScriptFunctions are their Python originals (restored on exit)."""
     swapped = []
-    for module_name, module in list(sys.modules.items()):
+    if len(sys.modules) != _modules_at_full_scan[0]:
+        _modules_at_full_scan[0] = len(sys.modules)
+        _holders.clear()
+        modules = list(sys.modules.items())
+    else:
+        # __main__ too: a script or notebook defines ScriptFunctions after its imports
+        modules = [(name, sys.modules.get(name)) for name in {*_holders, "__main__"}]
+    for module_name, module in modules:
         namespace = getattr(module, "__dict__", None)
         if not isinstance(namespace, dict):
             continue
-        for name in _script_function_names(module_name, namespace):
+        names = _script_function_names(module_name, namespace)
+        if names:
+            _holders.add(module_name)
+        for name in names:
             scripted = namespace.get(name)
             original = getattr(scripted, "_torchdynamo_inline", None)
             if type(scripted) is torch.jit.ScriptFunction and callable(original):

@@ -42,12 +42,12 @@ from thunder.frontend.autocast import apply_autocast, autocast_state
 from thunder.frontend.cache import is_symbolic_number
 from thunder.frontend.certain_comparisons import certain_truth
 from thunder.frontend.dropped_arguments import with_dropped_arguments
-from thunder.frontend.symbolic_shapes import SYMBOLIC_SIZE_FNS, factories_taking_symbolic_sizes
 from thunder.frontend.optimizers import intercepting_optimizer_steps
+from thunder.frontend.symbolic_shapes import SYMBOLIC_SIZE_FNS, factories_taking_symbolic_sizes
 from thunder.frontend.train_step import NOT_HANDLED, TrainingTracer, handle_training_call, uses_training
 from thunder.torch import fallback
-from thunder.torch.shapes import VIEW_OPS
 from thunder.torch.signatures import adapt_torch_call, positional_call
+from thunder.torch.views import VIEW_OPS
 
 _THUNDER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))

@@ -38,6 +38,7 @@ from thunder.torch.nn_losses import *  # noqa: F401,F403,E402
 from thunder.torch.nn_spatial import *  # noqa: F401,F403,E402
 from thunder.torch.reductions import *  # noqa: F401,F403,E402
 from thunder.torch.shapes import *  # noqa: F401,F403,E402
+from thunder.torch.views import *  # noqa: F401,F403,E402
 
 # torch callables whose scalar operands may stay number proxies (see thunder.torch.elementwise)
 SYMBOLIC_SCALAR_FNS = _ELEMENTWISE_SYMBOLIC | frozenset({torch.full, torch.full_like, torch.Tensor.new_full})

@@ -13,7 +13,7 @@ from thunder.core.transforms import get_grad, put_grad
 from thunder.prims.grads import GRAD_RULES
 from thunder.torch.base import broadcast_shapes, canonicalize_dim, expand_to, register_handler, to_dtype, torchsymbol
 from thunder.torch.elementwise import add, div, eq, floor_divide, logical_and, lt, mul, where
-from thunder.torch.shapes import movedim, reshape
+from thunder.torch.shapes import basic_index, movedim, reshape
 
 __all__ = [
     "getitem", "setitem_functional", "gather", "take_along_dim", "scatter", "scatter_add", "scatter_reduce",
@@ -41,25 +41,6 @@ def _is_basic(key) -> bool:
     return all(k is None or isinstance(k, (int, slice, IntegerProxy)) and not isinstance(k, bool) for k in key)
 
 
-def _slice_bounds(k: slice, length) -> tuple:
-    """slice.indices for a length (and bounds) that may be symbolic: comparisons guard their outcomes."""
-    if not any(isinstance(v, IntegerProxy) for v in (k.start, k.stop, k.step, length)):
-        return k.indices(length)
-    step = 1 if k.step is None else k.step
-    if step <= 0:
-        raise ValueError("step must be greater than zero")
-
-    def clamp(v, default):
-        if v is None:
-            return default
-        if v < 0:
-            v = v + length
-            return 0 if v < 0 else v
-        return length if v > length else v
-
-    return clamp(k.start, 0), clamp(k.stop, length), step
-
-
 @torchsymbol(torch.Tensor.__getitem__, tags=("shape",))
 def getitem(a, key):
     key = _normalize_key(a, key)
@@ -76,34 +57,7 @@ def getitem(a, key):
         if scalar_positions:
             return _index_with_scalar_tensors(a, key, scalar_positions)
         return prims.advanced_index(a, key)
-    starts, ends, strides, final_shape = [], [], [], []
-    dim = 0
-    squeeze_dims = []
-    for k in key:
-        if k is None:
-            final_shape.append(1)
-            continue
-        length = a.shape[dim]
-        if isinstance(k, (int, IntegerProxy)):
-            if not -length <= k < length:
-                raise IndexError(f"index {k} is out of bounds for dimension {dim} with size {length}")
-            k = k + length if k < 0 else k
-            starts.append(k), ends.append(k + 1), strides.append(1)
-            squeeze_dims.append(dim)
-        else:
-            start, stop, step = _slice_bounds(k, length)
-            if step <= 0:
-                raise ValueError("step must be greater than zero")
-            stop = start if stop < start else stop
-            starts.append(start), ends.append(stop), strides.append(step)
-            final_shape.append((stop - start + step - 1) // step)
-        dim += 1
-    out = a
-    if any(s != 0 for s in starts) or tuple(ends) != tuple(a.shape) or any(s != 1 for s in strides):
-        out = prims.slice(a, starts, ends, strides)
-    if tuple(out.shape) != tuple(final_shape):
-        out = prims.reshape(out, tuple(final_shape))
-    return out
+    return basic_index(a, key)
 
 
 def _index_with_scalar_tensors(a, key, positions):

@@ -15,7 +15,7 @@ from thunder.torch import elementwise
 from thunder.torch import elementwise as ew
 from thunder.torch.base import canonicalize_dim, canonicalize_dims, to_dtype, torchsymbol
 from thunder.torch.fallback import fallback_symbol
-from thunder.torch.shapes import narrow
+from thunder.torch.shapes import flip, narrow
 
 __all__ = [
     "sum", "mean", "prod", "amax", "amin", "max", "min", "var", "std", "var_mean", "std_mean", "argmax", "argmin",
@@ -441,8 +441,6 @@ def _logcumsumexp_grad(a, dim):
     if not a.dtype.is_floating_point or a.ndim == 0:
         put_grad(a, get_grad(out))
         return out
-    from thunder.torch.shapes import flip
-
     g = get_grad(out)
     d = canonicalize_dim(a.ndim, dim)
     lowest = torch.finfo(a.dtype).min

@@ -1,10 +1,8 @@
 """Shape and view operations: reshape/view, permute/transpose, squeeze/unsqueeze, expand, flatten,
-narrow/select/split/chunk/unbind, cat/stack, flips and repeats. Indexing (`__getitem__`, functional
-`__setitem__`, gather/scatter, index_*) lives in `thunder.torch.indexing`, which builds on this module.
-
-`VIEW_OPS` tells the tracer which torch callables return views and how an in-place update of such a
-view is written back to its base (see frontend/tracer.py); `INPLACE_SPECIAL` gives the functional form
-of in-place methods whose out-of-place version is not their name without the underscore.
+narrow/select/split/chunk/unbind (on `basic_index`: ints, slices and None), cat/stack, flips and repeats.
+Indexing (`__getitem__`, functional `__setitem__`, gather/scatter, index_*) lives in `thunder.torch.indexing`,
+which builds on this module; how in-place updates of views reach their base, in `thunder.torch.views`, which
+builds on both.
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ from thunder.torch.elementwise import add
 __all__ = [
     "reshape", "view", "permute", "transpose", "t", "unsqueeze", "squeeze", "flatten", "unflatten", "expand",
     "expand_as", "contiguous", "select", "narrow", "split", "chunk", "unbind", "cat", "stack", "movedim", "view_as",
-    "reshape_as", "broadcast_to", "detach", "INPLACE_SPECIAL", "VIEW_OPS", "swapaxes", "flip", "repeat", "tile",
+    "reshape_as", "broadcast_to", "detach", "swapaxes", "flip", "repeat", "tile",
     "repeat_interleave", "hstack", "vstack", "roll", "clone", "ravel", "narrow_copy", "fliplr", "flipud", "rot90",
     "atleast_1d", "atleast_2d", "atleast_3d", "column_stack", "dstack", "tensor_split", "hsplit", "vsplit", "dsplit",
     "broadcast_tensors", "unfold", "size_entry",
@@ -223,24 +221,62 @@ register_handler(torch.Tensor.data.__get__, detach)
 
 
 # -- narrow, select, split ------------------------------------------------------------------------------
-# `thunder.torch.indexing` builds on this module's reshapes and permutes, so the operations here that index
-# (select and narrow, and writing an updated view back to its base) import it when they run.
-def _getitem(a, key):
-    from thunder.torch.indexing import getitem
+def _slice_bounds(k: slice, length) -> tuple:
+    """slice.indices for a length (and bounds) that may be symbolic: comparisons guard their outcomes."""
+    if not any(isinstance(v, IntegerProxy) for v in (k.start, k.stop, k.step, length)):
+        return k.indices(length)
+    step = 1 if k.step is None else k.step
+    if step <= 0:
+        raise ValueError("step must be greater than zero")
 
-    return getitem(a, key)
+    def clamp(v, default):
+        if v is None:
+            return default
+        if v < 0:
+            v = v + length
+            return 0 if v < 0 else v
+        return length if v > length else v
+
+    return clamp(k.start, 0), clamp(k.stop, length), step
 
 
-def _setitem_functional(a, key, value):
-    from thunder.torch.indexing import setitem_functional
-
-    return setitem_functional(a, key, value)
+def basic_index(a, key: tuple):
+    """`a[key]` for a normalized basic key (one entry per dim of `a`, plus `None`s): ints, slices and `None`,
+    whose bounds may be symbolic. `thunder.torch.indexing.getitem` normalizes keys and handles the rest."""
+    starts, ends, strides, final_shape = [], [], [], []
+    dim = 0
+    squeeze_dims = []
+    for k in key:
+        if k is None:
+            final_shape.append(1)
+            continue
+        length = a.shape[dim]
+        if isinstance(k, (int, IntegerProxy)):
+            if not -length <= k < length:
+                raise IndexError(f"index {k} is out of bounds for dimension {dim} with size {length}")
+            k = k + length if k < 0 else k
+            starts.append(k), ends.append(k + 1), strides.append(1)
+            squeeze_dims.append(dim)
+        else:
+            start, stop, step = _slice_bounds(k, length)
+            if step <= 0:
+                raise ValueError("step must be greater than zero")
+            stop = start if stop < start else stop
+            starts.append(start), ends.append(stop), strides.append(step)
+            final_shape.append((stop - start + step - 1) // step)
+        dim += 1
+    out = a
+    if any(s != 0 for s in starts) or tuple(ends) != tuple(a.shape) or any(s != 1 for s in strides):
+        out = prims.slice(a, starts, ends, strides)
+    if tuple(out.shape) != tuple(final_shape):
+        out = prims.reshape(out, tuple(final_shape))
+    return out
 
 
 @torchsymbol(torch.select, torch.Tensor.select, tags=("shape",))
 def select(a, dim, index):
     dim = canonicalize_dim(a.ndim, dim)
-    return _getitem(a, (slice(None),) * dim + (index,))
+    return basic_index(a, (slice(None),) * dim + (index,) + (slice(None),) * (a.ndim - dim - 1))
 
 
 @torchsymbol(torch.narrow, torch.Tensor.narrow, tags=("shape",))
@@ -249,7 +285,7 @@ def narrow(a, dim, start, length):
     start = start % a.shape[dim] if start < 0 else start
     if length < 0 or start + length > a.shape[dim]:
         raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({a.shape[dim]}).")
-    return _getitem(a, (slice(None),) * dim + (slice(start, start + length),))
+    return basic_index(a, (slice(None),) * dim + (slice(start, start + length),) + (slice(None),) * (a.ndim - dim - 1))
 
 
 def _split_sizes(length: int, split_size_or_sections) -> list[int]:
@@ -532,142 +568,6 @@ def unfold(a, dimension, size, step):
     windows = prims.take(a, index, d)
     windows = reshape(windows, tuple(a.shape[:d]) + (count, size) + tuple(a.shape[d + 1 :]))
     return movedim(windows, d + 1, -1)
-
-
-# -- in-place forms whose functional version is not "the same name without the underscore" -------------
-def _full_like_value(a, value):
-    from thunder.torch.creation import full_like  # a real cycle: creation builds on this module's unsqueeze
-
-    return full_like(a, value)
-
-
-def _on_device_of(a, value, non_blocking=False):
-    """value on a's device: `a.copy_(value)` and `a.fill_(value)` copy across devices, as eager does."""
-    if isinstance(value, torch.Tensor) and value.device != a.device:
-        return prims.to_device(value, a.device, non_blocking)
-    return value
-
-
-def _copy_value(a, src, non_blocking=False):
-    if not isinstance(src, torch.Tensor):  # eager accepts a Python number
-        return _full_like_value(a, src)
-    src = to_dtype(_on_device_of(a, src, non_blocking), a.dtype)
-    return expand_to(src, tuple(a.shape)) if tuple(src.shape) != tuple(a.shape) else prims.convert_element_type(src, a.dtype)
-
-
-INPLACE_SPECIAL = {
-    "copy_": _copy_value,
-    "zero_": lambda a: _full_like_value(a, 0),
-    "fill_": lambda a, value: (
-        _full_like_value(a, value) if not isinstance(value, torch.Tensor) else expand_to(_on_device_of(a, value), a.shape)
-    ),
-    "requires_grad_": lambda a, requires_grad=True: a,
-    "detach_": detach,
-}
-
-
-# -- views: how an in-place update of a view is written back to its base --------------------------------
-def _scatter_getitem(base_obj, rest, kwargs, i):
-    key = rest[0]
-    return lambda base, new: _setitem_functional(base, key, new)
-
-
-def _scatter_reshape(base_obj, rest, kwargs, i):
-    return lambda base, new: reshape(new, tuple(base.shape))
-
-
-def _scatter_select(base_obj, rest, kwargs, i):
-    dim, index = rest[0], rest[1]
-    return lambda base, new: _setitem_functional(
-        base, (slice(None),) * canonicalize_dim(base.ndim, dim) + (index,), new
-    )
-
-
-def _scatter_narrow(base_obj, rest, kwargs, i):
-    dim, start, length = rest[0], rest[1], rest[2]
-
-    def scatter(base, new):
-        d = canonicalize_dim(base.ndim, dim)
-        s = start % base.shape[d] if start < 0 else start
-        return _setitem_functional(base, (slice(None),) * d + (slice(s, s + length),), new)
-
-    return scatter
-
-
-def _scatter_split(base_obj, rest, kwargs, i, chunks=False):
-    def scatter(base, new):
-        dim = canonicalize_dim(base.ndim, rest[1] if len(rest) > 1 else kwargs.get("dim", 0))
-        sizes = _split_sizes(base.shape[dim], -(-base.shape[dim] // rest[0]) if chunks else rest[0])
-        start = sum(sizes[:i])
-        return _setitem_functional(base, (slice(None),) * dim + (slice(start, start + sizes[i]),), new)
-
-    return scatter
-
-
-def _scatter_unbind(base_obj, rest, kwargs, i):
-    def scatter(base, new):
-        dim = canonicalize_dim(base.ndim, rest[0] if rest else kwargs.get("dim", 0))
-        return _setitem_functional(base, (slice(None),) * dim + (i,), new)
-
-    return scatter
-
-
-def _scatter_identity(base_obj, rest, kwargs, i):
-    return lambda base, new: new
-
-
-# Views that permute dims are written back by the inverse permutation
-def _scatter_transpose(base_obj, rest, kwargs, i):
-    dims = (*rest, *(kwargs[k] for k in ("dim0", "dim1", "axis0", "axis1") if k in kwargs))
-    return lambda base, new: transpose(new, *dims)
-
-
-def _scatter_permute(base_obj, rest, kwargs, i):
-    def scatter(base, new):
-        dims = canonicalize_dims(base.ndim, _shape_arg(rest) if "dims" not in kwargs else tuple(kwargs["dims"]))
-        return permute(new, [dims.index(d) for d in range(base.ndim)])
-
-    return scatter
-
-
-def _scatter_movedim(base_obj, rest, kwargs, i):
-    source = rest[0] if rest else kwargs["source"]
-    destination = rest[1] if len(rest) > 1 else kwargs["destination"]
-    return lambda base, new: movedim(new, destination, source)
-
-
-def _scatter_reverse_dims(base_obj, rest, kwargs, i):
-    return lambda base, new: permute(new, tuple(reversed(range(new.ndim))))
-
-
-VIEW_OPS = {
-    torch.Tensor.__getitem__: _scatter_getitem,
-    torch.Tensor.view: _scatter_reshape, torch.reshape: _scatter_reshape, torch.Tensor.reshape: _scatter_reshape,
-    torch.Tensor.view_as: _scatter_reshape, torch.flatten: _scatter_reshape, torch.Tensor.flatten: _scatter_reshape,
-    torch.unflatten: _scatter_reshape, torch.Tensor.unflatten: _scatter_reshape,
-    torch.squeeze: _scatter_reshape, torch.Tensor.squeeze: _scatter_reshape,
-    torch.unsqueeze: _scatter_reshape, torch.Tensor.unsqueeze: _scatter_reshape,
-    torch.select: _scatter_select, torch.Tensor.select: _scatter_select,
-    torch.narrow: _scatter_narrow, torch.Tensor.narrow: _scatter_narrow,
-    torch.split: _scatter_split, torch.Tensor.split: _scatter_split,
-    torch.chunk: lambda b, r, k, i: _scatter_split(b, r, k, i, chunks=True),
-    torch.Tensor.chunk: lambda b, r, k, i: _scatter_split(b, r, k, i, chunks=True),
-    torch.unbind: _scatter_unbind, torch.Tensor.unbind: _scatter_unbind,
-    torch.Tensor.detach: _scatter_identity, torch.Tensor.data.__get__: _scatter_identity,
-    torch.Tensor.contiguous: _scatter_identity,
-    torch.transpose: _scatter_transpose, torch.Tensor.transpose: _scatter_transpose,
-    torch.swapaxes: _scatter_transpose, torch.Tensor.swapaxes: _scatter_transpose,
-    torch.swapdims: _scatter_transpose, torch.Tensor.swapdims: _scatter_transpose,
-    torch.permute: _scatter_permute, torch.Tensor.permute: _scatter_permute,
-    torch.t: _scatter_reverse_dims, torch.Tensor.t: _scatter_reverse_dims, torch.Tensor.T.__get__: _scatter_reverse_dims,
-    torch.Tensor.mT.__get__: lambda b, r, k, i: (lambda base, new: transpose(new, -2, -1)),
-    torch.movedim: _scatter_movedim, torch.Tensor.movedim: _scatter_movedim,
-    torch.moveaxis: _scatter_movedim, torch.Tensor.moveaxis: _scatter_movedim,
-    # writes through these would reach one element of the base several times (expand), or need a strided
-    # scatter Thunder does not have yet: refused with a clear error (see frontend/tracer.py)
-    torch.Tensor.expand: True, torch.Tensor.expand_as: True,
-    torch.diagonal: True, torch.Tensor.diagonal: True, torch.Tensor.unfold: True, torch.as_strided: True,
-}  # fmt: skip
 
 
 # -- grad rules at this level: the gradient of splitting is one concatenation (not a zero-padded sum per piece)
