@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 import torch
 
 from thunder import prims
-from thunder.core.proxies import NumberProxy, TensorProxy, number_proxy
+from thunder.core.proxies import Expr, NumberProxy, TensorProxy, number_proxy
 
 _WAY_OUT = ("Run the training step eagerly, or jit only the model (thunder.jit(model)) and call backward() and "
             "the optimizer outside it.")
@@ -123,10 +123,10 @@ class ProgramState:
         return proxy
 
     def add_number_input(self, value, reader: Callable, what: str) -> NumberProxy:
-        def not_concrete(_inputs):
+        def not_concrete():
             raise RuntimeError(f"{what} is an input of the compiled training step; its value cannot be guarded")
 
-        proxy = number_proxy(value, expr=not_concrete)
+        proxy = number_proxy(value, expr=Expr(not_concrete))  # an Expr of no inputs that refuses to be evaluated
         self.inputs.append((proxy, reader))
         self.expected.append(("number", type(value)))
         return proxy
