@@ -13,7 +13,10 @@ from typing import Any
 
 import torch
 
+from thunder.core.proxies import TensorProxy
 from thunder.core.pytree import _LEAF, TreeSpec, tree_flatten, tree_unflatten
+from thunder.extend import resolve_executors
+from thunder.frontend.autograd import run_with_autograd
 from thunder.frontend.cache import (
     flatten_and_key,
     global_state_key,
@@ -100,8 +103,6 @@ class ThunderFunction:
         options: dict | None = None,
         module: torch.nn.Module | None = None,
     ):
-        from thunder.extend import resolve_executors
-
         self.fn = fn
         self.executors = resolve_executors(executors)
         self.cache_option = resolve_cache_option(cache)
@@ -193,8 +194,6 @@ class ThunderFunction:
         if entry.program_state is not None:
             outs = _run_training_step(entry, [*flat_inputs, *extra])
         elif entry.needs_autograd:
-            from thunder.frontend.autograd import run_with_autograd
-
             outs = run_with_autograd(entry, flat_inputs)
         else:
             outs = entry.forward(*flat_inputs)
@@ -372,8 +371,6 @@ def _refuse_mutated_overlaps(leaves: list, duplicates: dict, tracer, names: list
     overlapping = [group for group in by_storage.values() if len(group) > 1]
     if not overlapping:
         return
-    from thunder.core.proxies import TensorProxy
-
     proxies = [p for p in [*tracer.input_proxies, *tracer._constant_proxies.values()] if isinstance(p, TensorProxy)]
     # the same order as the proxies: unique input tensors, then constants
     proxy_of = {id(t): p for (_, t), p in zip(tensors, proxies)}
