@@ -9,11 +9,11 @@ import torch
 
 from thunder import prims
 from thunder.core.devices import default_device, resolve_device
-from thunder.core.dtypes import python_scalar_dtype
+from thunder.core.dtypes import python_scalar_dtype, to_complex_dtype
 from thunder.core.proxies import FloatProxy, IntegerProxy
 from thunder.torch import elementwise as ew
 from thunder.torch.base import expand_to, register_handler, to_dtype, torchsymbol
-from thunder.torch.shapes import size_entry, unsqueeze
+from thunder.torch.shapes import detach, size_entry, unsqueeze
 
 __all__ = [
     "zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like", "empty_like", "arange", "linspace",
@@ -138,16 +138,54 @@ def arange(start=0, end=None, step=1, *, dtype=None, layout=torch.strided, devic
     return prims.iota(length, start=start, step=step, dtype=dtype, device=_device(device))
 
 
+def _number_operand(x, name: str, op: str, device: torch.device):
+    """`start`/`end` of linspace/logspace as a number or, given as a 0-d tensor, as a double-precision tensor on the
+    output's device without gradient: eager reads the tensor's value (`.item()`), as if a Python number were
+    passed (the output does not require grad, and it goes where `device` says, not where the tensor lives)."""
+    if not isinstance(x, torch.Tensor):
+        return x
+    if x.ndim != 0:
+        raise RuntimeError(
+            f"{op} only supports 0-dimensional start and end tensors, but got {name} with {x.ndim} dimension(s)."
+        )
+    value = to_dtype(detach(x), torch.complex128 if x.dtype.is_complex else torch.float64)
+    return prims.to_device(value, device) if value.device != device else value
+
+
+def _is_complex_number(x) -> bool:
+    return x.dtype.is_complex if isinstance(x, torch.Tensor) else isinstance(x, complex)
+
+
+def _spaced_dtype(start, end) -> torch.dtype:
+    """The dtype linspace/logspace give when none is passed: the default dtype, complex if an end is complex."""
+    default = torch.get_default_dtype()
+    return to_complex_dtype(default) if _is_complex_number(start) or _is_complex_number(end) else default
+
+
+def _check_steps(steps, op: str) -> None:
+    if isinstance(steps, torch.Tensor):
+        raise NotImplementedError(
+            f"{op} with a tensor `steps`: the number of steps is the output's length, which would come from the "
+            "tensor's value (a data-dependent shape) that Thunder cannot trace; pass steps as a Python int"
+        )
+
+
 @torchsymbol(torch.linspace)
 def linspace(start, end, steps, *, dtype=None, layout=torch.strided, device=None, pin_memory=False,
              requires_grad=False, out=None):  # fmt: skip
     _check_no_out(out)
-    dtype = dtype or torch.get_default_dtype()
+    _check_steps(steps, "linspace")
+    dtype = dtype or _spaced_dtype(start, end)
+    device = _device(device)
+    start = _number_operand(start, "start", "linspace", device)
+    end = _number_operand(end, "end", "linspace", device)
     if steps == 1:
+        if isinstance(start, torch.Tensor):
+            return to_dtype(prims.broadcast_in_dim(start, (1,), ()), dtype)
         return full((1,), start, dtype=dtype, device=device)
-    step = (end - start) / (steps - 1)
+    step = (end - start) / (steps - 1)  # a number, or a 0-d tensor where an end is one
     # torch computes the first half from `start` and the second half from `end` to limit rounding error
-    idx = prims.iota(steps, start=0, step=1, dtype=torch.float64, device=_device(device))
+    idx = prims.iota(steps, start=0, step=1, dtype=torch.float64, device=device)
     halfway = steps // 2
 
     lower = ew.add(ew.mul(idx, step), start)
@@ -159,9 +197,10 @@ def linspace(start, end, steps, *, dtype=None, layout=torch.strided, device=None
 def logspace(start, end, steps, base=10.0, *, dtype=None, layout=torch.strided, device=None, pin_memory=False,
              requires_grad=False, out=None):  # fmt: skip
     _check_no_out(out)
-
-    dtype = dtype or torch.get_default_dtype()
-    exponents = linspace(start, end, steps, dtype=torch.float64, device=device)
+    _check_steps(steps, "logspace")
+    exponent_dtype = torch.complex128 if _is_complex_number(start) or _is_complex_number(end) else torch.float64
+    dtype = dtype or _spaced_dtype(start, end)
+    exponents = linspace(start, end, steps, dtype=exponent_dtype, device=device)
     return to_dtype(ew.pow(float(base), exponents), dtype)
 
 

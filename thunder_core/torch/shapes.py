@@ -27,7 +27,7 @@ from thunder.torch.base import (
     to_dtype,
     torchsymbol,
 )
-from thunder.torch.elementwise import add
+from thunder.torch.elementwise import add, lt, where
 
 __all__ = [
     "reshape", "view", "permute", "transpose", "t", "unsqueeze", "squeeze", "flatten", "unflatten", "expand",
@@ -246,10 +246,28 @@ def select(a, dim, index):
 @torchsymbol(torch.narrow, torch.Tensor.narrow, tags=("shape",))
 def narrow(a, dim, start, length):
     dim = canonicalize_dim(a.ndim, dim)
+    if isinstance(start, torch.Tensor):
+        return _getitem(a, (slice(None),) * dim + (_narrow_indices(a, dim, start, length),))
     start = start % a.shape[dim] if start < 0 else start
     if length < 0 or start + length > a.shape[dim]:
         raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({a.shape[dim]}).")
     return _getitem(a, (slice(None),) * dim + (slice(start, start + length),))
+
+
+def _narrow_indices(a, dim: int, start: torch.Tensor, length: int) -> torch.Tensor:
+    """The positions `narrow(a, dim, start, length)` reads, for a `start` given as a 0-d integer tensor.
+
+    Eager reads the tensor's value (`.item()`) and returns a view at that offset; a trace cannot know the value, so
+    it indexes `a` with `start + arange(length)` instead (the same values and gradients, as a copy). A start
+    outside the dimension fails when the indexing runs, as an out-of-range index does.
+    """
+    if start.ndim != 0 or start.dtype.is_floating_point or start.dtype.is_complex:
+        raise RuntimeError("start must be an 0-dim integral Tensor.")
+    size = a.shape[dim]
+    if length < 0 or length > size:
+        raise RuntimeError(f"narrow(): length ({length}) must be in the range [0, {size}] of dimension {dim}.")
+    offset = where(lt(start, 0), add(start, size), start)
+    return add(prims.iota(length, start=0, step=1, dtype=torch.int64, device=a.device), offset)
 
 
 def _split_sizes(length: int, split_size_or_sections) -> list[int]:
@@ -588,6 +606,8 @@ def _scatter_narrow(base_obj, rest, kwargs, i):
 
     def scatter(base, new):
         d = canonicalize_dim(base.ndim, dim)
+        if isinstance(start, torch.Tensor):
+            return _setitem_functional(base, (slice(None),) * d + (_narrow_indices(base, d, start, length),), new)
         s = start % base.shape[d] if start < 0 else start
         return _setitem_functional(base, (slice(None),) * d + (slice(s, s + length),), new)
 
