@@ -11,6 +11,7 @@ from thunder import prims
 from thunder.core.devices import default_device, resolve_device
 from thunder.core.dtypes import python_scalar_dtype, to_complex_dtype
 from thunder.core.proxies import FloatProxy, IntegerProxy
+from thunder.core.symbol import OpTag
 from thunder.torch import elementwise as ew
 from thunder.torch.base import expand_to, register_handler, to_dtype, torchsymbol
 from thunder.torch.shapes import detach, size_entry, unsqueeze
@@ -71,51 +72,51 @@ def _like(a, dtype, device):
     return dtype or a.dtype, resolve_device(device) if device is not None else a.device
 
 
-@torchsymbol(torch.full_like)
+@torchsymbol(torch.full_like, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def full_like(a, fill_value, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
               memory_format=torch.preserve_format):  # fmt: skip
     dtype, device = _like(a, dtype, device)
     return prims.full(tuple(a.shape), fill_value, dtype=dtype, device=torch.device(device))
 
 
-@torchsymbol(torch.zeros_like)
+@torchsymbol(torch.zeros_like, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def zeros_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
                memory_format=torch.preserve_format):  # fmt: skip
     return full_like(a, 0, dtype=dtype, device=device)
 
 
-@torchsymbol(torch.ones_like)
+@torchsymbol(torch.ones_like, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def ones_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
               memory_format=torch.preserve_format):  # fmt: skip
     return full_like(a, 1, dtype=dtype, device=device)
 
 
-@torchsymbol(torch.empty_like)
+@torchsymbol(torch.empty_like, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def empty_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
                memory_format=torch.preserve_format):  # fmt: skip
     dtype, device = _like(a, dtype, device)
     return prims.empty(tuple(a.shape), dtype=dtype, device=torch.device(device))
 
 
-@torchsymbol(torch.Tensor.new_zeros)
+@torchsymbol(torch.Tensor.new_zeros, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def new_zeros(a, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False):
     dtype, device = _like(a, dtype, device)
     return prims.full(_size(size), 0, dtype=dtype, device=torch.device(device))
 
 
-@torchsymbol(torch.Tensor.new_ones)
+@torchsymbol(torch.Tensor.new_ones, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def new_ones(a, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False):
     dtype, device = _like(a, dtype, device)
     return prims.full(_size(size), 1, dtype=dtype, device=torch.device(device))
 
 
-@torchsymbol(torch.Tensor.new_full)
+@torchsymbol(torch.Tensor.new_full, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def new_full(a, size, fill_value, *, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False):
     dtype, device = _like(a, dtype, device)
     return prims.full(tuple(size), fill_value, dtype=dtype, device=torch.device(device))
 
 
-@torchsymbol(torch.Tensor.new_empty)
+@torchsymbol(torch.Tensor.new_empty, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def new_empty(a, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False):
     dtype, device = _like(a, dtype, device)
     return prims.empty(_size(size), dtype=dtype, device=torch.device(device))
@@ -170,7 +171,7 @@ def _check_steps(steps, op: str) -> None:
         )
 
 
-@torchsymbol(torch.linspace)
+@torchsymbol(torch.linspace, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def linspace(start, end, steps, *, dtype=None, layout=torch.strided, device=None, pin_memory=False,
              requires_grad=False, out=None):  # fmt: skip
     _check_no_out(out)
@@ -193,7 +194,7 @@ def linspace(start, end, steps, *, dtype=None, layout=torch.strided, device=None
     return to_dtype(ew.where(ew.lt(idx, halfway), lower, upper), dtype)
 
 
-@torchsymbol(torch.logspace)
+@torchsymbol(torch.logspace, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def logspace(start, end, steps, base=10.0, *, dtype=None, layout=torch.strided, device=None, pin_memory=False,
              requires_grad=False, out=None):  # fmt: skip
     _check_no_out(out)
@@ -230,7 +231,7 @@ def randn(*size_args, size=None, generator=None, dtype=None, layout=torch.stride
     return prims.randn(_size(size_args, size), dtype=dtype or torch.get_default_dtype(), device=_device(device))
 
 
-@torchsymbol(torch.rand_like, tags=("random",))
+@torchsymbol(torch.rand_like, tags=("random", OpTag.GRAD_FROM_DECOMPOSITION))
 def rand_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
               memory_format=torch.preserve_format, generator=None):  # fmt: skip
     _check_generator(generator)
@@ -238,7 +239,7 @@ def rand_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requ
     return prims.uniform(tuple(a.shape), dtype=dtype, device=torch.device(device))
 
 
-@torchsymbol(torch.randn_like, tags=("random",))
+@torchsymbol(torch.randn_like, tags=("random", OpTag.GRAD_FROM_DECOMPOSITION))
 def randn_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
                memory_format=torch.preserve_format, generator=None):  # fmt: skip
     _check_generator(generator)
@@ -256,7 +257,7 @@ def randint(low=0, high=None, size=None, *, generator=None, dtype=None, layout=t
     return prims.randint(tuple(size), low, high, dtype=dtype or torch.int64, device=_device(device))
 
 
-@torchsymbol(torch.randint_like, tags=("random",))
+@torchsymbol(torch.randint_like, tags=("random", OpTag.GRAD_FROM_DECOMPOSITION))
 def randint_like(a, low=0, high=None, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
                  memory_format=torch.preserve_format, generator=None):  # fmt: skip
     _check_generator(generator)
@@ -266,7 +267,7 @@ def randint_like(a, low=0, high=None, *, dtype=None, layout=None, device=None, p
     return prims.randint(tuple(a.shape), low, high, dtype=dtype, device=torch.device(device))
 
 
-@torchsymbol(torch.bernoulli, torch.Tensor.bernoulli, tags=("random",))
+@torchsymbol(torch.bernoulli, torch.Tensor.bernoulli, tags=("random", OpTag.GRAD_FROM_DECOMPOSITION))
 def bernoulli(a, p=None, *, generator=None):
     _check_generator(generator)
 
@@ -302,7 +303,7 @@ def _parse_to(a, args, kwargs):
     return dtype, device, bool(flags[0]), bool(flags[1])
 
 
-@torchsymbol(torch.Tensor.to)
+@torchsymbol(torch.Tensor.to, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def to(a, *args, **kwargs):
     dtype, device, non_blocking, copy = _parse_to(a, args, dict(kwargs))
     device = a.device if device is None else resolve_device(device)
@@ -331,7 +332,7 @@ register_handler(torch.Tensor.cpu, lambda a, memory_format=None: to(a, "cpu"))
 register_handler(torch.Tensor.cuda, _cuda)
 
 
-@torchsymbol(torch.Tensor.type_as)
+@torchsymbol(torch.Tensor.type_as, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def type_as(a, other):
     return to(a, other.dtype)
 

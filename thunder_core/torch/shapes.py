@@ -16,6 +16,7 @@ import torch
 from thunder import prims
 from thunder.core.dtypes import result_dtype
 from thunder.core.proxies import IntegerProxy, TensorProxy
+from thunder.core.symbol import OpTag
 from thunder.core.transforms import get_grad, put_grad
 from thunder.prims.grads import GRAD_RULES
 from thunder.torch.base import (
@@ -84,12 +85,12 @@ def view(a, *shape):
     return reshape(a, *shape)
 
 
-@torchsymbol(torch.Tensor.view_as, tags=("shape",))
+@torchsymbol(torch.Tensor.view_as, tags=("shape", OpTag.GRAD_FROM_DECOMPOSITION))
 def view_as(a, other):
     return reshape(a, tuple(other.shape))
 
 
-@torchsymbol(torch.Tensor.reshape_as, tags=("shape",))
+@torchsymbol(torch.Tensor.reshape_as, tags=("shape", OpTag.GRAD_FROM_DECOMPOSITION))
 def reshape_as(a, other):
     return reshape(a, tuple(other.shape))
 
@@ -197,7 +198,7 @@ def broadcast_to(a, shape):
     return expand(a, tuple(shape))
 
 
-@torchsymbol(torch.Tensor.expand_as, tags=("shape",))
+@torchsymbol(torch.Tensor.expand_as, tags=("shape", OpTag.GRAD_FROM_DECOMPOSITION))
 def expand_as(a, other):
     return expand(a, tuple(other.shape))
 

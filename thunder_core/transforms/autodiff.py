@@ -48,16 +48,6 @@ TORCH_VJP: dict[str, Callable] = {
 }
 
 
-# symbols that take only metadata from some tensor inputs: their outputs require grad only where their
-# decomposition makes them (zeros_like(x) never; isfinite(x).type_as(x) not because of x)
-_FACTORIES_OF_INPUTS = {
-    f"ltorch.{name}"
-    for name in ("zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like", "randint_like",
-                 "new_zeros", "new_ones", "new_full", "new_empty", "bernoulli", "type_as", "to", "expand_as",
-                 "view_as", "reshape_as")
-}  # fmt: skip
-
-
 class _Chunk:
     __slots__ = ("outputs", "placeholders", "bsyms", "puts")
 
@@ -117,7 +107,7 @@ class _JointBuilder:
         elif bsym.subsymbols:
             for sub in bsym.subsymbols:
                 self.process(sub)
-            if bsym.sym.id in _FACTORIES_OF_INPUTS:
+            if OpTag.GRAD_FROM_DECOMPOSITION in bsym.sym.tags:
                 return  # like eager: zeros_like(x) does not require grad, whatever x does
 
         elif bsym.sym.id == "ltorch.detach":
