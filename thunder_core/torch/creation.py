@@ -42,11 +42,38 @@ def _check_no_out(out):
         raise NotImplementedError("out= arguments are not supported inside thunder.jit; use the returned tensor")
 
 
-@torchsymbol(torch.full)
+def _number_tensor(x: torch.Tensor, device: torch.device, not_0d_message: str) -> torch.Tensor:
+    """A 0-d tensor passed where torch takes a number (a fill value, linspace's ends), detached and on `device`:
+    eager reads its value (`.item()`), so no gradient flows through it and the result goes where `device` says,
+    not where the tensor lives."""
+    if x.ndim != 0:
+        raise RuntimeError(not_0d_message)
+    value = detach(x)
+    return prims.to_device(value, device) if value.device != device else value
+
+
+def _number_dtype(x) -> torch.dtype:
+    """The dtype torch infers from a fill value: a Python number's, or the number a 0-d tensor holds."""
+    if not isinstance(x, torch.Tensor):
+        return python_scalar_dtype(x)
+    if x.dtype.is_complex:
+        return to_complex_dtype(torch.get_default_dtype())
+    return x.dtype if x.dtype == torch.bool else torch.get_default_dtype() if x.dtype.is_floating_point else torch.int64
+
+
+def _filled(shape, fill_value, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A tensor of `shape` holding `fill_value`: a number, or a 0-d tensor's value (see `_number_tensor`)."""
+    if isinstance(fill_value, torch.Tensor):
+        message = f"fill_value must be a number or a 0-dimensional tensor, not a {fill_value.ndim}-d tensor"
+        value = _number_tensor(fill_value, device, message)
+        return to_dtype(prims.broadcast_in_dim(value, tuple(shape), ()), dtype)
+    return prims.full(tuple(shape), fill_value, dtype=dtype, device=device)
+
+
+@torchsymbol(torch.full, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def full(size, fill_value, *, dtype=None, layout=torch.strided, device=None, pin_memory=False, requires_grad=False, out=None):
     _check_no_out(out)
-    dtype = dtype or python_scalar_dtype(fill_value)
-    return prims.full(tuple(size), fill_value, dtype=dtype, device=_device(device))
+    return _filled(size, fill_value, dtype or _number_dtype(fill_value), _device(device))
 
 
 @torchsymbol(torch.zeros)
@@ -76,7 +103,7 @@ def _like(a, dtype, device):
 def full_like(a, fill_value, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
               memory_format=torch.preserve_format):  # fmt: skip
     dtype, device = _like(a, dtype, device)
-    return prims.full(tuple(a.shape), fill_value, dtype=dtype, device=torch.device(device))
+    return _filled(a.shape, fill_value, dtype, torch.device(device))
 
 
 @torchsymbol(torch.zeros_like, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
@@ -113,7 +140,7 @@ def new_ones(a, *size, dtype=None, device=None, requires_grad=False, layout=None
 @torchsymbol(torch.Tensor.new_full, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def new_full(a, size, fill_value, *, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False):
     dtype, device = _like(a, dtype, device)
-    return prims.full(tuple(size), fill_value, dtype=dtype, device=torch.device(device))
+    return _filled(size, fill_value, dtype, torch.device(device))
 
 
 @torchsymbol(torch.Tensor.new_empty, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
@@ -140,17 +167,12 @@ def arange(start=0, end=None, step=1, *, dtype=None, layout=torch.strided, devic
 
 
 def _number_operand(x, name: str, op: str, device: torch.device):
-    """`start`/`end` of linspace/logspace as a number or, given as a 0-d tensor, as a double-precision tensor on the
-    output's device without gradient: eager reads the tensor's value (`.item()`), as if a Python number were
-    passed (the output does not require grad, and it goes where `device` says, not where the tensor lives)."""
+    """`start`/`end` of linspace/logspace: a number, or a 0-d tensor's value as a double-precision tensor (see
+    `_number_tensor`), computed with as a Python number would be."""
     if not isinstance(x, torch.Tensor):
         return x
-    if x.ndim != 0:
-        raise RuntimeError(
-            f"{op} only supports 0-dimensional start and end tensors, but got {name} with {x.ndim} dimension(s)."
-        )
-    value = to_dtype(detach(x), torch.complex128 if x.dtype.is_complex else torch.float64)
-    return prims.to_device(value, device) if value.device != device else value
+    message = f"{op} only supports 0-dimensional start and end tensors, but got {name} with {x.ndim} dimension(s)."
+    return to_dtype(_number_tensor(x, device, message), torch.complex128 if x.dtype.is_complex else torch.float64)
 
 
 def _is_complex_number(x) -> bool:
