@@ -34,7 +34,7 @@ def _spaced_cases():
 def test_linspace_and_logspace_take_0d_tensor_ends(start, end, steps, dtype):
     for op in (torch.linspace, lambda a, b, n, dtype: torch.logspace(a, b, n, base=2.0, dtype=dtype)):
         expected = op(start, end, steps, dtype=dtype)
-        actual = thunder.jit(lambda a, b: op(a, b, steps, dtype=dtype))(start, end)
+        actual = thunder.jit(lambda a, b, op=op: op(a, b, steps, dtype=dtype))(start, end)
         assert actual.dtype == expected.dtype
         torch.testing.assert_close(actual, expected)
 
@@ -56,7 +56,7 @@ def test_linspace_refuses_a_tensor_steps_and_a_dimensioned_end_clearly():
 def test_kaiser_window_matches_eager(beta, sym):
     # kaiser passes 0-d tensors it computes to linspace
     for m in (2, 5):
-        fn = lambda: torch.signal.windows.kaiser(m, beta=beta, sym=sym, dtype=torch.float64)  # noqa: E731
+        fn = lambda m=m: torch.signal.windows.kaiser(m, beta=beta, sym=sym, dtype=torch.float64)  # noqa: E731
         torch.testing.assert_close(thunder.jit(fn)(), fn())
 
 
