@@ -190,6 +190,10 @@ def _recorded_by_the_tracer(method):
     """
 
     def call(self, *args):
+        # Fast path: with a mode on, the call is in user code, where the tracer's mode sees it. (Inside a symbol
+        # under a user's own outer TorchFunctionMode that mode gets the call instead, as before this routing.)
+        if torch._C._is_torch_function_mode_enabled():
+            return method(self, *args)
         with torch_tracing():
             return method(self, *args)
 
