@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import torch
 
 from thunder.core.devices import resolve_device
-from thunder.core.trace import get_tracectx
+from thunder.core.trace import get_tracectx, torch_tracing
 
 _fallback_names = itertools.count()
 
@@ -178,6 +178,45 @@ class TensorProxy(torch.Tensor, Proxy):
     def __deepcopy__(self, memo):
         raise TypeError("a TensorProxy cannot be pickled or deep-copied: it stands for a tensor during tracing")
 
+
+def _recorded_by_the_tracer(method):
+    """`method` (a Tensor operator or value read) run where torch calls on proxies record into the current trace.
+
+    While the tracer's TorchFunctionMode handles a call it is off (torch pops a mode while it runs), so an
+    operator that a symbol's decomposition applies to a tensor argument (`end - start`, `start < 0` where torch
+    accepts a 0-d tensor for a number) would reach `__torch_dispatch__`. Here it records the torch-level op like
+    any call in user code, and a value read (`bool(t)`, `int(t)`) raises the tracer's data-dependence error
+    that names the user's line. Outside any trace nothing changes.
+    """
+
+    def call(self, *args):
+        # Fast path: with a mode on, the call is in user code, where the tracer's mode sees it. (Inside a symbol
+        # under a user's own outer TorchFunctionMode that mode gets the call instead, as before this routing.)
+        if torch._C._is_torch_function_mode_enabled():
+            return method(self, *args)
+        with torch_tracing():
+            return method(self, *args)
+
+    call.__name__ = method.__name__
+    call.__doc__ = method.__doc__
+    return call
+
+
+_TRACED_TENSOR_OPERATORS = (
+    "add", "radd", "sub", "rsub", "mul", "rmul", "truediv", "rtruediv", "floordiv", "rfloordiv", "mod", "rmod",
+    "pow", "rpow", "matmul", "rmatmul", "and", "rand", "or", "ror", "xor", "rxor", "lshift", "rlshift", "rshift",
+    "rrshift", "neg", "pos", "abs", "invert", "lt", "le", "gt", "ge", "eq", "ne",
+    "bool", "int", "float", "complex", "index",
+)  # fmt: skip
+for _name in _TRACED_TENSOR_OPERATORS:
+    _method = getattr(torch.Tensor, f"__{_name}__", None)
+    if _method is not None:
+        setattr(TensorProxy, f"__{_name}__", _recorded_by_the_tracer(_method))
+for _name in ("item", "tolist"):
+    setattr(TensorProxy, _name, _recorded_by_the_tracer(getattr(torch.Tensor, _name)))
+# defining __eq__ would otherwise leave the class unhashable; a tensor hashes by identity
+TensorProxy.__hash__ = torch.Tensor.__hash__
+del _name, _method
 
 _concrete_size = torch.Tensor.size
 _concrete_numel = torch.Tensor.numel

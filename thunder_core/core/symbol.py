@@ -28,6 +28,10 @@ class OpTag:
     FALLBACK: a torch operator without a Thunder symbol, traced through its meta kernel.
     ELEMENTWISE, SHAPE, REDUCTION, MATMUL: operator families (fusion cost models, rematerialization).
     INPUT_SIZES: binds an input tensor's symbolic sizes (`sizes_of`); kept by dead-code elimination.
+    GRAD_FROM_DECOMPOSITION: its outputs require grad only where its decomposition's operations make them: it
+        reads only the metadata (zeros_like, type_as's `other`) or the values (linspace's 0-d tensor ends) of
+        some inputs, as eager, which does not differentiate through them. Without it, every floating output of a
+        call with an input that requires grad does, as an aten op with a derivative formula does in eager.
     """
 
     RANDOM = "random"
@@ -41,6 +45,7 @@ class OpTag:
     REDUCTION = "reduction"
     MATMUL = "matmul"
     INPUT_SIZES = "input_sizes"
+    GRAD_FROM_DECOMPOSITION = "grad_from_decomposition"
 
 
 class Symbol:

@@ -2,7 +2,8 @@
 
 A grad rule is a function with the operation's signature. It computes the forward with traced
 operations and returns its outputs; then `get_grad(out)` gives the cotangent of an output, and the
-operations after it form the backward, which ends by `put_grad(input, grad)` for each input:
+operations after it form the backward, which ends by `put_grad(input, grad)` for each input (and
+`mark_non_differentiable(out)` declares an output that never requires grad):
 
     def mul_rule(a, b):
         out = prims.mul(a, b)
@@ -36,6 +37,7 @@ class GradRuleContext:
         self.puts: list[tuple[TensorProxy, TensorProxy]] = []
         self.backward_bsyms: list = []
         self.in_backward = False
+        self.nondifferentiable: list[TensorProxy] = []  # outputs whose gradient the rule never asks for
 
     def __enter__(self):
         _grad_contexts.append(self)
@@ -70,6 +72,14 @@ def put_grad(t: torch.Tensor, grad: torch.Tensor | None) -> None:
     if grad is None or not isinstance(t, TensorProxy):
         return
     _context().puts.append((t, grad))
+
+
+def mark_non_differentiable(*outputs: torch.Tensor) -> None:
+    """Declares forward outputs that do not require grad whatever the inputs do (as
+    `torch.autograd.Function`'s `ctx.mark_non_differentiable`): eager's indices, statistics or permutations that
+    autograd does not differentiate. Their values never carry gradients in the program that follows."""
+    ctx = _context()
+    ctx.nondifferentiable.extend(t for t in outputs if isinstance(t, TensorProxy))
 
 
 def put_grads(ts: Sequence, grads: Sequence) -> None:

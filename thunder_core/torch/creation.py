@@ -9,11 +9,12 @@ import torch
 
 from thunder import prims
 from thunder.core.devices import default_device, resolve_device
-from thunder.core.dtypes import python_scalar_dtype
+from thunder.core.dtypes import python_scalar_dtype, to_complex_dtype
 from thunder.core.proxies import FloatProxy, IntegerProxy
+from thunder.core.symbol import OpTag
 from thunder.torch import elementwise as ew
 from thunder.torch.base import expand_to, register_handler, to_dtype, torchsymbol
-from thunder.torch.shapes import size_entry, unsqueeze
+from thunder.torch.shapes import detach, size_entry, unsqueeze
 
 __all__ = [
     "zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like", "empty_like", "arange", "linspace",
@@ -41,11 +42,38 @@ def _check_no_out(out):
         raise NotImplementedError("out= arguments are not supported inside thunder.jit; use the returned tensor")
 
 
-@torchsymbol(torch.full)
+def _number_tensor(x: torch.Tensor, device: torch.device, not_0d_message: str) -> torch.Tensor:
+    """A 0-d tensor passed where torch takes a number (a fill value, linspace's ends), detached and on `device`:
+    eager reads its value (`.item()`), so no gradient flows through it and the result goes where `device` says,
+    not where the tensor lives."""
+    if x.ndim != 0:
+        raise RuntimeError(not_0d_message)
+    value = detach(x)
+    return prims.to_device(value, device) if value.device != device else value
+
+
+def _number_dtype(x) -> torch.dtype:
+    """The dtype torch infers from a fill value: a Python number's, or the number a 0-d tensor holds."""
+    if not isinstance(x, torch.Tensor):
+        return python_scalar_dtype(x)
+    if x.dtype.is_complex:
+        return to_complex_dtype(torch.get_default_dtype())
+    return x.dtype if x.dtype == torch.bool else torch.get_default_dtype() if x.dtype.is_floating_point else torch.int64
+
+
+def _filled(shape, fill_value, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A tensor of `shape` holding `fill_value`: a number, or a 0-d tensor's value (see `_number_tensor`)."""
+    if isinstance(fill_value, torch.Tensor):
+        message = f"fill_value must be a number or a 0-dimensional tensor, not a {fill_value.ndim}-d tensor"
+        value = _number_tensor(fill_value, device, message)
+        return to_dtype(prims.broadcast_in_dim(value, tuple(shape), ()), dtype)
+    return prims.full(tuple(shape), fill_value, dtype=dtype, device=device)
+
+
+@torchsymbol(torch.full, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def full(size, fill_value, *, dtype=None, layout=torch.strided, device=None, pin_memory=False, requires_grad=False, out=None):
     _check_no_out(out)
-    dtype = dtype or python_scalar_dtype(fill_value)
-    return prims.full(tuple(size), fill_value, dtype=dtype, device=_device(device))
+    return _filled(size, fill_value, dtype or _number_dtype(fill_value), _device(device))
 
 
 @torchsymbol(torch.zeros)
@@ -71,51 +99,51 @@ def _like(a, dtype, device):
     return dtype or a.dtype, resolve_device(device) if device is not None else a.device
 
 
-@torchsymbol(torch.full_like)
+@torchsymbol(torch.full_like, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def full_like(a, fill_value, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
               memory_format=torch.preserve_format):  # fmt: skip
     dtype, device = _like(a, dtype, device)
-    return prims.full(tuple(a.shape), fill_value, dtype=dtype, device=torch.device(device))
+    return _filled(a.shape, fill_value, dtype, torch.device(device))
 
 
-@torchsymbol(torch.zeros_like)
+@torchsymbol(torch.zeros_like, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def zeros_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
                memory_format=torch.preserve_format):  # fmt: skip
     return full_like(a, 0, dtype=dtype, device=device)
 
 
-@torchsymbol(torch.ones_like)
+@torchsymbol(torch.ones_like, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def ones_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
               memory_format=torch.preserve_format):  # fmt: skip
     return full_like(a, 1, dtype=dtype, device=device)
 
 
-@torchsymbol(torch.empty_like)
+@torchsymbol(torch.empty_like, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def empty_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
                memory_format=torch.preserve_format):  # fmt: skip
     dtype, device = _like(a, dtype, device)
     return prims.empty(tuple(a.shape), dtype=dtype, device=torch.device(device))
 
 
-@torchsymbol(torch.Tensor.new_zeros)
+@torchsymbol(torch.Tensor.new_zeros, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def new_zeros(a, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False):
     dtype, device = _like(a, dtype, device)
     return prims.full(_size(size), 0, dtype=dtype, device=torch.device(device))
 
 
-@torchsymbol(torch.Tensor.new_ones)
+@torchsymbol(torch.Tensor.new_ones, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def new_ones(a, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False):
     dtype, device = _like(a, dtype, device)
     return prims.full(_size(size), 1, dtype=dtype, device=torch.device(device))
 
 
-@torchsymbol(torch.Tensor.new_full)
+@torchsymbol(torch.Tensor.new_full, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def new_full(a, size, fill_value, *, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False):
     dtype, device = _like(a, dtype, device)
-    return prims.full(tuple(size), fill_value, dtype=dtype, device=torch.device(device))
+    return _filled(size, fill_value, dtype, torch.device(device))
 
 
-@torchsymbol(torch.Tensor.new_empty)
+@torchsymbol(torch.Tensor.new_empty, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def new_empty(a, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False):
     dtype, device = _like(a, dtype, device)
     return prims.empty(_size(size), dtype=dtype, device=torch.device(device))
@@ -138,16 +166,49 @@ def arange(start=0, end=None, step=1, *, dtype=None, layout=torch.strided, devic
     return prims.iota(length, start=start, step=step, dtype=dtype, device=_device(device))
 
 
-@torchsymbol(torch.linspace)
+def _number_operand(x, name: str, op: str, device: torch.device):
+    """`start`/`end` of linspace/logspace: a number, or a 0-d tensor's value as a double-precision tensor (see
+    `_number_tensor`), computed with as a Python number would be."""
+    if not isinstance(x, torch.Tensor):
+        return x
+    message = f"{op} only supports 0-dimensional start and end tensors, but got {name} with {x.ndim} dimension(s)."
+    return to_dtype(_number_tensor(x, device, message), torch.complex128 if x.dtype.is_complex else torch.float64)
+
+
+def _is_complex_number(x) -> bool:
+    return x.dtype.is_complex if isinstance(x, torch.Tensor) else isinstance(x, complex)
+
+
+def _spaced_dtype(start, end) -> torch.dtype:
+    """The dtype linspace/logspace give when none is passed: the default dtype, complex if an end is complex."""
+    default = torch.get_default_dtype()
+    return to_complex_dtype(default) if _is_complex_number(start) or _is_complex_number(end) else default
+
+
+def _check_steps(steps, op: str) -> None:
+    if isinstance(steps, torch.Tensor):
+        raise NotImplementedError(
+            f"{op} with a tensor `steps`: the number of steps is the output's length, which would come from the "
+            "tensor's value (a data-dependent shape) that Thunder cannot trace; pass steps as a Python int"
+        )
+
+
+@torchsymbol(torch.linspace, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def linspace(start, end, steps, *, dtype=None, layout=torch.strided, device=None, pin_memory=False,
              requires_grad=False, out=None):  # fmt: skip
     _check_no_out(out)
-    dtype = dtype or torch.get_default_dtype()
+    _check_steps(steps, "linspace")
+    dtype = dtype or _spaced_dtype(start, end)
+    device = _device(device)
+    start = _number_operand(start, "start", "linspace", device)
+    end = _number_operand(end, "end", "linspace", device)
     if steps == 1:
+        if isinstance(start, torch.Tensor):
+            return to_dtype(prims.broadcast_in_dim(start, (1,), ()), dtype)
         return full((1,), start, dtype=dtype, device=device)
-    step = (end - start) / (steps - 1)
+    step = (end - start) / (steps - 1)  # a number, or a 0-d tensor where an end is one
     # torch computes the first half from `start` and the second half from `end` to limit rounding error
-    idx = prims.iota(steps, start=0, step=1, dtype=torch.float64, device=_device(device))
+    idx = prims.iota(steps, start=0, step=1, dtype=torch.float64, device=device)
     halfway = steps // 2
 
     lower = ew.add(ew.mul(idx, step), start)
@@ -155,13 +216,14 @@ def linspace(start, end, steps, *, dtype=None, layout=torch.strided, device=None
     return to_dtype(ew.where(ew.lt(idx, halfway), lower, upper), dtype)
 
 
-@torchsymbol(torch.logspace)
+@torchsymbol(torch.logspace, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def logspace(start, end, steps, base=10.0, *, dtype=None, layout=torch.strided, device=None, pin_memory=False,
              requires_grad=False, out=None):  # fmt: skip
     _check_no_out(out)
-
-    dtype = dtype or torch.get_default_dtype()
-    exponents = linspace(start, end, steps, dtype=torch.float64, device=device)
+    _check_steps(steps, "logspace")
+    exponent_dtype = torch.complex128 if _is_complex_number(start) or _is_complex_number(end) else torch.float64
+    dtype = dtype or _spaced_dtype(start, end)
+    exponents = linspace(start, end, steps, dtype=exponent_dtype, device=device)
     return to_dtype(ew.pow(float(base), exponents), dtype)
 
 
@@ -191,7 +253,7 @@ def randn(*size_args, size=None, generator=None, dtype=None, layout=torch.stride
     return prims.randn(_size(size_args, size), dtype=dtype or torch.get_default_dtype(), device=_device(device))
 
 
-@torchsymbol(torch.rand_like, tags=("random",))
+@torchsymbol(torch.rand_like, tags=("random", OpTag.GRAD_FROM_DECOMPOSITION))
 def rand_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
               memory_format=torch.preserve_format, generator=None):  # fmt: skip
     _check_generator(generator)
@@ -199,7 +261,7 @@ def rand_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requ
     return prims.uniform(tuple(a.shape), dtype=dtype, device=torch.device(device))
 
 
-@torchsymbol(torch.randn_like, tags=("random",))
+@torchsymbol(torch.randn_like, tags=("random", OpTag.GRAD_FROM_DECOMPOSITION))
 def randn_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
                memory_format=torch.preserve_format, generator=None):  # fmt: skip
     _check_generator(generator)
@@ -217,7 +279,7 @@ def randint(low=0, high=None, size=None, *, generator=None, dtype=None, layout=t
     return prims.randint(tuple(size), low, high, dtype=dtype or torch.int64, device=_device(device))
 
 
-@torchsymbol(torch.randint_like, tags=("random",))
+@torchsymbol(torch.randint_like, tags=("random", OpTag.GRAD_FROM_DECOMPOSITION))
 def randint_like(a, low=0, high=None, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
                  memory_format=torch.preserve_format, generator=None):  # fmt: skip
     _check_generator(generator)
@@ -227,7 +289,7 @@ def randint_like(a, low=0, high=None, *, dtype=None, layout=None, device=None, p
     return prims.randint(tuple(a.shape), low, high, dtype=dtype, device=torch.device(device))
 
 
-@torchsymbol(torch.bernoulli, torch.Tensor.bernoulli, tags=("random",))
+@torchsymbol(torch.bernoulli, torch.Tensor.bernoulli, tags=("random", OpTag.GRAD_FROM_DECOMPOSITION))
 def bernoulli(a, p=None, *, generator=None):
     _check_generator(generator)
 
@@ -263,7 +325,7 @@ def _parse_to(a, args, kwargs):
     return dtype, device, bool(flags[0]), bool(flags[1])
 
 
-@torchsymbol(torch.Tensor.to)
+@torchsymbol(torch.Tensor.to, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def to(a, *args, **kwargs):
     dtype, device, non_blocking, copy = _parse_to(a, args, dict(kwargs))
     device = a.device if device is None else resolve_device(device)
@@ -292,7 +354,7 @@ register_handler(torch.Tensor.cpu, lambda a, memory_format=None: to(a, "cpu"))
 register_handler(torch.Tensor.cuda, _cuda)
 
 
-@torchsymbol(torch.Tensor.type_as)
+@torchsymbol(torch.Tensor.type_as, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def type_as(a, other):
     return to(a, other.dtype)
 

@@ -14,6 +14,7 @@ import torch
 from thunder import prims
 from thunder.core.dtypes import result_dtype
 from thunder.core.proxies import IntegerProxy, TensorProxy
+from thunder.core.symbol import OpTag
 from thunder.core.transforms import get_grad, put_grad
 from thunder.prims.grads import GRAD_RULES
 from thunder.torch.base import (
@@ -25,7 +26,7 @@ from thunder.torch.base import (
     to_dtype,
     torchsymbol,
 )
-from thunder.torch.elementwise import add
+from thunder.torch.elementwise import add, lt, where
 
 __all__ = [
     "reshape", "view", "permute", "transpose", "t", "unsqueeze", "squeeze", "flatten", "unflatten", "expand",
@@ -82,12 +83,12 @@ def view(a, *shape):
     return reshape(a, *shape)
 
 
-@torchsymbol(torch.Tensor.view_as, tags=("shape",))
+@torchsymbol(torch.Tensor.view_as, tags=("shape", OpTag.GRAD_FROM_DECOMPOSITION))
 def view_as(a, other):
     return reshape(a, tuple(other.shape))
 
 
-@torchsymbol(torch.Tensor.reshape_as, tags=("shape",))
+@torchsymbol(torch.Tensor.reshape_as, tags=("shape", OpTag.GRAD_FROM_DECOMPOSITION))
 def reshape_as(a, other):
     return reshape(a, tuple(other.shape))
 
@@ -195,7 +196,7 @@ def broadcast_to(a, shape):
     return expand(a, tuple(shape))
 
 
-@torchsymbol(torch.Tensor.expand_as, tags=("shape",))
+@torchsymbol(torch.Tensor.expand_as, tags=("shape", OpTag.GRAD_FROM_DECOMPOSITION))
 def expand_as(a, other):
     return expand(a, tuple(other.shape))
 
@@ -282,10 +283,28 @@ def select(a, dim, index):
 @torchsymbol(torch.narrow, torch.Tensor.narrow, tags=("shape",))
 def narrow(a, dim, start, length):
     dim = canonicalize_dim(a.ndim, dim)
+    if isinstance(start, torch.Tensor):
+        return prims.take(a, _narrow_indices(a, dim, start, length), dim)
     start = start % a.shape[dim] if start < 0 else start
     if length < 0 or start + length > a.shape[dim]:
         raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({a.shape[dim]}).")
     return basic_index(a, (slice(None),) * dim + (slice(start, start + length),) + (slice(None),) * (a.ndim - dim - 1))
+
+
+def _narrow_indices(a, dim: int, start: torch.Tensor, length: int) -> torch.Tensor:
+    """The positions `narrow(a, dim, start, length)` reads, for a `start` given as a 0-d integer tensor.
+
+    Eager reads the tensor's value (`.item()`) and returns a view at that offset; a trace cannot know the value, so
+    it indexes `a` with `start + arange(length)` instead (the same values and gradients, as a copy). A start
+    outside the dimension fails when the indexing runs, as an out-of-range index does.
+    """
+    if start.ndim != 0 or start.dtype.is_floating_point or start.dtype.is_complex:
+        raise RuntimeError("start must be an 0-dim integral Tensor.")
+    size = a.shape[dim]
+    if length < 0 or length > size:
+        raise RuntimeError(f"narrow(): length ({length}) must be in the range [0, {size}] of dimension {dim}.")
+    offset = where(lt(start, 0), add(start, size), start)
+    return add(prims.iota(length, start=0, step=1, dtype=torch.int64, device=a.device), offset)
 
 
 def _split_sizes(length: int, split_size_or_sections) -> list[int]:

@@ -13,7 +13,7 @@ from thunder import prims
 from thunder.torch.base import canonicalize_dim, canonicalize_dims, expand_to, to_dtype
 from thunder.torch.creation import full_like
 from thunder.torch.indexing import setitem_functional
-from thunder.torch.shapes import _shape_arg, _split_sizes, detach, movedim, permute, reshape, transpose
+from thunder.torch.shapes import _narrow_indices, _shape_arg, _split_sizes, detach, movedim, permute, reshape, transpose
 
 __all__ = ["INPLACE_SPECIAL", "VIEW_OPS"]
 
@@ -66,6 +66,8 @@ def _scatter_narrow(base_obj, rest, kwargs, i):
 
     def scatter(base, new):
         d = canonicalize_dim(base.ndim, dim)
+        if isinstance(start, torch.Tensor):
+            return setitem_functional(base, (slice(None),) * d + (_narrow_indices(base, d, start, length),), new)
         s = start % base.shape[d] if start < 0 else start
         return setitem_functional(base, (slice(None),) * d + (slice(s, s + length),), new)
 

@@ -21,7 +21,7 @@ from thunder import prims
 from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.symbol import BoundSymbol, OpTag, Symbol, flat_proxies, proxies_read
 from thunder.core.trace import TraceCtx, tracectx
-from thunder.core.transforms import GradRuleContext, get_grad, put_grad
+from thunder.core.transforms import GradRuleContext, get_grad, mark_non_differentiable, put_grad
 from thunder.prims.grads import GRAD_RULES, NONDIFFERENTIABLE, sum_to
 from thunder.transforms.dce import dce
 from thunder.transforms.remat import choose_recomputation
@@ -46,16 +46,6 @@ TORCH_VJP: dict[str, Callable] = {
     },  # fmt: skip
     "ltorch.scaled_dot_product_attention": _no_dropout,
 }
-
-
-# symbols that take only metadata from some tensor inputs: their outputs require grad only where their
-# decomposition makes them (zeros_like(x) never; isfinite(x).type_as(x) not because of x)
-_FACTORIES_OF_INPUTS = {
-    f"ltorch.{name}"
-    for name in ("zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like", "randint_like",
-                 "new_zeros", "new_ones", "new_full", "new_empty", "bernoulli", "type_as", "to", "expand_as",
-                 "view_as", "reshape_as")
-}  # fmt: skip
 
 
 class _Chunk:
@@ -111,12 +101,13 @@ class _JointBuilder:
         if rule is _NOT_CONNECTED:  # torch's autograd gives no input a gradient: eager's outputs do not require grad
             self.new.bound_symbols.append(bsym)
             return
+        nondifferentiable: set[str] = set()
         if rule is not None:
-            self._apply(rule, bsym)
+            nondifferentiable = self._apply(rule, bsym)
         elif bsym.subsymbols:
             for sub in bsym.subsymbols:
                 self.process(sub)
-            if bsym.sym.id in _FACTORIES_OF_INPUTS:
+            if OpTag.GRAD_FROM_DECOMPOSITION in bsym.sym.tags:
                 return  # like eager: zeros_like(x) does not require grad, whatever x does
 
         elif bsym.sym.id == "ltorch.detach":
@@ -125,7 +116,7 @@ class _JointBuilder:
         else:
             raise NotImplementedError(_no_gradient_message(bsym, self.executors))
         for o in bsym.flat_outs:
-            if _is_differentiable(o):
+            if _is_differentiable(o) and o.name not in nondifferentiable:
                 self.requires_grad.add(o.name)
 
     def _rule_for(self, bsym: BoundSymbol) -> Callable | None:
@@ -141,11 +132,13 @@ class _JointBuilder:
             return rule
         predicate = TORCH_VJP.get(bsym.sym.id) if self.torch_vjp else None
         if "fallback" in bsym.sym.tags or (predicate is not None and bsym.sym.torch_fns and predicate(bsym)):
-            connected = torch_connected_inputs(bsym.sym.torch_fns[0], bsym, self.requires_grad)
-            return torch_autograd_rule(bsym, connected) if connected is not None else _NOT_CONNECTED
+            connections = torch_autograd_connections(bsym.sym.torch_fns[0], bsym, self.requires_grad)
+            return torch_autograd_rule(bsym, *connections) if connections is not None else _NOT_CONNECTED
         return None
 
-    def _apply(self, rule: Callable, bsym: BoundSymbol) -> None:
+    def _apply(self, rule: Callable, bsym: BoundSymbol) -> set[str]:
+        """Records the rule's forward part and keeps its backward part; returns the names of the outputs the rule
+        marked non-differentiable."""
         with tracectx(self.new), self.new.collecting() as forward_part, GradRuleContext() as ctx:
             out = rule(*bsym.args, **bsym.kwargs)
             if ctx.in_backward:
@@ -163,13 +156,16 @@ class _JointBuilder:
         puts = [(mapping.get(t.name, t), mapping.get(g.name, g) if isinstance(g, TensorProxy) else g) for t, g in ctx.puts]
         puts = [(t, g) for t, g in puts if t.name in self.requires_grad]
         self.chunks.append(_Chunk(old_outs, placeholders, backward, puts))
+        return {mapping.get(t.name, t).name for t in ctx.nondifferentiable}
 
 
-def torch_autograd_rule(bsym: BoundSymbol, requires_grad: set[str]) -> Callable:
+def torch_autograd_rule(bsym: BoundSymbol, requires_grad: set[str], differentiable_outputs: tuple[bool, ...]) -> Callable:
     """A rule whose backward re-runs the operation under torch.autograd and asks it for the vjp of the inputs
     named in `requires_grad`, and only those: torch refuses some arguments that require grad (the weight of
     binary_cross_entropy_with_logits, batch_norm's running statistics), and gives None for inputs it does not
-    differentiate (see torch_connected_inputs)."""
+    differentiate. `differentiable_outputs` (one flag per proxy of the output) says which outputs eager's autograd
+    differentiates: the others (lu_unpack's permutation, native_layer_norm's mean and rstd) are marked
+    non-differentiable, as eager leaves them (see torch_autograd_connections)."""
     fn = bsym.sym.torch_fns[0]
     # A fallback call is tagged random when torch tags one of the aten kernels it runs as random (see
     # thunder.torch.fallback); Thunder's own symbols (TORCH_VJP) are vetted where they are listed
@@ -182,7 +178,9 @@ def torch_autograd_rule(bsym: BoundSymbol, requires_grad: set[str]) -> Callable:
 
     def rule(*args, **kwargs):
         out = bsym.sym(*args, **kwargs) if bsym.sym.is_prim else _record_same(bsym, args, kwargs)
-        outs = [o for o in flat_proxies(out) if _is_differentiable(o)]
+        out_mask = tuple(differentiable_outputs)
+        mark_non_differentiable(*(o for o, keep in zip(flat_proxies(out), out_mask) if not keep))
+        outs = [o for o, keep in zip(flat_proxies(out), out_mask) if keep]
         grads = [get_grad(o) for o in outs]
         differentiable = [a for a in flat_proxies((args, kwargs)) if _is_differentiable(a)]
         grad_mask = tuple(a.name in requires_grad for a in differentiable)
@@ -190,7 +188,7 @@ def torch_autograd_rule(bsym: BoundSymbol, requires_grad: set[str]) -> Callable:
         if not inputs:  # torch defines no gradient for any input (a norm of order 0): every gradient is None
             return out
         vjp = _vjp_symbol(fn, bsym.sym.id)
-        results = vjp(args, kwargs, grads, _out_mask(out), grad_mask)
+        results = vjp(args, kwargs, grads, out_mask, grad_mask)
         for t, g in zip(inputs, results):
             put_grad(t, g)
         return out
@@ -198,16 +196,21 @@ def torch_autograd_rule(bsym: BoundSymbol, requires_grad: set[str]) -> Callable:
     return rule
 
 
-def torch_connected_inputs(fn: Callable, bsym: BoundSymbol, requires_grad: set[str]) -> set[str] | None:
-    """Names of the inputs (among `requires_grad`) that torch's autograd gives a gradient for, found by running `fn`
-    on meta tensors under autograd: eager's gradient is None for an input used only through non-differentiable
-    operations (a loss's target, compared with 1) or whose derivative torch leaves undefined (a norm of order 0),
-    and Thunder's must be None there too, not zeros. None where no output requires grad (eager's outputs do not
-    either). Where the meta run fails, every input counts as connected."""
+def torch_autograd_connections(
+    fn: Callable, bsym: BoundSymbol, requires_grad: set[str]
+) -> tuple[set[str], tuple[bool, ...]] | None:
+    """What torch's autograd connects in `fn`, found by running it on meta tensors under autograd: the names of the
+    inputs (among `requires_grad`) it gives a gradient for, and for each proxy of the output whether eager's
+    output requires grad. Eager's gradient is None for an input used only through non-differentiable operations
+    (a loss's target, compared with 1) or whose derivative torch leaves undefined (a norm of order 0), and
+    Thunder's must be None there too, not zeros; an output torch declares non-differentiable (an index, a
+    statistic) does not require grad. None where no output requires grad (eager's outputs do not either). Where
+    the meta run fails, every input counts as connected and every floating output as differentiable."""
     from thunder.core.pytree import tree_flatten, tree_unflatten
 
     leaves, spec = tree_flatten((bsym.args, bsym.kwargs))
     names = {a.name for a in flat_proxies((bsym.args, bsym.kwargs)) if _is_differentiable(a) and a.name in requires_grad}
+    out_proxies = flat_proxies(bsym.output)
     try:
         inputs, meta_leaves = {}, []
         with torch._C.DisableTorchFunction(), torch.enable_grad():
@@ -219,14 +222,19 @@ def torch_connected_inputs(fn: Callable, bsym: BoundSymbol, requires_grad: set[s
                     x = m
                 meta_leaves.append(x)
             args, kwargs = tree_unflatten(meta_leaves, spec)
-            outs = [o for o in tree_flatten(fn(*args, **kwargs))[0] if isinstance(o, torch.Tensor) and o.requires_grad]
+            meta_outs = [o for o in tree_flatten(fn(*args, **kwargs))[0] if isinstance(o, torch.Tensor)]
+            outs = [o for o in meta_outs if o.requires_grad]
             if not outs:
                 return None
             grads = torch.autograd.grad(outs, list(inputs.values()), [torch.ones_like(o) for o in outs],
                                         allow_unused=True)  # fmt: skip
     except Exception:  # noqa: BLE001 (an op without meta kernels for its backward: assume every input is used)
-        return names
-    return {name for name, g in zip(inputs, grads) if g is not None}
+        return names, tuple(_is_differentiable(o) for o in out_proxies)
+    out_flags = iter([o.requires_grad for o in meta_outs])
+    differentiable_outputs = tuple(
+        next(out_flags, True) and _is_differentiable(o) if isinstance(o, TensorProxy) else False for o in out_proxies
+    )
+    return {name for name, g in zip(inputs, grads) if g is not None}, differentiable_outputs
 
 
 def _record_same(bsym, args, kwargs):
