@@ -153,4 +153,10 @@ def main(strategies: list[str], *, size: str, device: str | None, dtype: str | N
                     json.dump({"rows": rows}, f, indent=1)
         return 1 if any(r["error"] for r in rows) else 0
     finally:
-        dist.destroy_process_group()
+        # every rank's collectives (asynchronous gradient all-reduces included) finish before any rank tears the
+        # group down: gloo aborts the process ("terminate called without an active exception") when a peer leaves
+        # while work is in flight
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()

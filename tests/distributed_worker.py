@@ -186,4 +186,5 @@ def worker(rank: int, world: int, init_file: str, result_dir: str, scenario: str
         result["traceback"] = traceback.format_exc()
     torch.save(result, os.path.join(result_dir, f"rank{rank}.pt"))
     if "error" not in result:
+        dist.barrier()  # no rank leaves while a peer's collectives are in flight (gloo aborts the process then)
         dist.destroy_process_group()
