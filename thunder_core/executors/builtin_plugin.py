@@ -8,7 +8,6 @@ import importlib
 import importlib.util
 
 from thunder.extend.hookspecs import ExecutorSpec, PluginBundle, TransformSpec, hookimpl
-from thunder.transforms.cudagraph import CUDAGraphTransform
 
 
 def _loader(module: str):
@@ -47,6 +46,8 @@ def thunder_executors():
 
 
 def _cuda_graphs():
+    from thunder.transforms.cudagraph import CUDAGraphTransform
+
     return CUDAGraphTransform()
 
 
