@@ -8,6 +8,7 @@ first. Shapes are small on the interpreter and real on a GPU (see `sizes`).
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ if _SOURCES not in sys.path:
 
 
 import thunder  # noqa: E402
+from thunder.extend import testing  # noqa: E402
 
 DEVICE = "cuda" if HAS_CUDA else "cpu"
 
@@ -43,20 +45,8 @@ def sizes(cpu, cuda):
     return cuda if HAS_CUDA else cpu
 
 
-def assert_close_to_reference(actual: torch.Tensor, expected: torch.Tensor, dtype, scale: float = 1.0):
-    """actual (in dtype) against a float32 reference. The absolute tolerance is relative to the reference's
-    largest magnitude (a mean's gradients are all tiny); scale widens it for sums of many rounded terms."""
-    tol = TOLERANCES[dtype]
-    assert actual.dtype == dtype, f"expected {dtype}, got {actual.dtype}"
-    assert actual.shape == expected.shape, f"expected shape {list(expected.shape)}, got {list(actual.shape)}"
-    finite = expected[expected.isfinite()]
-    magnitude = finite.abs().max().item() if finite.numel() else 1.0
-    # Values below the dtype's normal range are subnormals spaced finfo.tiny * finfo.eps apart (6e-8 for
-    # float16): a result rounded to the dtype cannot be closer than that spacing, whatever its magnitude.
-    info = torch.finfo(dtype)
-    subnormal_step = info.tiny * info.eps
-    atol = max(tol["atol"] * scale * max(magnitude, 1e-6), 2 * subnormal_step)
-    torch.testing.assert_close(actual.float(), expected.float(), atol=atol, rtol=tol["rtol"] * scale, equal_nan=True)
+#: thunder.extend.testing's comparison against a float32 reference, with this suite's tolerances.
+assert_close_to_reference = functools.partial(testing.assert_close_to_reference, tolerances=TOLERANCES)
 
 
 def reference_copy(t: torch.Tensor, requires_grad: bool = True) -> torch.Tensor:

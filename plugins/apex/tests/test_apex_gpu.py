@@ -9,14 +9,13 @@ extensions (on the GPU host: `source .device/build_apex.sh` first).
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
-from apex_testing import DTYPES, LlamaStyle, check_against_eager, needs_apex_on_cuda, train_steps
+from apex_testing import DTYPES, check_against_eager, needs_apex_on_cuda
 
 import thunder
+from thunder.extend.testing import LlamaStyle, assert_trains_like_eager
 
 pytestmark = needs_apex_on_cuda
 
@@ -77,15 +76,6 @@ def test_cross_entropy_with_an_ignore_index_among_the_classes(dtype):
 
 def test_llama_style_model_trains_with_apex_first_as_in_eager():
     torch.manual_seed(0)
-    model = LlamaStyle().cuda()
-    reference = copy.deepcopy(model)
-    batches = [(torch.randint(0, 256, (4, 64), device="cuda"), torch.randint(0, 256, (4, 64), device="cuda"))
-               for _ in range(3)]  # fmt: skip
     executors = ["apex", *(e.name for e in thunder.get_default_executors())]
-    losses, jmodel = train_steps(model, batches, executors)
-    expected, _ = train_steps(reference, batches)
-    torch.testing.assert_close(torch.stack(losses), torch.stack(expected), atol=1e-4, rtol=1e-4)
-    for (name, param), ref in zip(model.named_parameters(), reference.parameters(), strict=True):
-        torch.testing.assert_close(param, ref, atol=1e-4, rtol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
-    ops = [b.sym.id for b in thunder.last_traces(jmodel)[-1].bound_symbols]
+    ops = assert_trains_like_eager(LlamaStyle().cuda(), executors, device="cuda")
     assert "apex.rms_norm_fwd" in ops and "apex.cross_entropy_fwd" in ops

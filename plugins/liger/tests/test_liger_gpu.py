@@ -8,23 +8,20 @@ would fail the test rather than pass it on PyTorch's kernels. They skip, saying 
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
 from liger_testing import (
     DTYPES,
-    LlamaStyle,
     assert_hf_training_step_matches_eager,
     check_against_eager,
     hf_llama,
     needs_liger_on_cuda,
     rotate_half,
-    train_steps,
 )
 
 import thunder
+from thunder.extend.testing import LlamaStyle, assert_trains_like_eager
 
 pytestmark = needs_liger_on_cuda
 
@@ -143,17 +140,8 @@ def test_linear_cross_entropy_pattern(dtype, with_bias, reduction):
 
 def test_llama_style_model_trains_with_liger_first_as_in_eager():
     torch.manual_seed(0)
-    model = LlamaStyle().cuda()
-    reference = copy.deepcopy(model)
-    batches = [(torch.randint(0, 256, (4, 64), device="cuda"), torch.randint(0, 256, (4, 64), device="cuda"))
-               for _ in range(3)]  # fmt: skip
     executors = ["liger", *(e.name for e in thunder.get_default_executors())]
-    losses, jmodel = train_steps(model, batches, executors)
-    expected, _ = train_steps(reference, batches)
-    torch.testing.assert_close(torch.stack(losses), torch.stack(expected), atol=1e-4, rtol=1e-4)
-    for (name, param), ref in zip(model.named_parameters(), reference.parameters(), strict=True):
-        torch.testing.assert_close(param, ref, atol=1e-4, rtol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
-    ops = [b.sym.id for b in thunder.last_traces(jmodel)[-1].bound_symbols]
+    ops = assert_trains_like_eager(LlamaStyle().cuda(), executors, device="cuda")
     for name in ("liger.rms_norm_fwd", "liger.rope", "liger.swiglu", "liger.fused_linear_cross_entropy_with_grads"):
         assert name in ops, f"{name} is not in the execution trace"
 
