@@ -8,11 +8,10 @@ non-contiguous tensors before the launch. Anything else is left to the next exec
 
 from __future__ import annotations
 
-from numbers import Number
-
 import torch
 
-FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+from thunder.extend.checks import FLOAT_DTYPES, norm_params_fit, same_device
+from thunder.extend.checks import is_real_number as _is_plain_number
 
 
 def on_kernel_device(t) -> bool:
@@ -25,24 +24,8 @@ def is_kernel_tensor(t, dtypes=FLOAT_DTYPES) -> bool:
     return isinstance(t, torch.Tensor) and t.dtype in dtypes and on_kernel_device(t) and t.numel() > 0
 
 
-def _same_device(*tensors) -> bool:
-    return len({t.device for t in tensors if t is not None}) <= 1
-
-
-def _is_plain_number(x) -> bool:
-    return isinstance(x, Number) and not isinstance(x, (bool, complex))
-
-
-def normalized_dims(normalized_shape) -> tuple:
-    return (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-
-
 def _norm_fits(input, normalized_shape, *params) -> bool:
-    shape = normalized_dims(normalized_shape)
-    if not shape or len(shape) > input.ndim or tuple(input.shape[input.ndim - len(shape):]) != shape:
-        return False
-    return all(p is None or (is_kernel_tensor(p) and p.dtype == input.dtype and tuple(p.shape) == shape)
-               for p in params)  # fmt: skip
+    return norm_params_fit(input, normalized_shape, *params, accepts=is_kernel_tensor, last_dim_only=False)
 
 
 def rms_norm_checker(input, normalized_shape, weight=None, eps=None) -> bool:
@@ -50,7 +33,7 @@ def rms_norm_checker(input, normalized_shape, weight=None, eps=None) -> bool:
     return (
         is_kernel_tensor(input)
         and _norm_fits(input, normalized_shape, weight)
-        and _same_device(input, weight)
+        and same_device(input, weight)
         and (eps is None or _is_plain_number(eps))
     )
 
@@ -61,7 +44,7 @@ def layer_norm_checker(input, normalized_shape, weight=None, bias=None, eps=1e-5
         is_kernel_tensor(input)
         and (weight is None) == (bias is None)
         and _norm_fits(input, normalized_shape, weight, bias)
-        and _same_device(input, weight, bias)
+        and same_device(input, weight, bias)
         and _is_plain_number(eps)
     )
 
@@ -76,7 +59,7 @@ def cross_entropy_checker(input, target, weight=None, size_average=None, ignore_
         and target.dtype == torch.int64
         and on_kernel_device(target)
         and tuple(target.shape) == (input.shape[0],)
-        and _same_device(input, target)
+        and same_device(input, target)
         and weight is None
         and size_average is None
         and reduce is None

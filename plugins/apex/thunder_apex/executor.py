@@ -14,6 +14,7 @@ import torch
 
 import thunder.torch as ltorch
 from thunder.extend import OperatorExecutor, TensorProxy, get_grad, put_grad
+from thunder.extend.checks import normalized_dims
 from thunder_apex import __version__, checkers, kernels
 
 ex = OperatorExecutor("apex", version=__version__)
@@ -26,7 +27,7 @@ def _like(t, dtype=None, shape=None) -> TensorProxy:
 
 def _row_stats(x, normalized_shape) -> TensorProxy:
     # float32 statistics for half inputs, the input's dtype otherwise (Apex's rule)
-    rows = x.numel() // max(1, _numel(checkers.normalized_dims(normalized_shape)))
+    rows = x.numel() // max(1, _numel(normalized_dims(normalized_shape)))
     dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
     return _like(x, dtype, (rows,))
 
@@ -57,12 +58,12 @@ layer_norm_bwd = ex.register_operator(
 
 
 def _layer_norm_exec(input, normalized_shape, weight=None, bias=None, eps=1e-5):
-    shape = checkers.normalized_dims(normalized_shape)
+    shape = normalized_dims(normalized_shape)
     return layer_norm_fwd(input, shape, weight, bias, float(eps))[0]
 
 
 def _layer_norm_grad(input, normalized_shape, weight=None, bias=None, eps=1e-5):
-    shape = checkers.normalized_dims(normalized_shape)
+    shape = normalized_dims(normalized_shape)
     out, mean, invvar = layer_norm_fwd(input, shape, weight, bias, float(eps))
     grads = layer_norm_bwd(get_grad(out), input, shape, weight, bias, mean, invvar, float(eps))
     for tensor, grad in zip((t for t in (input, weight, bias) if t is not None), grads):
@@ -92,11 +93,11 @@ rms_norm_bwd = ex.register_operator(
 
 
 def _rms_norm_exec(input, normalized_shape, weight=None, eps=None):
-    return rms_norm_fwd(input, checkers.normalized_dims(normalized_shape), weight, _rms_eps(eps))[0]
+    return rms_norm_fwd(input, normalized_dims(normalized_shape), weight, _rms_eps(eps))[0]
 
 
 def _rms_norm_grad(input, normalized_shape, weight=None, eps=None):
-    shape, eps = checkers.normalized_dims(normalized_shape), _rms_eps(eps)
+    shape, eps = normalized_dims(normalized_shape), _rms_eps(eps)
     out, invvar = rms_norm_fwd(input, shape, weight, eps)
     grads = rms_norm_bwd(get_grad(out), input, shape, weight, invvar, eps)
     put_grad(input, grads[0])

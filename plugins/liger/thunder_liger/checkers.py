@@ -8,11 +8,11 @@ next executor in the list.
 
 from __future__ import annotations
 
-from numbers import Number
-
 import torch
 
-FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+from thunder.extend.checks import FLOAT_DTYPES, norm_params_fit, same_device
+from thunder.extend.checks import is_real_number as _is_plain_number
+
 #: Liger sizes a row's block as the next power of two of its length, and refuses more than this.
 MAX_ROW = 65536
 
@@ -27,25 +27,13 @@ def is_kernel_tensor(t, dtypes=FLOAT_DTYPES) -> bool:
     return isinstance(t, torch.Tensor) and t.dtype in dtypes and on_kernel_device(t) and t.numel() > 0
 
 
-def _same_device(*tensors) -> bool:
-    return len({t.device for t in tensors if t is not None}) <= 1
-
-
-def _is_plain_number(x) -> bool:
-    return isinstance(x, Number) and not isinstance(x, (bool, complex))
-
-
 def _row_fits(t) -> bool:
     return t.ndim >= 1 and 0 < t.shape[-1] <= MAX_ROW
 
 
 def _last_dim_params_fit(input, normalized_shape, *params) -> bool:
     """normalized_shape is input's last dimension, and every param (if given) is [H] of input's dtype."""
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if len(shape) != 1 or input.ndim < 1 or shape[0] != input.shape[-1] or not _row_fits(input):
-        return False
-    return all(p is None or (is_kernel_tensor(p) and p.dtype == input.dtype and tuple(p.shape) == shape)
-               for p in params)  # fmt: skip
+    return _row_fits(input) and norm_params_fit(input, normalized_shape, *params, accepts=is_kernel_tensor)
 
 
 def rms_norm_checker(input, normalized_shape, weight=None, eps=None) -> bool:
@@ -53,7 +41,7 @@ def rms_norm_checker(input, normalized_shape, weight=None, eps=None) -> bool:
     return (
         is_kernel_tensor(input)
         and _last_dim_params_fit(input, normalized_shape, weight)
-        and _same_device(input, weight)
+        and same_device(input, weight)
         and (eps is None or _is_plain_number(eps))
     )
 
@@ -65,7 +53,7 @@ def layer_norm_checker(input, normalized_shape, weight=None, bias=None, eps=1e-5
         and weight is not None
         and bias is not None
         and _last_dim_params_fit(input, normalized_shape, weight, bias)
-        and _same_device(input, weight, bias)
+        and same_device(input, weight, bias)
         and _is_plain_number(eps)
     )
 
@@ -77,7 +65,7 @@ def gated_checker(a, b) -> bool:
         and is_kernel_tensor(b)
         and tuple(a.shape) == tuple(b.shape)
         and a.dtype == b.dtype
-        and _same_device(a, b)
+        and same_device(a, b)
         and _row_fits(a)
     )
 
@@ -104,7 +92,7 @@ def cross_entropy_checker(input, target, weight=None, size_average=None, ignore_
         and input.ndim == 2
         and _index_tensor(target)
         and tuple(target.shape) == (input.shape[0],)
-        and _same_device(input, target)
+        and same_device(input, target)
         and weight is None
         and size_average is None
         and reduce is None
@@ -127,7 +115,7 @@ def fused_linear_cross_entropy_checker(x, weight, bias, target, ignore_index=-10
                               and tuple(bias.shape) == (weight.shape[0],)))
         and _index_tensor(target)
         and tuple(target.shape) == (x.numel() // x.shape[-1],)
-        and _same_device(x, weight, bias, target)
+        and same_device(x, weight, bias, target)
         and _cross_entropy_options_fit(ignore_index, label_smoothing, reduction, ("mean", "sum"))
     )  # fmt: skip
 
@@ -138,7 +126,7 @@ def rope_checker(x, cos, sin) -> bool:
     shared)."""
     if not (is_kernel_tensor(x) and is_kernel_tensor(cos) and is_kernel_tensor(sin)):
         return False
-    if x.ndim != 4 or x.shape[-1] % 2 or not _same_device(x, cos, sin) or not (x.dtype == cos.dtype == sin.dtype):
+    if x.ndim != 4 or x.shape[-1] % 2 or not same_device(x, cos, sin) or not (x.dtype == cos.dtype == sin.dtype):
         return False
     batch, _, seq_len, dim = x.shape
     return tuple(cos.shape) == tuple(sin.shape) and _trig_shape_fits(tuple(cos.shape), batch, seq_len, dim)

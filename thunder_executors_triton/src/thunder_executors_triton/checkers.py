@@ -7,13 +7,12 @@ reads rows as flat memory. Anything else is left to the next executor.
 
 from __future__ import annotations
 
-from numbers import Number
-
 import torch
 
+from thunder.extend.checks import FLOAT_DTYPES, norm_params_fit, same_device
+from thunder.extend.checks import is_real_number as _is_plain_number
 from thunder_executors_triton.kernels.launch import MAX_ROW_BLOCK, row_block, runs_here
 
-FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 INDEX_DTYPES = (torch.int64, torch.int32)
 
 
@@ -26,14 +25,6 @@ def is_kernel_tensor(t, *, dtypes=FLOAT_DTYPES, contiguous: bool = True) -> bool
         and runs_here(t.device)
         and (t.is_contiguous() if contiguous else (t.ndim == 0 or t.stride(-1) == 1))
     )
-
-
-def _same_device(*tensors) -> bool:
-    return len({t.device for t in tensors if t is not None}) <= 1
-
-
-def _is_plain_number(x) -> bool:
-    return isinstance(x, Number) and not isinstance(x, bool)
 
 
 def _is_last_dim(t, dim) -> bool:
@@ -50,7 +41,7 @@ def cross_entropy_checker(input, target, weight=None, size_average=None, ignore_
         and input.shape[1] > 0
         and is_kernel_tensor(target, dtypes=INDEX_DTYPES)
         and tuple(target.shape) == (input.shape[0],)
-        and _same_device(input, target)
+        and same_device(input, target)
         and weight is None
         and size_average is None
         and reduce is None
@@ -82,7 +73,7 @@ def linear_cross_entropy_operands_fit(x, weight, bias, target, ignore_index, lab
                               and tuple(bias.shape) == (weight.shape[0],)))
         and is_kernel_tensor(target, dtypes=INDEX_DTYPES)
         and tuple(target.shape) == (x.numel() // max(x.shape[-1], 1),)
-        and _same_device(x, weight, bias, target)
+        and same_device(x, weight, bias, target)
         and reduction in ("mean", "sum", "none")
         and isinstance(ignore_index, int)
         and _is_plain_number(label_smoothing)
@@ -103,11 +94,8 @@ def softmax_checker(input, dim=None, _stacklevel=3, dtype=None) -> bool:
 
 
 def _norm_params_fit(input, normalized_shape, *params) -> bool:
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if len(shape) != 1 or input.ndim < 1 or shape[0] != input.shape[-1] or row_block(shape[0]) > MAX_ROW_BLOCK:
-        return False
-    return all(p is None or (is_kernel_tensor(p) and p.dtype == input.dtype and tuple(p.shape) == shape)
-               for p in params)  # fmt: skip
+    return (norm_params_fit(input, normalized_shape, *params, accepts=is_kernel_tensor)
+            and row_block(input.shape[-1]) <= MAX_ROW_BLOCK)  # fmt: skip
 
 
 def rms_norm_checker(input, normalized_shape, weight=None, eps=None) -> bool:
@@ -115,7 +103,7 @@ def rms_norm_checker(input, normalized_shape, weight=None, eps=None) -> bool:
     return (
         is_kernel_tensor(input)
         and _norm_params_fit(input, normalized_shape, weight)
-        and _same_device(input, weight)
+        and same_device(input, weight)
         and (eps is None or _is_plain_number(eps))
     )
 
@@ -125,7 +113,7 @@ def layer_norm_checker(input, normalized_shape, weight=None, bias=None, eps=1e-5
     return (
         is_kernel_tensor(input)
         and _norm_params_fit(input, normalized_shape, weight, bias)
-        and _same_device(input, weight, bias)
+        and same_device(input, weight, bias)
         and _is_plain_number(eps)
     )
 
@@ -134,7 +122,7 @@ def rotary_checker(x, cos, sin) -> bool:
     """x [..., S, D] with an even D, cos and sin [S, D] (any leading ones), all of one dtype."""
     if not (is_kernel_tensor(x) and is_kernel_tensor(cos) and is_kernel_tensor(sin)):
         return False
-    if x.ndim < 2 or x.shape[-1] % 2 or not _same_device(x, cos, sin) or not (x.dtype == cos.dtype == sin.dtype):
+    if x.ndim < 2 or x.shape[-1] % 2 or not same_device(x, cos, sin) or not (x.dtype == cos.dtype == sin.dtype):
         return False
     seq_len, dim = x.shape[-2], x.shape[-1]
     trig_ok = all(t.ndim >= 2 and tuple(t.shape[-2:]) == (seq_len, dim) and t.numel() == seq_len * dim
@@ -149,5 +137,5 @@ def swiglu_checker(a, b) -> bool:
         and is_kernel_tensor(b)
         and tuple(a.shape) == tuple(b.shape)
         and a.dtype == b.dtype
-        and _same_device(a, b)
+        and same_device(a, b)
     )
