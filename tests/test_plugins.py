@@ -670,3 +670,34 @@ def test_command_line_without_a_known_command_prints_usage_and_exits_2(site, arg
     result = run_cli(site, *args)
     assert result.returncode == 2
     assert "usage: python -m thunder" in result.stderr
+
+
+def test_executor_loaded_by_module_and_attribute_imports_its_module_on_first_use(site):
+    plugin_source = """
+    from thunder.extend import ExecutorSpec, hookimpl
+
+    @hookimpl
+    def thunder_executors():
+        return [ExecutorSpec("lazy", priority=5, load="lazyplug_heavy:executor"),
+                ExecutorSpec("missing_attr", priority=4, load="lazyplug_heavy:no_such_executor")]
+    """
+    heavy_source = """
+    import types
+    executor = types.SimpleNamespace(name="lazy")
+    """
+    site.install("lazyplug", "1.0", {"lazy": "lazyplug_mod"}, {"lazyplug_mod": plugin_source,
+                                                               "lazyplug_heavy": heavy_source})  # fmt: skip
+    registry = site.registry()
+    assert {"lazy", "missing_attr"} <= {row.name for row in registry.executor_rows()}  # discovered, not loaded
+    assert "lazyplug_heavy" not in sys.modules
+    assert registry.get_executor("lazy") is sys.modules["lazyplug_heavy"].executor
+    with pytest.warns(PluginLoadWarning, match="no attribute 'no_such_executor'"), pytest.raises(
+        UnknownExecutorError, match="'missing_attr' is unavailable: load\\(\\) raised AttributeError"
+    ):
+        registry.get_executor("missing_attr")
+
+
+@pytest.mark.parametrize("reference", ["no_colon", ":attr", "module:", ""])
+def test_a_malformed_load_reference_is_refused_naming_the_form(reference):
+    with pytest.raises(TypeError, match="load must be 'module:attribute'"):
+        ExecutorSpec("bad", priority=0, load=reference)

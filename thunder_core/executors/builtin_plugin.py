@@ -10,10 +10,6 @@ import importlib.util
 from thunder.extend.hookspecs import ExecutorSpec, PluginBundle, TransformSpec, hookimpl
 
 
-def _loader(module: str):
-    return lambda: importlib.import_module(module).ex
-
-
 def _needs(*modules: str):
     """A why_unavailable check: each module must be importable (probed without importing it)."""
 
@@ -33,13 +29,13 @@ def _needs(*modules: str):
 @hookimpl
 def thunder_executors():
     return [
-        ExecutorSpec("torch", priority=0, load=_loader("thunder.executors.torchex"), always=True,
+        ExecutorSpec("torch", priority=0, load="thunder.executors.torchex:ex", always=True,
                      description="PyTorch eager; runs every operation"),
-        ExecutorSpec("python", priority=-10, load=_loader("thunder.executors.pythonex"), always=True,
+        ExecutorSpec("python", priority=-10, load="thunder.executors.pythonex:ex", always=True,
                      description="pure-Python bookkeeping symbols"),
-        ExecutorSpec("sdpa", priority=100, load=_loader("thunder.executors.sdpaex"), why_unavailable=_needs("torch"),
+        ExecutorSpec("sdpa", priority=100, load="thunder.executors.sdpaex:ex", why_unavailable=_needs("torch"),
                      description="torch.nn.functional.scaled_dot_product_attention (fused attention kernels)"),
-        ExecutorSpec("torchcompile", priority=50, load=_loader("thunder.executors.torchcompileex"), default=False,
+        ExecutorSpec("torchcompile", priority=50, load="thunder.executors.torchcompileex:ex", default=False,
                      why_unavailable=_needs("torch"),
                      description="fuses regions of torch operations and compiles each with TorchInductor"),
     ]  # fmt: skip

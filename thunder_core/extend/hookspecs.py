@@ -11,13 +11,10 @@ entry point in the :data:`ENTRY_POINT_GROUP` group, pointing at a *light* module
     # my_package/thunder_plugin.py -- imports nothing heavy at module level
     from thunder.extend import ExecutorSpec, hookimpl
 
-    def _load():
-        from my_package.executor import my_executor   # the heavy import happens here, on first use
-        return my_executor
-
     @hookimpl
     def thunder_executors():
-        return [ExecutorSpec(name="myexec", priority=50, load=_load)]
+        # "module:attribute": the heavy import happens on first use of the executor, not here
+        return [ExecutorSpec(name="myexec", priority=50, load="my_package.executor:my_executor")]
 
 A running program can also register a plugin object directly with
 ``thunder.extend.register_plugin(plugin)``. The executors that ship with Thunder register through
@@ -44,6 +41,7 @@ so adding an argument to a hook later breaks no plugin.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -75,6 +73,19 @@ def _always_available() -> str | None:
     return None
 
 
+def _importer(name: str, reference: str) -> Callable[[], object]:
+    """The loader of ``"module:attribute"``: it imports the module when called, not now."""
+    module, sep, attribute = reference.partition(":")
+    if not sep or not module or not attribute:
+        raise TypeError(f"ExecutorSpec {name!r}: load must be 'module:attribute' (like an entry point), got {reference!r}")
+
+    def load():
+        return getattr(importlib.import_module(module), attribute)
+
+    load.__qualname__ = f"load[{reference}]"
+    return load
+
+
 @dataclass(frozen=True)
 class ExecutorSpec:
     """How a plugin offers an executor, without importing it.
@@ -87,7 +98,8 @@ class ExecutorSpec:
             Unique across all plugins.
         priority: higher is tried first. The default executor list is every available default
             executor sorted by priority, descending, ties broken by name.
-        load: a zero-argument callable that imports the executor's module and returns the executor
+        load: where the executor object is: ``"package.module:attribute"`` (imported on first use),
+            or a zero-argument callable that imports the executor's module and returns the executor
             object. Called at most once per registry (the result is cached); if it raises, the
             executor is reported and treated as unavailable, with the exception as the reason.
         why_unavailable: a zero-argument callable returning ``None`` when the executor can run here,
@@ -103,7 +115,7 @@ class ExecutorSpec:
 
     name: str
     priority: int
-    load: Callable[[], object]
+    load: Callable[[], object] | str
     why_unavailable: Callable[[], str | None] = _always_available
     always: bool = False
     default: bool = True
@@ -116,8 +128,10 @@ class ExecutorSpec:
             raise TypeError(f"ExecutorSpec.name must be a non-empty str, got {self.name!r}")
         if not isinstance(self.priority, int) or isinstance(self.priority, bool):
             raise TypeError(f"ExecutorSpec {self.name!r}: priority must be an int, got {self.priority!r}")
+        if isinstance(self.load, str):
+            object.__setattr__(self, "load", _importer(self.name, self.load))
         if not callable(self.load):
-            raise TypeError(f"ExecutorSpec {self.name!r}: load must be a zero-argument callable")
+            raise TypeError(f"ExecutorSpec {self.name!r}: load must be 'module:attribute' or a zero-argument callable")
         if not callable(self.why_unavailable):
             raise TypeError(f"ExecutorSpec {self.name!r}: why_unavailable must be a zero-argument callable")
 

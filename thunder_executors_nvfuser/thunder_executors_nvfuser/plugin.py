@@ -37,11 +37,6 @@ def why_unavailable() -> str | None:
     return None
 
 
-def _load():
-    from thunder_executors_nvfuser.executor import ex
-
-    return ex
-
 
 @hookimpl
 def thunder_executors():
@@ -49,7 +44,7 @@ def thunder_executors():
         ExecutorSpec(
             name="nvfuser",
             priority=PRIORITY,
-            load=_load,
+            load="thunder_executors_nvfuser.executor:ex",
             why_unavailable=why_unavailable,
             default=True,
             description="fuses regions of primitives (elementwise, reductions, shapes, dropout) into nvFuser kernels",

@@ -33,11 +33,6 @@ def why_unavailable() -> str | None:
     return None
 
 
-def _load():
-    from thunder_apex.executor import ex
-
-    return ex
-
 
 @hookimpl
 def thunder_executors():
@@ -45,7 +40,7 @@ def thunder_executors():
         ExecutorSpec(
             name="apex",
             priority=PRIORITY,
-            load=_load,
+            load="thunder_apex.executor:ex",
             why_unavailable=why_unavailable,
             default=False,
             description="Apex fused kernels: softmax cross-entropy, LayerNorm, RMSNorm",

@@ -27,11 +27,6 @@ def _why_unavailable() -> str | None:
     return None
 
 
-def _load():
-    from thunder_example_executor.executor import ex
-
-    return ex
-
 
 @hookimpl
 def thunder_executors():
@@ -39,7 +34,7 @@ def thunder_executors():
         ExecutorSpec(
             name="example",
             priority=PRIORITY,
-            load=_load,
+            load="thunder_example_executor.executor:ex",
             why_unavailable=_why_unavailable,
             default=False,  # opt-in: used when listed, `executors=["example"]`, or after add_default_executor
             description="example plugin: fused a + alpha * b (torch.add/sub with alpha)",

@@ -28,11 +28,6 @@ def why_unavailable() -> str | None:
     return None
 
 
-def _load():
-    from thunder_liger.executor import ex
-
-    return ex
-
 
 @hookimpl
 def thunder_executors():
@@ -40,7 +35,7 @@ def thunder_executors():
         ExecutorSpec(
             name="liger",
             priority=PRIORITY,
-            load=_load,
+            load="thunder_liger.executor:ex",
             why_unavailable=why_unavailable,
             default=False,
             description="Liger kernels: RMSNorm, LayerNorm, RoPE, SwiGLU, GeGLU, cross-entropy, "

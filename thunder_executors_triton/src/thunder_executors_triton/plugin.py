@@ -34,11 +34,6 @@ def why_unavailable() -> str | None:
     return f"no CUDA device ({INTERPRET_ENV_VAR}=1 runs the kernels on CPU tensors in Triton's interpreter, for tests)"
 
 
-def _load():
-    from thunder_executors_triton.executor import ex
-
-    return ex
-
 
 @hookimpl
 def thunder_executors():
@@ -46,7 +41,7 @@ def thunder_executors():
         ExecutorSpec(
             name="triton",
             priority=PRIORITY,
-            load=_load,
+            load="thunder_executors_triton.executor:ex",
             why_unavailable=why_unavailable,
             default=_has_cuda(),  # never by default on the interpreter: it is for tests, and slow
             description="Triton kernels: cross-entropy, linear+cross-entropy, RMSNorm, LayerNorm, rotary, "
