@@ -130,3 +130,19 @@ def test_sdpa_backward_with_a_mask_that_requires_grad_matches_eager():
     ref_grads = torch.autograd.grad(attention(q, k, v, mask), (q, k, v, mask))
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r)
+
+
+@pytest.mark.parametrize("kernel", ["flash", "efficient"])
+def test_cuda_kernels_dropout_state_is_on_the_cpu_as_the_kernels_make_it(kernel):
+    # Without dropout the CUDA attention kernels make their seed and offset on the CPU; a proxy on the CUDA
+    # device made CUDA graphs capture a region that returned CPU tensors (found on the H100).
+    from thunder.executors import sdpaex
+    from thunder.extend import TensorProxy
+
+    q = TensorProxy(shape=(2, 4, 16, 64), dtype=torch.bfloat16, device=torch.device("cuda", 0))
+    if kernel == "flash":
+        outs, rng = sdpaex._flash_fwd.meta(q, q, q, 0.0, True, False, scale=None), (6, 7)
+    else:
+        outs, rng = sdpaex._efficient_fwd.meta(q, q, q, None, True, 0.0, True, scale=None), (2, 3)
+    assert [outs[i].device.type for i in rng] == ["cpu", "cpu"]
+    assert outs[0].device == q.device and outs[1].device == q.device

@@ -45,9 +45,29 @@ def _op(name, fn):
     return ex.register_operator(name, meta=meta_from_torch(fn), fn=fn)
 
 
-_flash_fwd = _op("sdpa_flash_fwd", _aten._scaled_dot_product_flash_attention.default)
+def _rng_state_on_the_cpu(fn, rng_positions: tuple[int, ...]):
+    """The meta of a CUDA attention forward whose dropout seed and offset (outputs at `rng_positions`) the kernel
+    makes on the CPU when it runs without dropout, as here (torch's own meta leaves their device open: on the
+    device only for dropout under CUDA-graph capture). A proxy on the CUDA device would mislead every pass that
+    reads devices, CUDA graphs first (a graph replays only the device's work)."""
+    meta = meta_from_torch(fn)
+
+    def rng_on_cpu_meta(*args, **kwargs):
+        outs = list(meta(*args, **kwargs))
+        for i in rng_positions:
+            outs[i] = TensorProxy(like=outs[i], device=torch.device("cpu"))
+        return tuple(outs)
+
+    return rng_on_cpu_meta
+
+
+_flash_fwd = ex.register_operator("sdpa_flash_fwd", fn=_aten._scaled_dot_product_flash_attention.default,
+                                  meta=_rng_state_on_the_cpu(_aten._scaled_dot_product_flash_attention.default, (6, 7)))
 _flash_bwd = _op("sdpa_flash_bwd", _aten._scaled_dot_product_flash_attention_backward.default)
-_efficient_fwd = _op("sdpa_efficient_fwd", _aten._scaled_dot_product_efficient_attention.default)
+_efficient_fwd = ex.register_operator(
+    "sdpa_efficient_fwd", fn=_aten._scaled_dot_product_efficient_attention.default,
+    meta=_rng_state_on_the_cpu(_aten._scaled_dot_product_efficient_attention.default, (2, 3)),
+)
 _efficient_bwd = _op("sdpa_efficient_bwd", _aten._scaled_dot_product_efficient_attention_backward.default)
 
 

@@ -242,6 +242,10 @@ class GraphRunner:
         with torch.cuda.stream(stream), torch.no_grad():
             result = self.fn(*inputs)
         current.wait_stream(stream)
+        elsewhere = [f"output {i} on {t.device}" for i, t in enumerate(result)
+                     if isinstance(t, torch.Tensor) and t.device != device]  # fmt: skip
+        if elsewhere:  # a graph replays only the device's work: a tensor made elsewhere would keep its first value
+            return self._give_up(f"the region made tensors off {device} ({', '.join(elsewhere)})", result)
         for t in result:
             if isinstance(t, torch.Tensor):
                 t.record_stream(current)
@@ -257,15 +261,7 @@ class GraphRunner:
                                       capture_error_mode="thread_local"):  # fmt: skip
                     outputs = list(self.fn(*static_inputs))
         except Exception as error:  # a capture can fail for many reasons; the warm-up's result is still right
-            self.failed = f"{type(error).__name__}: {error}"
-            self.transform.stats.fallbacks += 1
-            warnings.warn(
-                f"CUDAGraphTransform: capturing {self.name} failed ({self.failed}); it runs without a CUDA graph from "
-                f"now on. Its operations: {_describe(self.fn)}",
-                CUDAGraphWarning,
-                stacklevel=3,
-            )
-            return result
+            return self._give_up(f"{type(error).__name__}: {error}", result)
         self.graphs[key] = _Graph(graph, buffers, copied, outputs)
         self.transform.stats.captures += 1
         if len(self.graphs) > MANY_CAPTURES and not self._warned_many:
@@ -277,6 +273,19 @@ class GraphRunner:
                 CUDAGraphWarning,
                 stacklevel=3,
             )
+        return result
+
+
+    def _give_up(self, reason: str, result):
+        """This region runs without a graph from now on, saying why; `result` (the warm-up's) is returned."""
+        self.failed = reason
+        self.transform.stats.fallbacks += 1
+        warnings.warn(
+            f"CUDAGraphTransform: capturing {self.name} failed ({reason}); it runs without a CUDA graph from now on. "
+            f"Its operations: {_describe(self.fn)}",
+            CUDAGraphWarning,
+            stacklevel=4,
+        )
         return result
 
 

@@ -119,6 +119,25 @@ def test_linear_cross_entropy_without_bias_matches_eager(shape):
     test_linear_cross_entropy_matches_eager(torch.float32, "mean", shape, with_bias=False)
 
 
+@pytest.mark.parametrize("shape", sizes(cpu=[(384, 16, 2048)], cuda=[(8192, 768, 50257)]), ids=lambda s: "x".join(map(str, s)))
+def test_linear_cross_entropy_float16_gradients_of_a_mean_over_many_tokens_do_not_underflow(shape):
+    # A mean over N tokens scales each logit's gradient by 1/N: scaled in float16 before the matmuls, most of them
+    # fall into (or below) float16's subnormal range and lose their digits. The gradients must be about as close
+    # to the float32 reference as that reference rounded to float16 is (summed over all elements, where the tiny
+    # ones count), which scaling in float16 missed by 2.2x to 4.2x on the CPU shape.
+    n_tokens, hidden, vocab = shape
+    x, weight = randn(n_tokens, hidden, dtype=torch.float16), randn(vocab, hidden, dtype=torch.float16, scale=hidden**-0.5)
+    bias, target = randn(vocab, dtype=torch.float16), targets(n_tokens, vocab, ignore_index=-100)
+    refs = [reference_copy(t) for t in (x, weight, bias)]
+    F.cross_entropy(F.linear(*refs), target).backward()
+    chunk = 128 if DEVICE == "cpu" else None
+    _, *grads = ce.linear_cross_entropy(x, weight, bias, target, with_grads=True, chunk_tokens=chunk)
+    for name, actual, ref in zip(("x", "weight", "bias"), grads, refs, strict=True):
+        error = (actual.float() - ref.grad).abs().sum()
+        rounding = (ref.grad.half().float() - ref.grad).abs().sum()
+        assert error <= 2 * rounding, f"grad of {name}: L1 error {error:.3g}, float16 rounding alone {rounding:.3g}"
+
+
 def test_linear_cross_entropy_with_grads_refuses_reduction_none():
     x, w, t = randn(4, 8), randn(10, 8), targets(4, 10, -100)
     with pytest.raises(ValueError, match="with_grads needs reduction"):

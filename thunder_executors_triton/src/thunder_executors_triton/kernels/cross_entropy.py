@@ -174,18 +174,18 @@ def token_chunk(n_tokens: int) -> int:
 _mm_out_dtype_works: bool | None = None  # whether torch.mm(..., out_dtype=float32) runs here (CUDA, torch >= 2.9)
 
 
-def _weight_grad_of_chunk(grad: torch.Tensor, x_chunk: torch.Tensor) -> torch.Tensor:
-    """grad.T @ x_chunk in float32; for half-precision operands, straight from the matmul's float32 accumulator
-    where torch supports it, without a half-precision product and a conversion."""
+def _mm_float32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b in float32; for half-precision operands, straight from the matmul's float32 accumulator where torch
+    supports it, without a half-precision product and a conversion."""
     global _mm_out_dtype_works
-    if grad.dtype != torch.float32 and grad.is_cuda and _mm_out_dtype_works is not False:
+    if a.dtype != torch.float32 and a.is_cuda and _mm_out_dtype_works is not False:
         try:
-            result = torch.mm(grad.t(), x_chunk, out_dtype=torch.float32)
+            result = torch.mm(a, b, out_dtype=torch.float32)
             _mm_out_dtype_works = True
             return result
         except (RuntimeError, TypeError, NotImplementedError):
             _mm_out_dtype_works = False
-    return (grad.t() @ x_chunk).to(torch.float32)
+    return (a @ b).to(torch.float32)
 
 
 def _check_linear(x, weight, bias, target, reduction, label_smoothing):
@@ -228,7 +228,11 @@ def linear_cross_entropy(
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=x.device)  # accumulated in float32
         grad_b = torch.zeros(vocab, dtype=torch.float32, device=x.device)
         scale = (1.0 / valid_count(target, ignore_index) if reduction == "mean" else torch.ones((), device=x.device))
-        scale = (scale.to(torch.float32).reshape(1), 0)
+        scale = scale.to(torch.float32).reshape(1)
+        # The chunk's gradient is written unscaled (softmax minus target, within [-1, 1]) and the mean's 1/count
+        # applied in float32 after the matmuls: scaled in float16, a mean over 8192 tokens of a 50257-way softmax
+        # (about 2e-9 an element) would fall below float16's smallest subnormal (6e-8) and flush to zero.
+        unscaled = (torch.ones(1, dtype=torch.float32, device=x.device), 0)
     chunk = chunk_tokens or token_chunk(n_tokens)
     for start in range(0, n_tokens, chunk):
         stop = min(start + chunk, n_tokens)
@@ -236,13 +240,15 @@ def linear_cross_entropy(
         logits = torch.nn.functional.linear(x_chunk, weight, bias)
         grad = logits if with_grads else None
         _launch_forward(logits, target[start:stop], loss_rows[start:stop], lse[start:stop], ignore_index,
-                        label_smoothing, grad=grad, scale=scale if with_grads else None)  # fmt: skip
+                        label_smoothing, grad=grad, scale=unscaled if with_grads else None)  # fmt: skip
         if with_grads:
-            torch.mm(grad, weight, out=grad_x[start:stop])
-            grad_w += _weight_grad_of_chunk(grad, x_chunk)
+            grad_x[start:stop] = _mm_float32(grad, weight).mul_(scale)
+            grad_w += _mm_float32(grad.t(), x_chunk)
             if bias is not None:
                 grad_b += grad.sum(0, dtype=torch.float32)
     loss = _reduce(loss_rows, target, ignore_index, reduction, x.dtype)
     if not with_grads:
         return loss
+    grad_w.mul_(scale)
+    grad_b.mul_(scale)
     return loss, grad_x, grad_w.to(weight.dtype), grad_b.to(bias.dtype if bias is not None else weight.dtype)
