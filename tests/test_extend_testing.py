@@ -82,3 +82,12 @@ def test_training_with_a_wrong_gradient_fails():
     with pytest.raises(AssertionError):
         assert_trains_like_eager(model, [sin_executor("kit_train_half_grad", grad_scale=0.5)], device="cpu",
                                  batch_shape=(2, 8), tolerance=1e-5)  # fmt: skip
+
+
+def test_each_gradient_is_checked_in_its_arguments_dtype():
+    # a float32 table beside bfloat16 activations (rotary frequencies) keeps a float32 gradient, as in eager
+    x, freqs = torch.randn(4, 8, dtype=torch.bfloat16), torch.rand(4, 8)
+    check_against_eager(lambda x, f: x * f.cos().to(x.dtype), (x, freqs), torch.bfloat16, executors=["torch"], scale=2)
+    with pytest.raises(AssertionError, match="gradient 1: expected dtype torch.float32, got torch.bfloat16"):
+        assert_close_to_reference(torch.ones(3, dtype=torch.bfloat16), torch.ones(3), torch.bfloat16,
+                                  what="gradient 1", result_dtype=torch.float32)  # fmt: skip

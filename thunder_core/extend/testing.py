@@ -40,15 +40,18 @@ TOLERANCES = {
 
 
 def assert_close_to_reference(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, scale: float = 1.0,
-                              what: str = "result", tolerances: dict | None = None) -> None:  # fmt: skip
-    """``actual``, computed in ``dtype``, against a float32 ``expected``: the dtype, the shape, and the values
-    within ``tolerances[dtype]`` (default `TOLERANCES`) widened by ``scale`` (for sums of many rounded terms).
+                              what: str = "result", tolerances: dict | None = None,
+                              result_dtype: torch.dtype | None = None) -> None:  # fmt: skip
+    """``actual``, computed in ``dtype``, against a float32 ``expected``: the dtype (``result_dtype``, default
+    ``dtype``), the shape, and the values within ``tolerances[dtype]`` (default `TOLERANCES`) widened by ``scale``
+    (for sums of many rounded terms).
 
     Values below the dtype's normal range are subnormals spaced ``finfo.tiny * finfo.eps`` apart, so the
     absolute tolerance is never below that spacing; NaNs must match NaNs.
     """
     tol = (tolerances or TOLERANCES)[dtype]
-    assert actual.dtype == dtype, f"{what}: expected dtype {dtype}, got {actual.dtype}"
+    result_dtype = result_dtype or dtype
+    assert actual.dtype == result_dtype, f"{what}: expected dtype {result_dtype}, got {actual.dtype}"
     assert actual.shape == expected.shape, f"{what}: expected shape {list(expected.shape)}, got {list(actual.shape)}"
     finite = expected[expected.isfinite()]
     magnitude = max(finite.abs().max().item(), 1e-6) if finite.numel() else 1.0
@@ -86,8 +89,9 @@ def check_against_eager(fn: Callable, args: Sequence, dtype: torch.dtype, *, exe
         incoming = torch.randn_like(expected)
         grads = torch.autograd.grad(out, differentiable, incoming.to(out.dtype))
         ref_grads = torch.autograd.grad(expected, [a for a in reference if a.requires_grad], incoming)
-        for i, (got, want) in enumerate(zip(grads, ref_grads, strict=True)):
-            assert_close_to_reference(got, want, dtype, scale, f"gradient {i}", tolerances)
+        for i, (got, want, leaf) in enumerate(zip(grads, ref_grads, differentiable, strict=True)):
+            # each gradient in its argument's dtype (a float32 argument beside dtype ones keeps a float32 one)
+            assert_close_to_reference(got, want, dtype, scale, f"gradient {i}", tolerances, result_dtype=leaf.dtype)
     for i, (leaf, original) in enumerate(zip(leaves, args, strict=True)):
         assert torch.equal(leaf.detach(), original), f"argument {i} was changed in place"
     return execution_ops(jfn)

@@ -76,6 +76,8 @@ def test_cross_entropy_with_an_ignore_index_among_the_classes(dtype):
 
 def test_llama_style_model_trains_with_apex_first_as_in_eager():
     torch.manual_seed(0)
-    executors = ["apex", *(e.name for e in thunder.get_default_executors())]
+    # without triton: its pass fuses the LM head's linear with the cross-entropy before executors claim operations
+    # (executor passes run for every executor in the list), so apex would never see the cross-entropy
+    executors = ["apex", *(e.name for e in thunder.get_default_executors() if e.name != "triton")]
     ops = assert_trains_like_eager(LlamaStyle().cuda(), executors, device="cuda")
     assert "apex.rms_norm_fwd" in ops and "apex.cross_entropy_fwd" in ops
