@@ -304,3 +304,38 @@ def test_a_vmap_that_dynamo_inlines_runs_on_the_fallback_and_leaves_no_vmap_leve
     assert reason.kind == "unsupported operator" and "torch.func transform" in reason.message
     assert "test_dynamo.py" in reason.location
     assert compiled.last_traces and compiled.last_backward_traces, "the matmul and sin ran outside Thunder"
+
+
+def _compile_only_path(x):
+    if torch.compiler.is_compiling():  # a library's torch.compile-only path with a bug (transformers 4.55's BART)
+        return x + torch.zeros(x.shape[0] + 1)
+    return x + 1
+
+
+def _scaled(x, w):
+    return torch.tanh(x @ w) * 3
+
+
+def test_a_frame_dynamo_fails_to_capture_runs_eagerly_and_its_callees_still_compile():
+    def f(x, w):
+        return _scaled(_compile_only_path(x).cos(), w)
+
+    x, w = torch.randn(4), torch.randn(4, 2, requires_grad=True)
+    compiled = thunderfx(f, fallback="eager")
+    actual = compiled(x, w)
+    actual.sum().backward()
+    grad, w.grad = w.grad, None
+    expected = f(x, w)
+    expected.sum().backward()
+    torch.testing.assert_close(actual, expected)
+    torch.testing.assert_close(grad, w.grad)
+    failed = [r for r in compiled.split_reasons if r.kind == "dynamo failed"]
+    assert failed and all("ran it eagerly" in r.message for r in failed)
+    assert any("test_dynamo.py" in r.message and "broadcast" in r.message for r in failed), failed
+    assert compiled.last_traces and compiled.last_backward_traces, "_scaled did not run under Thunder"
+
+
+def test_fullgraph_raises_where_dynamo_fails_to_capture():
+    compiled = thunderfx(_compile_only_path, fallback="eager", fullgraph=True)
+    with pytest.raises(Exception, match="broadcast"):
+        compiled(torch.randn(4))

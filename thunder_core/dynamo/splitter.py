@@ -27,8 +27,8 @@ from thunder.frontend.tracer import _DATA_DEPENDENT
 class SplitReason:
     """Why part of the program does not run under Thunder.
 
-    kind: "data-dependent", "unsupported operator", "thunder failed", "recompile limit", "inductor failed" or
-    "dynamo graph break".
+    kind: "data-dependent", "unsupported operator", "thunder failed", "recompile limit", "inductor failed",
+    "dynamo graph break" or "dynamo failed" (a frame Dynamo could not capture, run eagerly).
     node: the FX node's name ("" for a Dynamo graph break); target: what it calls; message: the explanation;
     location: the user's source line, where Dynamo recorded it.
     """
