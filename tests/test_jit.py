@@ -224,6 +224,19 @@ def test_a_compile_path_that_fails_to_trace_is_traced_again_on_the_eager_path_wi
     assert seen == [True, False]
 
 
+def test_the_eager_path_trace_keeps_the_guards_the_failed_attempt_also_met():
+    def fn(x, n):
+        y = x * n if n > 0 else x - n  # a guard on n, met on both paths
+        if torch.compiler.is_compiling():
+            return y + torch.zeros(x.shape[0] + 1)
+        return y
+
+    jfn, x = thunder.jit(fn, cache="symbolic values"), torch.ones(3)
+    with pytest.warns(CompilePathFallbackWarning):
+        torch.testing.assert_close(jfn(x, 2.0), fn(x, 2.0))
+        torch.testing.assert_close(jfn(x, -1.0), fn(x, -1.0))  # the guard on n > 0 fails: a new entry
+
+
 def test_when_both_paths_fail_the_compile_path_error_is_raised_with_the_other_noted():
     def fn(x):
         if torch.compiler.is_compiling():

@@ -751,6 +751,10 @@ class GuardList(list):
             pass
         super().append(guard)
 
+    def clear(self) -> None:
+        super().clear()
+        self._seen.clear()  # else a guard met again after clearing would be dropped as already present
+
 
 def _guard(expr: Callable, outcome, proxy: NumberProxy) -> None:
     """The concretization hook: the program depends on `expr(inputs) == outcome`."""
