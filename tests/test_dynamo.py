@@ -276,3 +276,66 @@ def test_a_region_thunder_fails_to_compile_runs_on_the_fallback_with_the_reason(
     (reason,) = compiled.split_reasons
     assert reason.kind == "thunder failed" and "refuses every trace" in reason.message
     assert compiled.compiler.thunder_regions[0].uses_fallback and compiled.last_traces == []
+
+
+def test_a_vmap_that_dynamo_inlines_runs_on_the_fallback_and_leaves_no_vmap_level_open():
+    # transformers 4.5x builds masks with nested torch.vmap; Dynamo inlines it as functorch level calls, which
+    # Thunder once traced: the region failed and the vmap level it had opened stayed open, so a later
+    # torch.rand raised vmap's randomness error
+    def f(x, y, w):
+        def pair(a, b):
+            return (a < b).float()
+
+        mask = torch.vmap(torch.vmap(pair, in_dims=(None, 0)), in_dims=(0, None))(x, y)
+        return torch.sin(mask @ w) * 2
+
+    x, y, w = torch.arange(4.0), torch.arange(5.0), torch.randn(5, 3, requires_grad=True)
+    compiled = thunderfx(f, fallback="eager")
+    actual = compiled(x, y, w)
+    actual.sum().backward()
+    grad, w.grad = w.grad, None
+    expected = f(x, y, w)
+    expected.sum().backward()
+    torch.testing.assert_close(actual, expected)
+    torch.testing.assert_close(grad, w.grad)
+    assert torch._C._functorch.maybe_current_level() is None, "a vmap level was left open"
+    torch.rand(2)  # raises under an open vmap level
+    (reason,) = compiled.split_reasons
+    assert reason.kind == "unsupported operator" and "torch.func transform" in reason.message
+    assert "test_dynamo.py" in reason.location
+    assert compiled.last_traces and compiled.last_backward_traces, "the matmul and sin ran outside Thunder"
+
+
+def _compile_only_path(x):
+    if torch.compiler.is_compiling():  # a library's torch.compile-only path with a bug (transformers 4.55's BART)
+        return x + torch.zeros(x.shape[0] + 1)
+    return x + 1
+
+
+def _scaled(x, w):
+    return torch.tanh(x @ w) * 3
+
+
+def test_a_frame_dynamo_fails_to_capture_runs_eagerly_and_its_callees_still_compile():
+    def f(x, w):
+        return _scaled(_compile_only_path(x).cos(), w)
+
+    x, w = torch.randn(4), torch.randn(4, 2, requires_grad=True)
+    compiled = thunderfx(f, fallback="eager")
+    actual = compiled(x, w)
+    actual.sum().backward()
+    grad, w.grad = w.grad, None
+    expected = f(x, w)
+    expected.sum().backward()
+    torch.testing.assert_close(actual, expected)
+    torch.testing.assert_close(grad, w.grad)
+    failed = [r for r in compiled.split_reasons if r.kind == "dynamo failed"]
+    assert failed and all("ran it eagerly" in r.message for r in failed)
+    assert any("test_dynamo.py" in r.message and "broadcast" in r.message for r in failed), failed
+    assert compiled.last_traces and compiled.last_backward_traces, "_scaled did not run under Thunder"
+
+
+def test_fullgraph_raises_where_dynamo_fails_to_capture():
+    compiled = thunderfx(_compile_only_path, fallback="eager", fullgraph=True)
+    with pytest.raises(Exception, match="broadcast"):
+        compiled(torch.randn(4))

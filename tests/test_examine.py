@@ -218,6 +218,18 @@ def test_examine_records_the_paths_the_tracer_takes():
     assert result.unsupported == [] and result.matches_eager, result.report()
 
 
+def test_examine_takes_the_eager_path_where_the_compile_path_fails_as_thunder_jit_does():
+    def fn(x):
+        if torch.compiler.is_compiling():  # a library's compile-only path with a bug (transformers 4.5x's BART)
+            return x + torch.zeros(x.shape[0] + 1)
+        return x.exp()
+
+    with pytest.warns(UserWarning, match="traced the path eager takes"):
+        result = examine(fn, torch.ones(3))
+    assert result.eager_error is None and result.jit_error is None, result.report()
+    assert result.matches_eager and set(result.operations) == {"torch.Tensor.exp"}, result.report()  # not the failed run's
+
+
 # -- names and executors as users know them ------------------------------------------------------------------
 
 

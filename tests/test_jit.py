@@ -8,6 +8,8 @@ import pytest
 import torch
 
 import thunder
+from thunder.frontend.jit import CompilePathFallbackWarning
+from thunder.frontend.tracer import DataDependentError
 
 
 def test_hello_world_matches_eager():
@@ -203,6 +205,59 @@ def test_torch_compiler_is_compiling_while_acquiring_only():
     thunder.jit(fn)(torch.ones(2))
     assert seen == [True]
     assert not torch.compiler.is_compiling()
+
+
+def test_a_compile_path_that_fails_to_trace_is_traced_again_on_the_eager_path_with_a_warning():
+    # transformers 4.5x's BART: a mask one column too wide on its compile-only path (wrong under torch.compile too)
+    seen = []
+
+    def fn(x):
+        seen.append(torch.compiler.is_compiling())
+        if torch.compiler.is_compiling():
+            return x + torch.zeros(x.shape[0] + 1)
+        return x + 1
+
+    x = torch.ones(3)
+    with pytest.warns(CompilePathFallbackWarning, match=r"is_compiling\(\) True .* failed with RuntimeError"):
+        out = thunder.jit(fn)(x)
+    torch.testing.assert_close(out, x + 1)
+    assert seen == [True, False]
+
+
+def test_the_eager_path_trace_keeps_the_guards_the_failed_attempt_also_met():
+    def fn(x, n):
+        y = x * n if n > 0 else x - n  # a guard on n, met on both paths
+        if torch.compiler.is_compiling():
+            return y + torch.zeros(x.shape[0] + 1)
+        return y
+
+    jfn, x = thunder.jit(fn, cache="symbolic values"), torch.ones(3)
+    with pytest.warns(CompilePathFallbackWarning):
+        torch.testing.assert_close(jfn(x, 2.0), fn(x, 2.0))
+        torch.testing.assert_close(jfn(x, -1.0), fn(x, -1.0))  # the guard on n > 0 fails: a new entry
+
+
+def test_when_both_paths_fail_the_compile_path_error_is_raised_with_the_other_noted():
+    def fn(x):
+        if torch.compiler.is_compiling():
+            return x + torch.zeros(x.shape[0] + 1)
+        return x @ torch.zeros(x.shape[0] + 2)
+
+    with pytest.raises(RuntimeError, match="cannot be broadcast") as info:
+        thunder.jit(fn)(torch.ones(3))
+    assert any("is_compiling() False); it failed too" in note for note in info.value.__notes__)
+
+
+def test_a_data_dependent_error_is_not_traced_again():
+    seen = []
+
+    def fn(x):
+        seen.append(torch.compiler.is_compiling())
+        return x * 2 if x.sum() > 0 else x
+
+    with pytest.raises(DataDependentError):
+        thunder.jit(fn)(torch.ones(3))
+    assert seen == [True]
 
 
 def test_unsupported_fallback_ops_still_run_and_are_reported():

@@ -54,6 +54,21 @@ def test_ci_runs_the_readme_setup_and_test_command_and_builds_the_docs():
     assert any(line.startswith("python3 -m sphinx -W") and " docs " in line for line in ci_commands)
 
 
+def test_ci_runs_the_readme_second_model_test_run_after_the_test_command():
+    # the README's third bash block: the Hugging Face model tests again, under transformers 4.55
+    block = bash_blocks((REPO_ROOT / "README.md").read_text())[2].strip().splitlines()
+    ci_lines = [line for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines() if not line.startswith("#")]
+    ci_lines = [line.replace(" -q", "", 1) if " pip " in line else line for line in ci_lines]
+    _, tests = readme_setup_and_test_commands()
+    start = ci_lines.index(block[0])
+    assert ci_lines[start : start + len(block)] == block
+    assert ci_lines.index(tests) < start
+    for path in re.findall(r"-r (\S+)", block[0]):
+        assert (REPO_ROOT / path).is_file(), f"the README installs {path}, which does not exist"
+    installed_into = re.search(r"--target (\S+)", block[0]).group(1)
+    assert f"PYTHONPATH={installed_into} " in block[1] and f"{installed_into}/" in (REPO_ROOT / ".gitignore").read_text()
+
+
 def test_the_test_command_runs_in_parallel():
     _, tests = readme_setup_and_test_commands()
     assert re.search(r" -n (2|auto) ", tests)
@@ -70,7 +85,7 @@ def test_torch_is_pinned_exactly_and_no_other_package_index_is_named():
     assert lines == ["torch==2.13.0"]
 
 
-@pytest.mark.parametrize("name", ["test.txt", "docs.txt", "models.txt", "models-no-deps.txt"])
+@pytest.mark.parametrize("name", ["test.txt", "docs.txt", "models.txt", "models-no-deps.txt", "models-transformers-4.55.txt"])
 def test_third_party_requirements_are_pinned(name):
     for line in requirement_lines(name):
         assert re.fullmatch(r"[A-Za-z0-9_.\-]+(\[[a-z,]+\])?==[0-9][0-9A-Za-z.+]*", line), f"{name}: {line!r}"

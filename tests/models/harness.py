@@ -5,6 +5,9 @@ the same inputs, and compares: the forward outputs (in inference, under `torch.n
 training step (the loss and every parameter's gradient), and `thunder.examine`'s report (every operation
 supported, only the expected ones through the meta-kernel fallback, and the jitted result equal to eager).
 
+`assert_thunderfx_training_step_matches_eager` does the training-step check through the second frontend,
+`thunder.dynamo.thunderfx`.
+
 `executors` names an entry of `EXECUTOR_LISTS`: the model tests are parametrized over it, so that a new
 executor row (torchcompile, ...) is one entry here, with its tolerances.
 """
@@ -16,6 +19,7 @@ from collections.abc import Callable, Mapping
 
 import pytest
 import torch
+import torch._dynamo
 
 import thunder
 from thunder.examine import examine
@@ -77,6 +81,35 @@ def assert_training_step_matches_eager(
         torch.testing.assert_close(param.grad, ref_param.grad, **tolerances, msg=lambda m, n=name: f"{n}: {m}")
         checked += 1
     assert checked > 0, "the loss reaches no parameter: the comparison checked nothing"
+
+
+def assert_thunderfx_training_step_matches_eager(model: torch.nn.Module, inputs: Mapping, loss_of: Callable):
+    """One training step through `thunder.dynamo.thunderfx` (the regions Thunder does not take run eagerly): the
+    loss and every parameter's gradient equal eager's; Thunder ran at least one region and failed on none."""
+    from thunder.dynamo import thunderfx
+
+    torch._dynamo.reset()  # no graph cached by an earlier test's model
+    model.train()
+    reference = copy.deepcopy(model)
+    compiled = thunderfx(model, fallback="eager")
+    loss = loss_of(compiled(**inputs))
+    loss.backward()
+    expected = loss_of(reference(**inputs))
+    expected.backward()
+    tolerances = TOLERANCES["default"]
+    torch.testing.assert_close(loss, expected, **tolerances)
+    checked = 0
+    for (name, param), (_, ref_param) in zip(model.named_parameters(), reference.named_parameters(), strict=True):
+        if ref_param.grad is None:
+            assert param.grad is None, f"{name} got a gradient under thunderfx but none in eager"
+            continue
+        assert param.grad is not None, f"{name} got no gradient under thunderfx"
+        torch.testing.assert_close(param.grad, ref_param.grad, **tolerances, msg=lambda m, n=name: f"{n}: {m}")
+        checked += 1
+    assert checked > 0, "the loss reaches no parameter: the comparison checked nothing"
+    failed = [str(r) for r in compiled.split_reasons if r.kind == "thunder failed"]
+    assert not failed, "Thunder failed on regions (they ran eagerly):\n" + "\n".join(failed)
+    assert compiled.last_traces, f"no region ran through Thunder:\n{compiled.report()}"
 
 
 def assert_examine_finds_every_op_supported(

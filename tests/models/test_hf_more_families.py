@@ -9,7 +9,6 @@ with its data-dependent error, which names thunderfx as the way out; thunderfx r
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,10 +16,9 @@ import pytest
 import torch
 import transformers
 
-from thunder.dynamo import thunderfx
 from thunder.frontend.tracer import DataDependentError
 
-from .harness import TOLERANCES, assert_training_step_matches_eager, seeded
+from .harness import assert_thunderfx_training_step_matches_eager, assert_training_step_matches_eager, seeded
 
 VOCAB, BATCH, SEQ = 100, 2, 8
 TRANSFORMERS_4 = int(transformers.__version__.split(".")[0]) < 5
@@ -112,26 +110,7 @@ def test_training_step_under_thunder_jit_matches_eager(name):
     assert_training_step_matches_eager(model, family.inputs(), family.loss, "default")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_training_step_under_thunderfx_matches_eager(name):
     family = FAMILIES[name]
-    torch._dynamo.reset()
-    model = seeded(family.build).train()
-    reference = copy.deepcopy(model)
-    compiled = thunderfx(model, fallback="eager")
-    loss = family.loss(compiled(**family.inputs()))
-    loss.backward()
-    expected = family.loss(reference(**family.inputs()))
-    expected.backward()
-    tolerances = TOLERANCES["default"]
-    torch.testing.assert_close(loss, expected, **tolerances)
-    checked = 0
-    for (param_name, param), (_, ref_param) in zip(model.named_parameters(), reference.named_parameters()):
-        if ref_param.grad is None:
-            assert param.grad is None, f"{param_name} got a gradient under thunderfx but none in eager"
-            continue
-        torch.testing.assert_close(param.grad, ref_param.grad, **tolerances, msg=lambda m, n=param_name: f"{n}: {m}")
-        checked += 1
-    assert checked > 0
-    assert compiled.last_traces, "no region ran through Thunder"
+    assert_thunderfx_training_step_matches_eager(seeded(family.build), family.inputs(), family.loss)

@@ -1,5 +1,5 @@
 """LitGPT's `GPT` under `thunder.jit`: forward, one training step, KV-cache generation and `examine`, each compared
-with eager.
+with eager; and one training step through `thunder.dynamo.thunderfx`.
 
 Configs are LitGPT's own (`Config.from_name`), shrunk to 2 layers, width 32, vocabulary 100 (padded to 128) and
 a block size of 16, so each keeps its family's architecture: GPT-NeoX (pythia), Llama 3 (RoPE scaling, grouped
@@ -20,6 +20,7 @@ from .harness import (
     EXECUTORS,
     assert_examine_finds_every_op_supported,
     assert_forward_matches_eager,
+    assert_thunderfx_training_step_matches_eager,
     assert_training_step_matches_eager,
     jit,
     seeded,
@@ -73,6 +74,12 @@ def test_forward_matches_eager(name, executors):
 @pytest.mark.parametrize("name", CONFIGS)
 def test_training_step_matches_eager(name, executors):
     assert_training_step_matches_eager(NextTokenLoss(build(name)), training_inputs(), lambda loss: loss, executors)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_training_step_under_thunderfx_matches_eager(name):
+    model = NextTokenLoss(build(name))
+    assert_thunderfx_training_step_matches_eager(model, training_inputs(), lambda loss: loss)
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -107,13 +107,8 @@ def examine(fn_or_module: Callable | torch.nn.Module, /, *args, **kwargs) -> Exa
         print(result.report())
         return result
     rng_state = torch.get_rng_state()
-    recorder = _TorchCallRecorder()
-    eager_fn, eager_args, eager_kwargs = _eager_copies(fn_or_module, args, kwargs)
     try:
-        # The eager run takes the paths the tracer takes: libraries branch on torch.compiler.is_compiling()
-        # (see tracer._compiling), and the data-dependent checks they skip then must not be reported.
-        with recorder, _tracer._compiling():
-            expected = eager_fn(*eager_args, **eager_kwargs)
+        expected, recorder = _run_eager(fn_or_module, args, kwargs, rng_state)
     except Exception as e:
         result.eager_error = f"{type(e).__name__}: {e}"
         print(result.report())
@@ -242,6 +237,23 @@ def _fallback_meta_error(func, args, kwargs) -> str | None:
         cause = e.__cause__ or e  # the fallback wraps the meta kernel's own error
         return f"{type(cause).__name__}: {cause}"
     return None
+
+
+def _run_eager(fn, args, kwargs, rng_state) -> tuple[Any, _TorchCallRecorder]:
+    """The eager run (on copies), recording every torch call, on the paths the tracer takes: libraries branch on
+    torch.compiler.is_compiling() (see tracer._compiling), and the data-dependent checks they skip then must not
+    be reported. Where that path fails, thunder.jit traces the path eager takes (flag False), and so does this."""
+    for compiling in (True, False):
+        recorder = _TorchCallRecorder()
+        eager_fn, eager_args, eager_kwargs = _eager_copies(fn, args, kwargs)
+        torch.set_rng_state(rng_state)
+        try:
+            with recorder, _tracer._compiling(compiling):
+                return eager_fn(*eager_args, **eager_kwargs), recorder
+        except Exception:
+            if not compiling:
+                raise
+    raise AssertionError("unreachable: the second run returns or raises")
 
 
 def _eager_copies(fn, args, kwargs):

@@ -7,6 +7,7 @@ import functools
 import inspect
 import logging
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,14 @@ from thunder.frontend.compile import compile_entry
 from thunder.frontend.guards import MISS, GuardRecorder, alias_pattern, build_guard, build_hot_call, same_value
 from thunder.frontend.object_write_back import changed, pytree_objects, snapshot, write_back
 from thunder.frontend.symbolic_shapes import compile_guards
-from thunder.frontend.tracer import GuardList, _tracers, acquire_trace, collecting_guards, current_tracer
+from thunder.frontend.tracer import (
+    DataDependentError,
+    GuardList,
+    _tracers,
+    acquire_trace,
+    collecting_guards,
+    current_tracer,
+)
 from thunder.frontend.train_step import MISSING as MISSING_STATE
 from thunder.frontend.train_step import note_nested_jit_call
 
@@ -37,6 +45,16 @@ log = logging.getLogger("thunder")
 _Tensor = torch.Tensor
 
 JIT_OPTIONS = {"show_progress", "debug_verify"}
+
+
+class CompilePathFallbackWarning(UserWarning):
+    """thunder.jit traced a library's eager path (`torch.compiler.is_compiling()` False) because the path the
+    library takes under torch.compile failed to trace; the message names the error."""
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
 
 
 @dataclass
@@ -235,15 +253,13 @@ class ThunderFunction:
                                              TreeSpec("dict", (dict, ()), ())))  # fmt: skip
         guards = GuardList()
         duplicates = _duplicate_tensors(all_leaves)
-        recorder = GuardRecorder()
         with collecting_guards(guards) if symbolic else contextlib.nullcontext():
             t0 = time.perf_counter()
-            with recorder.recording():
-                trace, tracer, out_spec = acquire_trace(traced_fn, all_leaves, flat_spec, names=names,
-                                                        replacements=self.replacements, symbolic_numbers=symbolic,
-                                                        duplicates=duplicates,
-                                                        symbolic_sizes_from=n_state if symbolic else None,
-                                                        executors=self.executors)  # fmt: skip
+            options = dict(names=names, replacements=self.replacements, symbolic_numbers=symbolic,
+                           duplicates=duplicates, symbolic_sizes_from=n_state if symbolic else None,
+                           executors=self.executors)  # fmt: skip
+            trace, tracer, out_spec, recorder = self._acquire(traced_fn, all_leaves, flat_spec, options, guards,
+                                                              write_back_paths)  # fmt: skip
             _refuse_mutated_overlaps(all_leaves, duplicates, tracer, names)
             trace.duration_ms = (time.perf_counter() - t0) * 1e3
             self.stats.last_trace_time_ms = trace.duration_ms
@@ -268,6 +284,41 @@ class ThunderFunction:
         self.stats.saved_for_backward_bytes = sum(t.numel() * t.element_size() for t in saved)
         self._progress(f"compiled in {self.stats.last_compile_time_ms:.1f} ms")
         return entry
+
+    def _acquire(self, traced_fn, leaves, spec, options: dict, guards: list, write_back_paths: list):
+        """acquire_trace on the path libraries take under torch.compile (`torch.compiler.is_compiling()` True,
+        see tracer._compiling); should that path fail for a reason other than needing tensor values, acquires
+        again on the path eager takes (the flag False), with a warning. Both failing raises the first error.
+        Returns the trace, the tracer, the output spec and the guard recorder of the acquisition that worked."""
+        first_error = None
+        for compiling in (True, False):
+            recorder = GuardRecorder()
+            guards.clear()  # what a failed attempt recorded does not guard the trace that works
+            write_back_paths.clear()
+            try:
+                with recorder.recording():
+                    trace, tracer, out_spec = acquire_trace(traced_fn, leaves, spec, compiling=compiling, **options)
+            except DataDependentError:
+                raise  # the eager path reads tensor values wherever the compile path does
+            except Exception as error:
+                if first_error is None:
+                    first_error = error
+                    continue
+                first_error.add_note(
+                    "thunder.jit also traced the path eager takes (torch.compiler.is_compiling() False); it failed "
+                    f"too: {type(error).__name__}: {_first_line(error)}"
+                )
+                raise first_error from None
+            if first_error is not None:
+                warnings.warn(
+                    f"thunder.jit of {getattr(self.fn, '__qualname__', type(self.fn).__name__)}: tracing with "
+                    "torch.compiler.is_compiling() True (the path libraries take under torch.compile) failed with "
+                    f"{type(first_error).__name__}: {_first_line(first_error)}; traced the path eager takes instead",
+                    CompilePathFallbackWarning,
+                    stacklevel=2,
+                )
+            return trace, tracer, out_spec, recorder
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _add_checks(self, entry: CacheEntry, recorder: GuardRecorder, args, kwargs, leaves) -> None:
         if self.cache_option in ("same input", "no caching"):  # nothing changes, as promised / nothing is reused

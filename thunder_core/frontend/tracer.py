@@ -544,6 +544,7 @@ def acquire_trace(
     duplicates: dict[int, int] | None = None,
     symbolic_sizes_from: int | None = None,
     executors: tuple = (),
+    compiling: bool = True,
 ) -> tuple[TraceCtx, Tracer, Any]:
     """Traces `fn(*args, **kwargs)`, where `(args, kwargs) = tree_unflatten(leaves, spec)`.
 
@@ -557,6 +558,8 @@ def acquire_trace(
     A function that takes part in a training step (`loss.backward()`, `.grad`, `optimizer.step()`, see
     thunder.frontend.train_step) has further inputs after those (gradients, optimizer state, learning rates)
     and further outputs after its own; `trace.tags["program_state"]` says how to read and write them.
+
+    `compiling`: whether `torch.compiler.is_compiling()` answers True meanwhile (see `_compiling`).
     """
     from thunder.frontend.autograd_function import traced_autograd_functions
     from thunder.frontend.batchnorm_forward import traceable_cumulative_batch_norm
@@ -572,7 +575,7 @@ def acquire_trace(
     tracer.training = TrainingTracer(tracer)
     _tracers.append(tracer)
     try:
-        with tracectx(trace), _compiling(), intercepting_optimizer_steps(tracer.training):
+        with tracectx(trace), _compiling(compiling), intercepting_optimizer_steps(tracer.training):
             proxied = _proxy_leaves(leaves, names, trace, tracer, symbolic_numbers, duplicates or {},
                                     symbolic_sizes_from)
             args, kwargs = tree_unflatten(proxied, spec)
@@ -609,13 +612,18 @@ def acquire_trace(
 
 
 @contextmanager
-def _compiling():
+def _compiling(active: bool = True):
     """`torch.compiler.is_compiling()` answers True while we acquire, as under torch.compile and torch.export.
 
     Libraries guard their data-dependent fast paths and checks with it (Hugging Face's mask creation calls
     `bool(mask.all())` unless it is tracing), and take a traceable path instead. torch.export's non-strict
-    mode sets the same flag (torch/_export/utils.py).
+    mode sets the same flag (torch/_export/utils.py). A library's compile path can be wrong where its eager
+    path is not (transformers 4.5x's BART without a decoder mask, under torch.compile too): thunder.jit then
+    acquires again with `active=False`, which leaves the flag alone (see `JittedFunction._acquire`).
     """
+    if not active:
+        yield
+        return
     # The flag is process-wide: with several threads acquiring at once, the last one out restores it.
     with _compiling_lock:
         if _compiling_state["depth"] == 0:
@@ -742,6 +750,10 @@ class GuardList(list):
         except TypeError:  # an unhashable expression (made by other code): kept as it is
             pass
         super().append(guard)
+
+    def clear(self) -> None:
+        super().clear()
+        self._seen.clear()  # else a guard met again after clearing would be dropped as already present
 
 
 def _guard(expr: Callable, outcome, proxy: NumberProxy) -> None:
