@@ -26,7 +26,7 @@ from thunder.torch.base import (
     to_dtype,
     torchsymbol,
 )
-from thunder.torch.elementwise import add, lt, where
+from thunder.torch.elementwise import add
 
 __all__ = [
     "reshape", "view", "permute", "transpose", "t", "unsqueeze", "squeeze", "flatten", "unflatten", "expand",
@@ -295,15 +295,16 @@ def _narrow_indices(a, dim: int, start: torch.Tensor, length: int) -> torch.Tens
     """The positions `narrow(a, dim, start, length)` reads, for a `start` given as a 0-d integer tensor.
 
     Eager reads the tensor's value (`.item()`) and returns a view at that offset; a trace cannot know the value, so
-    it indexes `a` with `start + arange(length)` instead (the same values and gradients, as a copy). A start
-    outside the dimension fails when the indexing runs, as an out-of-range index does.
+    it indexes `a` with `offset + arange(length)` instead (the same values and gradients, as a copy). The offset
+    comes from `prims.narrow_offset`, which checks the start when it runs and raises eager's error for one out of
+    range, so the indexing never reads outside the dimension.
     """
     if start.ndim != 0 or start.dtype.is_floating_point or start.dtype.is_complex:
         raise RuntimeError("start must be an 0-dim integral Tensor.")
     size = a.shape[dim]
     if length < 0 or length > size:
         raise RuntimeError(f"narrow(): length ({length}) must be in the range [0, {size}] of dimension {dim}.")
-    offset = where(lt(start, 0), add(start, size), start)
+    offset = prims.narrow_offset(start, size, length)
     return add(prims.iota(length, start=0, step=1, dtype=torch.int64, device=a.device), offset)
 
 

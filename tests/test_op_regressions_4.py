@@ -1,0 +1,240 @@
+"""Operator gaps of issues #26 and #17, checked against torch eager and torch.autograd.
+
+- `torch.arange` with 0-d tensor bounds (eager reads their values): traced with the values, which each call
+  checks again (a value guard), so a changed value never reuses a stale program;
+- `narrow` with a 0-d tensor start out of range raises eager's error, checked before any indexing runs;
+- a user's `TorchFunctionMode` around a jitted call is refused by name; entered inside the function it is traced;
+- `thunder.extend.mark_non_differentiable` for plugin authors' grad transforms.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+import thunder
+from thunder import extend
+
+t = torch.tensor
+
+
+# -- torch.arange with 0-d tensor bounds --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "bounds",
+    [(t(5),), (t(5, dtype=torch.int32),), (t(4.5),), (t(True),), (t(1), 9, t(3)), (-2, t(2.5)),
+     (t(-1.5, dtype=torch.float64), t(4), 0.5)],
+    ids=["int64-end", "int32-end", "float-end", "bool-end", "tensor-start-and-step", "tensor-end", "float64-start"],
+)  # fmt: skip
+def test_arange_with_0d_tensor_bounds_matches_eager(bounds):
+    def fn(x, *bounds):
+        return torch.arange(*bounds) + x
+
+    x = t(0.5)
+    expected, actual = fn(x, *bounds), thunder.jit(fn)(x, *bounds)
+    assert actual.dtype == expected.dtype
+    torch.testing.assert_close(actual, expected, rtol=0, atol=0)
+
+
+def test_arange_with_tensor_keyword_bounds_and_dtype_matches_eager():
+    def fn(start, end):
+        return torch.arange(start=start, end=end, step=2, dtype=torch.float64)
+
+    args = (t(1), t(8))
+    torch.testing.assert_close(thunder.jit(fn)(*args), fn(*args), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cache", ["constant values", "symbolic values", "same input"])
+def test_arange_follows_a_tensor_argument_whose_value_changes_between_calls(cache):
+    def fn(x, n):
+        return torch.arange(n) * x
+
+    jfn = thunder.jit(fn, cache=cache)
+    x = t(2.0)
+    for n in (t(4), t(2), t(7), t(4)):
+        torch.testing.assert_close(jfn(x, n), fn(x, n), rtol=0, atol=0)
+    if cache != "same input":  # the entry for 4 is found again
+        assert thunder.cache_misses(jfn) == 3
+
+
+def test_arange_follows_a_tensor_changed_in_place_between_calls():
+    n = t(3)
+    jfn = thunder.jit(lambda x, n: torch.arange(n) + x)
+    x = t(1.0)
+    torch.testing.assert_close(jfn(x, n), torch.arange(3) + x)
+    n.fill_(5)  # the same tensor object and metadata, another value
+    torch.testing.assert_close(jfn(x, n), torch.arange(5) + x)
+
+
+def test_arange_follows_a_captured_tensor_and_a_module_buffer():
+    limit = t(2)
+    jfn = thunder.jit(lambda x: torch.arange(limit) + x)
+    x = t(0.0)
+    torch.testing.assert_close(jfn(x), torch.arange(2) + x)
+    limit.fill_(6)
+    torch.testing.assert_close(jfn(x), torch.arange(6) + x)
+
+    class Positions(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("length", t(3))
+
+        def forward(self, x):
+            return x + torch.arange(self.length)
+
+    module = Positions()
+    jmodule = thunder.jit(module)
+    for length in (3, 5):
+        module.length.fill_(length)
+        torch.testing.assert_close(jmodule(x), module(x))
+
+
+def test_arange_of_a_value_computed_inside_the_function_is_a_clear_error():
+    with pytest.raises(thunder.frontend.tracer.DataDependentError, match=r"arange\(\) with a tensor `end` computed"):
+        thunder.jit(lambda x: torch.arange(x.sum()))(torch.ones(3))
+
+    def written_first(n):
+        n.add_(1)  # the value the call began with is no longer the one arange reads
+        return torch.arange(n)
+
+    with pytest.raises(thunder.frontend.tracer.DataDependentError, match="computed or changed inside"):
+        thunder.jit(written_first)(t(2))
+
+
+def test_arange_of_a_tensor_that_requires_grad_is_refused_like_eager():
+    n = t(3.0, requires_grad=True)
+    with pytest.raises(TypeError, match="must be Number"):
+        torch.arange(n)
+    with pytest.raises(TypeError, match="must be Number"):
+        thunder.jit(lambda n: torch.arange(n))(n)
+
+
+# -- narrow with a 0-d tensor start ----------------------------------------------------------------------------------
+def _narrowed(x, start):
+    return torch.narrow(x * 2, 0, start, 2).sin()
+
+
+@pytest.mark.parametrize("executors", [None, ["torchcompile"]], ids=["default", "torchcompile"])
+@pytest.mark.parametrize("start", [4, 5, -6, 10, -100])
+def test_narrow_with_a_tensor_start_out_of_range_raises_eagers_error(start, executors):
+    # on CUDA an out-of-range gather is a device-side assert that poisons the process: the start is checked first
+    x, start = torch.arange(5.0, requires_grad=True), t(start)
+    with pytest.raises((IndexError, RuntimeError)) as eager:
+        _narrowed(x, start)
+    jfn = thunder.jit(_narrowed, executors=executors)
+    with pytest.raises(type(eager.value), match=f"^{re.escape(str(eager.value))}$"):
+        jfn(x, start)
+
+
+@pytest.mark.parametrize("start", [0, 3, -2, -5])
+def test_narrow_with_a_tensor_start_in_range_matches_eager_forward_and_backward(start):
+    x = torch.randn(5, 3, requires_grad=True)
+    x_ref = x.detach().requires_grad_()
+    out, expected = thunder.jit(_narrowed)(x, t(start)), _narrowed(x_ref, t(start))
+    torch.testing.assert_close(out, expected)
+    cotangent = torch.randn_like(expected)
+    (g,), (g_ref,) = torch.autograd.grad(out, x, cotangent), torch.autograd.grad(expected, x_ref, cotangent)
+    torch.testing.assert_close(g, g_ref)
+
+
+def test_narrow_with_a_tensor_start_follows_its_value_without_recompiling():
+    jfn = thunder.jit(_narrowed)
+    x = torch.randn(6, requires_grad=True)
+    for start in (0, 4, -3):
+        torch.testing.assert_close(jfn(x, t(start)), _narrowed(x, t(start)))
+    with pytest.raises(RuntimeError, match=r"start \(5\) \+ length \(2\) exceeds dimension size \(6\)"):
+        jfn(x, t(5))
+    assert thunder.cache_misses(jfn) == 1
+
+
+def test_writing_through_a_narrow_view_with_a_tensor_start_out_of_range_raises():
+    def write(x, start):
+        x.narrow(0, start, 2).mul_(10)
+        return x
+
+    ok = torch.arange(5.0)
+    torch.testing.assert_close(thunder.jit(write)(ok.clone(), t(-2)), write(ok.clone(), t(-2)))
+    with pytest.raises(IndexError, match="start out of range"):
+        thunder.jit(write)(ok.clone(), t(-7))
+
+
+# -- a user's TorchFunctionMode ----------------------------------------------------------------------------------------
+class DoubleSines(TorchFunctionMode):
+    """Changes what torch.sin returns: a program that did not run the mode would differ from eager under it."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        return out * 2 if func is torch.sin else out
+
+
+def _sine_plus_one(x):
+    return torch.sin(x) + 1
+
+
+@pytest.mark.parametrize("compiled_before", [False, True], ids=["first-call", "cached"])
+def test_a_jitted_call_under_a_users_function_mode_is_refused_by_name(compiled_before):
+    jfn = thunder.jit(_sine_plus_one)
+    x = torch.randn(3)
+    if compiled_before:
+        jfn(x)  # the cached fast path must refuse too
+    with DoubleSines(), pytest.raises(RuntimeError, match=r"TorchFunctionMode .*DoubleSines.*inside the jitted function"):
+        jfn(x)
+    torch.testing.assert_close(jfn(x), _sine_plus_one(x))  # outside the mode again: runs as before
+
+
+def test_a_function_mode_entered_inside_the_jitted_function_is_traced_like_eager():
+    def fn(x):
+        with DoubleSines():
+            return torch.sin(x) + 1
+
+    x = torch.randn(4)
+    torch.testing.assert_close(thunder.jit(fn)(x), fn(x))
+
+
+def test_torchs_device_context_around_a_jitted_call_is_not_refused():
+    jfn = thunder.jit(lambda x: x + torch.ones(3))
+    x = torch.randn(3)
+    with torch.device("cpu"):
+        torch.testing.assert_close(jfn(x), x + 1)
+
+
+# -- thunder.extend.mark_non_differentiable -----------------------------------------------------------------------
+def test_mark_non_differentiable_through_thunder_extend_matches_an_autograd_function():
+    class ScaledAndSign(torch.autograd.Function):  # the eager reference: the sign output is not differentiable
+        @staticmethod
+        def forward(ctx, x):
+            sign = torch.sign(x)
+            ctx.mark_non_differentiable(sign)
+            return x * 3, sign
+
+        @staticmethod
+        def backward(ctx, g, _):
+            return g * 3
+
+    ex = extend.OperatorExecutor("regressions4_mark_nondiff")
+    op = ex.register_operator("scaled_and_sign", meta=lambda x: (extend.TensorProxy(like=x), extend.TensorProxy(like=x)),
+                              fn=lambda x: (x * 3, torch.sign(x)))  # fmt: skip
+
+    def scaled_and_sign_grad(x):
+        scaled, sign = op(x)
+        extend.mark_non_differentiable(sign)
+        extend.put_grad(x, extend.get_grad(scaled) * 3)
+        return scaled, sign
+
+    ex.register_implementation(op, grad_transform=scaled_and_sign_grad)
+    x = torch.randn(5, requires_grad=True)
+    scaled, sign = thunder.jit(lambda x: op(x), executors=[ex])(x)
+    expected_scaled, expected_sign = ScaledAndSign.apply(x)
+    assert (scaled.requires_grad, sign.requires_grad) == (expected_scaled.requires_grad, expected_sign.requires_grad)
+    assert sign.requires_grad is False
+    torch.testing.assert_close((scaled, sign), (expected_scaled, expected_sign))
+    cotangent = torch.randn(5)
+    (g,), (g_ref,) = torch.autograd.grad(scaled, x, cotangent), torch.autograd.grad(expected_scaled, x, cotangent)
+    torch.testing.assert_close(g, g_ref)
+
+
+def test_mark_non_differentiable_is_part_of_the_extension_api():
+    assert "mark_non_differentiable" in extend.__all__
+    assert extend.mark_non_differentiable.__doc__ and "grad_transform" in extend.mark_non_differentiable.__doc__
