@@ -95,7 +95,7 @@ EXPECTED_FAILURES: tuple[ExpectedFailure, ...] = (
     _random_fallback("nn.functional.dropout3d"),
     _random_fallback("nn.functional.feature_alpha_dropout.with_train"),
     _random_fallback("nn.functional.multi_head_attention_forward"),
-    # in-place methods
+    # in-place methods that change the tensor's shape
     _inplace("resize_", "resize_"),
     _inplace("resize_as_", "resize_as_"),
     # no symbol, and no meta kernel
