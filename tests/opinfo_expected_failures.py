@@ -54,13 +54,6 @@ def _data_dependent(op: str, what: str = "needs the value of a tensor") -> Expec
     return ExpectedFailure(op, "data-dependent output", what)
 
 
-def _random_fallback(op: str) -> ExpectedFailure:
-    """A random op without a Thunder symbol: the fallback cannot differentiate it by re-running it."""
-    return ExpectedFailure(
-        op, "random op without a Thunder symbol", r"is random and has no Thunder symbol", grad_only=True
-    )
-
-
 def _inplace(op: str, method: str) -> ExpectedFailure:
     """An in-place Tensor method with no functional form in Thunder."""
     return ExpectedFailure(
@@ -83,18 +76,6 @@ EXPECTED_FAILURES: tuple[ExpectedFailure, ...] = (
     _data_dependent("index_put", r"index_put with a boolean mask: .*data-dependent shape"),
     _data_dependent("repeat_interleave", r"repeat_interleave with tensor repeats has a data-dependent shape"),
     _data_dependent("tensor_split", r"tensor_split with a tensor of indices"),
-    # random ops without a Thunder symbol (differentiable ones only fail when an input requires grad)
-    _random_fallback("nn.functional.fractional_max_pool2d"),
-    _random_fallback("nn.functional.fractional_max_pool3d"),
-    _random_fallback("nn.functional.rrelu"),
-    _random_fallback("svd_lowrank"),
-    _random_fallback("pca_lowrank"),
-    _random_fallback("normal"),
-    _random_fallback("normal.number_mean"),
-    _random_fallback("nn.functional.dropout2d"),
-    _random_fallback("nn.functional.dropout3d"),
-    _random_fallback("nn.functional.feature_alpha_dropout.with_train"),
-    _random_fallback("nn.functional.multi_head_attention_forward"),
     # in-place methods that change the tensor's shape
     _inplace("resize_", "resize_"),
     _inplace("resize_as_", "resize_as_"),
