@@ -4,7 +4,9 @@
   checks again (a value guard), so a changed value never reuses a stale program;
 - `narrow` with a 0-d tensor start out of range raises eager's error, checked before any indexing runs;
 - a user's `TorchFunctionMode` around a jitted call is refused by name; entered inside the function it is traced;
-- `thunder.extend.mark_non_differentiable` for plugin authors' grad transforms.
+- `thunder.extend.mark_non_differentiable` for plugin authors' grad transforms;
+- operators whose meta kernel cannot run (cov, histogram, ctc_loss...), in-place random fills, and gradients of
+  random operators without a Thunder symbol (replayed from the generator state of the forward).
 """
 
 from __future__ import annotations
@@ -238,3 +240,102 @@ def test_mark_non_differentiable_through_thunder_extend_matches_an_autograd_func
 def test_mark_non_differentiable_is_part_of_the_extension_api():
     assert "mark_non_differentiable" in extend.__all__
     assert extend.mark_non_differentiable.__doc__ and "grad_transform" in extend.mark_non_differentiable.__doc__
+
+
+# -- operators whose torch meta kernel cannot run: hand-written output metadata, run by torch ----------------------
+def _assert_forward_and_grads_match_eager(fn, *inputs):
+    jit_inputs = [x.detach().clone().requires_grad_(x.requires_grad) for x in inputs]
+    expected, actual = fn(*inputs), thunder.jit(fn)(*jit_inputs)
+    torch.testing.assert_close(actual, expected)
+    assert actual.requires_grad == expected.requires_grad
+    differentiable = [x for x in inputs if x.requires_grad]
+    if differentiable and expected.requires_grad:
+        cotangent = torch.randn_like(expected)
+        expected_grads = torch.autograd.grad(expected, differentiable, cotangent)
+        actual_grads = torch.autograd.grad(actual, [x for x in jit_inputs if x.requires_grad], cotangent)
+        torch.testing.assert_close(actual_grads, expected_grads)
+
+
+def test_cov_and_corrcoef_with_weights_match_eager():
+    x = torch.randn(3, 6, requires_grad=True)
+    frequency, weights = t([1, 2, 1, 3, 1, 1]), torch.rand(6, requires_grad=True)
+    _assert_forward_and_grads_match_eager(lambda x, w: torch.cov(x, correction=0, fweights=frequency, aweights=w) * 2,
+                                          x, weights)  # fmt: skip
+    _assert_forward_and_grads_match_eager(lambda x: torch.corrcoef(x).sin(), x)
+    _assert_forward_and_grads_match_eager(lambda v: torch.cov(v) + 1, torch.randn(5, requires_grad=True))  # 0-d
+
+
+def test_cov_with_negative_frequency_weights_raises_eagers_error():
+    x, frequency = torch.randn(2, 3), t([1, -1, 2])
+    with pytest.raises(RuntimeError, match="fweights cannot be negative"):
+        torch.cov(x, fweights=frequency)
+    with pytest.raises(RuntimeError, match="fweights cannot be negative"):
+        thunder.jit(lambda x: torch.cov(x, fweights=frequency))(x)
+
+
+@pytest.mark.parametrize("r, with_replacement", [(0, False), (1, False), (2, False), (3, True), (5, False)])
+def test_combinations_match_eager(r, with_replacement):
+    _assert_forward_and_grads_match_eager(lambda x: torch.combinations(x, r, with_replacement) * 3,
+                                          torch.randn(4, requires_grad=True))  # fmt: skip
+
+
+def test_histogram_and_geqrf_match_eager():
+    x = torch.randn(20)
+    for bins in (5, t([-2.0, 0.0, 0.5, 3.0])):
+        expected, actual = torch.histogram(x, bins), thunder.jit(lambda x, bins=bins: torch.histogram(x, bins))(x)
+        torch.testing.assert_close(tuple(actual), tuple(expected))
+    a = torch.randn(2, 5, 3)
+    torch.testing.assert_close(tuple(thunder.jit(torch.geqrf)(a)), tuple(torch.geqrf(a)))
+
+
+def test_ctc_and_gaussian_nll_losses_match_eager():
+    log_probs = torch.randn(12, 2, 5).log_softmax(-1).detach().requires_grad_()
+    targets, input_lengths, target_lengths = t([[1, 2, 3], [2, 2, 4]]), t([12, 10]), t([3, 2])
+    for reduction in ("mean", "none"):
+        _assert_forward_and_grads_match_eager(
+            lambda lp, r=reduction: torch.nn.functional.ctc_loss(lp, targets, input_lengths, target_lengths, reduction=r),
+            log_probs,
+        )
+    variance = torch.rand(3, 4, requires_grad=True)
+    _assert_forward_and_grads_match_eager(lambda x, v: torch.nn.functional.gaussian_nll_loss(x, torch.ones(3, 4), v),
+                                          torch.randn(3, 4, requires_grad=True), variance)  # fmt: skip
+
+
+# -- random operators: in-place fills, and gradients of random operators without a Thunder symbol -----------------
+def test_in_place_random_fills_draw_what_eager_draws():
+    def fills(x):
+        return (x.clone().uniform_(-1, 2), x.clone().normal_(3, 0.5), x.clone().exponential_(2.0),
+                x.clone().cauchy_(), x.clone().log_normal_(), x.clone().geometric_(0.3))  # fmt: skip
+
+    x = torch.zeros(4, 5)
+    torch.manual_seed(3)
+    expected = fills(x)
+    torch.manual_seed(3)
+    actual = thunder.jit(fills)(x)
+    torch.testing.assert_close(actual, expected)
+
+
+@pytest.mark.parametrize(
+    "op",
+    [lambda x: torch.nn.functional.dropout2d(x, 0.5, training=True),
+     lambda x: torch.nn.functional.rrelu(x, training=True),
+     lambda x: torch.nn.functional.fractional_max_pool2d(x, 2, output_ratio=(0.5, 0.5))],
+    ids=["dropout2d", "rrelu", "fractional_max_pool2d"],
+)  # fmt: skip
+def test_gradients_of_random_fallback_operators_match_eager_with_the_same_seed(op):
+    def fn(x):
+        return op(x * 2).sin()
+
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    cotangent = torch.randn(2, 3, 6, 6) if op(x).shape == x.shape else torch.randn(op(x).shape)
+    torch.manual_seed(7)
+    expected = fn(x)
+    (expected_grad,) = torch.autograd.grad(expected, x, cotangent)
+    after_eager = torch.rand(3)
+    torch.manual_seed(7)
+    actual = thunder.jit(fn)(x)
+    (actual_grad,) = torch.autograd.grad(actual, x, cotangent)
+    torch.testing.assert_close(actual, expected)
+    torch.testing.assert_close(actual_grad, expected_grad)
+    # the backward's replay leaves the generator where the forward left it, as eager's backward does
+    torch.testing.assert_close(torch.rand(3), after_eager)
