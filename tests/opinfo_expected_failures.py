@@ -74,8 +74,6 @@ EXPECTED_FAILURES: tuple[ExpectedFailure, ...] = (
     _data_dependent("argwhere"),
     _data_dependent("unique"),
     _data_dependent("index_put", r"index_put with a boolean mask: .*data-dependent shape"),
-    _data_dependent("repeat_interleave", r"repeat_interleave with tensor repeats has a data-dependent shape"),
-    _data_dependent("tensor_split", r"tensor_split with a tensor of indices"),
     # in-place methods that change the tensor's shape
     _inplace("resize_", "resize_"),
     _inplace("resize_as_", "resize_as_"),
@@ -86,7 +84,6 @@ EXPECTED_FAILURES: tuple[ExpectedFailure, ...] = (
     _no_symbol("to_sparse", "torch.Tensor.to_sparse"),
     _no_symbol("linalg.lstsq", "torch.linalg_lstsq"),
     _no_symbol("linalg.lstsq.grad_oriented", "torch.linalg_lstsq"),
-    ExpectedFailure("norm.nuc", "matrix norms of torch.norm", r"torch\.norm with p='nuc' \(a matrix norm\) is not supported"),
     _no_symbol("bincount", "torch.bincount"),
     _data_dependent("nn.functional.one_hot", r"num_classes=-1 .*data-dependent shape"),
     # sparse inputs (torch.sparse.mm with a reduction has a CPU kernel only: on CUDA eager raises too)

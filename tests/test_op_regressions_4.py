@@ -339,3 +339,33 @@ def test_gradients_of_random_fallback_operators_match_eager_with_the_same_seed(o
     torch.testing.assert_close(actual_grad, expected_grad)
     # the backward's replay leaves the generator where the forward left it, as eager's backward does
     torch.testing.assert_close(torch.rand(3), after_eager)
+
+
+# -- tensor arguments whose values fix an output's shape: tensor_split's indices, repeat_interleave's repeats --------
+def test_tensor_split_with_a_tensor_of_indices_follows_its_values():
+    def fn(x, indices):
+        return torch.tensor_split(x * 2, indices, dim=1)
+
+    jfn = thunder.jit(fn)
+    x = torch.randn(3, 7)
+    for indices in (t([2, 5]), t(3), t([1, 9, 0]), t([2, 5])):
+        torch.testing.assert_close(jfn(x, indices), fn(x, indices))
+    assert thunder.cache_misses(jfn) == 3
+
+
+@pytest.mark.parametrize("repeats, dim", [(t([1, 0, 2]), 1), (t([2]), 0), (t(2), None), (t([0, 0, 0]), 1)])
+def test_repeat_interleave_with_tensor_repeats_matches_eager_forward_and_backward(repeats, dim):
+    x = torch.randn(2, 3, requires_grad=True)
+    _assert_forward_and_grads_match_eager(lambda x: torch.repeat_interleave(x * 1, repeats, dim=dim), x)
+
+
+def test_repeat_interleave_follows_repeats_changed_in_place_and_raises_eagers_errors():
+    jfn = thunder.jit(lambda x, r: x.repeat_interleave(r, dim=0))
+    x, repeats = torch.arange(3.0), t([1, 2, 3])
+    torch.testing.assert_close(jfn(x, repeats), x.repeat_interleave(repeats, dim=0))
+    repeats[0] = 4  # another output length from the same tensor object
+    torch.testing.assert_close(jfn(x, repeats), x.repeat_interleave(repeats, dim=0))
+    with pytest.raises(RuntimeError, match="repeats can not be negative"):
+        jfn(x, t([1, -1, 1]))
+    with pytest.raises(RuntimeError, match="repeats must have the same size as input along dim"):
+        jfn(x, t([1, 2]))
