@@ -54,13 +54,6 @@ def _data_dependent(op: str, what: str = "needs the value of a tensor") -> Expec
     return ExpectedFailure(op, "data-dependent output", what)
 
 
-def _random_fallback(op: str) -> ExpectedFailure:
-    """A random op without a Thunder symbol: the fallback cannot differentiate it by re-running it."""
-    return ExpectedFailure(
-        op, "random op without a Thunder symbol", r"is random and has no Thunder symbol", grad_only=True
-    )
-
-
 def _inplace(op: str, method: str) -> ExpectedFailure:
     """An in-place Tensor method with no functional form in Thunder."""
     return ExpectedFailure(
@@ -81,46 +74,16 @@ EXPECTED_FAILURES: tuple[ExpectedFailure, ...] = (
     _data_dependent("argwhere"),
     _data_dependent("unique"),
     _data_dependent("index_put", r"index_put with a boolean mask: .*data-dependent shape"),
-    _data_dependent("repeat_interleave", r"repeat_interleave with tensor repeats has a data-dependent shape"),
-    _data_dependent("tensor_split", r"tensor_split with a tensor of indices"),
-    # random ops without a Thunder symbol (differentiable ones only fail when an input requires grad)
-    _random_fallback("nn.functional.fractional_max_pool2d"),
-    _random_fallback("nn.functional.fractional_max_pool3d"),
-    _random_fallback("nn.functional.rrelu"),
-    _random_fallback("svd_lowrank"),
-    _random_fallback("pca_lowrank"),
-    _random_fallback("normal"),
-    _random_fallback("normal.number_mean"),
-    _random_fallback("nn.functional.dropout2d"),
-    _random_fallback("nn.functional.dropout3d"),
-    _random_fallback("nn.functional.feature_alpha_dropout.with_train"),
-    _random_fallback("nn.functional.multi_head_attention_forward"),
-    # in-place methods
-    _inplace("cauchy", "cauchy_"),
-    _inplace("geometric", "geometric_"),
-    _inplace("exponential", "exponential_"),
-    _inplace("log_normal", "log_normal_"),
-    _inplace("uniform", "uniform_"),
-    _inplace("normal.in_place", "normal_"),
+    # in-place methods that change the tensor's shape
     _inplace("resize_", "resize_"),
     _inplace("resize_as_", "resize_as_"),
     # no symbol, and no meta kernel
-    _no_symbol("cov", "torch.cov"),
-    _no_symbol("corrcoef", "torch.corrcoef"),
     _no_symbol("equal", "torch.equal"),
     _no_symbol("allclose", "torch.allclose"),
-    _no_symbol("combinations", "torch.combinations"),
-    _no_symbol("geqrf", "torch.geqrf"),
     _no_symbol("unique_consecutive", "torch.functional.unique_consecutive"),
-    _no_symbol("histogram", "torch.histogram"),
-    _no_symbol("histogramdd", "torch.histogramdd"),
     _no_symbol("to_sparse", "torch.Tensor.to_sparse"),
-    _no_symbol("nn.functional.ctc_loss", "torch.nn.functional.ctc_loss"),
-    _no_symbol("nn.functional.gaussian_nll_loss", "torch.nn.functional.gaussian_nll_loss"),
     _no_symbol("linalg.lstsq", "torch.linalg_lstsq"),
     _no_symbol("linalg.lstsq.grad_oriented", "torch.linalg_lstsq"),
-    ExpectedFailure("norm.nuc", "matrix norms of torch.norm", r"torch\.norm with p='nuc' \(a matrix norm\) is not supported"),
-    _no_symbol("istft", "torch.istft"),
     _no_symbol("bincount", "torch.bincount"),
     _data_dependent("nn.functional.one_hot", r"num_classes=-1 .*data-dependent shape"),
     # sparse inputs (torch.sparse.mm with a reduction has a CPU kernel only: on CUDA eager raises too)

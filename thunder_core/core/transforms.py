@@ -77,7 +77,19 @@ def put_grad(t: torch.Tensor, grad: torch.Tensor | None) -> None:
 def mark_non_differentiable(*outputs: torch.Tensor) -> None:
     """Declares forward outputs that do not require grad whatever the inputs do (as
     `torch.autograd.Function`'s `ctx.mark_non_differentiable`): eager's indices, statistics or permutations that
-    autograd does not differentiate. Their values never carry gradients in the program that follows."""
+    autograd does not differentiate. Their values never carry gradients in the program that follows.
+
+    Call it inside a grad rule or an executor's `grad_transform` (exported as `thunder.extend.mark_non_differentiable`),
+    on outputs the rule computed, before it returns them:
+
+        def sort_rule(x):
+            values, indices = my_sort(x)
+            mark_non_differentiable(indices)
+            put_grad(x, my_unsort(get_grad(values), indices))
+            return values, indices
+
+    Without it an output computed from an input that requires grad requires grad too, where eager's does not.
+    Outside a grad rule it raises a RuntimeError; arguments that are not traced tensors are ignored."""
     ctx = _context()
     ctx.nondifferentiable.extend(t for t in outputs if isinstance(t, TensorProxy))
 

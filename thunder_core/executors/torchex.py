@@ -97,6 +97,16 @@ def _copy_to(dst, src):
         dst.copy_(src)
 
 
+def _narrow_offset(start, size, length):
+    value = int(start.item())  # eager's narrow reads the value too (torch.narrow with a tensor start)
+    if not -size <= value <= size:
+        raise IndexError(f"start out of range (expected to be in range of [{-size}, {size}], but got {value})")
+    value = value + size if value < 0 else value
+    if value + length > size:
+        raise RuntimeError(f"start ({value}) + length ({length}) exceeds dimension size ({size}).")
+    return torch.full((), value, dtype=torch.int64, device=start.device)
+
+
 def _advanced_index(a, indices):
     return a[tuple(indices)]
 
@@ -121,6 +131,7 @@ _PRIM_IMPLS: dict[str, Callable] = {
     "cat": torch.cat,
     "flip": torch.flip,
     "take": lambda a, indices, dim: torch.index_select(a, dim, indices),
+    "narrow_offset": _narrow_offset,
     "take_along_axis": lambda a, index, dim: torch.gather(a, dim, index),
     "scatter_add": lambda a, index, value, dim: torch.scatter_add(a, dim, index, value),
     "scatter": lambda a, index, value, dim: torch.scatter(a, dim, index, value),

@@ -10,7 +10,8 @@ the process-wide :func:`default_registry`, and the IR an executor reads and writ
 it: ``thunder`` (the user API), ``thunder.extend`` and its submodules (this API), ``thunder.torch`` and
 ``thunder.prims`` (the operator vocabulary: symbols to claim and to call), ``thunder.core.proxies``
 (``TensorProxy``), ``thunder.core.symbol`` (``Symbol``, ``BoundSymbol``, ``OpTag``),
-``thunder.core.trace`` (``TraceCtx``), ``thunder.core.transforms`` (``get_grad``/``put_grad``/``put_grads``),
+``thunder.core.trace`` (``TraceCtx``), ``thunder.core.transforms`` (``get_grad``/``put_grad``/``put_grads``/
+``mark_non_differentiable``, also exported here),
 ``thunder.core.dtypes``, ``thunder.core.verify`` (``verify_trace``, for an extension's tests of its
 passes) and ``thunder.examine``. Everything else (``thunder.frontend``, ``thunder.transforms``,
 ``thunder.executors``, the rest of ``thunder.core``) may change without notice; what an extension needs
@@ -27,7 +28,7 @@ from thunder.core.proxies import TensorProxy
 from thunder.core.proxies import is_symbolic as has_symbolic_shape
 from thunder.core.symbol import BoundSymbol, OpTag, Symbol
 from thunder.core.trace import TraceCtx
-from thunder.core.transforms import get_grad, put_grad, put_grads
+from thunder.core.transforms import get_grad, mark_non_differentiable, put_grad, put_grads
 from thunder.extend.compile_cache import CompileCache, CompileOnFirstCall, input_metadata
 from thunder.extend.executors import (
     Executor,
@@ -117,6 +118,7 @@ __all__ = [
     "input_metadata",
     "lower_bound_symbols",
     "lower_region",
+    "mark_non_differentiable",
     "meta_from_torch",
     "put_grad",
     "put_grads",

@@ -144,10 +144,32 @@ def device_key():
     from torch.overrides import _get_current_function_mode_stack
     from torch.utils._device import DeviceContext
 
-    for mode in reversed(_get_current_function_mode_stack()):
+    modes = _get_current_function_mode_stack()
+    _refuse_user_function_modes(modes, DeviceContext)
+    for mode in reversed(modes):
         if isinstance(mode, DeviceContext):
             return (str(mode.device), cuda)
     return cuda
+
+
+def _refuse_user_function_modes(modes: list, device_context: type) -> None:
+    """A user's own `TorchFunctionMode` active around a call of a jitted function: eager would hand every torch
+    call of the function to its `__torch_function__`, but the compiled program makes other calls (decompositions,
+    fused kernels that no mode sees) and was traced without it, so its result could silently differ from eager's.
+    Thunder's own modes (the tracer's, for a jitted function called while another is traced) and torch's device
+    context (`with torch.device(...)`, part of the key) are not the user's."""
+    for mode in modes:
+        kind = type(mode)
+        if kind is device_context or issubclass(kind, device_context) or kind.__module__.startswith("thunder"):
+            continue
+        raise RuntimeError(
+            f"a jitted function was called under the TorchFunctionMode {kind.__module__}.{kind.__qualname__}: "
+            "Thunder's compiled program does not run the mode's __torch_function__ for each torch call as eager does "
+            "(its operations are decomposed and fused), so the result could differ from eager's. Enter the mode inside "
+            "the jitted function instead (`with MyMode(): ...` in its body: the tracer records what the mode does, and "
+            "Python side effects in the mode then happen once, while tracing), or call the jitted function outside "
+            "the mode (or the original function, eagerly, under it)."
+        )
 
 
 _function_mode_stack_len = torch._C._len_torch_function_stack

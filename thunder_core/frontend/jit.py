@@ -30,6 +30,7 @@ from thunder.frontend.compile import compile_entry
 from thunder.frontend.guards import MISS, GuardRecorder, alias_pattern, build_guard, build_hot_call, same_value
 from thunder.frontend.object_write_back import changed, pytree_objects, snapshot, write_back
 from thunder.frontend.symbolic_shapes import compile_guards
+from thunder.frontend.tensor_values import values_hold
 from thunder.frontend.tracer import (
     DataDependentError,
     GuardList,
@@ -79,7 +80,8 @@ class CacheEntry:
     __slots__ = ("forward", "backward", "out_spec", "constants", "traces", "backward_traces",
                  "needs_autograd", "fallback_ops", "single_output", "forward_trace", "backward_trace",
                  "fast", "differentiable_outputs", "guards", "check", "check_source", "input_index",
-                 "hot_call", "hot_arity", "write_back", "guard_check", "program_state", "n_side_outputs")  # fmt: skip
+                 "hot_call", "hot_arity", "write_back", "guard_check", "program_state", "n_side_outputs",
+                 "value_guards")  # fmt: skip
 
     def __init__(self):
         self.backward = None
@@ -95,6 +97,8 @@ class CacheEntry:
         # thunder.frontend.cache): a generated function returning True while they hold, or None
         self.check = None
         self.check_source = None
+        # tensors whose values the trace used (torch.arange(n)): see thunder.frontend.tensor_values
+        self.value_guards: tuple = ()
         # inputs passed twice (f(t, t)) are one input of the trace: the positions of the flat inputs it takes
         self.input_index: list[int] | None = None
         self.hot_call = None  # the whole call with plain tensor arguments, checks included (see __call__)
@@ -164,8 +168,11 @@ class ThunderFunction:
         if _tracers:  # called while another function is acquired (a jitted module inside a jitted step)
             note_nested_jit_call()
         extra = ()
-        if self.cache_option == "same input" and self._same_input_entry is not None:
-            entry = self._same_input_entry
+        same_input = self._same_input_entry
+        if self.cache_option == "same input" and same_input is not None and (
+            not same_input.value_guards or values_hold(same_input.value_guards, [*state, *input_tensors(args, kwargs)])
+        ):  # (a tensor's value the program used is no metadata: checked even here)
+            entry = same_input
             inputs = input_tensors(args, kwargs)
             self.stats.cache_hits += 1
             if entry.program_state is not None:
@@ -188,7 +195,9 @@ class ThunderFunction:
                     self._cache[key] = entries
             flat = [*state, *inputs] if state else inputs
             for entry in entries:
-                if (entry.check is None or entry.check()) and (not symbolic or _passes(entry, flat)):
+                if (entry.check is None or entry.check()) and (not symbolic or _passes(entry, flat)) and (
+                    not entry.value_guards or values_hold(entry.value_guards, flat)
+                ):
                     if entry.program_state is not None:
                         extra = entry.program_state.read()
                         if extra is MISSING_STATE:  # a .grad, optimizer state or group no longer as traced
@@ -266,6 +275,7 @@ class ThunderFunction:
             self._progress(f"traced in {trace.duration_ms:.1f} ms ({len(trace.bound_symbols)} operations)")
             entry = compile_entry(self, trace, tracer, out_spec, CacheEntry())
         entry.guards = tuple(guards)
+        entry.value_guards = tuple(tracer.value_guards)
         entry.write_back = write_back_paths
         if symbolic:
             entry.guard_check = compile_guards(entry.guards)
@@ -328,6 +338,7 @@ class ThunderFunction:
         if (
             self.cache_option == "constant values"
             and entry.fast
+            and not entry.value_guards
             and not kwargs
             and all(type(a) is _Tensor for a in args)
             and alias_pattern(list(args)) is None

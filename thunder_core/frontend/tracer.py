@@ -44,6 +44,7 @@ from thunder.frontend.certain_comparisons import certain_truth
 from thunder.frontend.dropped_arguments import with_dropped_arguments
 from thunder.frontend.optimizers import intercepting_optimizer_steps
 from thunder.frontend.symbolic_shapes import SYMBOLIC_SIZE_FNS, factories_taking_symbolic_sizes
+from thunder.frontend.tensor_values import reads_tensor_values, with_guarded_values
 from thunder.frontend.train_step import NOT_HANDLED, TrainingTracer, handle_training_call, uses_training
 from thunder.torch import fallback
 from thunder.torch.signatures import adapt_torch_call, positional_call
@@ -154,6 +155,8 @@ class Tracer:
         self.constant_tensors: list[torch.Tensor] = []  # real tensors met while tracing (closures, globals)
         self._constant_proxies: dict[int, TensorProxy] = {}
         self.input_proxies: list[TensorProxy | NumberProxy] = []
+        self.input_tensors: dict[int, tuple] = {}  # id(input proxy) -> (position, the real tensor)
+        self.value_guards: list[tuple] = []  # tensors whose values the trace used (thunder.frontend.tensor_values)
         # Under torch.no_grad() inside a function called with grad enabled, values must not carry gradients:
         # the ops' operands are detached, as eager records no graph for them.
         self.grad_enabled_at_start = torch.is_grad_enabled()
@@ -360,6 +363,8 @@ class TracingMode(TorchFunctionMode):
                 "that requires grad inside a jitted function, whose gradient Thunder cannot accumulate into it. Create "
                 "the tensor outside and pass it in (or make it a parameter of the module)."
             )
+        if reads_tensor_values(func):  # torch.arange(n) with a 0-d tensor n: its value, guarded per call
+            args, kwargs = with_guarded_values(self.tracer, func, args, kwargs, data_dependent_error)
         handler = self.tracer.replacements.get(func) or ltorch.torch_handler(func)
         kwargs = with_dropped_arguments(func, kwargs)
         resolved_args, resolved_kwargs = self._operands(args, kwargs)
@@ -602,6 +607,7 @@ def acquire_trace(
                 prims.copy_to(proxy, value)
     finally:
         _tracers.pop()
+        tracer.input_tensors.clear()  # the call's tensors: not kept alive by a cache entry that holds the tracer
     extra_inputs = [p for p, _ in training.state.inputs] if training is not None else []
     trace.args = [*tracer.input_proxies, *tracer._constant_proxies.values(), *extra_inputs]
     if training is not None:
@@ -672,6 +678,8 @@ def _proxy_leaves(
                 proxy = symbolic_input_proxy(leaf, position, symbolic_dims(leaf), name)
             else:
                 proxy = proxy_like_tensor(leaf, name or trace.make_name("t"))
+            if isinstance(leaf, torch.Tensor):
+                tracer.input_tensors[id(proxy)] = (position, leaf)
             tracer.input_proxies.append(proxy)
             proxied.append(proxy)
         else:

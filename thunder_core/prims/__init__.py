@@ -238,6 +238,19 @@ def _take_meta(a, indices, dim):
 
 
 make_prim("take", _take_meta)  # index_select
+
+
+def _narrow_offset_meta(start, size, length):
+    check(start.ndim == 0 and not start.dtype.is_floating_point and not start.dtype.is_complex,
+          "start must be an 0-dim integral Tensor.")  # fmt: skip
+    return _out(start, dtype=torch.int64)
+
+
+# The offset `narrow(a, dim, start, length)` reads from for a 0-d tensor `start` (negative counts from the end),
+# checked when it runs as eager checks it: it reads the value to the host (a sync, as eager's narrow), so that
+# an out-of-range start raises eager's error instead of reaching a gather (a device-side assert on CUDA, which
+# poisons the process's context). Tagged "python": it is never compiled into a fusion or captured in a graph.
+make_prim("narrow_offset", _narrow_offset_meta, tags=("python",))
 make_prim("take_along_axis", lambda a, index, dim: _out(a, shape=tuple(index.shape)))  # gather
 make_prim("scatter_add", lambda a, index, value, dim: _out(a))
 make_prim("scatter", lambda a, index, value, dim: _out(a))

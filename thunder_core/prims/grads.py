@@ -51,7 +51,15 @@ def _unary(name, grad_fn):
 _LN2, _LN10 = math.log(2.0), math.log(10.0)
 m, d, ad, sb, n = prims.mul, prims.div, prims.add, prims.sub, prims.neg
 _unary("neg", lambda a, o, g: n(g))
-_unary("abs", lambda a, o, g: m(g, prims.sign(a)))
+def _abs_grad(a, o, g):
+    if not a.dtype.is_complex:
+        return m(g, prims.sign(a))
+    # |z|' is sgn(z) = z / |z| (0 at 0), as torch's `grad * self.sgn()`; the real cotangent becomes complex
+    safe = prims.convert_element_type(prims.where(prims.eq(o, 0), 1, o), a.dtype)
+    return m(prims.convert_element_type(g, a.dtype), d(a, safe))
+
+
+_unary("abs", _abs_grad)
 _unary("exp", lambda a, o, g: m(g, o))
 _unary("exp2", lambda a, o, g: m(g, m(o, _LN2)))
 _unary("expm1", lambda a, o, g: m(g, ad(o, 1)))
@@ -125,12 +133,22 @@ def _sub(a, b):
     return out
 
 
+def _conj(x):
+    """The complex conjugate (torch's gradients of complex products carry the other factor's conjugate, as
+    `grad * other.conj()`); real tensors and numbers are their own. 2 re(x) - x: the prims have no conj."""
+    if isinstance(x, complex):
+        return x.conjugate()
+    if not _is_t(x) or not x.dtype.is_complex:
+        return x
+    return sb(m(prims.convert_element_type(prims.real(x), x.dtype), 2), x)
+
+
 @rule("mul")
 def _mul(a, b):
     out = prims.mul(a, b)
     g = get_grad(out)
-    put_grad(a, m(g, b) if _is_t(a) else None)
-    put_grad(b, m(g, a) if _is_t(b) else None)
+    put_grad(a, m(g, _conj(b)) if _is_t(a) else None)
+    put_grad(b, m(g, _conj(a)) if _is_t(b) else None)
     return out
 
 
@@ -138,8 +156,8 @@ def _mul(a, b):
 def _div(a, b):
     out = prims.div(a, b)
     g = get_grad(out)
-    put_grad(a, d(g, b) if _is_t(a) else None)
-    put_grad(b, n(d(m(g, out), b)) if _is_t(b) else None)
+    put_grad(a, d(g, _conj(b)) if _is_t(a) else None)
+    put_grad(b, n(d(m(g, _conj(out)), _conj(b))) if _is_t(b) else None)
     return out
 
 
@@ -646,8 +664,8 @@ def _matmul(a, b):
     if b.ndim == 1:
         out_shape2.append(1)
     g2 = prims.reshape(g, tuple(out_shape2)) if tuple(out_shape2) != tuple(g.shape) else g
-    ga = sum_to(prims.matmul(g2, _mT(b2)), a2.shape)
-    gb = sum_to(prims.matmul(_mT(a2), g2), b2.shape)
+    ga = sum_to(prims.matmul(g2, _mT(_conj(b2))), a2.shape)  # the conjugate transposes, as torch's mH
+    gb = sum_to(prims.matmul(_mT(_conj(a2)), g2), b2.shape)
     put_grad(a, prims.reshape(ga, tuple(a.shape)) if a.ndim == 1 else ga)
     put_grad(b, prims.reshape(gb, tuple(b.shape)) if b.ndim == 1 else gb)
     return out

@@ -62,6 +62,8 @@ def _unary(name: str, promotion: Promotion, *aliases):
             if name == "isfinite" and is_exact_dtype(a.dtype):
                 return prims.ne(to_dtype(a, torch.bool), 2)  # all True, as a bool tensor of a's shape
             return prim(a)
+        if promotion is Promotion.COMPLEX_TO_FLOAT and a.dtype.is_complex:
+            return prim(a)  # abs of a complex value: the prim gives the real magnitude (never cast to real first)
         return prim(to_dtype(a, elementwise_result_dtype(promotion, a)))
 
     meta.__name__ = name

@@ -1,7 +1,7 @@
 """Fallback symbols: any torch operator without a `thunder.torch` symbol still traces.
 
 The symbol's meta runs the operator on `meta`-device tensors (torch's own meta kernels give the output
-shapes and dtypes); the torch executor runs the operator itself, and autodiff differentiates it through
+shapes and dtypes; `thunder.torch.fallback_metas` stands in where torch has none); the torch executor runs the operator itself, and autodiff differentiates it through
 torch's autograd. `examine` and `thunder.fallback_ops(jfn)` report which operators took this path.
 """
 
@@ -17,6 +17,7 @@ from thunder.core.proxies import TensorProxy
 from thunder.core.pytree import tree_flatten, tree_unflatten
 from thunder.core.symbol import Symbol
 from thunder.core.trace import get_tracectx
+from thunder.torch.fallback_metas import HAND_WRITTEN_METAS
 
 _fallback_symbols: dict[Callable, Callable] = {}
 _fallback_names: dict[str, Callable] = {}  # qualified name -> the callable whose fallback symbol has that id
@@ -94,7 +95,7 @@ def fallback_symbol(func: Callable) -> Callable | None:
             meta_kwargs["device"] = "meta"
         try:
             with torch._C.DisableTorchFunction(), _RandomOpDetector() as detector:
-                out = func(*meta_args, **meta_kwargs)
+                out = HAND_WRITTEN_METAS.get(func, func)(*meta_args, **meta_kwargs)
         except Exception as e:
             raise NotImplementedError(
                 f"Thunder has no symbol for {name}, and running it on meta tensors to infer its outputs failed "

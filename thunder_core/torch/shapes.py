@@ -26,7 +26,7 @@ from thunder.torch.base import (
     to_dtype,
     torchsymbol,
 )
-from thunder.torch.elementwise import add, lt, where
+from thunder.torch.elementwise import add
 
 __all__ = [
     "reshape", "view", "permute", "transpose", "t", "unsqueeze", "squeeze", "flatten", "unflatten", "expand",
@@ -295,15 +295,16 @@ def _narrow_indices(a, dim: int, start: torch.Tensor, length: int) -> torch.Tens
     """The positions `narrow(a, dim, start, length)` reads, for a `start` given as a 0-d integer tensor.
 
     Eager reads the tensor's value (`.item()`) and returns a view at that offset; a trace cannot know the value, so
-    it indexes `a` with `start + arange(length)` instead (the same values and gradients, as a copy). A start
-    outside the dimension fails when the indexing runs, as an out-of-range index does.
+    it indexes `a` with `offset + arange(length)` instead (the same values and gradients, as a copy). The offset
+    comes from `prims.narrow_offset`, which checks the start when it runs and raises eager's error for one out of
+    range, so the indexing never reads outside the dimension.
     """
     if start.ndim != 0 or start.dtype.is_floating_point or start.dtype.is_complex:
         raise RuntimeError("start must be an 0-dim integral Tensor.")
     size = a.shape[dim]
     if length < 0 or length > size:
         raise RuntimeError(f"narrow(): length ({length}) must be in the range [0, {size}] of dimension {dim}.")
-    offset = where(lt(start, 0), add(start, size), start)
+    offset = prims.narrow_offset(start, size, length)
     return add(prims.iota(length, start=0, step=1, dtype=torch.int64, device=a.device), offset)
 
 
@@ -433,17 +434,42 @@ def tile(a, *dim_args, dims=None):
 
 @torchsymbol(torch.repeat_interleave, torch.Tensor.repeat_interleave, tags=("shape",))
 def repeat_interleave(a, repeats, dim=None, *, output_size=None):
-    if isinstance(repeats, torch.Tensor):
-        raise NotImplementedError("repeat_interleave with tensor repeats has a data-dependent shape")
+    if isinstance(repeats, torch.Tensor) and output_size is None:
+        raise NotImplementedError(
+            "repeat_interleave with tensor repeats computed inside the function has a data-dependent shape; pass "
+            "the repeats as an argument of the jitted function (their values are then read and guarded), or "
+            "output_size="
+        )
     if dim is None:
         a, dim = flatten(a), 0
     dim = canonicalize_dim(a.ndim, dim)
+    if isinstance(repeats, torch.Tensor):
+        return prims.take(a, _repeated_positions(a.shape[dim], repeats, output_size, a.device), dim)
     shape = list(a.shape)
     out = unsqueeze(a, dim + 1)
     target = shape[: dim + 1] + [repeats] + shape[dim + 1 :]
     out = expand_to(out, tuple(target))
     shape[dim] *= repeats
     return reshape(out, tuple(shape))
+
+
+def _repeated_positions(length: int, repeats: torch.Tensor, output_size: int, device) -> torch.Tensor:
+    """For each of the `output_size` positions of repeat_interleave's output, the input position it copies: the
+    number of cumulative repeat counts at or below it (no value is read, as with eager's `output_size`)."""
+    if repeats.ndim > 1 or repeats.dtype.is_floating_point or repeats.dtype.is_complex or repeats.dtype == torch.bool:
+        raise RuntimeError("repeat_interleave: repeats must be a 0-d or 1-d tensor of integers")
+    counts = prims.convert_element_type(repeats, torch.int64)
+    if counts.ndim == 0 or counts.shape[0] == 1:
+        counts = prims.broadcast_in_dim(prims.reshape(counts, ()), (length,), ())
+    elif counts.shape[0] != length:
+        raise RuntimeError(
+            f"repeats must have the same size as input along dim, but got repeats.size(0) = {counts.shape[0]} and "
+            f"input.size(dim) = {length}"
+        )
+    ends = prims.broadcast_in_dim(prims.cumsum(counts, 0), (output_size, length), (1,))
+    positions = prims.iota(output_size, start=0, step=1, dtype=torch.int64, device=device)
+    passed = prims.ge(prims.broadcast_in_dim(positions, (output_size, length), (0,)), ends)
+    return prims.sum(prims.convert_element_type(passed, torch.int64), (1,))
 
 
 @torchsymbol(torch.ravel, torch.Tensor.ravel, tags=("shape",))
@@ -529,7 +555,10 @@ register_handler(torch.row_stack, lambda tensors: vstack(tensors))
 @torchsymbol(torch.tensor_split, torch.Tensor.tensor_split, tags=("shape",))
 def tensor_split(a, indices_or_sections, dim=0):
     if isinstance(indices_or_sections, torch.Tensor):
-        raise NotImplementedError("tensor_split with a tensor of indices: pass a Python int or list instead")
+        raise NotImplementedError(
+            "tensor_split with a tensor of indices computed inside the function (or not of ints): pass it as an "
+            "argument of the jitted function (its values are then read and guarded), or a Python int or list"
+        )
     d = canonicalize_dim(a.ndim, dim)
     length = a.shape[d]
     if isinstance(indices_or_sections, int):

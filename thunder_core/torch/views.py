@@ -11,7 +11,8 @@ import torch
 
 from thunder import prims
 from thunder.torch.base import canonicalize_dim, canonicalize_dims, expand_to, to_dtype
-from thunder.torch.creation import full_like
+from thunder.torch.creation import _check_generator, full_like
+from thunder.torch.fallback import fallback_symbol
 from thunder.torch.indexing import setitem_functional
 from thunder.torch.shapes import _narrow_indices, _shape_arg, _split_sizes, detach, movedim, permute, reshape, transpose
 
@@ -33,7 +34,27 @@ def _copy_value(a, src, non_blocking=False):
     return expand_to(src, tuple(a.shape)) if tuple(src.shape) != tuple(a.shape) else prims.convert_element_type(src, a.dtype)
 
 
+def _in_place_draw(method: str):
+    """`Tensor.<method>` for an in-place random fill (`exponential_`, `uniform_`...): a new tensor like `a`, filled
+    by the same torch call on a tensor of `a`'s layout, so that a seeded run draws what eager draws. It runs as a
+    fallback operator (random: never recomputed, never compiled by a fusion executor)."""
+
+    def fill(a, *args, generator=None, **kwargs):
+        _check_generator(generator)
+        return getattr(torch.empty_like(a), method)(*args, **kwargs)
+
+    fill.__name__ = fill.__qualname__ = f"drawn_{method.rstrip('_')}"  # its symbol prints as this name
+
+    def draw(a, *args, **kwargs):
+        return fallback_symbol(fill)(a, *args, **kwargs)
+
+    return draw
+
+
+_IN_PLACE_DRAWS = ("uniform_", "normal_", "exponential_", "cauchy_", "log_normal_", "geometric_")
+
 INPLACE_SPECIAL = {
+    **{method: _in_place_draw(method) for method in _IN_PLACE_DRAWS},
     "copy_": _copy_value,
     "zero_": lambda a: full_like(a, 0),
     "fill_": lambda a, value: (

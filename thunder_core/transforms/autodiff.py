@@ -14,13 +14,14 @@ recomputable values are recomputed in the backward instead of saved (remateriali
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 
 import torch
 
 from thunder import prims
-from thunder.core.proxies import Proxy, TensorProxy
+from thunder.core.proxies import Proxy, TensorProxy, proxy_like_tensor
 from thunder.core.symbol import BoundSymbol, OpTag, Symbol, flat_proxies, proxies_read
-from thunder.core.trace import TraceCtx, tracectx
+from thunder.core.trace import TraceCtx, get_tracectx, tracectx
 from thunder.core.transforms import GradRuleContext, get_grad, mark_non_differentiable, put_grad
 from thunder.prims.grads import GRAD_RULES, NONDIFFERENTIABLE, sum_to
 from thunder.transforms.dce import dce
@@ -168,16 +169,17 @@ def torch_autograd_rule(bsym: BoundSymbol, requires_grad: set[str], differentiab
     non-differentiable, as eager leaves them (see torch_autograd_connections)."""
     fn = bsym.sym.torch_fns[0]
     # A fallback call is tagged random when torch tags one of the aten kernels it runs as random (see
-    # thunder.torch.fallback); Thunder's own symbols (TORCH_VJP) are vetted where they are listed
-    if OpTag.FALLBACK in bsym.sym.tags and OpTag.RANDOM in bsym.sym.tags:
-        # re-running a random operation in the backward would draw different values than the forward did
-        raise NotImplementedError(
-            f"{bsym.sym.id} is random and has no Thunder symbol, so its gradient cannot be computed by re-running it; "
-            "ask for native support of this operation"
-        )
+    # thunder.torch.fallback); Thunder's own symbols (TORCH_VJP) are vetted where they are listed. Its forward also
+    # returns the generator's state from just before it drew, and its backward re-runs it from that state.
+    random_device = _draw_device(bsym) if OpTag.FALLBACK in bsym.sym.tags and OpTag.RANDOM in bsym.sym.tags else None
 
     def rule(*args, **kwargs):
-        out = bsym.sym(*args, **kwargs) if bsym.sym.is_prim else _record_same(bsym, args, kwargs)
+        state = ()
+        if random_device is not None:
+            out, state = _record_with_rng_state(bsym, args, kwargs, random_device)
+            state = (state,)
+        else:
+            out = bsym.sym(*args, **kwargs) if bsym.sym.is_prim else _record_same(bsym, args, kwargs)
         out_mask = tuple(differentiable_outputs)
         mark_non_differentiable(*(o for o, keep in zip(flat_proxies(out), out_mask) if not keep))
         outs = [o for o, keep in zip(flat_proxies(out), out_mask) if keep]
@@ -187,8 +189,8 @@ def torch_autograd_rule(bsym: BoundSymbol, requires_grad: set[str], differentiab
         inputs = [a for a, keep in zip(differentiable, grad_mask) if keep]
         if not inputs:  # torch defines no gradient for any input (a norm of order 0): every gradient is None
             return out
-        vjp = _vjp_symbol(fn, bsym.sym.id)
-        results = vjp(args, kwargs, grads, out_mask, grad_mask)
+        vjp = _vjp_symbol(fn, bsym.sym.id, random_device)
+        results = vjp(args, kwargs, grads, out_mask, grad_mask, *state)
         for t, g in zip(inputs, results):
             put_grad(t, g)
         return out
@@ -259,25 +261,66 @@ def _out_mask(out) -> tuple[bool, ...]:
     return tuple(_is_differentiable(o) for o in flat_proxies(out))
 
 
-_vjp_symbols: dict[str, Symbol] = {}
+_vjp_symbols: dict[tuple, Symbol] = {}
 
 
-def _vjp_symbol(fn: Callable, sym_id: str) -> Symbol:
-    sym = _vjp_symbols.get(sym_id)
+def _draw_device(bsym: BoundSymbol) -> torch.device:
+    """The device whose generator a random fallback call draws from: that of its (first) tensor output."""
+    outs = [o for o in flat_proxies(bsym.output) if isinstance(o, TensorProxy)]
+    return outs[0].device if outs else torch.device("cpu")
+
+
+def _rng_state(device: torch.device) -> torch.Tensor:
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+
+
+@contextmanager
+def _drawing_from(state: torch.Tensor | None, device: torch.device):
+    """Runs the body with the generator of `device` set to `state`, restoring the generator afterwards (None: as is)."""
+    if state is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+        if device.type == "cuda":
+            torch.cuda.set_rng_state(state, device)
+        else:
+            torch.set_rng_state(state)
+        yield
+
+
+def _record_with_rng_state(bsym: BoundSymbol, args, kwargs, device: torch.device):
+    """Records the random fallback `bsym` as one call that also returns its generator's state from just before it
+    drew (one call: nothing can draw in between), so that the backward re-runs it drawing the same values."""
+    fn = bsym.sym.torch_fns[0]
+
+    def with_state(args, kwargs):
+        state = _rng_state(device)
+        return fn(*args, **kwargs), state
+
+    out, state = _fresh_outputs(bsym.output), proxy_like_tensor(_rng_state(device))
+    sym = Symbol(f"{bsym.sym.name}_with_rng_state", lambda args, kwargs: (out, state), is_prim=True,
+                 id=f"autodiff.with_rng_state.{bsym.sym.id}", python_impl=with_state, tags=(OpTag.RANDOM,))  # fmt: skip
+    get_tracectx().record(BoundSymbol(sym, (args, kwargs), {}, (out, state), ()))
+    return out, state
+
+
+def _vjp_symbol(fn: Callable, sym_id: str, random_device: torch.device | None = None) -> Symbol:
+    key = (sym_id, random_device)
+    sym = _vjp_symbols.get(key)
     if sym is not None:
         return sym
 
-    def meta(args, kwargs, grads, out_mask, grad_mask):
+    def meta(args, kwargs, grads, out_mask, grad_mask, state=None):
         differentiable = [a for a in flat_proxies((args, kwargs)) if _is_differentiable(a)]
         return [TensorProxy(like=a, requires_grad=False) for a, keep in zip(differentiable, grad_mask) if keep]
 
-    def impl(args, kwargs, grads, out_mask, grad_mask):
+    def impl(args, kwargs, grads, out_mask, grad_mask, state=None):
         from thunder.core.pytree import tree_flatten, tree_unflatten
 
         leaves, spec = tree_flatten((args, kwargs))
         inputs = []
         keep = iter(grad_mask)  # one flag per floating tensor, in the order flat_proxies gave them
-        with torch.enable_grad():
+        with torch.enable_grad(), _drawing_from(state, random_device):
             for i, x in enumerate(leaves):
                 if isinstance(x, torch.Tensor) and (x.dtype.is_floating_point or x.dtype.is_complex) and next(keep):
                     leaves[i] = x.detach().requires_grad_(True)
@@ -289,10 +332,12 @@ def _vjp_symbol(fn: Callable, sym_id: str) -> Symbol:
         return [torch.zeros_like(x) if r is None else r for x, r in zip(inputs, results)]
 
     name = "vjp_" + sym_id.replace(".", "_")
-    # python_impl: claimed as is (it already is an implementation), run by the torch-autograd machinery
-    sym = Symbol(name, meta, id=f"autodiff.vjp.{sym_id}", is_prim=True, python_impl=impl)
+    # python_impl: claimed as is (it already is an implementation), run by the torch-autograd machinery. A replay
+    # of a random call sets a generator's state: random too, so never recomputed, fused or captured in a graph.
+    sym = Symbol(name, meta, id=f"autodiff.vjp.{sym_id}" + (f".{random_device}" if random_device else ""),
+                 is_prim=True, python_impl=impl, tags=(OpTag.RANDOM,) if random_device else ())  # fmt: skip
     # setdefault: two threads making the same symbol at once both get the one registered first
-    return _vjp_symbols.setdefault(sym_id, sym)
+    return _vjp_symbols.setdefault(key, sym)
 
 
 def forward_and_backward(trace: TraceCtx, executors: Sequence = ()) -> tuple[TraceCtx, TraceCtx]:
