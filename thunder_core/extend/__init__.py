@@ -72,6 +72,7 @@ from thunder.transforms.fusion import Region
 PUBLIC_MODULES = frozenset({
     "thunder", "thunder.extend", "thunder.torch", "thunder.prims", "thunder.core.proxies", "thunder.core.symbol",
     "thunder.core.trace", "thunder.core.transforms", "thunder.core.dtypes", "thunder.core.verify", "thunder.examine",
+    "thunder.testing",
 })  # fmt: skip
 
 __all__ = [

@@ -26,7 +26,7 @@ if _SOURCES not in sys.path:
 
 
 import thunder  # noqa: E402
-from thunder.extend import testing  # noqa: E402
+from thunder import testing  # noqa: E402
 
 DEVICE = "cuda" if HAS_CUDA else "cpu"
 
@@ -45,7 +45,7 @@ def sizes(cpu, cuda):
     return cuda if HAS_CUDA else cpu
 
 
-#: thunder.extend.testing's comparison against a float32 reference, with this suite's tolerances.
+#: thunder.testing's comparison against a float32 reference, with this suite's tolerances.
 assert_close_to_reference = functools.partial(testing.assert_close_to_reference, tolerances=TOLERANCES)
 
 

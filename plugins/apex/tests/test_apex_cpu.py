@@ -26,7 +26,7 @@ from thunder_apex.executor import ex
 import thunder
 from thunder.core.trace import TraceCtx, torch_tracing, tracectx
 from thunder.extend import PluginRegistry, TensorProxy, set_default_registry
-from thunder.extend.testing import LlamaStyle, assert_trains_like_eager
+from thunder.testing import LlamaStyle, assert_trains_like_eager
 
 BF16, F16, F32 = torch.bfloat16, torch.float16, torch.float32
 I64 = torch.int64

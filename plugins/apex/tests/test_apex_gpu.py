@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from apex_testing import DTYPES, check_against_eager, needs_apex_on_cuda
 
 import thunder
-from thunder.extend.testing import LlamaStyle, assert_trains_like_eager
+from thunder.testing import LlamaStyle, assert_trains_like_eager
 
 pytestmark = needs_apex_on_cuda
 

@@ -1,6 +1,6 @@
 """Shared set-up of the liger plugin's tests (a module name unique in the repository, so that test modules
 can import it beside other test suites): the GPU tests' skip marker and dtypes, the comparison against eager of
-`thunder.extend.testing` with the `liger` executor first, the rotary half-rotation as models write it, and a
+`thunder.testing` with the `liger` executor first, the rotary half-rotation as models write it, and a
 tiny Hugging Face Llama with its training step against eager."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import thunder
-from thunder.extend import testing
+from thunder import testing
 
 needs_liger_on_cuda = pytest.mark.skipif(
     not torch.cuda.is_available() or importlib.util.find_spec("liger_kernel") is None,
@@ -22,7 +22,7 @@ needs_liger_on_cuda = pytest.mark.skipif(
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
-#: The comparison against eager with the `liger` executor first (thunder.extend.testing's, for this executor).
+#: The comparison against eager with the `liger` executor first (thunder.testing's, for this executor).
 check_against_eager = functools.partial(testing.check_against_eager, executors=("liger",))
 
 

@@ -21,7 +21,7 @@ from thunder_liger import checkers
 from thunder_liger.executor import ex
 
 import thunder
-from thunder.extend.testing import LlamaStyle, assert_trains_like_eager
+from thunder.testing import LlamaStyle, assert_trains_like_eager
 
 F32 = torch.float32
 

@@ -21,7 +21,7 @@ from liger_testing import (
 )
 
 import thunder
-from thunder.extend.testing import LlamaStyle, assert_trains_like_eager
+from thunder.testing import LlamaStyle, assert_trains_like_eager
 
 pytestmark = needs_liger_on_cuda
 

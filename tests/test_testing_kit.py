@@ -1,4 +1,4 @@
-"""thunder.extend.testing, the kit executor packages test their kernels with: it must pass a correct executor
+"""thunder.testing, the kit executor packages test their kernels with: it must pass a correct executor
 and fail one whose forward, gradient or training diverges from eager."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import torch
 import thunder
 import thunder.torch as ltorch
 from thunder.extend import OperatorExecutor, get_grad, put_grad
-from thunder.extend.testing import (
+from thunder.testing import (
     LlamaStyle,
     assert_close_to_reference,
     assert_trains_like_eager,
