@@ -98,21 +98,21 @@ def fallback_ops(fn) -> set[str]:
 
 def get_default_executors() -> list:
     """The executors `jit` uses when `executors` is None: every available default executor, by priority."""
-    from thunder.extend import get_default_executors as impl
+    from thunder.extend import get_default_executors as impl  # a cycle: thunder.extend imports the facade's modules
 
     return impl()
 
 
 def get_always_executors() -> list:
     """The executors appended to every list (`torch`, `python`): they run whatever no other executor claims."""
-    from thunder.extend import get_always_executors as impl
+    from thunder.extend import get_always_executors as impl  # a cycle: thunder.extend imports the facade's modules
 
     return impl()
 
 
 def add_default_executor(ex) -> None:
     """Puts an executor (an object, registered if it is not yet, or a registered name) first in the default list."""
-    from thunder.extend import add_default_executor as impl
+    from thunder.extend import add_default_executor as impl  # a cycle: thunder.extend imports the facade's modules
 
     impl(ex)
 

@@ -8,6 +8,7 @@ import importlib
 import importlib.util
 
 from thunder.extend.hookspecs import ExecutorSpec, PluginBundle, TransformSpec, hookimpl
+from thunder.transforms.cudagraph import CUDAGraphTransform
 
 
 def _loader(module: str):
@@ -46,8 +47,6 @@ def thunder_executors():
 
 
 def _cuda_graphs():
-    from thunder.transforms.cudagraph import CUDAGraphTransform
-
     return CUDAGraphTransform()
 
 
