@@ -80,8 +80,8 @@ def test_layer_check_sees_imports_from_the_facade():
 
 
 def test_function_local_imports_of_thunder_say_why():
-    """A thunder module imported inside a function (not at the top of its module) marks a real import cycle, and
-    says so on its line; any other is a module-level import."""
+    """A thunder module imported inside a function (not at the top of its module) marks a real import cycle or a
+    module `import thunder` need not load, and says which on its line; any other is a module-level import."""
     unexplained = []
     for path in ROOT.rglob("*.py"):
         lines = path.read_text().split("\n")

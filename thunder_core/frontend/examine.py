@@ -27,7 +27,6 @@ from torch.overrides import TorchFunctionMode
 import thunder.torch as ltorch
 from thunder.core.pytree import tree_flatten, tree_unflatten
 from thunder.core.trace import TraceCtx
-from thunder.dynamo import thunderfx
 from thunder.extend import get_always_executors, resolve_executors
 from thunder.frontend import tracer as _tracer
 from thunder.frontend.api import jit
@@ -382,6 +381,8 @@ def _claims(ex, bsym) -> bool:
 
 def _thunderfx_verdict(fn, args, kwargs, expected) -> str:
     """Whether the torch.compile frontend (thunder.dynamo.thunderfx) runs what thunder.jit could not, and why."""
+    from thunder.dynamo import thunderfx  # on first use: `import thunder` need not load the Dynamo frontend
+
     fx_fn, fx_args, fx_kwargs = _eager_copies(fn, args, kwargs)
     try:
         compiled = thunderfx(fx_fn, fallback="eager")
