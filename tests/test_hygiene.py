@@ -94,3 +94,12 @@ def test_function_local_imports_of_thunder_say_why():
                 ):
                     unexplained.append(f"{path.relative_to(ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
     assert not unexplained, "\n".join(sorted(unexplained))
+
+
+def test_import_thunder_loads_neither_the_dynamo_frontend_nor_transformers():
+    # the Dynamo frontend loads on first use (thunder.examine's thunderfx verdict), transformers only for user code
+    code = ("import sys, thunder\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'transformers' or m.startswith('thunder.dynamo')))")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["[]"], result.stdout
