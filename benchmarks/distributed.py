@@ -14,14 +14,23 @@ NCCL on CUDA (each rank on GPU LOCAL_RANK), gloo on the CPU (``--device cpu``: t
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import statistics
+import sys
 import time
 import traceback
+import weakref
 
 import torch
 import torch.distributed as dist
+
+# Imported before any process group exists, for its default arguments: torch.distributed.nn.functional binds
+# `group=group.WORLD` when it is imported, and torch imports it lazily (the first optimizer imports torch._dynamo,
+# which imports it). Imported after init_process_group, it would keep the default group alive past
+# destroy_process_group; see `leave_process_group`.
+import torch.distributed.nn  # noqa: F401
 
 from benchmarks.harness import DTYPES
 from benchmarks.models import Llama, LlamaConfig
@@ -153,10 +162,32 @@ def main(strategies: list[str], *, size: str, device: str | None, dtype: str | N
                     json.dump({"rows": rows}, f, indent=1)
         return 1 if any(r["error"] for r in rows) else 0
     finally:
-        # every rank's collectives (asynchronous gradient all-reduces included) finish before any rank tears the
-        # group down: gloo aborts the process ("terminate called without an active exception") when a peer leaves
-        # while work is in flight
-        try:
-            dist.barrier()
-        finally:
-            dist.destroy_process_group()
+        rank = dist.get_rank()
+        if not leave_process_group():
+            print(f"rank {rank}: {GROUP_OUTLIVED_DESTROY}", file=sys.stderr, flush=True)
+
+
+GROUP_OUTLIVED_DESTROY = (
+    "the default process group outlived destroy_process_group: something still references it (a module imported "
+    "after init_process_group that bound it as a default argument?), so its gloo threads run on into interpreter "
+    "exit, where they can abort the process"
+)
+
+
+def leave_process_group() -> bool:
+    """Waits for every rank (a barrier), destroys the default process group, and says whether the group object is
+    gone, as it must be before the interpreter exits.
+
+    Destroying the group joins its gloo worker threads. A worker releases the work it ran after completing it (the
+    barrier's work holds on to the collectives queued before it, with their tensors), and releasing the last
+    reference to a tensor that has a Python object takes the GIL. A group that outlives destroy_process_group keeps its workers
+    running into interpreter exit; a worker that takes the GIL then is ended by Python inside a C++ destructor,
+    and the process aborts ("terminate called without an active exception").
+    """
+    group = weakref.ref(dist.group.WORLD)
+    try:
+        dist.barrier()  # no rank tears the group down while a peer's collectives are still in flight
+    finally:
+        dist.destroy_process_group()
+    gc.collect()  # a reference cycle through the group is not a leak
+    return group() is None

@@ -16,6 +16,7 @@ import torch.distributed as dist
 
 import thunder
 import thunder.distributed as td
+from benchmarks.distributed import leave_process_group  # imports torch.distributed.nn before any group exists
 from benchmarks.models import Llama, LlamaConfig
 
 STEPS = 2
@@ -181,10 +182,9 @@ def worker(rank: int, world: int, init_file: str, result_dir: str, scenario: str
             run_training_scenarios(rank, world, result, checkpoint_dir)
         else:
             run_failing_rank(rank, world, result)
+        # before the result is written: the group must be gone before this process exits (see leave_process_group)
+        result["process_group_freed"] = leave_process_group()
     except Exception as e:
         result["error"] = f"{type(e).__name__}: {e}"
         result["traceback"] = traceback.format_exc()
     torch.save(result, os.path.join(result_dir, f"rank{rank}.pt"))
-    if "error" not in result:
-        dist.barrier()  # no rank leaves while a peer's collectives are in flight (gloo aborts the process then)
-        dist.destroy_process_group()

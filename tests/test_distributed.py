@@ -22,6 +22,8 @@ import thunder
 sys.path.insert(0, os.path.dirname(__file__))
 import distributed_worker as worker  # noqa: E402
 
+from benchmarks.distributed import GROUP_OUTLIVED_DESTROY  # noqa: E402
+
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available in this build")
 
 TOLERANCE = 1e-5
@@ -164,6 +166,36 @@ def test_checkpoint_saved_under_2_ranks_loads_under_4(world4):
         assert res["checkpoint/loss"] < 1e-5
 
 
+@pytest.mark.parametrize("world", ["world2", "world4"])
+def test_every_rank_frees_its_process_group_before_exiting(world, request):
+    # a group that outlives destroy_process_group keeps gloo's threads running into interpreter exit, where they can
+    # abort the process (see benchmarks.distributed.leave_process_group)
+    assert all(res["process_group_freed"] for res in request.getfixturevalue(world))
+
+
+LEAVE_SCRIPT = """
+import os, sys
+import torch.distributed as dist
+if sys.argv[2] == "before":
+    import benchmarks.distributed
+dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
+import benchmarks.distributed  # after init_process_group when sys.argv[2] == "after"
+print("freed" if benchmarks.distributed.leave_process_group() else "alive", flush=True)
+os._exit(0)  # a group kept alive must not reach interpreter exit: the hazard this detects
+"""
+
+
+@pytest.mark.parametrize("imported, expected", [("before", "freed"), ("after", "alive")])
+def test_leave_process_group_says_whether_the_group_outlived_destroy(tmp_path, imported, expected):
+    # torch.distributed.nn.functional binds the default group as a default argument when it is imported: imported
+    # after init_process_group (as benchmarks.distributed imports it), it keeps the group alive
+    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", LEAVE_SCRIPT, str(tmp_path / "init"), imported], cwd=repo_root,
+                          capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [expected], proc.stdout + proc.stderr
+
+
 def test_a_rank_that_raises_does_not_hang_the_others(tmp_path):
     results = launch(2, tmp_path, "failing")
     assert "rank 1 fails on purpose" in results[1]["error"]
@@ -186,6 +218,7 @@ def test_benchmark_workload_runs_under_torchrun_with_gloo(tmp_path):
     repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert GROUP_OUTLIVED_DESTROY not in proc.stderr, proc.stderr
     rows = {r["strategy"]: r for r in json.loads(out.read_text())["rows"]}
     assert set(rows) == {"ddp", "zero3"}
     for row in rows.values():

@@ -77,3 +77,29 @@ def test_layer_check_sees_imports_from_the_facade():
     tree = ast.parse("from thunder import jit\nfrom thunder import prims\nimport thunder\nimport thunder.examine\n")
     layers = [_layer(t) for node in ast.walk(tree) for t in _import_targets(node)]
     assert layers == [FACADE_LAYER, LAYER_OF["prims"], FACADE_LAYER, FACADE_LAYER]
+
+
+def test_function_local_imports_of_thunder_say_why():
+    """A thunder module imported inside a function (not at the top of its module) marks a real import cycle or a
+    module `import thunder` need not load, and says which on its line; any other is a module-level import."""
+    unexplained = []
+    for path in ROOT.rglob("*.py"):
+        lines = path.read_text().split("\n")
+        for fn in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if any(t.split(".")[0] == "thunder" for t in _import_targets(node)) and not any(
+                    "#" in line for line in lines[node.lineno - 1 : node.end_lineno]
+                ):
+                    unexplained.append(f"{path.relative_to(ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert not unexplained, "\n".join(sorted(unexplained))
+
+
+def test_import_thunder_loads_neither_the_dynamo_frontend_nor_transformers():
+    # the Dynamo frontend loads on first use (thunder.examine's thunderfx verdict), transformers only for user code
+    code = ("import sys, thunder\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'transformers' or m.startswith('thunder.dynamo')))")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["[]"], result.stdout

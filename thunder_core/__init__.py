@@ -11,6 +11,7 @@ import thunder.distributed  # noqa: F401  (thunder.distributed.ddp(...) after a 
 import thunder.examine  # noqa: F401  (thunder.examine.examine after a bare `import thunder`)
 import thunder.extend  # noqa: F401  (thunder.extend.get_executor(...) after a bare `import thunder`, as documented)
 import thunder.frontend.tracer  # noqa: F401  (registers torch tracing for lower layers)
+from thunder.extend import add_default_executor, get_always_executors, get_default_executors
 from thunder.frontend.api import jit
 from thunder.frontend.functional import grad, jvp, vjp, vmap
 from thunder.frontend.jit import ThunderFunction
@@ -94,27 +95,6 @@ def compile_stats(fn):
 def fallback_ops(fn) -> set[str]:
     """The torch operators that ran through the meta-kernel fallback rather than a Thunder symbol."""
     return set(_jitted(fn).stats.fallback_ops)
-
-
-def get_default_executors() -> list:
-    """The executors `jit` uses when `executors` is None: every available default executor, by priority."""
-    from thunder.extend import get_default_executors as impl
-
-    return impl()
-
-
-def get_always_executors() -> list:
-    """The executors appended to every list (`torch`, `python`): they run whatever no other executor claims."""
-    from thunder.extend import get_always_executors as impl
-
-    return impl()
-
-
-def add_default_executor(ex) -> None:
-    """Puts an executor (an object, registered if it is not yet, or a registered name) first in the default list."""
-    from thunder.extend import add_default_executor as impl
-
-    impl(ex)
 
 
 def __getattr__(name: str):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from thunder.core.codegen import bsym_line
 from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.trace import get_tracectx
 
@@ -231,6 +232,4 @@ class BoundSymbol:
         )
 
     def __repr__(self) -> str:
-        from thunder.core.codegen import bsym_line
-
         return bsym_line(self, {}, with_comment=False)

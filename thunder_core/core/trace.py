@@ -93,17 +93,17 @@ class TraceCtx:
 
     # -- printing and compiling --------------------------------------------------------------------
     def python(self, *, with_comments: bool = True) -> str:
-        from thunder.core.codegen import trace_source
+        from thunder.core.codegen import trace_source  # a cycle: codegen imports proxies, which import this module
 
         return trace_source(self, with_comments=with_comments)[0]
 
     def python_ctx(self) -> dict[str, Any]:
-        from thunder.core.codegen import trace_source
+        from thunder.core.codegen import trace_source  # a cycle: codegen imports proxies, which import this module
 
         return trace_source(self, with_comments=False)[1]
 
     def python_callable(self) -> Callable:
-        from thunder.core.codegen import trace_source
+        from thunder.core.codegen import trace_source  # a cycle: codegen imports proxies, which import this module
 
         source, ctx = trace_source(self, with_comments=False)
         namespace = dict(ctx)

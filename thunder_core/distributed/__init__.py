@@ -22,6 +22,7 @@ import torch.distributed as dist
 from thunder.distributed.ddp import DDPTransform
 from thunder.distributed.fsdp import FSDPBucketingStrategy, FSDPTransform, FSDPType, ShardInfo, shard_tensor
 from thunder.distributed.prims import _all_gather_fn as all_gather_tensor
+from thunder.frontend.module import ThunderModule
 
 __all__ = ["ddp", "fsdp", "FSDPType", "FSDPBucketingStrategy", "DDPTransform", "FSDPTransform", "full_state_dict",
            "save_sharded_checkpoint", "load_sharded_checkpoint"]  # fmt: skip
@@ -56,8 +57,6 @@ def fsdp(model: torch.nn.Module, *, sharding_strategy: FSDPType = FSDPType.ZERO2
 
 
 def _attach(model, transform):
-    from thunder.frontend.module import ThunderModule
-
     if isinstance(model, ThunderModule):
         if _distributed_transforms(model._jfn.transforms):
             raise ValueError("this module is already wrapped by thunder.distributed.ddp or fsdp")
@@ -89,8 +88,6 @@ def _check_initialized() -> None:
 
 
 def _fsdp_transform(model) -> FSDPTransform:
-    from thunder.frontend.module import ThunderModule
-
     transforms = (
         model._jfn.transforms if isinstance(model, ThunderModule) else getattr(model, MODULE_TRANSFORMS_ATTRIBUTE, [])
     )

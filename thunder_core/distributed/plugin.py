@@ -1,16 +1,15 @@
 """The distributed package's plugin module (entry point `distributed` in the `thunder.plugins` group): offers
-the `ddp` and `fsdp` plugin bundles, so that `thunder.compile(model, plugins="ddp")` works. Importing it is
-cheap: the transforms are imported when a bundle is used."""
+the `ddp` and `fsdp` plugin bundles, so that `thunder.compile(model, plugins="ddp")` works. Importing it costs
+nothing beyond its package, thunder.distributed, which Python imports first."""
 
 from __future__ import annotations
 
+from thunder.distributed import DDPTransform, FSDPTransform
 from thunder.extend.hookspecs import PluginBundle, hookimpl
 
 
 def _distributed_transform(kind: str):
     def make():
-        from thunder.distributed import DDPTransform, FSDPTransform  # the transforms import torch.distributed
-
         return DDPTransform() if kind == "ddp" else FSDPTransform()
 
     return make

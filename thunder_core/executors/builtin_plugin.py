@@ -8,6 +8,7 @@ import importlib
 import importlib.util
 
 from thunder.extend.hookspecs import ExecutorSpec, PluginBundle, TransformSpec, hookimpl
+from thunder.transforms.cudagraph import CUDAGraphTransform
 
 
 def _needs(*modules: str):
@@ -42,8 +43,6 @@ def thunder_executors():
 
 
 def _cuda_graphs():
-    from thunder.transforms.cudagraph import CUDAGraphTransform
-
     return CUDAGraphTransform()
 
 

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from thunder.core.symbol import BoundSymbol, Symbol
+from thunder.core.symbol import BoundSymbol, Symbol, flat_proxies
 from thunder.core.trace import get_tracectx, torch_tracing
 from thunder.extend.passes import TracePass
+from thunder.torch import torch_handler
+from thunder.torch.fallback import fallback_symbol
 
 
 class ExecutorOptionError(TypeError):
@@ -317,9 +319,6 @@ def _decomposition_like(like: Callable) -> Callable:
     module = getattr(like, "__module__", None) or ""
 
     def decomposition(*args, **kwargs):
-        from thunder.torch import torch_handler
-        from thunder.torch.fallback import fallback_symbol
-
         # A torch callable is traced through its own handler, not through the tracer: with `replaces=like`
         # the tracer would map it back to this very operator, forever.
         handler = torch_handler(like)
@@ -342,7 +341,6 @@ def _trace_replacement(transform: Callable, bsym: BoundSymbol) -> list[BoundSymb
     trace = get_tracectx()
     with trace.collecting() as recorded, torch_tracing():
         out = transform(*bsym.args, **bsym.kwargs)
-    from thunder.core.symbol import flat_proxies
 
     new_outs, old_outs = flat_proxies(out), bsym.flat_outs
     if len(new_outs) != len(old_outs):

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from thunder.core.proxies import TensorProxy
+from thunder.frontend.tracer import _tracers
 
 _original_forward = _BatchNorm.forward
 _lock = threading.Lock()
@@ -34,8 +35,6 @@ def _cumulative_average_forward(module: _BatchNorm, input: torch.Tensor) -> torc
 
 
 def _forward(self, input):
-    from thunder.frontend.tracer import _tracers
-
     cumulative = self.momentum is None and self.training and self.track_running_stats
     if cumulative and self.num_batches_tracked is not None and _tracers and isinstance(input, TensorProxy):
         return _cumulative_average_forward(self, input)

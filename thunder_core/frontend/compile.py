@@ -38,6 +38,7 @@ import torch
 
 from thunder.core.pytree import _LEAF
 from thunder.core.trace import TraceCtx
+from thunder.core.verify import verify_trace
 from thunder.extend.passes import (
     ACQUIRED,
     AFTER_AUTODIFF,
@@ -80,8 +81,6 @@ def _run_pass(name: str, stage: str, fn, *args, **kwargs):
 
 def _maybe_verify(jfn, *traces: TraceCtx) -> None:
     if jfn.options.get("debug_verify") or os.environ.get("THUNDER_DEBUG_VERIFY") == "1":
-        from thunder.core.verify import verify_trace  # only under the debug flag: keeps the common path light
-
         for trace in traces:
             verify_trace(trace)
 

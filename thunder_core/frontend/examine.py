@@ -27,6 +27,7 @@ from torch.overrides import TorchFunctionMode
 import thunder.torch as ltorch
 from thunder.core.pytree import tree_flatten, tree_unflatten
 from thunder.core.trace import TraceCtx
+from thunder.extend import get_always_executors, resolve_executors
 from thunder.frontend import tracer as _tracer
 from thunder.frontend.api import jit
 from thunder.frontend.module import ThunderModule
@@ -279,8 +280,6 @@ def _eager_copies(fn, args, kwargs):
 
 
 def _classify(calls: dict[str, _Calls]) -> dict[str, OperationReport]:
-    from thunder.extend import resolve_executors
-
     replaced_by = {}
     for ex in reversed(resolve_executors(None)):  # the highest priority wins, as in thunder.jit
         for torch_fn in getattr(ex, "replacements", {}):
@@ -360,8 +359,6 @@ def _report_claims(acquired: TraceCtx, executors: list, result: ExamineResult) -
     """Marks the operations that an executor other than the always-executors claims, as claiming will: the
     first executor in the list whose checker accepts the call. Claims are per symbol: `torch.add` and
     `torch.Tensor.add` share one, so an operation some of whose symbol's calls stay native says so."""
-    from thunder.extend import get_always_executors
-
     always = {ex.name for ex in get_always_executors()}
     claimers = [ex for ex in executors if ex.name not in always and hasattr(ex, "can_execute")]
     claimed: dict[str, set[str]] = {}
@@ -396,7 +393,7 @@ def _claims(ex, bsym) -> bool:
 
 def _thunderfx_verdict(fn, args, kwargs, expected) -> str:
     """Whether the torch.compile frontend (thunder.dynamo.thunderfx) runs what thunder.jit could not, and why."""
-    from thunder.dynamo import thunderfx
+    from thunder.dynamo import thunderfx  # on first use: `import thunder` need not load the Dynamo frontend
 
     fx_fn, fx_args, fx_kwargs = _eager_copies(fn, args, kwargs)
     try:

@@ -28,6 +28,9 @@ import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 
+import thunder.torch as ltorch
+from thunder.frontend.tracer import _tracers
+
 _SENTINEL = "__thunder_replacement_dispatch__"
 _VARARGS, _VARKEYWORDS = 0x04, 0x08
 _warned: set[int] = set()
@@ -35,8 +38,6 @@ _warned: set[int] = set()
 
 def is_python_function_replacement(fn: Callable) -> bool:
     """Whether `replaces=fn` needs the code swap (a user's Python function, not a torch callable)."""
-    import thunder.torch as ltorch
-
     module = getattr(fn, "__module__", None) or ""
     return isinstance(fn, types.FunctionType) and ltorch.torch_handler(fn) is None and not module.startswith("torch")
 
@@ -141,8 +142,6 @@ class _Swap:
         return original(*positional, **keywords)
 
     def dispatch(self, positional, keywords, captured):
-        from thunder.frontend.tracer import _tracers
-
         tracer = _tracers[-1] if _tracers else None
         if tracer is None or tracer.replacements.get(self.fn) is not self.symbol or _inside(self.symbol):
             return self.run_original(positional, keywords, captured)

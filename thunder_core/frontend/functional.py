@@ -23,8 +23,10 @@ import torch
 from thunder import prims
 from thunder.core.proxies import TensorProxy
 from thunder.core.trace import TraceCtx, get_tracectx, tracectx
+from thunder.frontend.jit import ThunderFunction
 from thunder.frontend.tracer import _tracers
 from thunder.transforms.autodiff import _build_backward, _JointBuilder
+from thunder.transforms.vmap import Batcher, canonical_dim, move_dim, per_example_like
 
 
 class _Transformed:
@@ -41,8 +43,6 @@ class _Transformed:
         if get_tracectx() is not None:
             return self._traced(*args, **kwargs)
         if self._jitted is None:
-            from thunder.frontend.jit import ThunderFunction
-
             self._jitted = ThunderFunction(self)  # what thunder.jit makes of a function, default executors
         return self._jitted(*args, **kwargs)
 
@@ -233,8 +233,6 @@ def _dims_per_arg(dims, n: int, what: str) -> list:
 
 
 def vmap_traced(fn: Callable, in_dims, out_dims, args, kwargs):
-    from thunder.transforms.vmap import Batcher, canonical_dim, move_dim, per_example_like
-
     trace = get_tracectx()
     args = [_resolve(a) for a in args]
     dims = _dims_per_arg(in_dims, len(args), "in_dims")

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 
 import torch
 
+from thunder.frontend.cache import _any_autocast, _default_dtype, _is_grad_enabled, device_key
 from thunder.frontend.script_functions import script_function_of
 
 _MISSING = object()  # "no such entry": a recorded absence, and the default of every lookup
@@ -474,8 +475,6 @@ def build_hot_call(args: tuple, source: _Source | None, global_state: tuple, for
     """The whole cached call with plain tensor arguments as one generated function of those arguments: check
     their metadata, that no two share storage, the global state and the entry's guards, then run `forward` and
     return `unpack(outputs)`; MISS (running nothing) when a check fails."""
-    from thunder.frontend.cache import _any_autocast, _default_dtype, _is_grad_enabled, device_key
-
     hot = _Source()
     if source is not None:
         hot.namespace.update(source.namespace)

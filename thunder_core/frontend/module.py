@@ -13,7 +13,9 @@ from torch.nn.modules.module import (
     register_module_parameter_registration_hook,
 )
 
+from thunder.core.proxies import TensorProxy
 from thunder.frontend.jit import ThunderFunction
+from thunder.frontend.tracer import current_tracer
 from thunder.frontend.transform import transform_state_dict
 
 _global_forward_hooks = torch_module._global_forward_hooks
@@ -112,8 +114,6 @@ class _ModuleFunction(ThunderFunction):
         return [_python_name(q) for *_, q in self.slots]
 
     def trace_call(self, state_proxies, args, kwargs):
-        from thunder.frontend.tracer import current_tracer
-
         # tied parameters appear once in slots; every place that held the same tensor gets the same proxy
         by_id = {id(getattr(mod, kind)[key]): proxy for (mod, kind, key, _), proxy in zip(self.slots, state_proxies)}
         replaced = []
@@ -149,8 +149,6 @@ def _restore_proxy_attributes(modules, before: dict) -> None:
     """Undoes forward's assignments of traced values to plain module attributes (GPT-J caches its rotary table
     moved to the input's device: `self.embed_positions = table.to(device)`). A proxy must not outlive its trace;
     the trace recomputes the value from the original on every call, so results are eager's."""
-    from thunder.core.proxies import TensorProxy
-
     for m in modules:
         for name, value in list(vars(m).items()):
             if isinstance(value, TensorProxy):

@@ -63,7 +63,7 @@ def intercepting_optimizer_steps(training: TrainingTracer):
 
 
 def _active(training: TrainingTracer) -> bool:
-    from thunder.frontend.tracer import _tracers
+    from thunder.frontend.tracer import _tracers  # a cycle: the tracer imports this module
 
     return bool(_tracers) and _tracers[-1] is training.tracer
 

@@ -25,6 +25,8 @@ import torch.func
 
 from thunder.core.proxies import TensorProxy
 from thunder.core.pytree import tree_flatten
+from thunder.frontend import functional
+from thunder.frontend.tracer import _tracers
 
 _lock = threading.Lock()
 _depth = 0  # tracers (in any thread) inside the block; the names are swapped while it is positive
@@ -39,8 +41,6 @@ _ORIGINALS = {
 
 def _traces_proxies(*values) -> bool:
     """Whether this thread is recording a trace and `values` hold Thunder proxies."""
-    from thunder.frontend.tracer import _tracers
-
     return bool(_tracers) and any(isinstance(x, TensorProxy) for x in tree_flatten(values)[0])
 
 
@@ -59,8 +59,6 @@ def _check_dims(dims, name: str) -> None:
 
 def vmap(func, in_dims=0, out_dims=0, randomness="error", *, chunk_size=None):
     """torch.func.vmap: Thunder's vmap for a call on proxies while tracing, torch's otherwise."""
-    from thunder.frontend import functional
-
     original = _ORIGINALS["vmap"](func, in_dims, out_dims, randomness, chunk_size=chunk_size)
 
     @functools.wraps(func)
@@ -78,8 +76,6 @@ def vmap(func, in_dims=0, out_dims=0, randomness="error", *, chunk_size=None):
 
 def grad(func, argnums=0, has_aux=False):
     """torch.func.grad: Thunder's grad for a call on proxies while tracing, torch's otherwise."""
-    from thunder.frontend import functional
-
     original = _ORIGINALS["grad"](func, argnums, has_aux)
 
     @functools.wraps(func)
@@ -95,8 +91,6 @@ def grad(func, argnums=0, has_aux=False):
 
 def grad_and_value(func, argnums=0, has_aux=False):
     """torch.func.grad_and_value: (gradient, value), through Thunder's vjp for a call on proxies while tracing."""
-    from thunder.frontend import functional
-
     original = _ORIGINALS["grad_and_value"](func, argnums, has_aux)
 
     @functools.wraps(func)
@@ -113,8 +107,6 @@ def grad_and_value(func, argnums=0, has_aux=False):
 
 def vjp(func, *primals, has_aux=False):
     """torch.func.vjp: Thunder's vjp for primals that are proxies while tracing, torch's otherwise."""
-    from thunder.frontend import functional
-
     if not _traces_proxies(primals):
         return _ORIGINALS["vjp"](func, *primals, has_aux=has_aux)
     if has_aux:
@@ -124,8 +116,6 @@ def vjp(func, *primals, has_aux=False):
 
 def jvp(func, primals, tangents, *, strict=False, has_aux=False):
     """torch.func.jvp: Thunder's jvp for primals or tangents that are proxies while tracing, torch's otherwise."""
-    from thunder.frontend import functional
-
     if not _traces_proxies(primals, tangents):
         return _ORIGINALS["jvp"](func, primals, tangents, strict=strict, has_aux=has_aux)
     if has_aux:

@@ -39,11 +39,20 @@ from thunder.core.pytree import tree_flatten, tree_unflatten
 from thunder.core.trace import TraceCtx, get_tracectx, register_torch_tracing, tracectx
 from thunder.frontend import eager_layout
 from thunder.frontend.autocast import apply_autocast, autocast_state
+from thunder.frontend.autograd_function import traced_autograd_functions
 from thunder.frontend.cache import is_symbolic_number
 from thunder.frontend.certain_comparisons import certain_truth
+from thunder.frontend.checkpoint import recording_checkpoints
 from thunder.frontend.dropped_arguments import with_dropped_arguments
 from thunder.frontend.optimizers import intercepting_optimizer_steps
-from thunder.frontend.symbolic_shapes import SYMBOLIC_SIZE_FNS, factories_taking_symbolic_sizes
+from thunder.frontend.script_functions import python_originals_of_script_functions
+from thunder.frontend.seeding import seeding_in_the_program
+from thunder.frontend.symbolic_shapes import (
+    SYMBOLIC_SIZE_FNS,
+    factories_taking_symbolic_sizes,
+    symbolic_dims,
+    symbolic_input_proxy,
+)
 from thunder.frontend.tensor_values import reads_tensor_values, with_guarded_values
 from thunder.frontend.train_step import NOT_HANDLED, TrainingTracer, handle_training_call, uses_training
 from thunder.torch import fallback
@@ -566,13 +575,9 @@ def acquire_trace(
 
     `compiling`: whether `torch.compiler.is_compiling()` answers True meanwhile (see `_compiling`).
     """
-    from thunder.frontend.autograd_function import traced_autograd_functions
-    from thunder.frontend.batchnorm_forward import traceable_cumulative_batch_norm
-    from thunder.frontend.checkpoint import recording_checkpoints
-    from thunder.frontend.function_replacements import replacing_python_functions
-    from thunder.frontend.script_functions import python_originals_of_script_functions
-    from thunder.frontend.seeding import seeding_in_the_program
-    from thunder.frontend.torch_func_calls import thunder_torch_func_transforms
+    from thunder.frontend.batchnorm_forward import traceable_cumulative_batch_norm  # a cycle: it imports this module
+    from thunder.frontend.function_replacements import replacing_python_functions  # a cycle: it imports this module
+    from thunder.frontend.torch_func_calls import thunder_torch_func_transforms  # a cycle: it imports this module
 
     trace = TraceCtx()
     tracer = Tracer(trace, replacements)
@@ -655,8 +660,6 @@ def _proxy_leaves(
 ) -> list:
     """The leaves with input proxies in place of tensors (and numbers when `symbolic_numbers`). Tensor leaves
     from index `symbolic_sizes_from` on get symbolic sizes (see thunder.frontend.symbolic_shapes)."""
-    from thunder.frontend.symbolic_shapes import symbolic_dims, symbolic_input_proxy
-
     is_input = [isinstance(x, torch.Tensor) or (symbolic_numbers and is_symbolic_number(x)) for x in leaves]
     # user names first: the names made for sizes below must not take one of them
     leaf_names: dict[int, str | None] = {}

@@ -59,6 +59,7 @@ import torch
 
 from thunder import prims
 from thunder.core.proxies import Expr, NumberProxy, TensorProxy, number_proxy
+from thunder.transforms.autodiff import backward_in_program
 
 _WAY_OUT = ("Run the training step eagerly, or jit only the model (thunder.jit(model)) and call backward() and "
             "the optimizer outside it.")
@@ -69,7 +70,7 @@ class TrainStepError(NotImplementedError):
 
 
 def unsupported(what: str) -> TrainStepError:
-    from thunder.frontend.tracer import user_location
+    from thunder.frontend.tracer import user_location  # a cycle: the tracer imports this module
 
     return TrainStepError(f"{what} (at {user_location()}) is not supported inside a jitted function. {_WAY_OUT}")
 
@@ -273,8 +274,7 @@ def run_backward(training: TrainingTracer, tensors, grad_tensors=None, retain_gr
                  inputs=None) -> None:  # fmt: skip
     """`torch.autograd.backward(tensors, grad_tensors, ...)` while tracing: the backward becomes part of the
     program and the gradients accumulate into the leaves' slots."""
-    from thunder.frontend.tracer import current_tracer
-    from thunder.transforms.autodiff import backward_in_program
+    from thunder.frontend.tracer import current_tracer  # a cycle: the tracer imports this module
 
     if create_graph:
         raise unsupported("backward(create_graph=True)")
@@ -400,7 +400,7 @@ def _backward_call(training, tensor, gradient=None, retain_graph=None, create_gr
 
 def note_nested_jit_call() -> None:
     """Called by a jitted callable: if a function is being acquired, it calls a compiled one (see run_backward)."""
-    from thunder.frontend.tracer import _tracers
+    from thunder.frontend.tracer import _tracers  # a cycle: the tracer imports this module
 
     tracer = _tracers.top()
     if tracer is not None and tracer.training is not None:

@@ -14,6 +14,7 @@ from thunder.prims.grads import GRAD_RULES
 from thunder.torch import elementwise
 from thunder.torch import elementwise as ew
 from thunder.torch.base import canonicalize_dim, canonicalize_dims, to_dtype, torchsymbol
+from thunder.torch.elementwise import div, eq, isnan, logical_and, logical_or, mul, sub, where
 from thunder.torch.fallback import fallback_symbol
 from thunder.torch.shapes import flip, narrow
 
@@ -115,7 +116,6 @@ def extremum_of_all(a, largest: bool):
 def _extremum_of_all_grad(a, largest: bool):
     # eager's evenly_distribute_backward: shared among the elements equal to the result, or among the NaNs when
     # the result is NaN (amax's own gradient, by contrast, is NaN everywhere then)
-    from thunder.torch.elementwise import div, eq, isnan, logical_and, logical_or, mul
 
     out = extremum_of_all(a, largest)
     g = get_grad(out)
@@ -171,8 +171,6 @@ def std(a, dim=None, unbiased=None, keepdim=False, *, correction=None):
 
 def _std_grad(a, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """torch's std_backward: where the deviation is 0 (a constant slice) the gradient is 0, not 0 * inf."""
-    from thunder.torch.elementwise import div, eq, mul, sub, where
-
     dim, unbiased = _unbiased_by_position(dim, unbiased)
     out = std(a, dim, keepdim=keepdim, correction=_correction(unbiased, correction))
     g = get_grad(out)

@@ -20,6 +20,7 @@ import torch
 
 from thunder import prims
 from thunder.core.proxies import Proxy, TensorProxy, proxy_like_tensor
+from thunder.core.pytree import tree_flatten, tree_unflatten
 from thunder.core.symbol import BoundSymbol, OpTag, Symbol, flat_proxies, proxies_read
 from thunder.core.trace import TraceCtx, get_tracectx, tracectx
 from thunder.core.transforms import GradRuleContext, get_grad, mark_non_differentiable, put_grad
@@ -208,8 +209,6 @@ def torch_autograd_connections(
     Thunder's must be None there too, not zeros; an output torch declares non-differentiable (an index, a
     statistic) does not require grad. None where no output requires grad (eager's outputs do not either). Where
     the meta run fails, every input counts as connected and every floating output as differentiable."""
-    from thunder.core.pytree import tree_flatten, tree_unflatten
-
     leaves, spec = tree_flatten((bsym.args, bsym.kwargs))
     names = {a.name for a in flat_proxies((bsym.args, bsym.kwargs)) if _is_differentiable(a) and a.name in requires_grad}
     out_proxies = flat_proxies(bsym.output)
@@ -241,8 +240,6 @@ def torch_autograd_connections(
 
 def _record_same(bsym, args, kwargs):
     """Records bsym's symbol as one call (not its decomposition): the forward stays a single torch call."""
-    from thunder.core.trace import get_tracectx
-
     out = _fresh_outputs(bsym.output)
     get_tracectx().record(BoundSymbol(bsym.sym, args, kwargs, out, ()))
     return out
@@ -315,8 +312,6 @@ def _vjp_symbol(fn: Callable, sym_id: str, random_device: torch.device | None = 
         return [TensorProxy(like=a, requires_grad=False) for a, keep in zip(differentiable, grad_mask) if keep]
 
     def impl(args, kwargs, grads, out_mask, grad_mask, state=None):
-        from thunder.core.pytree import tree_flatten, tree_unflatten
-
         leaves, spec = tree_flatten((args, kwargs))
         inputs = []
         keep = iter(grad_mask)  # one flag per floating tensor, in the order flat_proxies gave them

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from thunder import prims
 from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.trace import get_tracectx
 from thunder.prims.batching import BATCHING_RULES
@@ -84,8 +85,6 @@ class Batcher:
 
 def move_dim(t, source: int, destination: int):
     """`t` with dimension `source` moved to position `destination` (torch.movedim)."""
-    from thunder import prims
-
     if source == destination:
         return t
     perm = [d for d in range(t.ndim) if d != source]
