@@ -159,8 +159,16 @@ def _propagate_aliases(bsyms, aliases: dict[str, set[str]]) -> None:
             if not isinstance(out, TensorProxy):
                 continue
             if OpTag.ELEMENTWISE in tags and OpTag.VIEW not in tags:
-                sources = [p for p in args if tuple(p.shape) == tuple(out.shape) and p.dtype == out.dtype]
+                sources = [p for p in args if _may_be_the_same_tensor(p, out)]
             else:
                 sources = args
             for p in sources:
                 aliases.setdefault(out.name, set()).update(aliases[p.name])
+
+
+def _may_be_the_same_tensor(a: TensorProxy, b: TensorProxy) -> bool:
+    """Whether b may be a itself: the same dtype and shape (a symbolic size is never compared: it may be equal)."""
+    shape_a, shape_b = tuple(a.shape), tuple(b.shape)
+    if not all(type(s) is int for s in (*shape_a, *shape_b)):
+        return a.dtype == b.dtype
+    return a.dtype == b.dtype and shape_a == shape_b
