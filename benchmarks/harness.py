@@ -69,6 +69,8 @@ ROW_FIELDS = {
     "first_call_s": "backend wrap + first call, compilation included, in seconds",
     "import_s": "time to import the backend's library",
     "peak_mem_bytes": "peak memory above the baseline taken before the case was built",
+    "steady_peak_mem_bytes": "peak memory of the timed steps alone (high-water mark reset after the warmup) above the "
+                              "same baseline: what training keeps needing, without compilation",
     "mem_source": "cuda.max_memory_allocated, rss_highwater_reset or rss_highwater_process",
     "max_diff_out": "max |output - eager output| (eager recomputed in the same process from the same seed)",
     "max_diff_grad": "train only: max |grad - eager grad| over every parameter (train-step: max |parameter - eager "
@@ -140,6 +142,15 @@ class MemoryMeter:
             self.source = "rss_highwater_process"
         now = _rss_now_bytes()
         self.baseline = now if now is not None else _rss_highwater_bytes()
+
+    def reset_peak(self) -> None:
+        """Restart the high-water mark (the baseline stays)."""
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        elif self.source == "rss_highwater_reset":
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
 
     def peak(self) -> int:
         if self.cuda:
@@ -302,11 +313,15 @@ def run_row(spec: dict) -> dict:
             row["calls"] = sum(n for n, _ in times)
             per_call = [t / n for n, t in times]
         else:
-            out, per_call = _time_steps(step, device, spec["warmup"], spec["iters"])
+            out, _ = _time_steps(step, device, spec["warmup"], 0)
+            first_peak = meter.peak()
+            meter.reset_peak()
+            out, per_call = _time_steps(step, device, 0, spec["iters"])
+            row["steady_peak_mem_bytes"] = meter.peak()
         row["step_time_s"] = statistics.median(per_call)
         row["step_time_min_s"] = min(per_call)
         row["step_time_max_s"] = max(per_call)
-        row["peak_mem_bytes"] = meter.peak()
+        row["peak_mem_bytes"] = meter.peak() if case.kind == "overhead" else max(first_peak, row["steady_peak_mem_bytes"])
 
         got_out = out
         got_grads = _grads(case) if mode == "train" else {}

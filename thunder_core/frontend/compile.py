@@ -16,8 +16,9 @@ stage (``trace.stage``) and how long it took (``trace.duration_ms``); under ``TH
    communication, offloading, checkpointing go here).
 4. ``before fusion``, on each execution trace (the forward, then the backward): the executors' passes.
 5. ``fusion and claiming``: each fusion executor, in priority order, partitions the trace into regions
-   (``FusionExecutor.can_fuse``/``fuse``, with its options); then every remaining operation is claimed by
-   the first executor that can run it, or decomposed.
+   (``FusionExecutor.can_fuse``/``fuse``, with its options); in-place write-backs move up to just after their
+   values and operations reading only inputs down to just before their readers (``schedule_writes``); then
+   every remaining operation is claimed by the first executor that can run it, or decomposed.
 6. ``after claiming``: the executors' passes, then ``Transform.transform_trace_post_optimization``.
 7. ``before execution``: values are freed after their last use; this is the trace that runs.
 
@@ -54,6 +55,7 @@ from thunder.transforms.claim_operators import claim_operators
 from thunder.transforms.dce import dce
 from thunder.transforms.del_last_used import del_last_used
 from thunder.transforms.fusion import fuse_regions
+from thunder.transforms.schedule_writes import schedule_writes
 
 
 def _label(result, name: str, stage: str, start: float):
@@ -176,6 +178,11 @@ def execution_passes(jfn, trace: TraceCtx, traces: list, *, is_backward: bool = 
                               progress=jfn._progress, options=options[ex.name])  # fmt: skip
             traces.append(trace)
             _maybe_verify(jfn, trace)
+    # in-place write-backs right after their values, input-only operations right before their readers: what
+    # each keeps alive is freed early (before claiming: the operations still carry their symbols' tags)
+    trace = _run_pass("schedule writes", FUSION_AND_CLAIMING, schedule_writes, trace)
+    traces.append(trace)
+    _maybe_verify(jfn, trace)
     trace = _run_pass("claim operators", FUSION_AND_CLAIMING, claim_operators, trace, jfn.executors)
     traces.append(trace)
     _maybe_verify(jfn, trace)
