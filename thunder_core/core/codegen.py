@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+from types import CodeType
 from typing import Any
 
 import torch
 
 from thunder.core.proxies import Proxy, SymbolicShape, type_string
+
+
+@functools.lru_cache(maxsize=512)
+def compile_source(source: str, filename: str) -> CodeType:
+    """`compile(source, filename, "exec")`, memoized: code objects are immutable, and the same program source
+    recurs (every sample of an op test, every guard of the same shape), so each distinct source is compiled
+    once; `exec` of the code object in a fresh namespace then defines a fresh function."""
+    return compile(source, filename, "exec")
 
 
 class _Context(dict):
