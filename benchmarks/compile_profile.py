@@ -9,7 +9,7 @@ Three workloads, each compiling from scratch (a fresh `thunder.jit` every repeti
 
 Timings are ``time.process_time`` (CPU time of this process: the machine is shared, so wall time is noise),
 the median and minimum over ``--repeat`` repetitions. The compilation time is split by pipeline stage
-(exclusive process time of each stage's functions, summed over the repetitions; the verifier, which runs between
+(exclusive process time of each stage's functions, the mean of the repetitions; the verifier, which runs between
 passes, is its own row). ``--profile`` runs one more repetition under cProfile and prints the functions with the
 most own time and the most calls (cProfile slows Python code several times over, so its seconds are not the
 process times above; its call counts are exact).
@@ -101,7 +101,7 @@ class StageClock:
 
     def table(self) -> str:
         total = self.total()
-        lines = [f"{'stage (process time, exclusive)':40} {'seconds':>9} {'share':>7}"]
+        lines = [f"{'stage (process time, exclusive, per repetition)':40} {'seconds':>9} {'share':>7}"]
         for stage in [*STAGES, "other"]:
             seconds = self.seconds.get(stage, 0.0)
             lines.append(f"{stage:40} {seconds:9.3f} {seconds / total if total else 0.0:7.1%}")
@@ -167,10 +167,11 @@ def make_workload(name: str, args) -> Callable[[], None]:
 
 def process_times(run: Callable[[], None], repeat: int, clock: StageClock) -> tuple[list[float], list[float], dict]:
     """(whole workload, compilation alone) process times of each repetition, after one warm-up (imports, torch's
-    own first-call caches, sample generation's lazy set-up), and the stages' seconds summed over the repetitions."""
+    own first-call caches, sample generation's lazy set-up), and the stages' seconds averaged over the repetitions."""
     run()
     times, compile_times, stages = [], [], {}
     for _ in range(repeat):
+        _forget_compiled_sources()
         gc.collect()
         clock.reset()
         start = time.process_time()
@@ -178,9 +179,18 @@ def process_times(run: Callable[[], None], repeat: int, clock: StageClock) -> tu
         times.append(time.process_time() - start)
         compile_times.append(clock.total())
         for stage, seconds in clock.seconds.items():
-            stages[stage] = stages.get(stage, 0.0) + seconds
+            stages[stage] = stages.get(stage, 0.0) + seconds / repeat
     clock.seconds = stages
     return times, compile_times, stages
+
+
+def _forget_compiled_sources() -> None:
+    """Each repetition compiles as a fresh process would: without the code objects of the previous ones."""
+    from thunder.core import codegen
+
+    memo = getattr(codegen, "compile_source", None)
+    if memo is not None:
+        memo.cache_clear()
 
 
 def _summary(times: list[float]) -> str:
