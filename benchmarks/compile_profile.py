@@ -188,7 +188,7 @@ def _forget_compiled_sources() -> None:
     """Each repetition compiles as a fresh process would: without the code objects of the previous ones."""
     from thunder.core import codegen
 
-    memo = getattr(codegen, "compile_source", None)
+    memo = getattr(codegen, "_compile_small_source", None)
     if memo is not None:
         memo.cache_clear()
 
