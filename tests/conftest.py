@@ -28,7 +28,17 @@ def pytest_addoption(parser):
     )
 
 
+def _one_share_of_the_cores_per_worker() -> None:
+    """Under pytest-xdist, each worker's torch uses its share of the cores for intra-op parallelism. By default every
+    worker takes them all: on the 2-core CI machine with `-n 2`, each tiny op's parallel region then waits for a
+    thread the other worker has descheduled (tens of milliseconds for a 5-microsecond matmul)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if os.environ.get("PYTEST_XDIST_WORKER") and workers > 0:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 def pytest_configure(config):
+    _one_share_of_the_cores_per_worker()
     config.addinivalue_line(
         "markers", "cpu_only(reason): the test is about the CPU itself; skipped under --device cuda with the reason"
     )

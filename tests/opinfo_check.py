@@ -16,13 +16,20 @@ Run as a script for a quick sweep that prints every failing (op, dtype) with its
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
+import random
+import sys
 import types
+import unittest
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
+import torch.testing._internal.opinfo.core as opinfo_core
+from torch.testing._internal import common_utils
 from torch.testing._internal.common_methods_invocations import op_db
 from torch.utils._pytree import tree_flatten, tree_map
 
@@ -68,6 +75,72 @@ def sweep_dtypes(opinfo, device_type: str) -> list[torch.dtype]:
     """The dtypes of SWEEP_DTYPES that the OpInfo supports on the device type, in SWEEP_DTYPES's order."""
     supported = opinfo.supported_dtypes(device_type)
     return [dtype for dtype in SWEEP_DTYPES if dtype in supported]
+
+
+def _unittest_test_fn() -> Callable | None:
+    """What torch's `extract_test_fn` finds (the test method of a `unittest.TestCase` on the call stack, which
+    names the sample generator's seed), found the same way but without `inspect.stack()`: that reads every frame's
+    source and, for frames of generated code, scans `sys.modules` each time, which took over half of this
+    module's time under pytest (hundreds of frames, thousands of modules) to find nothing for pytest's functions."""
+    try:
+        frame = sys._getframe(1)
+        while frame is not None:
+            self_val = frame.f_locals.get("self")
+            if isinstance(self_val, unittest.TestCase):
+                *_, cls_name, test_name = self_val.id().rsplit(".", 2)
+                if cls_name == type(self_val).__name__ and test_name.startswith("test"):
+                    return getattr(self_val, test_name).__func__
+            frame = frame.f_back
+    except Exception:  # as extract_test_fn: no test function found
+        pass
+    return None
+
+
+@functools.cache
+def _only_the_cpu_generator() -> bool:
+    """Whether `torch.manual_seed` can reach no generator but the CPU's: no accelerator it seeds (now or at a lazy
+    initialization) is available, and no custom device backend is registered."""
+    accelerators = (torch.cuda, getattr(torch, "xpu", None), getattr(torch, "mtia", None))
+    if any(module is not None and module.is_available() for module in accelerators):
+        return False
+    if torch.backends.mps.is_available():
+        return False
+    return not hasattr(torch, torch._C._get_privateuse1_backend_name())
+
+
+def _set_rng_seed(seed=None) -> None:
+    """torch's `set_rng_seed`, seeding the same generators: where only the CPU's exists, without
+    `torch.manual_seed`'s queueing of seeds for devices that are not initialized, which formats the whole call
+    stack each time (torch seeds before every sample it generates: over a millisecond each under pytest)."""
+    if not _only_the_cpu_generator():
+        return _original_set_rng_seed(seed)
+    seed = common_utils.SEED if seed is None else seed
+    torch.default_generator.manual_seed(seed)
+    random.seed(seed)
+    if common_utils.TEST_NUMPY:
+        import numpy
+
+        numpy.random.seed(seed)
+
+
+_original_set_rng_seed = common_utils.set_rng_seed
+
+
+@contextlib.contextmanager
+def _cheap_sample_bookkeeping() -> Iterator[None]:
+    """Sample generation with `_unittest_test_fn` in place of torch's `extract_test_fn` and `_set_rng_seed` in place
+    of its `set_rng_seed` (the same results, see each)."""
+    patches = [(m, "extract_test_fn", _unittest_test_fn) for m in (opinfo_core, common_utils)]
+    patches.append((common_utils, "set_rng_seed", _set_rng_seed))
+    patches = [(module, name, new) for module, name, new in patches if hasattr(module, name)]
+    saved = [getattr(module, name) for module, name, _ in patches]
+    for module, name, new in patches:
+        setattr(module, name, new)
+    try:
+        yield
+    finally:
+        for (module, name, _), original in zip(patches, saved):
+            setattr(module, name, original)
 
 
 def seeds_internally(opinfo) -> bool:
@@ -252,7 +325,7 @@ def run_opinfo(
         return fn(*args, **kwargs)
 
     jitted = thunder.jit(call_op)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _cheap_sample_bookkeeping():
         warnings.simplefilter("ignore")
         generated = opinfo.sample_inputs(device, dtype, requires_grad=requires_grad)
         # one sample needs no count: taking the first spares generating the rest (hundreds for some OpInfos)

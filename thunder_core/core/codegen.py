@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+from types import CodeType
 from typing import Any
 
 import torch
 
 from thunder.core.proxies import Proxy, SymbolicShape, type_string
+
+_MEMOIZED_SOURCE_CHARS = 50_000  # a large model's program is rarely compiled twice: not worth keeping its code
+
+
+def compile_source(source: str, filename: str) -> CodeType:
+    """`compile(source, filename, "exec")`, memoized for small sources: code objects are immutable, and the same
+    small program recurs (every sample of an op test, every guard of the same shape), so each is compiled once;
+    `exec` of the code object in a fresh namespace then defines a fresh function."""
+    if len(source) > _MEMOIZED_SOURCE_CHARS:
+        return compile(source, filename, "exec")
+    return _compile_small_source(source, filename)
+
+
+@functools.lru_cache(maxsize=256)
+def _compile_small_source(source: str, filename: str) -> CodeType:
+    return compile(source, filename, "exec")
 
 
 class _Context(dict):

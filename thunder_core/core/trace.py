@@ -103,12 +103,14 @@ class TraceCtx:
         return trace_source(self, with_comments=False)[1]
 
     def python_callable(self) -> Callable:
-        from thunder.core.codegen import trace_source  # a cycle: codegen imports proxies, which import this module
+        from thunder.core.codegen import (  # a cycle: codegen imports proxies, which import this module
+            compile_source,
+            trace_source,
+        )
 
         source, ctx = trace_source(self, with_comments=False)
         namespace = dict(ctx)
-        code = compile(source, f"thunder.{self.fn_name}", "exec")
-        exec(code, namespace)
+        exec(compile_source(source, f"thunder.{self.fn_name}"), namespace)
         fn = namespace[self.fn_name]
         fn.__thunder_source__ = source
         return fn

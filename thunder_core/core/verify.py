@@ -28,35 +28,42 @@ def _signature(p) -> tuple:
 
 
 def verify_trace(trace: TraceCtx) -> None:
-    meta: dict[str, tuple] = {}
+    # name -> the proxy that defines it; a use by that same object agrees with it by construction, so only a
+    # use by another object with the name has its shape and dtype compared (the verifier runs after every pass
+    # in the test suite: this keeps it linear and cheap)
+    defined: dict[str, Proxy] = {}
     deleted: set[str] = set()
 
     def check_use(p: Proxy, where: str) -> None:
-        if p.name in deleted:
-            _fail(trace, f"{p.name} is used after it was deleted, in {where}")
-        if p.name not in meta:
-            _fail(trace, f"{p.name} is used before it is defined, in {where}")
-        if meta[p.name] != _signature(p):
-            _fail(trace, f"{p.name} is used as {_signature(p)} but defined as {meta[p.name]}, in {where}")
+        name = p.name
+        if defined.get(name) is p and name not in deleted:
+            return
+        if name in deleted:
+            _fail(trace, f"{name} is used after it was deleted, in {where}")
+        if name not in defined:
+            _fail(trace, f"{name} is used before it is defined, in {where}")
+        expected, used = _signature(defined[name]), _signature(p)
+        if expected != used:
+            _fail(trace, f"{name} is used as {used} but defined as {expected}, in {where}")
 
     for a in trace.args:
         if isinstance(a, Proxy):
-            if a.name in meta:
+            if a.name in defined:
                 _fail(trace, f"input {a.name} appears twice")
-            meta[a.name] = _signature(a)
+            defined[a.name] = a
     for bsym in trace.bound_symbols:
         if bsym.sym.id == "python.del":
             for name in bsym.args:
-                if name not in meta:
+                if name not in defined:
                     _fail(trace, f"del of undefined {name}")
                 deleted.add(name)
             continue
-        where = bsym.sym.print_name
         for a in bsym.flat_args:
-            check_use(a, where)
+            if defined.get(a.name) is not a or a.name in deleted:  # inline: the common case calls nothing
+                check_use(a, bsym.sym.print_name)
         for o in bsym.flat_outs:
-            if o.name in meta:
-                _fail(trace, f"{o.name} is defined twice (again by {where})")
-            meta[o.name] = _signature(o)
+            if o.name in defined:
+                _fail(trace, f"{o.name} is defined twice (again by {bsym.sym.print_name})")
+            defined[o.name] = o
     for o in flat_proxies(trace.output):
         check_use(o, "the return statement")

@@ -110,18 +110,24 @@ def _defaults(executor) -> Mapping:
     return validate(None) if validate is not None else {}
 
 
-def _executor_passes(jfn, stage: str):
-    """(label, pass, context) for the passes registered at `stage` by executors in the list, in list order."""
-    options = executor_options(jfn)
+def _options_of(executor, options: Mapping[str, Mapping]) -> Mapping:
+    # an executor a transform added to the list after validation gets its defaults, as executor_options gives it
+    return options[executor.name] if executor.name in options else _defaults(executor)
+
+
+def _executor_passes(jfn, stage: str, options: Mapping[str, Mapping]):
+    """(label, pass, context) for the passes registered at `stage` by executors in the list, in list order;
+    `options` is `executor_options(jfn)`, validated once per compilation."""
     for ex in jfn.executors:
         for trace_pass in getattr(ex, "trace_passes", ()):
             if trace_pass.stage == stage:
-                yield f"{ex.name}: {trace_pass.name}", trace_pass, options[ex.name]
+                yield f"{ex.name}: {trace_pass.name}", trace_pass, _options_of(ex, options)
 
 
-def _single_trace_stage(jfn, stage: str, trace: TraceCtx, traces: list, *, is_backward: bool = False) -> TraceCtx:
+def _single_trace_stage(jfn, stage: str, trace: TraceCtx, traces: list, all_options: Mapping[str, Mapping], *,
+                        is_backward: bool = False) -> TraceCtx:  # fmt: skip
     """Runs the executors' passes registered at a single-trace `stage` on `trace`."""
-    for label, trace_pass, options in _executor_passes(jfn, stage):
+    for label, trace_pass, options in _executor_passes(jfn, stage, all_options):
         context = PassContext(executors=tuple(jfn.executors), options=options, is_backward=is_backward)
         trace = _run_pass(label, stage, trace_pass.fn, trace, context)
         traces.append(trace)
@@ -129,7 +135,7 @@ def _single_trace_stage(jfn, stage: str, trace: TraceCtx, traces: list, *, is_ba
     return trace
 
 
-def before_autodiff(jfn, trace: TraceCtx, traces: list) -> TraceCtx:
+def before_autodiff(jfn, trace: TraceCtx, traces: list, options: Mapping[str, Mapping]) -> TraceCtx:
     """Stage 2: transforms' transform_traces_pre_prologue, executors' passes, dead-code elimination."""
     for transform in jfn.transforms:
         pre = getattr(transform, "transform_traces_pre_prologue", None)
@@ -139,13 +145,14 @@ def before_autodiff(jfn, trace: TraceCtx, traces: list) -> TraceCtx:
                                     executors_list=jfn.executors)  # fmt: skip
             traces.append(trace)
             _maybe_verify(jfn, trace)
-    trace = _single_trace_stage(jfn, BEFORE_AUTODIFF, trace, traces)
+    trace = _single_trace_stage(jfn, BEFORE_AUTODIFF, trace, traces, options)
     trace = _run_pass("dead code elimination", BEFORE_AUTODIFF, dce, trace)
     traces.append(trace)
     return trace
 
 
-def after_autodiff(jfn, fwd: TraceCtx, bwd: TraceCtx, traces: list, backward_traces: list):
+def after_autodiff(jfn, fwd: TraceCtx, bwd: TraceCtx, traces: list, backward_traces: list,
+                   all_options: Mapping[str, Mapping]):  # fmt: skip
     """Stage 3: the forward/backward pair through transforms' transform_traces_post_autodiff and executors' passes."""
     steps = []
     for transform in jfn.transforms:
@@ -153,7 +160,7 @@ def after_autodiff(jfn, fwd: TraceCtx, bwd: TraceCtx, traces: list, backward_tra
         if post is not None:
             steps.append((f"{type(transform).__name__}.transform_traces_post_autodiff",
                           lambda f, b, post=post: _call_accepting(post, f, b, executors_list=jfn.executors)))  # fmt: skip
-    for label, trace_pass, options in _executor_passes(jfn, AFTER_AUTODIFF):
+    for label, trace_pass, options in _executor_passes(jfn, AFTER_AUTODIFF, all_options):
         context = PassContext(executors=tuple(jfn.executors), options=options)
         steps.append((label, lambda f, b, fn=trace_pass.fn, context=context: fn(f, b, context)))
     for label, step in steps:
@@ -167,15 +174,14 @@ def after_autodiff(jfn, fwd: TraceCtx, bwd: TraceCtx, traces: list, backward_tra
     return fwd, bwd
 
 
-def execution_passes(jfn, trace: TraceCtx, traces: list, *, is_backward: bool = False,
-                     keep: frozenset = frozenset()) -> TraceCtx:  # fmt: skip
+def execution_passes(jfn, trace: TraceCtx, traces: list, options: Mapping[str, Mapping], *,
+                     is_backward: bool = False, keep: frozenset = frozenset()) -> TraceCtx:  # fmt: skip
     """Stages 4 to 7 on one trace: executors' passes, fusion, claiming, post-optimization transforms, freeing."""
-    trace = _single_trace_stage(jfn, BEFORE_FUSION, trace, traces, is_backward=is_backward)
-    options = executor_options(jfn)
+    trace = _single_trace_stage(jfn, BEFORE_FUSION, trace, traces, options, is_backward=is_backward)
     for ex in jfn.executors:
         if hasattr(ex, "can_fuse"):
             trace = _run_pass(f"fusion ({ex.name})", FUSION_AND_CLAIMING, fuse_regions, trace, ex, jfn.executors,
-                              progress=jfn._progress, options=options[ex.name])  # fmt: skip
+                              progress=jfn._progress, options=_options_of(ex, options))  # fmt: skip
             traces.append(trace)
             _maybe_verify(jfn, trace)
     # in-place write-backs right after their values, input-only operations right before their readers: what
@@ -186,7 +192,7 @@ def execution_passes(jfn, trace: TraceCtx, traces: list, *, is_backward: bool = 
     trace = _run_pass("claim operators", FUSION_AND_CLAIMING, claim_operators, trace, jfn.executors)
     traces.append(trace)
     _maybe_verify(jfn, trace)
-    trace = _single_trace_stage(jfn, AFTER_CLAIMING, trace, traces, is_backward=is_backward)
+    trace = _single_trace_stage(jfn, AFTER_CLAIMING, trace, traces, options, is_backward=is_backward)
     for transform in jfn.transforms:
         post = getattr(transform, "transform_trace_post_optimization", None)
         if post is not None:
@@ -219,7 +225,8 @@ def compile_entry(jfn, trace: TraceCtx, tracer, out_spec, entry):
     trace.stage = ACQUIRED
     traces = [trace]
     _maybe_verify(jfn, trace)
-    trace = before_autodiff(jfn, trace, traces)
+    options = executor_options(jfn)
+    trace = before_autodiff(jfn, trace, traces, options)
 
     program_state = trace.tags.get("program_state")  # a training step: its backward is in the program already
     if program_state is not None:
@@ -237,16 +244,16 @@ def compile_entry(jfn, trace: TraceCtx, tracer, out_spec, entry):
         traces.append(fwd)
         entry.backward_traces.append(bwd)
         _maybe_verify(jfn, fwd, bwd)
-        fwd, bwd = after_autodiff(jfn, fwd, bwd, traces, entry.backward_traces)
-        fwd_exec = execution_passes(jfn, fwd, traces)
-        bwd_exec = execution_passes(jfn, bwd, entry.backward_traces, is_backward=True)
+        fwd, bwd = after_autodiff(jfn, fwd, bwd, traces, entry.backward_traces, options)
+        fwd_exec = execution_passes(jfn, fwd, traces, options)
+        bwd_exec = execution_passes(jfn, bwd, entry.backward_traces, options, is_backward=True)
         entry.forward = fwd_exec.python_callable()
         entry.backward = bwd_exec.python_callable()
         entry.needs_autograd = True
         entry.differentiable_outputs = fwd.tags["differentiable_outputs"]
         entry.forward_trace, entry.backward_trace = fwd_exec, bwd_exec
     else:
-        exec_trace = execution_passes(jfn, trace, traces)
+        exec_trace = execution_passes(jfn, trace, traces, options)
         entry.forward = exec_trace.python_callable()
         entry.forward_trace = exec_trace
     entry.traces = traces

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 
 import torch
 
+from thunder.core.codegen import compile_source
 from thunder.frontend.cache import _any_autocast, _default_dtype, _is_grad_enabled, device_key
 from thunder.frontend.script_functions import script_function_of
 
@@ -319,7 +320,7 @@ class _Source:
         tail = "".join(f"    {line}\n" for line in then.splitlines()) or f"    return {passed}\n"
         body = body or "        pass\n"
         text = f"def {name}({params}):\n    try:\n{body}    except Exception:\n        return {failed}\n{tail}"
-        exec(compile(text, f"<thunder guard {name}>", "exec"), self.namespace)
+        exec(compile_source(text, f"<thunder guard {name}>"), self.namespace)
         fn = self.namespace[name]
         fn.source = text
         return fn

@@ -73,6 +73,7 @@ from contextlib import contextmanager
 
 import torch
 
+from thunder.core.codegen import compile_source
 from thunder.core.proxies import Expr, IntegerProxy, TensorProxy, has_number_proxy, proxy_like_tensor
 from thunder.core.scalar_ops import sizes_of
 from thunder.core.trace import get_tracectx
@@ -218,7 +219,7 @@ def compile_guards(guards):
             lines.append(f"if type(_v := {value}) is not type({name}) or _v != {name}: return False")
     text = "def check(inputs):\n  try:\n" + "\n".join("    " + line for line in lines) + "\n    return True\n"
     text += "  except ArithmeticError:\n    return False\n"
-    exec(compile(text, "<thunder symbolic guards>", "exec"), namespace)
+    exec(compile_source(text, "<thunder symbolic guards>"), namespace)
     check = namespace["check"]
     check.source = text
     return check
