@@ -47,6 +47,8 @@ def results_tables(text: str) -> list[tuple[str, list[dict]]]:
             title, header, rows = line[3:].strip(), None, []
         elif line.startswith("| workload |"):
             header = [cell.strip() for cell in line.strip("|").split("|")]
+            if not {"step/eager", "first call", "mode", "backend"} <= set(header):
+                header = None  # a table of another shape (memory, compile stages): not the harness's
         elif header and line.startswith("|") and not line.startswith("|---"):
             rows.append(dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))))
         elif header and rows:
