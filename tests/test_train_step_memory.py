@@ -25,7 +25,12 @@ def _llama_step(executors=None):
     torch.manual_seed(0)
     model = Llama(LlamaConfig.preset("tiny"))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+    g = torch.Generator().manual_seed(1)
+    x, y = (torch.randint(0, 64, (2, 16), generator=g) for _ in range(2))
+    return model, opt, training_step(model, opt), x, y
 
+
+def training_step(model, opt):
     def step(x, y):
         loss = model(x, y)
         loss.backward()
@@ -33,9 +38,7 @@ def _llama_step(executors=None):
         opt.zero_grad(set_to_none=True)
         return loss
 
-    g = torch.Generator().manual_seed(1)
-    x, y = (torch.randint(0, 64, (2, 16), generator=g) for _ in range(2))
-    return model, opt, step, x, y
+    return step
 
 
 def peak_live_parameter_sized(trace, parameter_shapes: set) -> int:
@@ -81,13 +84,7 @@ def test_adamw_steps_with_early_write_backs_match_eager():
     model, opt, step, x, y = _llama_step()
     ref_model = copy.deepcopy(model)
     ref_opt = torch.optim.AdamW(ref_model.parameters(), lr=1e-2, weight_decay=0.1)
-
-    def ref_step(x, y):
-        loss = ref_model(x, y)
-        loss.backward()
-        ref_opt.step()
-        ref_opt.zero_grad(set_to_none=True)
-        return loss
+    ref_step = training_step(ref_model, ref_opt)
 
     jstep = thunder.jit(step)
     for _ in range(3):

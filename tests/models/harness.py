@@ -70,14 +70,18 @@ def assert_training_step_matches_eager(
     loss.backward()
     expected = loss_of(reference(**inputs))
     expected.backward()
-    tolerances = TOLERANCES[executors]
+    assert_loss_and_gradients_match(model, reference, loss, expected, TOLERANCES[executors], "thunder.jit")
+
+
+def assert_loss_and_gradients_match(model, reference, loss, expected, tolerances: dict, frontend: str) -> None:
+    """The loss, and every parameter's gradient (None where eager's is None), equal the eager reference's."""
     torch.testing.assert_close(loss, expected, **tolerances)
     checked = 0
     for (name, param), (_, ref_param) in zip(model.named_parameters(), reference.named_parameters(), strict=True):
         if ref_param.grad is None:
-            assert param.grad is None, f"{name} got a gradient under thunder.jit but none in eager"
+            assert param.grad is None, f"{name} got a gradient under {frontend} but none in eager"
             continue
-        assert param.grad is not None, f"{name} got no gradient under thunder.jit"
+        assert param.grad is not None, f"{name} got no gradient under {frontend}"
         torch.testing.assert_close(param.grad, ref_param.grad, **tolerances, msg=lambda m, n=name: f"{n}: {m}")
         checked += 1
     assert checked > 0, "the loss reaches no parameter: the comparison checked nothing"
@@ -96,17 +100,7 @@ def assert_thunderfx_training_step_matches_eager(model: torch.nn.Module, inputs:
     loss.backward()
     expected = loss_of(reference(**inputs))
     expected.backward()
-    tolerances = TOLERANCES["default"]
-    torch.testing.assert_close(loss, expected, **tolerances)
-    checked = 0
-    for (name, param), (_, ref_param) in zip(model.named_parameters(), reference.named_parameters(), strict=True):
-        if ref_param.grad is None:
-            assert param.grad is None, f"{name} got a gradient under thunderfx but none in eager"
-            continue
-        assert param.grad is not None, f"{name} got no gradient under thunderfx"
-        torch.testing.assert_close(param.grad, ref_param.grad, **tolerances, msg=lambda m, n=name: f"{n}: {m}")
-        checked += 1
-    assert checked > 0, "the loss reaches no parameter: the comparison checked nothing"
+    assert_loss_and_gradients_match(model, reference, loss, expected, TOLERANCES["default"], "thunderfx")
     failed = [str(r) for r in compiled.split_reasons if r.kind == "thunder failed"]
     assert not failed, "Thunder failed on regions (they ran eagerly):\n" + "\n".join(failed)
     assert compiled.last_traces, f"no region ran through Thunder:\n{compiled.report()}"
