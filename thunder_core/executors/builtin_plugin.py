@@ -8,7 +8,6 @@ import importlib
 import importlib.util
 
 from thunder.extend.hookspecs import ExecutorSpec, PluginBundle, TransformSpec, hookimpl
-from thunder.transforms.cudagraph import CUDAGraphTransform
 
 
 def _needs(*modules: str):
@@ -43,6 +42,8 @@ def thunder_executors():
 
 
 def _cuda_graphs():
+    from thunder.transforms.cudagraph import CUDAGraphTransform  # on first use: discovery stays light (docstring)
+
     return CUDAGraphTransform()
 
 

@@ -1,6 +1,6 @@
 """Shared set-up of the liger plugin's tests (a module name unique in the repository, so that test modules
 can import it beside other test suites): the GPU tests' skip marker and dtypes, the comparison against eager of
-`thunder.testing` with the `liger` executor first, the rotary half-rotation as models write it, and a
+`thunder.testing` with the `liger` executor first, and a
 tiny Hugging Face Llama with its training step against eager."""
 
 from __future__ import annotations
@@ -24,12 +24,6 @@ DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
 #: The comparison against eager with the `liger` executor first (thunder.testing's, for this executor).
 check_against_eager = functools.partial(testing.check_against_eager, executors=("liger",))
-
-
-def rotate_half(x):
-    """The half-rotation of rotary embeddings, written as Llama-style models write it."""
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
 def hf_llama(device: str = "cpu"):

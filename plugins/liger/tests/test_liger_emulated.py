@@ -15,10 +15,9 @@ from liger_testing import (
     assert_hf_training_step_matches_eager,
     check_against_eager,
     hf_llama,
-    rotate_half,
 )
 from thunder_liger import checkers
-from thunder_liger.executor import ex
+from thunder_liger.executor import ex, rotate_half
 
 import thunder
 from thunder.testing import LlamaStyle, assert_trains_like_eager

@@ -17,8 +17,8 @@ from liger_testing import (
     check_against_eager,
     hf_llama,
     needs_liger_on_cuda,
-    rotate_half,
 )
+from thunder_liger.executor import rotate_half
 
 import thunder
 from thunder.testing import LlamaStyle, assert_trains_like_eager
