@@ -63,7 +63,7 @@ CASES = {
 
 
 def _random_in_dims(makers, seed):
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator(torch.get_default_device()).manual_seed(seed)
     examples = [make(g) for make in makers]
     dims = []
     for example in examples:
@@ -124,7 +124,7 @@ GRAD_CASES = {
 @pytest.mark.parametrize("name", GRAD_CASES)
 def test_per_example_gradients_match_torch_func(name, batched):
     loss, make_param, make_data = GRAD_CASES[name]
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator(torch.get_default_device()).manual_seed(0)
     param = make_param(g)
     if batched == "both":  # a parameter per example too (ensembles, meta-learning)
         param = torch.stack([make_param(g) for _ in range(BATCH)])

@@ -94,13 +94,36 @@ def test_a_jitted_function_follows_the_default_device_it_is_called_under():
     assert (out.device, out.shape) == (expected.device, expected.shape)
 
 
+def _linspace_of_tensor_ends(a, b):
+    return torch.linspace(a, b, 7) * 2
+
+
+def _full_of_a_tensor(x):
+    return torch.full((2, 3), x.sum()) + torch.zeros(3)
+
+
+@pytest.mark.parametrize("fn, make_args", [
+    (_linspace_of_tensor_ends, lambda: (torch.tensor(-2.5), torch.tensor(3, dtype=torch.int32))),
+    (_full_of_a_tensor, lambda: (torch.randn(4),)),
+    (lambda x: torch.where(x > 0, x - x.mean(), 1 - x), lambda: (torch.randn(5),)),
+], ids=["linspace", "full", "where"])  # fmt: skip
+def test_programs_run_under_a_default_device_context_as_in_eager(fn, make_args):
+    # torch.set_default_device keeps a TorchFunctionMode on while symbols run: Python operators that a symbol
+    # applies to its tensor arguments (linspace's `end - start`) must still be recorded, not reach torch
+    device = torch.get_default_device()
+    with default_device(device):
+        args = make_args()
+        torch.testing.assert_close(thunder.jit(fn)(*args), fn(*args))
+
+
 # -- 0-d CPU tensors among CUDA tensors --------------------------------------------------------------------------
 def test_a_zero_dim_cpu_tensor_with_cuda_tensors_acts_as_a_scalar():
     def inverted_mask(mask):  # Hugging Face's _expand_mask / _prepare_4d_attention_mask
         inverted = torch.tensor(1.0, dtype=mask.dtype) - mask
         return inverted.masked_fill(inverted.to(torch.bool), torch.finfo(mask.dtype).min)
 
-    trace = _acquire(inverted_mask, _cuda_proxy("mask", (2, 1, 4, 4)))
+    with default_device(None):  # no default device (under --device cuda the test's is CUDA): torch.tensor on the CPU
+        trace = _acquire(inverted_mask, _cuda_proxy("mask", (2, 1, 4, 4)))
     assert trace.output[0].device == _current_cuda()
     moved = _prim_calls(trace, "prims.to_device")
     assert len(moved) == 1 and moved[0].output.device == _current_cuda()
@@ -350,7 +373,7 @@ def test_recurrent_modules_on_cuda_match_eager(cls):
 @needs_cuda
 def test_moving_between_cpu_and_cuda_inside_the_function_matches_eager_with_gradients():
     def fn(x, w):
-        return (x.cuda() * w).sum(-1).cpu() + x
+        return (x.cuda() * w).sum(-1, keepdim=True).cpu() + x
 
     x = torch.randn(3, 4, requires_grad=True, device="cpu")
     w = torch.randn(4, requires_grad=True, device="cuda")

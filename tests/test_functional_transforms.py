@@ -85,7 +85,7 @@ def _mlp_loss(w1, b1, w2, x, y):
 
 
 def test_per_example_gradients_of_mlp():
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator(torch.get_default_device()).manual_seed(0)
     params = (_rand(16, 3, generator=g), _rand(16, generator=g), _rand(1, 16, generator=g))
     x, y = _rand(10, 3, generator=g), _rand(10, generator=g)
     in_dims = (None, None, None, 0, 0)
@@ -178,7 +178,7 @@ def _batched(t, dim, size, g):
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("op", UNARY, ids=lambda o: getattr(o, "__name__", "lambda"))
 def test_unary_ops_random_in_dims(op, seed):
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator(torch.get_default_device()).manual_seed(seed)
     dim = int(torch.randint(0, 3, (), generator=g))
     a = _batched(torch.empty(3, 4), dim, 5, g)
     _close(vmap(op, in_dims=dim)(a), torch.func.vmap(op, in_dims=dim)(a))
@@ -187,7 +187,7 @@ def test_unary_ops_random_in_dims(op, seed):
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("op", BINARY, ids=lambda o: getattr(o, "__name__", "lambda"))
 def test_binary_ops_random_in_dims(op, seed):
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator(torch.get_default_device()).manual_seed(seed)
     dims = [int(d) for d in torch.randint(-1, 3, (2,), generator=g)]
     dims = [None if d < 0 else d for d in dims]
     if dims == [None, None]:

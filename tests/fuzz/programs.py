@@ -70,8 +70,8 @@ class Program:
         return (
             f"import torch\nimport torch.nn.functional as F\nimport thunder\n\nDEVICE = {DEVICE!r}\n\n\n"
             f"{self.program_source()}\n\n{self.inputs_source()}\n\n"
-            f"expected = program(*make_inputs(torch.Generator().manual_seed({self.seed})))\n"
-            f"result = thunder.jit(program)(*make_inputs(torch.Generator().manual_seed({self.seed})))\n"
+            f"expected = program(*make_inputs(torch.Generator(DEVICE).manual_seed({self.seed})))\n"
+            f"result = thunder.jit(program)(*make_inputs(torch.Generator(DEVICE).manual_seed({self.seed})))\n"
             "torch.testing.assert_close(result, expected, equal_nan=True)\n"
         )
 
@@ -83,7 +83,7 @@ class Program:
         return namespace["program"], namespace["make_inputs"]
 
     def make_inputs(self, make_inputs) -> list[torch.Tensor]:
-        return make_inputs(torch.Generator().manual_seed(self.seed))
+        return make_inputs(torch.Generator(DEVICE).manual_seed(self.seed))
 
 
 # -- inputs ---------------------------------------------------------------------------------------------------
@@ -220,7 +220,7 @@ def _statement(rng: random.Random, env: dict[str, torch.Tensor], target: str) ->
 # -- running ------------------------------------------------------------------------------------------------
 def _run_prefix(input_lines, n_inputs, lines, seed) -> dict[str, torch.Tensor] | None:
     """Every named tensor after running the statements eagerly, or None if eager rejects them."""
-    namespace = {"torch": torch, "F": F, "DEVICE": DEVICE, "g": torch.Generator().manual_seed(seed)}
+    namespace = {"torch": torch, "F": F, "DEVICE": DEVICE, "g": torch.Generator(DEVICE).manual_seed(seed)}
     try:
         exec("\n".join([*input_lines, *lines]), namespace)
     except Exception:

@@ -184,7 +184,9 @@ def check_sample(opinfo: OpInfo, sample: SampleInput, dtype: torch.dtype) -> Non
     """Runs one sample in eager and under thunder.jit (every executor list) and compares."""
     op = opinfo.op
     reference = opinfo.reference or op
-    executor_lists = EXECUTOR_LISTS if opinfo.decomposes else {"torch": None}
+    # a seeded op compared whole runs on the core's executors: a fusion executor (nvFuser, the CUDA default) draws
+    # from its own random stream, reproducible under the seed but not eager's values (its package tests that)
+    executor_lists = EXECUTOR_LISTS if opinfo.decomposes else {"torch": [] if opinfo.seeded else None}
     if sample.raises is not None:
         with pytest.raises(sample.raises):
             _call(reference, sample, opinfo.seeded)

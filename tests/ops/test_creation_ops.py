@@ -163,7 +163,9 @@ def test_random_op_draws_what_eager_draws_under_the_same_seed(name, dtype):
     x = make((3, 4), dtype, 0, 1)
     torch.manual_seed(1234)
     expected = fn(x)
-    jfn = thunder.jit(fn)
+    # the core's executors only: a fusion executor (nvFuser, the CUDA default) draws from its own random stream,
+    # reproducible under the seed but not eager's values (its package tests that)
+    jfn = thunder.jit(fn, executors=[])
     torch.manual_seed(1234)
     actual = jfn(x)
     for e, a in zip(tree_flatten(expected)[0], tree_flatten(actual)[0]):

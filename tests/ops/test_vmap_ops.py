@@ -92,7 +92,7 @@ def test_vmap_matches_eager(case):
     if torch.float64 not in case.dtypes:
         pytest.skip(f"{case.name} has no float64 samples")
     torch.manual_seed(0)
-    rng, g = random.Random(case.name), torch.Generator().manual_seed(0)
+    rng, g = random.Random(case.name), torch.Generator(torch.get_default_device()).manual_seed(0)
     missing: set = set()
     compared = sum(_check_sample(fn, args, {}, f"{case.name}: {label}", rng, g, missing)
                    for label, fn, args in case.samples(torch.float64))  # fmt: skip
@@ -107,7 +107,7 @@ NN_OPINFOS = [o for o in (*ACTIVATIONS, *SOFTMAX, *NORMS, *OTHERS, *LOSSES, *SIM
 def test_vmap_nn_ops_match_eager(opinfo):
     dtype = torch.float64 if torch.float64 in opinfo.dtypes else opinfo.dtypes[0]
     torch.manual_seed(0)
-    rng, g = random.Random(opinfo.name), torch.Generator().manual_seed(0)
+    rng, g = random.Random(opinfo.name), torch.Generator(torch.get_default_device()).manual_seed(0)
     missing: set = set()
     compared = 0
     for sample in opinfo.sample_inputs(dtype, "cpu"):

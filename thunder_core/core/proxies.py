@@ -190,9 +190,12 @@ def _recorded_by_the_tracer(method):
     """
 
     def call(self, *args):
-        # Fast path: with a mode on, the call is in user code, where the tracer's mode sees it. (Inside a symbol
-        # under a user's own outer TorchFunctionMode that mode gets the call instead, as before this routing.)
-        if torch._C._is_torch_function_mode_enabled():
+        # Fast path: with the tracer's mode on top, the call is in user code, where that mode sees it. Another
+        # mode on top (torch's DeviceContext of `torch.set_default_device`, which stays on while a symbol runs)
+        # would hand the call to torch: the tracer's mode goes on top of it.
+        depth = torch._C._len_torch_function_stack()
+        if (depth and torch._C._is_torch_function_mode_enabled()
+                and getattr(torch._C._get_function_stack_at(depth - 1), "records_into_thunder_traces", False)):
             return method(self, *args)
         with torch_tracing():
             return method(self, *args)

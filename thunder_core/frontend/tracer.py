@@ -325,6 +325,8 @@ def current_tracer() -> Tracer:
 class TracingMode(TorchFunctionMode):
     """Maps every torch call made while tracing to the symbol that records it."""
 
+    records_into_thunder_traces = True  # what proxies' operators look for on top of the mode stack
+
     def __init__(self, tracer: Tracer):
         super().__init__()
         self.tracer = tracer

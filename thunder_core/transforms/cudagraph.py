@@ -255,12 +255,18 @@ class GraphRunner:
         for i, buffer in zip(copied, buffers):
             static_inputs[i] = buffer
         graph = torch.cuda.CUDAGraph()
+        # A capture that fails leaves the device's default generator in capture mode (torch ends its capture
+        # bookkeeping only when the capture succeeds), and every random op of the process fails after it: the
+        # failure path puts a copy of the generator's state from before the capture back.
+        generator = torch.cuda.default_generators[device.index if device.index is not None else 0]
+        generator_before = generator.clone_state()
         try:
             with torch.cuda.device(device), torch.no_grad():
                 with torch.cuda.graph(graph, pool=self.transform.pool(device), stream=stream,
                                       capture_error_mode="thread_local"):  # fmt: skip
                     outputs = list(self.fn(*static_inputs))
         except Exception as error:  # a capture can fail for many reasons; the warm-up's result is still right
+            generator.graphsafe_set_state(generator_before)
             return self._give_up(f"{type(error).__name__}: {error}", result)
         self.graphs[key] = _Graph(graph, buffers, copied, outputs)
         self.transform.stats.captures += 1
