@@ -39,8 +39,14 @@ def test_grad_is_one_printable_trace():
     x, w = _rand(3, 4), _rand(4, 5)
     g = grad(_f)
     g(x, w)
-    text = str(thunder.last_traces(g)[-1])
-    assert "matmul" in text and "cos" in text  # the forward and the backward in one program
+    program = thunder.last_traces(g)[-1]
+    # the forward and the backward in one program (a fusion executor, nvFuser on CUDA, holds some inside fusions)
+    names, pending = [], list(program.bound_symbols)
+    while pending:
+        bsym = pending.pop()
+        names.append(str(bsym.sym.name))
+        pending.extend(bsym.subsymbols)
+    assert any("matmul" in n for n in names) and any("cos" in n for n in names)
 
 
 def test_grad_of_grad_second_derivative():

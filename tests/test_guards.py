@@ -138,7 +138,9 @@ class _Block(nn.Module):
         return y.relu() if self.flag else y
 
 
-_inp = torch.linspace(-2, 2, 8).reshape(2, 4)
+def _input():
+    """The block's input, on the test's device (made per test: --device cuda sets the default device per test)."""
+    return torch.linspace(-2, 2, 8).reshape(2, 4)
 
 
 @pytest.mark.parametrize(
@@ -165,21 +167,21 @@ def test_module_change_after_jit(change):
 
     m = Block()
     jm = thunder.jit(m)
-    _same(jm, m, _inp)
+    _same(jm, m, _input())
     change(m)
-    _same(jm, m, _inp)
+    _same(jm, m, _input())
 
 
 def test_global_module_hook_runs_once_and_is_guarded():
     m = _Block()
     jm = thunder.jit(m)
-    _same(jm, m, _inp)
+    _same(jm, m, _input())
     handle = nn.modules.module.register_module_forward_hook(lambda mod, i, o: o + 1)
     try:
-        _same(jm, m, _inp)
+        _same(jm, m, _input())
     finally:
         handle.remove()
-    _same(jm, m, _inp)
+    _same(jm, m, _input())
 
 
 def test_global_hook_and_a_hook_on_the_jitted_module_each_run_as_in_eager():
@@ -188,14 +190,14 @@ def test_global_hook_and_a_hook_on_the_jitted_module_each_run_as_in_eager():
     calls = []
     handle = nn.modules.module.register_module_forward_hook(lambda mod, i, o: calls.append(type(mod).__name__))
     try:
-        expected = m(_inp)
+        expected = m(_input())
         eager_calls, calls[:] = list(calls), []
-        torch.testing.assert_close(jm(_inp), expected)  # a new hook: traced again, its side effect runs there
+        torch.testing.assert_close(jm(_input()), expected)  # a new hook: traced again, its side effect runs there
         assert calls == eager_calls  # the original modules' calls, none for the wrapper
         own = jm.register_forward_hook(lambda mod, i, o: o * 2)  # a hook on the wrapper itself runs too
-        torch.testing.assert_close(jm(_inp), expected * 2)
+        torch.testing.assert_close(jm(_input()), expected * 2)
         own.remove()
-        torch.testing.assert_close(jm(_inp), expected)
+        torch.testing.assert_close(jm(_input()), expected)
     finally:
         handle.remove()
     assert not nn.modules.module._global_forward_hooks  # the global table is the user's again, unchanged

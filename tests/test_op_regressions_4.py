@@ -197,7 +197,7 @@ def test_a_function_mode_entered_inside_the_jitted_function_is_traced_like_eager
 
 def test_torchs_device_context_around_a_jitted_call_is_not_refused():
     jfn = thunder.jit(lambda x: x + torch.ones(3))
-    x = torch.randn(3)
+    x = torch.randn(3, device="cpu")  # the context's device (the test's default device may be another)
     with torch.device("cpu"):
         torch.testing.assert_close(jfn(x), x + 1)
 
@@ -361,8 +361,9 @@ def test_tensor_split_with_a_tensor_of_indices_follows_its_values():
     assert thunder.cache_misses(jfn) == 3
 
 
-@pytest.mark.parametrize("repeats, dim", [(t([1, 0, 2]), 1), (t([2]), 0), (t(2), None), (t([0, 0, 0]), 1)])
+@pytest.mark.parametrize("repeats, dim", [([1, 0, 2], 1), ([2], 0), (2, None), ([0, 0, 0], 1)])
 def test_repeat_interleave_with_tensor_repeats_matches_eager_forward_and_backward(repeats, dim):
+    repeats = t(repeats)  # made here, on the test's device (eager needs repeats where the input is)
     x = torch.randn(2, 3, requires_grad=True)
     _assert_forward_and_grads_match_eager(lambda x: torch.repeat_interleave(x * 1, repeats, dim=dim), x)
 

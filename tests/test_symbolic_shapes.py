@@ -70,9 +70,10 @@ def test_common_ops_compile_once_for_five_sizes(case, grad):
 
 def test_sizes_are_names_in_the_trace():
     jf = _jit(lambda x: x.reshape(x.shape[0], -1).sum(-1))
-    jf(torch.randn(3, 4, 5))
+    x = torch.randn(3, 4, 5)
+    jf(x)
     source = str(thunder.last_traces(jf)[0])
-    assert "sizes_of(x)" in source and 'x: "cpu f32[s0, s1, s2]"' in source
+    assert "sizes_of(x)" in source and f'x: "{x.device} f32[s0, s1, s2]"' in source
 
 
 class _Block(torch.nn.Module):

@@ -16,6 +16,7 @@ import inspect
 import pytest
 import torch
 import torch.nn.functional as F
+from ops.opdb import DECOMPOSE_TO_PRIMS
 
 import thunder
 from thunder.torch import TORCH_HANDLERS
@@ -117,10 +118,17 @@ def _call_problems(torch_fn, handler, sig: inspect.Signature) -> list[tuple[str,
     return problems
 
 
+# Parameters only the named-tensor overloads have (Dimname arguments): torch 2.11 lists those overloads, 2.13 no
+# longer does, and named tensors are not supported under thunder.jit (an error says so).
+_NAMED_TENSOR_PARAMETERS = frozenset({"names", "outdim", "out_dim"})
+
+
 def _all_problems() -> dict[tuple[str, str], str]:
     found: dict[tuple[str, str], str] = {}
     for torch_fn, handler in TORCH_HANDLERS.items():
         for sig in torch_signatures(torch_fn):
+            if _NAMED_TENSOR_PARAMETERS & {name for name, p in sig.parameters.items() if p.default is _P.empty}:
+                continue
             for name, problem in _call_problems(torch_fn, handler, sig):
                 found.setdefault((_qualname(torch_fn), name), f"{problem}; torch: {sig}")
     return found
@@ -254,3 +262,5 @@ def test_explicit_none_for_torchs_none_defaults_matches_eager(name):
     fn = _EXPLICIT_NONE_DEFAULTS[name]
     x = torch.tensor([1.0, float("nan"), float("inf"), -float("inf")])
     torch.testing.assert_close(thunder.jit(fn)(x), fn(x), equal_nan=True)
+    # decomposed (as a fusion executor runs it: nvFuser on CUDA), the explicit None must mean the default too
+    torch.testing.assert_close(thunder.jit(fn, executors=[DECOMPOSE_TO_PRIMS])(x), fn(x), equal_nan=True)

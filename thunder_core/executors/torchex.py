@@ -189,8 +189,34 @@ for _name in (
     _PRIM_IMPLS[_name] = _scalar_first(getattr(torch, _name))
 
 # thunder.torch symbols the torch executor runs through another torch callable than their first one
+def _l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    # Under any TorchFunctionMode (torch.set_default_device's included) torch's l1_loss hands its call on without
+    # `weight` and computes the unweighted loss; run with the modes off, as eager without a mode runs it.
+    if weight is None:
+        return torch.nn.functional.l1_loss(input, target, size_average, reduce, reduction)
+    with torch._C.DisableTorchFunction():
+        return torch.nn.functional.l1_loss(input, target, size_average, reduce, reduction, weight=weight)
+
+
+def _variance_family(fn: Callable) -> Callable:
+    """torch.var/std/var_mean/std_mean called in the form every torch version takes: torch 2.11 has no overload
+    for `unbiased=None` passed by position, which is how the symbol's arguments come."""
+
+    def impl(a, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        if isinstance(dim, bool):  # `var(x, True)`: the bool is `unbiased`, every dim is reduced
+            dim, unbiased = None, dim
+        if correction is None and unbiased is not None:
+            correction = 1 if unbiased else 0
+        return fn(a, dim, keepdim=keepdim, correction=correction)
+
+    impl.__name__ = fn.__name__
+    return impl
+
+
 _OVERRIDES: dict[str, Callable] = {
+    **{f"ltorch.{fn.__name__}": _variance_family(fn) for fn in (torch.var, torch.std, torch.var_mean, torch.std_mean)},
     "ltorch.view": torch.Tensor.reshape,  # traces are functional: a view of a non-contiguous value is a copy
+    "ltorch.l1_loss": _l1_loss,
 }
 
 

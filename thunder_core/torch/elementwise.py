@@ -464,7 +464,7 @@ def nan_to_num(a, nan=0.0, posinf=None, neginf=None):
     if is_exact_dtype(a.dtype):
         return prims.convert_element_type(a, a.dtype)
     info = torch.finfo(a.dtype)
-    out = where(isnan(a), nan, a)
+    out = where(isnan(a), 0.0 if nan is None else nan, a)  # torch takes an explicit None for the default
     out = where(logical_and(isinf(out), gt(out, 0)), info.max if posinf is None else posinf, out)
     return where(logical_and(isinf(out), lt(out, 0)), info.min if neginf is None else neginf, out)
 
