@@ -177,7 +177,8 @@ logical_xor = torchsymbol(*_torch_fns("logical_xor"), name="logical_xor")(_logic
 def _times_alpha(a, b, alpha):
     # alpha does not take part in type promotion: on bools it acts as a bool (eager: True + True * 2 is True)
     if not isinstance(b, torch.Tensor):
-        return b * alpha
+        scaled = b * alpha  # True * 2 is the int 2: with a bool tensor it stays the bool True
+        return bool(scaled) if isinstance(b, bool) and result_dtype(a, b) == torch.bool else scaled
     scaled = mul(b, alpha)
     return to_dtype(scaled, torch.bool) if result_dtype(a, b) == torch.bool else scaled
 

@@ -211,3 +211,21 @@ def test_executor_options_given_to_jit_reach_the_fusions():
 def test_an_unknown_nvfuser_option_is_a_clear_error():
     with pytest.raises(Exception, match="max_fusion_ops"):  # the message lists the executor's options
         thunder.jit(lambda x: x + 1, executors=[cpu_executor()], executor_options={"nvfuser": {"max_fusion": 2}})
+
+
+def test_a_fusion_built_for_zero_does_not_serve_minus_zero():
+    # the fusion cache compared the plans' numbers with ==, and -0.0 == 0.0: x / -0.0 got the fusion of x / 0.0
+    # (found by the guard fuzzer on the H100)
+    executor = cpu_executor()
+    x = torch.linspace(-2, 2, 3)
+
+    def dividing_by(s):
+        return lambda x: x / s + x * 2
+
+    for s in (0.0, -0.0):
+        jfn = thunder.jit(dividing_by(s), executors=[executor], cache="constant values")
+        torch.testing.assert_close(jfn(x), dividing_by(s)(x), equal_nan=True)
+
+
+def test_bool_add_with_alpha_stays_bool_when_decomposed():
+    assert_matches_eager(lambda b: torch.add(b, True, alpha=2) | b, torch.tensor([True, False]))

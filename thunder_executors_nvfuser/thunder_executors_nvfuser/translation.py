@@ -21,6 +21,7 @@ does not support or that has not been verified) stays with the next executor.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Number
@@ -74,7 +75,19 @@ class FusionPlan:
 
     @property
     def key(self) -> tuple:
-        return (self.inputs, self.calls, self.outputs)
+        # numbers by their exact value: the calls compare -0.0 equal to 0.0, and a fusion built for one must not
+        # serve the other (x / -0.0 is -inf where x / 0.0 is inf)
+        calls = tuple((c.fn, _exact(c.args), _exact(c.kwargs)) for c in self.calls)
+        return (self.inputs, calls, self.outputs)
+
+
+def _exact(x):
+    """`x` with every float as (float, its repr): repr tells -0.0 from 0.0, and NaN equals itself."""
+    if isinstance(x, float):
+        return (float, repr(x))
+    if isinstance(x, tuple):
+        return tuple(_exact(v) for v in x)
+    return x
 
 
 def describe_plan(plan: FusionPlan) -> str:
@@ -330,6 +343,10 @@ def _number_fits(x, dtype: torch.dtype) -> bool:
     if isinstance(x, TensorProxy):
         return True
     if not isinstance(x, Number) or isinstance(x, complex):
+        return False
+    if isinstance(x, float) and math.isnan(x):
+        # a NaN constant in a fusion gave numbers where eager gives NaN (clamp with a NaN bound, on the H100):
+        # such an operation stays with torch
         return False
     if dtype == torch.bool:
         return isinstance(x, bool)
