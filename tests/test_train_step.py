@@ -121,7 +121,11 @@ def test_mlp_training_matches_eager(optimizer, zero_grad):
 def test_llama_training_matches_eager(optimizer):
     eager, jitted = pair("llama", OPTIMIZERS[optimizer])
     train(eager, jitted, "llama", steps=3)
-    assert_same_training_state(eager, jitted, rtol=1e-5, atol=1e-5)
+    # Adam divides each moment by its square root: where a gradient is near 0, the last-bit differences of
+    # CUDA's kernels (a fusion adds in another order than eager's) move a parameter by up to a step's size in
+    # the worst element (6e-5 seen on the H100 with lr 0.01), where the CPU's stay below 1e-5
+    cuda_adam = torch.get_default_device().type == "cuda" and optimizer.startswith("adam")
+    assert_same_training_state(eager, jitted, rtol=1e-5, atol=1e-4 if cuda_adam else 1e-5)
 
 
 def test_grad_without_zero_grad_is_eager_accumulated_gradient_in_the_same_tensor():

@@ -605,8 +605,9 @@ def _interpolation_steps(input, sizes, scales, mode, align_corners):
     opmath = torch.float64 if input.dtype == torch.float64 else torch.float32
     # torch's CPU kernel for 2-d nearest modes switches to its vectorized form for small outputs (and for
     # channels-last inputs of more than 3 channels, which this does not follow: a trace is not specialized on
-    # memory formats, and the two forms differ only for scale factors truncated to 1x or 2x)
-    vectorized = len(sizes) == 2 and sum(sizes) <= 128
+    # memory formats, and the two forms differ only for scale factors truncated to 1x or 2x); CUDA's kernel is
+    # the generic form
+    vectorized = input.device.type == "cpu" and len(sizes) == 2 and sum(sizes) <= 128
     steps = []
     for axis in reversed(range(len(sizes))):
         length, out, scale = input.shape[2 + axis], sizes[axis], scales[axis]
