@@ -42,8 +42,9 @@ def small_llama(layers: int = 2) -> LlamaStyle:
 
 
 def batches(n: int):
-    g = torch.Generator().manual_seed(1)
-    return [tuple(torch.randint(0, 64, (2, 8), generator=g) for _ in range(2)) for _ in range(n)]
+    g = torch.Generator().manual_seed(1)  # drawn on the CPU, moved to the test device (--device cuda)
+    return [tuple(torch.randint(0, 64, (2, 8), generator=g, device="cpu").to(torch.get_default_device())
+                  for _ in range(2)) for _ in range(n)]  # fmt: skip
 
 
 def training_step(model, opt):

@@ -19,8 +19,9 @@ of the regions (they run one after the other just before it anyway: one region i
 compilation less) and groups that read results of a common operation left out of the regions (they can all
 start once it ran: in a training step, the optimizer update of a normalization weight, whose gradient an
 unfused backward kernel returns beside the gradient of its input, joins the region that continues the
-backward from that input gradient, instead of being a region of its own). Only groups whose slots lie between the two need to be searched; after a merge, the
-groups reachable from the earlier group move after the merged group, so the slot order stays topological.
+backward from that input gradient, instead of being a region of its own). Only groups whose slots lie between
+the two need to be searched; after a merge, the groups reachable from the earlier group move after the merged
+group, so the slot order stays topological.
 """
 
 from __future__ import annotations
