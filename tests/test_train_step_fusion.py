@@ -5,7 +5,8 @@ The update reads the learning rate and the step counts as number inputs of the p
 without recompiling). The torchcompile executor used to leave every operation on such a number outside its
 regions, which cut AdamW's update of a two-block Llama-style model into 45 regions of its own. Now the update
 joins the regions of the backward that computes its gradients: it adds no region, and no tensor operation of it
-runs outside a region. Values are checked against eager, and a scheduler's new learning rate compiles nothing.
+runs outside a region; an optimizer step jitted alone is one region. Values are checked against eager, and a
+scheduler's new learning rate compiles nothing.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def assert_same_parameters_and_state(eager, jitted):
     (model_e, opt_e), (model_j, opt_j) = eager, jitted
     for (name, a), b in zip(model_e.named_parameters(), model_j.parameters(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
-        assert b.grad is None and a.grad is None
+        assert (b.grad is None) == (a.grad is None)
     state_e, state_j = opt_e.state_dict()["state"], opt_j.state_dict()["state"]
     assert state_e.keys() == state_j.keys()
     for i, entry in state_e.items():
@@ -141,3 +142,20 @@ def test_fused_update_with_a_scheduler_matches_eager_and_compiles_nothing_new(op
     fused_numbers = [p for b in thunder.last_traces(j_step)[-1].bound_symbols if OpTag.FUSION in b.sym.tags
                      for p in b.flat_args if isinstance(p, NumberProxy)]  # fmt: skip
     assert fused_numbers, "the update's number inputs are not inside the regions"
+
+
+def test_an_optimizer_step_alone_updates_every_parameter_in_one_region():
+    # the gradients come from an eager backward (thunder.jit(model) and the optimizer apart): each parameter's
+    # update is independent of the others, and one region runs them all, as a foreach optimizer does
+    model = small_llama(layers=1)
+    twin = copy.deepcopy(model)
+    eager_opt, jit_opt = (OPTIMIZERS["adamw"](m.parameters()) for m in (model, twin))
+    jstep = thunder.jit(lambda: jit_opt.step(), executors=["torchcompile"])
+    for x, y in batches(3):
+        for m, step in ((model, eager_opt.step), (twin, jstep)):
+            m.zero_grad(set_to_none=True)
+            m(x, y).backward()
+            step()
+    assert_same_parameters_and_state((model, eager_opt), (twin, jit_opt))
+    regions, outside = program_outline(thunder.last_traces(jstep)[-1])
+    assert regions == 1 and not outside
