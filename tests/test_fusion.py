@@ -155,6 +155,22 @@ def test_groups_that_feed_a_common_unfused_op_stay_apart_when_one_depends_on_the
     assert [ids(r.bound_symbols) for r in fuser.regions] == [["prims.exp"], ["prims.sin"]]
 
 
+def test_groups_that_read_results_of_a_common_unfused_op_share_a_region():
+    # as the update of a norm weight whose gradient an unfused backward kernel returns beside its input's gradient
+    fuser = ElementwiseFuser()
+
+    def f(x):
+        values, indices = torch.topk(x, 2)
+        return values.exp(), indices * 3
+
+    jf = thunder.jit(f, executors=[fuser])
+    x = torch.randn(5)
+    for actual, expected in zip(jf(x), f(x), strict=True):
+        torch.testing.assert_close(actual, expected)
+    (region,) = fuser.regions
+    assert ids(region.bound_symbols) == ["prims.exp", "prims.mul"]
+
+
 def _scaled_exp_operator(executor: OperatorExecutor, **how):
     return executor.register_operator("scaled_exp", fn=lambda a: a.exp() * 2, **how)
 

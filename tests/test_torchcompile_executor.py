@@ -1,7 +1,8 @@
 """The torchcompile executor: regions compiled with TorchInductor match eager, identical regions compile once,
 the torch executor's own aten kernels (autodiff's layer_norm, gelu, cross-entropy...) compile inside the
 regions, and what must stay outside a compiled region (random draws, writes into inputs, other executors'
-kernels, operations on number proxies) does.
+kernels) does; number inputs join a region where torch computes with them as with 0-d tensors, and are read on
+each call.
 
 Inductor's first compilation in a process is slow (seconds; a cold cache on a new machine builds its
 precompiled headers): the tests share a handful of small regions, and several reuse the same one.
@@ -213,13 +214,63 @@ def test_attention_kernels_stay_between_regions_and_the_blocks_between_them_comp
     assert torchcompileex.ex.compilations - before == 3
 
 
-def test_operations_on_number_proxies_are_not_fused():
+def test_a_number_proxy_is_fused_only_where_torch_computes_with_it_as_with_a_0d_tensor():
     with tracectx(TraceCtx()):
         x = TensorProxy(shape=(2, 3), dtype=torch.float32, device="cpu")
+        ints = TensorProxy(shape=(2, 3), dtype=torch.int64, device="cpu")
         eps = FloatProxy("eps", value=1e-5)
         scaled = ltorch.mul.bind(x, eps, output=TensorProxy(like=x))
+        # eager: an integer tensor times a float is a float32 tensor; times a float64 0-d tensor, a float64 one
+        promoted = ltorch.mul.bind(ints, eps, output=TensorProxy(like=x))
+        with_alpha = ltorch.add.bind(x, x, alpha=eps, output=TensorProxy(like=x))  # alpha takes no tensor
         layer_norm = torchex.implmap["torch.native_layer_norm"].symbol
         stats = TensorProxy(like=x, shape=(2, 1))
         normalized = layer_norm.bind(x, [3], None, None, eps, output=(TensorProxy(like=x), stats, stats))
-    assert not torchcompileex.ex.can_fuse(scaled)
+    assert torchcompileex.ex.can_fuse(scaled)
+    assert not torchcompileex.ex.can_fuse(promoted)
+    assert not torchcompileex.ex.can_fuse(with_alpha)
     assert not torchcompileex.ex.can_fuse(normalized)
+
+
+def scaled_tanh(x, s, k):
+    return torch.tanh(x * s) + s, torch.arange(6).view(2, 3) * k + x.to(torch.int64)
+
+
+def test_number_inputs_are_read_on_each_call_and_compile_once():
+    # Inductor given a Python number bakes its value into the kernel: a new value would reuse the old one
+    jf = thunder.jit(scaled_tanh, executors=["torchcompile"], cache="symbolic values")
+    x = torch.randn(2, 3) * 4
+    jf(x, 0.5, 2)
+    before = torchcompileex.ex.compilations
+    for s, k in ((0.25, 3), (-3.0, -1), (7.5, 0)):
+        for actual, expected in zip(jf(x, s, k), scaled_tanh(x, s, k), strict=True):
+            assert actual.dtype == expected.dtype
+            torch.testing.assert_close(actual, expected)
+    assert torchcompileex.ex.compilations == before and thunder.cache_misses(jf) == 1
+    regions = fusions(thunder.last_traces(jf)[-1])
+    assert {type(p).__name__ for r in regions for p in r.flat_args} >= {"FloatProxy", "IntegerProxy"}
+
+
+def test_a_float_number_times_an_integer_tensor_keeps_eagers_dtype():
+    def f(ints, s):
+        return ints * s + 1
+
+    jf = thunder.jit(f, executors=["torchcompile"], cache="symbolic values")
+    ints = torch.arange(6).view(2, 3)
+    for s in (0.5, 1.25):
+        actual, expected = jf(ints, s), f(ints, s)
+        assert actual.dtype == expected.dtype == torch.float32
+        torch.testing.assert_close(actual, expected)
+
+
+@pytest.mark.parametrize("mm_first", [True, False], ids=["mm-plus-alpha-b", "b-plus-alpha-mm"])
+def test_add_with_alpha_of_a_matmul_matches_eager(mm_first):
+    # Inductor's mm + b -> addmm rewrite drops alpha (torch 2.13); SGD's weight decay of a linear layer's gradient
+    # computed in the same region is this pattern: `grad.add(param, alpha=weight_decay)`
+    def f(g, x, w):
+        return torch.add(g @ x, w, alpha=0.01) if mm_first else torch.add(w, g @ x, alpha=-0.5)
+
+    args = torch.randn(4, 3), torch.randn(3, 8), torch.randn(4, 8)
+    jf = thunder.jit(f, executors=["torchcompile"])
+    torch.testing.assert_close(jf(*args), f(*args))
+    assert len(fusions(thunder.last_traces(jf)[-1])) == 1

@@ -15,7 +15,15 @@ compile:
 - other executors' operators (the sdpa executor's attention kernels): Inductor would only call the same
   kernel. A region stops at each, so in a transformer the regions between two attention calls are the same
   program in every block, and compile once;
-- operations on number proxies: a region's source is its cache key, so its arguments must be literals;
+- number proxies (numbers that are inputs of the program: the learning rate and step count of a training step,
+  every number under `cache="symbolic values"`) other than as a whole argument of an operation that computes
+  with them as a 0-d tensor: a region's source is its cache key, so a number either prints as a literal or is
+  an input of the region, which the region passes to Inductor as a 0-d CPU tensor (`_NumbersAsTensors`). That
+  is how Dynamo hands Inductor a number it does not specialize on: Inductor reads it as a kernel argument on
+  each call, so a new learning rate neither recompiles nor is baked into the kernel. An operation takes a
+  number this way only where it accepts the tensor and gives the same result dtype and shape as with the
+  number (`_numbers_work_as_tensors`: `t * lr` does; `torch.add(t, u, alpha=lr)`, or an integer tensor times a
+  float, do not, and stay outside the region or are fused through their decomposition);
 - complex tensors, and tensors on devices Inductor does not compile for.
 
 A region becomes a straight-line program of torch calls (each operation lowered by the torch executor) and
@@ -47,6 +55,7 @@ from contextlib import ExitStack
 
 import torch
 
+from thunder.core.proxies import NumberProxy, Proxy
 from thunder.extend import (
     BoundSymbol,
     CompileCache,
@@ -60,6 +69,7 @@ from thunder.extend import (
     TraceCtx,
     get_executor,
     has_symbolic_shape,
+    lower_bound_symbols,
     lower_region,
 )
 
@@ -98,7 +108,7 @@ class TorchCompileExecutor(FusionExecutor):
 
     def can_fuse(self, bsym: BoundSymbol) -> bool:
         # First, before any metadata is read: a number proxy has none, and a region's source is its key.
-        if not _plain(bsym.args) or not _plain(bsym.kwargs):
+        if not _plain_arguments(bsym):
             return False
         if bsym.sym.tags & _NOT_COMPILED_TAGS:
             return False
@@ -107,7 +117,10 @@ class TorchCompileExecutor(FusionExecutor):
                 return False
         elif not self.torch.can_execute(bsym):
             return False
-        if not all(inductor_compiles(p.dtype, p.device) for p in bsym.flat_args + bsym.flat_outs):
+        tensors = [p for p in bsym.flat_args + bsym.flat_outs if isinstance(p, TensorProxy)]
+        if not all(inductor_compiles(p.dtype, p.device) for p in tensors):
+            return False
+        if len(tensors) != len(bsym.flat_args) + len(bsym.flat_outs) and not _numbers_work_as_tensors(bsym, self.torch):
             return False
         return not _draws_random(bsym)
 
@@ -122,6 +135,9 @@ class TorchCompileExecutor(FusionExecutor):
         impl = CompileOnFirstCall(lambda args: _inductor_compile(program, args, inductor_options),
                                   key=(program.key, options["max_autotune"]), cache=self.cache,
                                   static_shapes=static)  # fmt: skip
+        numbers = tuple((i, _number_dtype(p)) for i, p in enumerate(region.inputs) if isinstance(p, NumberProxy))
+        if numbers:
+            impl = _NumbersAsTensors(impl, numbers)
         sym = Symbol(name, python_impl=impl, id=f"torchcompile.{name}", tags=(OpTag.FUSION,))
         sym.region = region
         sym.executor = self
@@ -151,13 +167,14 @@ def _cuda_capability(device: torch.device) -> tuple[int, int]:
 
 class _RegionProgram:
     """A region lowered to torch calls, with canonical names (inputs i0, i1..., other values t0, t1...).
+    Number inputs are placeholders like tensor inputs (the callable gets them as 0-d tensors: `_NumbersAsTensors`).
 
     `trace` is the region as a trace of torch calls; `key` identifies the program up to the names of its values.
     """
 
     def __init__(self, region: Region, torch_executor):
         lowered = lower_region(region, [torch_executor])
-        names: dict[str, TensorProxy] = {}
+        names: dict[str, Proxy] = {}
         for i, p in enumerate(region.inputs):
             names[p.name] = p.replace_name(f"i{i}")
         for bsym in lowered:
@@ -183,7 +200,7 @@ class _RegionProgram:
         env: dict[str, torch.fx.Node] = {p.name: graph.placeholder(p.name) for p in self.trace.args}
 
         def to_fx(x):
-            if isinstance(x, TensorProxy):
+            if isinstance(x, Proxy):
                 return env[x.name]
             if isinstance(x, (tuple, list)):
                 return (list if type(x) is list else tuple)(to_fx(v) for v in x)
@@ -200,7 +217,14 @@ class _RegionProgram:
                         bind_outputs(o, graph.call_function(operator.getitem, (node, i)))
 
         for bsym in self.trace.bound_symbols:
-            node = graph.call_function(bsym.sym.python_impl, to_fx(bsym.args), to_fx(bsym.kwargs))
+            args, kwargs = to_fx(bsym.args), to_fx(bsym.kwargs)
+            if bsym.sym.python_impl is torch.add and kwargs.get("alpha", 1) != 1 and len(args) == 2:
+                # `add(a, b, alpha=k)` as `add(a, mul(b, k))`: Inductor's post-grad pass that turns `mm(x, y) + b`
+                # into addmm ignores alpha (torch 2.13: `add(mm(x, y), b, alpha=k)` computes `mm(x, y) + b`), which
+                # SGD's and Adam's weight decay `grad.add(param, alpha=wd)` meet when the gradient is a matmul
+                alpha = kwargs.pop("alpha")
+                args = (args[0], graph.call_function(torch.mul, (args[1], alpha)))
+            node = graph.call_function(bsym.sym.python_impl, args, kwargs)
             bind_outputs(bsym.output, node)
         graph.output([env[p.name] for p in self.trace.output])
         return torch.fx.GraphModule(torch.nn.Module(), graph)
@@ -258,9 +282,100 @@ def _plain(x) -> bool:
     return False
 
 
-def _renamed(x, names: dict[str, TensorProxy]):
+def _plain_arguments(bsym: BoundSymbol) -> bool:
+    """Whether bsym's arguments are literals and proxies (`_plain`), number proxies only as whole arguments."""
+    arguments = (*bsym.args, *bsym.kwargs.values())
+    return all(isinstance(a, NumberProxy) or _plain(a) for a in arguments)
+
+
+# the 0-d tensor a number input becomes: its value exactly, and the type category of the Python number
+_NUMBER_DTYPES = {float: torch.float64, int: torch.int64, bool: torch.bool}
+
+
+def _number_dtype(p: NumberProxy) -> torch.dtype | None:
+    return _NUMBER_DTYPES.get(type(p.value))
+
+
+def _numbers_work_as_tensors(bsym: BoundSymbol, torch_executor) -> bool:
+    """Whether bsym's torch calls, given its number proxies as 0-d tensors (`_NUMBER_DTYPES`), accept them and
+    make outputs of the dtypes and shapes the trace says (those of eager with the Python numbers). Tensors and
+    numbers differ in type promotion: `int_tensor * 0.5` is a float32 tensor, `int_tensor * tensor(0.5,
+    dtype=float64)` a float64 one; two 0-d tensors promote each other. Checked by running the lowered calls
+    on meta tensors."""
+    outs = bsym.flat_outs
+    if not outs or not all(isinstance(p, TensorProxy) for p in outs):
+        return False  # a number result would be an output of the region, which Inductor returns as a tensor
+    inputs = list({p.name: p for p in bsym.flat_args}.values())
+    if any(isinstance(p, NumberProxy) and _number_dtype(p) is None for p in inputs):
+        return False
+    env = {p.name: _meta_example(p) for p in inputs}
+    try:
+        lowered = lower_bound_symbols([bsym], [torch_executor], Region([bsym], inputs, outs).as_trace())
+        for b in lowered:
+            result = b.sym.python_impl(*_substituted(b.args, env), **_substituted(b.kwargs, env))
+            _bind_results(b.output, result, env)
+    except Exception:  # a torch call that takes no tensor there (`alpha=`, a fill value): not fused
+        return False
+    return all(_same_metadata(env.get(p.name), p) for p in outs)
+
+
+def _meta_example(p: Proxy) -> torch.Tensor:
+    if isinstance(p, NumberProxy):
+        return torch.empty((), dtype=_number_dtype(p), device="meta")
+    return torch.empty(_example_shape(p), dtype=p.dtype, device="meta")
+
+
+def _example_shape(p: TensorProxy) -> tuple[int, ...]:
+    """p's shape, symbolic sizes at the values they have while tracing (read without guarding them: the check
+    is about dtypes and argument types, which do not depend on the sizes)."""
+    return tuple(d.value if isinstance(d, NumberProxy) else d for d in p.shape)
+
+
+def _substituted(x, env: dict[str, torch.Tensor]):
+    if isinstance(x, Proxy):
+        return env[x.name]
+    if isinstance(x, (tuple, list)):
+        return (list if type(x) is list else tuple)(_substituted(v, env) for v in x)
+    if isinstance(x, dict):
+        return {k: _substituted(v, env) for k, v in x.items()}
+    return x
+
+
+def _bind_results(out, result, env: dict[str, torch.Tensor]) -> None:
+    if isinstance(out, Proxy):
+        env[out.name] = result
+    elif isinstance(out, (tuple, list)):
+        for o, r in zip(out, result, strict=True):
+            _bind_results(o, r, env)
+
+
+def _same_metadata(t, p: TensorProxy) -> bool:
+    return isinstance(t, torch.Tensor) and t.dtype == p.dtype and tuple(t.shape) == _example_shape(p)
+
+
+class _NumbersAsTensors:
+    """A region's callable whose number inputs are passed on as 0-d CPU tensors (`numbers`: (position, dtype)
+    pairs, the dtype `_NUMBER_DTYPES` gives the proxy's type): Inductor specializes on a Python number's value
+    (it would be baked into the kernel, and every new value would need a new compilation), and reads a 0-d CPU
+    tensor's value on each call (a kernel argument, on CUDA too). The compile cache then keys the region on the
+    tensors' metadata, not on the numbers' values."""
+
+    __slots__ = ("fn", "numbers")
+
+    def __init__(self, fn: Callable, numbers: tuple[tuple[int, torch.dtype], ...]):
+        self.fn = fn
+        self.numbers = numbers
+
+    def __call__(self, *args):
+        args = list(args)
+        for i, dtype in self.numbers:
+            args[i] = torch.scalar_tensor(args[i], dtype=dtype)
+        return self.fn(*args)
+
+
+def _renamed(x, names: dict[str, Proxy]):
     """x with proxies replaced through `names`; tuple subclasses (torch.return_types) become plain tuples."""
-    if isinstance(x, TensorProxy):
+    if isinstance(x, Proxy):
         return names[x.name]
     if isinstance(x, (tuple, list)):
         return (list if type(x) is list else tuple)(_renamed(v, names) for v in x)

@@ -35,8 +35,10 @@ recorded as operations of the same trace instead:
   read from `opt.state` on every call and updated in place; state created on the first step (lazily, as
   torch does) is a program output stored into `opt.state` after the call. The learning rate of each group
   and each parameter's step count are number inputs of the program, read on every call, so a scheduler
-  changing `lr` does not recompile. `zero_grad` and `clip_grad_norm_` are torch's own code, traced through
-  the gradient slots.
+  changing `lr` does not recompile. Fusion executors fuse the update with them (the torchcompile executor
+  passes numbers to Inductor as 0-d tensors): each parameter's update joins the region of the backward that
+  computes its gradient, so the update adds no region of its own. `zero_grad` and `clip_grad_norm_` are
+  torch's own code, traced through the gradient slots.
 
 Everything read this way is checked on each call (`ProgramState.read`): a gradient or state tensor that
 appeared, disappeared or changed metadata, a parameter group that changed, a hyperparameter other than `lr`

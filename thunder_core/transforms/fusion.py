@@ -16,8 +16,13 @@ data edge between two fusible operations, in program order, their groups merge u
 a path between them (merging would then both feed and consume it); then, under the same condition, groups
 that read a common value merge (horizontal fusion), and so do groups that feed a common operation left out
 of the regions (they run one after the other just before it anyway: one region instead of several, and one
-compilation less). Only groups whose slots lie between the two need to be searched; after a merge, the
-groups reachable from the earlier group move after the merged group, so the slot order stays topological.
+compilation less) and groups that read results of a common operation left out of the regions (they can all
+start once it ran: in a training step, the optimizer update of a normalization weight, whose gradient an
+unfused backward kernel returns beside the gradient of its input, joins the region that continues the
+backward from that input gradient, instead of being a region of its own), and, last, groups that compute what
+the program writes back into its inputs (an optimizer step alone: one region updates every parameter). Only
+groups whose slots lie between the two need to be searched; after a merge, the groups reachable from the earlier
+group move after the merged group, so the slot order stays topological.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from thunder.core.proxies import TensorProxy
-from thunder.core.symbol import BoundSymbol, flat_proxies
+from thunder.core.symbol import BoundSymbol, OpTag, flat_proxies
 from thunder.core.trace import TraceCtx
 
 
@@ -132,10 +137,28 @@ def partition_regions(nodes: list[BoundSymbol], fusible: list[bool], output_name
     siblings = [fusible_readers for rs in readers.values() if len(fusible_readers := [r for r in rs if fusible[r]]) > 1]
     siblings += [producers for v, ps in enumerate(preds)
                  if not fusible[v] and len(producers := sorted(u for u in ps if fusible[u])) > 1]  # fmt: skip
+    siblings += [consumers for u, bsym in enumerate(nodes)
+                 if not fusible[u] and len(consumers := _fusible_readers_of(bsym, readers, fusible)) > 1]  # fmt: skip
+    siblings.append(_fusible_producers_of_write_backs(nodes, fusible))
     groups = _Partitioner(preds, fusible, siblings).groups()
     used_outside = _used_outside(nodes, groups, output_names)
     return [_make_region([nodes[i] for i in members], used_outside) if fusible[members[0]] else nodes[members[0]]
             for members in groups]  # fmt: skip
+
+
+def _fusible_producers_of_write_backs(nodes: list[BoundSymbol], fusible: list[bool]) -> list[int]:
+    """The fusible nodes that compute what the unfused write-backs into inputs write (`prims.copy_to`), in
+    program order: an optimizer step alone updates each parameter independently of the others, and one region
+    runs all the updates (as a foreach optimizer does) instead of one region per parameter."""
+    producer = {p.name: i for i, bsym in enumerate(nodes) for p in bsym.flat_outs}
+    sources = {producer.get(bsym.flat_args[1].name) for v, bsym in enumerate(nodes)
+               if not fusible[v] and OpTag.DEVICE_WRITE in bsym.sym.tags and len(bsym.flat_args) > 1}  # fmt: skip
+    return sorted(i for i in sources if i is not None and fusible[i])
+
+
+def _fusible_readers_of(bsym: BoundSymbol, readers: dict[str, list[int]], fusible: list[bool]) -> list[int]:
+    """The fusible nodes that read any result of `bsym`, in program order."""
+    return sorted({r for p in bsym.flat_outs for r in readers.get(p.name, ()) if fusible[r]})
 
 
 def _takes_options(method: Callable) -> bool:
