@@ -35,14 +35,31 @@ def _zeros_like(a):
     return prims.full(tuple(a.shape), 0, dtype=a.dtype, device=a.device)
 
 
+def conjugate(x):
+    """The complex conjugate (torch's gradients of complex products carry the other factor's conjugate, as
+    `grad * other.conj()`); real tensors and numbers are their own. 2 re(x) - x: the prims have no conj."""
+    if isinstance(x, complex):
+        return x.conjugate()
+    if not _is_t(x) or not x.dtype.is_complex:
+        return x
+    return sb(m(prims.convert_element_type(prims.real(x), x.dtype), 2), x)
+
+
 # -- elementwise ---------------------------------------------------------------------------------------
-def _unary(name, grad_fn):
+def _unary(name, grad_fn, holomorphic=True):
+    """The rule `g -> grad_fn(a, out, g)`, grad_fn being g times the derivative at a. For a complex input, torch's
+    gradient of a holomorphic f is g times the conjugate derivative; f having real Taylor coefficients (every
+    prim here does), conj(f'(a)) is f'(conj(a)), so grad_fn is given the conjugates (`holomorphic=False`: a rule
+    that handles complex inputs itself)."""
     prim = getattr(prims, name)
 
     def r(a):
         out = prim(a)
         g = get_grad(out)
-        put_grad(a, grad_fn(a, out, g))
+        if holomorphic and a.dtype.is_complex:
+            put_grad(a, grad_fn(conjugate(a), conjugate(out), g))
+        else:
+            put_grad(a, grad_fn(a, out, g))
         return out
 
     GRAD_RULES[f"prims.{name}"] = r
@@ -59,7 +76,7 @@ def _abs_grad(a, o, g):
     return m(prims.convert_element_type(g, a.dtype), d(a, safe))
 
 
-_unary("abs", _abs_grad)
+_unary("abs", _abs_grad, holomorphic=False)
 _unary("exp", lambda a, o, g: m(g, o))
 _unary("exp2", lambda a, o, g: m(g, m(o, _LN2)))
 _unary("expm1", lambda a, o, g: m(g, ad(o, 1)))
@@ -115,6 +132,20 @@ for _name in ("floor", "ceil", "round", "trunc", "sign"):
     _unary(_name, lambda a, o, g: _zeros_like(g))
 
 
+def _real_part_grad(a, o, g):
+    # torch's gradient of z = x + iy is dL/dx + i dL/dy: re(z) pulls g back to g + 0i
+    return prims.convert_element_type(g, a.dtype) if a.dtype.is_complex else g
+
+
+def _imaginary_part_grad(a, o, g):
+    # im(z) pulls g back to 0 + ig (for a real input, im is zero whatever it is)
+    return m(prims.convert_element_type(g, a.dtype), 1j) if a.dtype.is_complex else _zeros_like(g)
+
+
+_unary("real", _real_part_grad, holomorphic=False)
+_unary("imag", _imaginary_part_grad, holomorphic=False)
+
+
 @rule("add")
 def _add(a, b):
     out = prims.add(a, b)
@@ -133,22 +164,12 @@ def _sub(a, b):
     return out
 
 
-def _conj(x):
-    """The complex conjugate (torch's gradients of complex products carry the other factor's conjugate, as
-    `grad * other.conj()`); real tensors and numbers are their own. 2 re(x) - x: the prims have no conj."""
-    if isinstance(x, complex):
-        return x.conjugate()
-    if not _is_t(x) or not x.dtype.is_complex:
-        return x
-    return sb(m(prims.convert_element_type(prims.real(x), x.dtype), 2), x)
-
-
 @rule("mul")
 def _mul(a, b):
     out = prims.mul(a, b)
     g = get_grad(out)
-    put_grad(a, m(g, _conj(b)) if _is_t(a) else None)
-    put_grad(b, m(g, _conj(a)) if _is_t(b) else None)
+    put_grad(a, m(g, conjugate(b)) if _is_t(a) else None)
+    put_grad(b, m(g, conjugate(a)) if _is_t(b) else None)
     return out
 
 
@@ -156,8 +177,8 @@ def _mul(a, b):
 def _div(a, b):
     out = prims.div(a, b)
     g = get_grad(out)
-    put_grad(a, d(g, _conj(b)) if _is_t(a) else None)
-    put_grad(b, n(d(m(g, _conj(out)), _conj(b))) if _is_t(b) else None)
+    put_grad(a, d(g, conjugate(b)) if _is_t(a) else None)
+    put_grad(b, n(d(m(g, conjugate(out)), conjugate(b))) if _is_t(b) else None)
     return out
 
 
@@ -652,6 +673,23 @@ def _mT(x):
     return prims.permute(x, tuple(perm))
 
 
+def _fold_rows(x):
+    """A batch of (r, c) matrices as one (batch * r, c) matrix."""
+    rows = 1
+    for length in x.shape[:-1]:
+        rows *= length
+    return prims.reshape(x, (rows, x.shape[-1]))
+
+
+def _fold_columns(x):
+    """A batch of (r, c) matrices side by side: one (r, batch * c) matrix."""
+    batch = x.ndim - 2
+    columns = x.shape[-1]
+    for length in x.shape[:batch]:
+        columns *= length
+    return prims.reshape(prims.permute(x, (batch, *range(batch), batch + 1)), (x.shape[-2], columns))
+
+
 @rule("matmul")
 def _matmul(a, b):
     out = prims.matmul(a, b)
@@ -664,8 +702,15 @@ def _matmul(a, b):
     if b.ndim == 1:
         out_shape2.append(1)
     g2 = prims.reshape(g, tuple(out_shape2)) if tuple(out_shape2) != tuple(g.shape) else g
-    ga = sum_to(prims.matmul(g2, _mT(_conj(b2))), a2.shape)  # the conjugate transposes, as torch's mH
-    gb = sum_to(prims.matmul(_mT(_conj(a2)), g2), b2.shape)
+    # the conjugate transposes, as torch's mH
+    if b2.ndim == 2 and a2.ndim > 2:  # eager folds a's batch into one mm: b's gradient is one sum
+        gb = prims.matmul(_mT(_fold_rows(conjugate(a2))), _fold_rows(g2))
+    else:
+        gb = sum_to(prims.matmul(_mT(conjugate(a2)), g2), b2.shape)
+    if a2.ndim == 2 and b2.ndim > 2:  # likewise with b's batch
+        ga = prims.matmul(_fold_columns(g2), _fold_rows(_mT(conjugate(b2))))
+    else:
+        ga = sum_to(prims.matmul(g2, _mT(conjugate(b2))), a2.shape)
     put_grad(a, prims.reshape(ga, tuple(a.shape)) if a.ndim == 1 else ga)
     put_grad(b, prims.reshape(gb, tuple(b.shape)) if b.ndim == 1 else gb)
     return out
@@ -678,17 +723,17 @@ def _linear(a, w, bias):
     if w.ndim == 1:  # out = a @ w, of a's shape without its last dim
         lead = tuple(range(a.ndim - 1))
         g_wide = prims.broadcast_in_dim(g, tuple(a.shape), lead)
-        put_grad(a, m(g_wide, prims.broadcast_in_dim(w, tuple(a.shape), (a.ndim - 1,))))
-        put_grad(w, prims.sum(m(g_wide, a), lead) if lead else m(g_wide, a))
+        put_grad(a, m(g_wide, prims.broadcast_in_dim(conjugate(w), tuple(a.shape), (a.ndim - 1,))))
+        put_grad(w, prims.sum(m(g_wide, conjugate(a)), lead) if lead else m(g_wide, conjugate(a)))
         if bias is not None:
             put_grad(bias, prims.sum(g, tuple(range(g.ndim))) if g.ndim else g)
         return out
-    put_grad(a, prims.matmul(g, w))
+    put_grad(a, prims.matmul(g, conjugate(w)))  # complex: the conjugates, as torch's grad @ w.conj()
     k = a.shape[-1]
     n_out = w.shape[0]
     g2 = _maybe_reshape(g, (g.numel() // max(n_out, 1), n_out))
     a2 = _maybe_reshape(a, (a.numel() // max(k, 1), k))
-    put_grad(w, prims.matmul(_mT(g2), a2))
+    put_grad(w, prims.matmul(_mT(g2), conjugate(a2)))
     if bias is not None:
         put_grad(bias, prims.sum(g2, (0,)))
     return out

@@ -20,7 +20,7 @@ from thunder.core.dtypes import (
 )
 from thunder.core.proxies import NumberProxy
 from thunder.core.transforms import get_grad, put_grad
-from thunder.prims.grads import GRAD_RULES, sum_to
+from thunder.prims.grads import GRAD_RULES, conjugate, sum_to
 from thunder.torch.base import broadcast_tensors, register_handler, to_dtype, torchsymbol
 
 __all__ = [
@@ -449,14 +449,54 @@ def lerp(start, end, weight):
     return add(start, mul(weight, sub(end, start)))
 
 
+def _in_computation_dtype(*tensors):
+    """The tensors in the dtype their fused elementwise kernel computes in (float32 for float16 and bfloat16,
+    as torch's kernels do: they round once, at the end), with the result's dtype."""
+    dtype = result_dtype(*tensors)
+    compute = computation_dtype(dtype)
+    return [to_dtype(t, compute) for t in tensors], dtype
+
+
 @torchsymbol(torch.addcmul, torch.Tensor.addcmul, tags=("elementwise",))
 def addcmul(a, t1, t2, *, value=1):
-    return add(a, mul(mul(t1, t2), value) if value != 1 else mul(t1, t2))
+    (a, t1, t2), dtype = _in_computation_dtype(a, t1, t2)
+    product = mul(mul(t1, value), t2) if value != 1 else mul(t1, t2)  # eager's `self + value * t1 * t2`
+    return to_dtype(add(a, product), dtype)
 
 
 @torchsymbol(torch.addcdiv, torch.Tensor.addcdiv, tags=("elementwise",))
 def addcdiv(a, t1, t2, *, value=1):
-    return add(a, mul(div(t1, t2), value) if value != 1 else div(t1, t2))
+    (a, t1, t2), dtype = _in_computation_dtype(a, t1, t2)
+    quotient = mul(div(t1, t2), value) if value != 1 else div(t1, t2)
+    return to_dtype(add(a, quotient), dtype)
+
+
+def _addcmul_grad(a, t1, t2, *, value=1):
+    """torch's formulas in the inputs' dtype, factor by factor (`grad * (t2 * value).conj()`): a formula
+    differentiated through the float32 forward rounds float16 / bfloat16 elsewhere than eager's backward, which
+    a sum over broadcast dims turns into differences beyond any tolerance where terms cancel."""
+    out = addcmul(a, t1, t2, value=value)
+    g = get_grad(out)
+    put_grad(a, to_dtype(sum_to(g, a.shape), a.dtype))
+    for this, other in ((t1, t2), (t2, t1)):
+        scaled = mul(other, value) if value != 1 else other
+        put_grad(this, to_dtype(sum_to(mul(g, conjugate(scaled)), this.shape), this.dtype))
+    return out
+
+
+def _addcdiv_grad(a, t1, t2, *, value=1):
+    """torch's formulas in the inputs' dtype, factor by factor (see `_addcmul_grad`)."""
+    out = addcdiv(a, t1, t2, value=value)
+    g = get_grad(out)
+    put_grad(a, to_dtype(sum_to(g, a.shape), a.dtype))
+    put_grad(t1, to_dtype(sum_to(mul(g, conjugate(div(value, t2))), t1.shape), t1.dtype))
+    t2_factor = div(mul(t1, value), mul(t2, t2))  # torch's `-grad * (value * t1 / (t2 * t2)).conj()`
+    put_grad(t2, to_dtype(sum_to(mul(neg(g), conjugate(t2_factor)), t2.shape), t2.dtype))
+    return out
+
+
+GRAD_RULES[addcmul.id] = _addcmul_grad
+GRAD_RULES[addcdiv.id] = _addcdiv_grad
 
 
 @torchsymbol(torch.nan_to_num, torch.Tensor.nan_to_num, tags=("elementwise",))

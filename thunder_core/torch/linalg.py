@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from thunder import prims
 from thunder.core.dtypes import result_dtype
 from thunder.core.transforms import get_grad, put_grad
-from thunder.prims.grads import GRAD_RULES, sum_to
+from thunder.prims.grads import GRAD_RULES, conjugate, sum_to
 from thunder.torch.base import (
     broadcast_shapes,
     canonicalize_dim,
@@ -250,10 +250,11 @@ def _add_and_multiply_grad(symbol):
     def rule(bias, a, b, *, beta=1, alpha=1):
         out = symbol(bias, a, b, beta=beta, alpha=alpha)
         g = get_grad(out)
-        put_grad(bias, sum_to(mul(g, beta) if beta != 1 else g, bias.shape))
-        g = mul(g, alpha) if alpha != 1 else g
-        put_grad(a, prims.matmul(g, _transposed(b)))
-        put_grad(b, prims.matmul(_transposed(a), g))
+        # complex: the conjugates of the other factor and of the scalars, as torch's grad @ b.mH * alpha.conj()
+        put_grad(bias, sum_to(mul(g, conjugate(beta)) if beta != 1 else g, bias.shape))
+        g = mul(g, conjugate(alpha)) if alpha != 1 else g
+        put_grad(a, prims.matmul(g, _transposed(conjugate(b))))
+        put_grad(b, prims.matmul(_transposed(conjugate(a)), g))
         return out
 
     return rule
