@@ -6,6 +6,7 @@ and puts each differentiable input's gradient, written with primitives.
 
 from __future__ import annotations
 
+import cmath
 import math
 from numbers import Number
 
@@ -182,6 +183,11 @@ def _div(a, b):
     return out
 
 
+def _real_part(x):
+    """x's real part (the comparisons torch makes of a complex exponent are of it); real tensors are their own."""
+    return prims.real(x) if _is_t(x) and x.dtype.is_complex else x
+
+
 @rule("pow")
 def _pow(a, b):
     out = prims.pow(a, b)
@@ -191,21 +197,23 @@ def _pow(a, b):
         a = prims.full(tuple(b.shape), a, dtype=b.dtype, device=b.device)
     if isinstance(b, NumberProxy):
         b = prims.full(tuple(a.shape), b, dtype=a.dtype, device=a.device)
+    # complex: g times the derivative's conjugate, as torch's `grad * (exponent * base.pow(exponent - 1)).conj()`
     if _is_t(a):
         if isinstance(b, Number):
-            ga = m(g, m(prims.pow(a, b - 1), b)) if b != 0 else _zeros_like(a)
+            ga = m(g, conjugate(m(prims.pow(a, b - 1), b))) if b != 0 else _zeros_like(a)
         else:  # torch defines it as 0 where b == 0 (even where a == 0, whose a^(b-1) is inf)
-            ga = prims.where(prims.eq(b, 0), 0.0, m(g, m(b, prims.pow(a, sb(b, 1)))))
+            ga = prims.where(prims.eq(b, 0), 0.0, m(g, conjugate(m(b, prims.pow(a, sb(b, 1))))))
         put_grad(a, ga)
     if _is_t(b):
-        # d/db a^b = a^b * log(a); torch defines it as 0 where a == 0 and b >= 0
+        # d/db a^b = a^b * log(a); torch defines it as 0 where a == 0 and b (its real part) >= 0
         if _is_t(a):
-            gb = m(g, m(out, prims.log(a)))
-            gb = prims.where(prims.logical_and(prims.eq(a, 0), prims.ge(b, 0)), 0.0, gb)
+            gb = m(g, conjugate(m(out, prims.log(a))))
+            gb = prims.where(prims.logical_and(prims.eq(a, 0), prims.ge(_real_part(b), 0)), 0.0, gb)
         elif a == 0:
-            gb = prims.where(prims.ge(b, 0), 0.0, m(g, m(out, -math.inf)))
+            gb = prims.where(prims.ge(_real_part(b), 0), 0.0, m(g, m(conjugate(out), -math.inf)))
         else:
-            gb = m(g, m(out, math.log(a) if a > 0 else math.nan))
+            log_a = cmath.log(a) if b.dtype.is_complex else (math.log(a) if a > 0 else math.nan)
+            gb = m(g, conjugate(m(out, log_a)))
         put_grad(b, gb)
     return out
 
@@ -569,10 +577,11 @@ def _prod(a, dims):
     # As eager's prod_backward: out / a when the input holds no zero at all, else the product of the other
     # elements of each slice (exclusive prefix times suffix products), whose infs and NaNs are eager's too
     all_dims = tuple(range(a.ndim))
-    zeros = prims.sum(prims.convert_element_type(prims.eq(a, 0), a.dtype), all_dims)
+    zeros = prims.sum(prims.convert_element_type(prims.eq(a, 0), torch.int64), all_dims)
     has_zero = prims.broadcast_in_dim(prims.gt(zeros, 0), tuple(a.shape), ())
     quotient = d(_restore_reduced(out, a, dims), a)
-    put_grad(a, m(_restore_reduced(g, a, dims), prims.where(has_zero, _product_of_others(a, dims), quotient)))
+    derivative = prims.where(has_zero, _product_of_others(a, dims), quotient)
+    put_grad(a, m(_restore_reduced(g, a, dims), conjugate(derivative)))  # complex: the conjugate, as for any product
     return out
 
 
@@ -613,6 +622,8 @@ def _var(a, dims, *, correction):
         count *= a.shape[dim]
     mean = _restore_reduced(d(prims.sum(a, dims), count), a, dims)
     scale = 2.0 / max(count - correction, 0) if count - correction > 0 else float("nan")
+    # complex: the real cotangent becomes complex (torch's `grad * (self - mean)` with the real grad promoted)
+    g = prims.convert_element_type(g, a.dtype)
     put_grad(a, m(_restore_reduced(g, a, dims), m(sb(a, mean), scale)))
     return out
 
@@ -643,8 +654,9 @@ def _cumprod(a, dim):
     zeros_so_far = prims.cumsum(prims.convert_element_type(is_zero, a.dtype), dim)
     before = prims.eq(zeros_so_far, 0)
     first = prims.logical_and(is_zero, prims.eq(zeros_so_far, 1))
-    before_grad = d(_reverse_cumsum(m(g, out), dim), prims.where(before, a, 1.0))
-    first_grad = _reverse_cumsum(m(g, prims.cumprod(prims.where(first, 1.0, a), dim)), dim)
+    # complex: the products' conjugates, as for any product
+    before_grad = d(_reverse_cumsum(m(g, conjugate(out)), dim), conjugate(prims.where(before, a, 1.0)))
+    first_grad = _reverse_cumsum(m(g, conjugate(prims.cumprod(prims.where(first, 1.0, a), dim))), dim)
     put_grad(a, prims.where(before, before_grad, prims.where(first, first_grad, 0.0)))
     return out
 

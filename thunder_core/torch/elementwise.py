@@ -351,7 +351,24 @@ def _logaddexp(a, b, exp_fn, log1p_fn):
 
 @torchsymbol(torch.logaddexp, torch.Tensor.logaddexp, tags=("elementwise",))
 def logaddexp(a, b):
+    if (isinstance(a, torch.Tensor) and a.dtype.is_complex) or (isinstance(b, torch.Tensor) and b.dtype.is_complex):
+        return _complex_logaddexp(a, b)
     return _logaddexp(a, b, exp, log1p)
+
+
+def _complex_logaddexp(a, b):
+    """log(exp(a) + exp(b)) for complex inputs as eager's kernel computes it: the input of larger real part is
+    factored out (b where the real parts tie); both real parts -inf gives the smaller input, both +inf the plain
+    formula, and a NaN anywhere NaN in both parts."""
+    (a, b), _ = _float_operands(a, b)
+    a_smaller = lt(prims.real(a), prims.real(b))
+    low, high = where(a_smaller, a, b), where(a_smaller, b, a)
+    low_real, high_real = prims.real(low), prims.real(high)
+    same_infinity = logical_and(isinf(low_real), eq(low_real, high_real))
+    factored = add(log1p(exp(sub(low, high))), high)
+    out = where(same_infinity, where(lt(low_real, 0), low, log(add(exp(low), exp(high)))), factored)
+    has_nan = logical_or(isnan(a), isnan(b))  # isnan of a complex value: either part
+    return add(out, where(has_nan, complex(math.nan, math.nan), 0j))
 
 
 @torchsymbol(torch.logaddexp2, torch.Tensor.logaddexp2, tags=("elementwise",))
