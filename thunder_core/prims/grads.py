@@ -305,6 +305,8 @@ def _convert(a, dtype):
     if not (a.dtype.is_floating_point or a.dtype.is_complex):
         return out
     g = get_grad(out)
+    if g.dtype.is_complex and not a.dtype.is_complex:  # a real input's gradient is the real part
+        g = prims.real(g)
     put_grad(a, prims.convert_element_type(g, a.dtype))
     return out
 

@@ -506,7 +506,9 @@ def _addcdiv_grad(a, t1, t2, *, value=1):
     out = addcdiv(a, t1, t2, value=value)
     g = get_grad(out)
     put_grad(a, to_dtype(sum_to(g, a.shape), a.dtype))
-    put_grad(t1, to_dtype(sum_to(mul(g, conjugate(div(value, t2))), t1.shape), t1.dtype))
+    # torch's `value / t2` of a number and a tensor divides a tensor of t2's dtype filled with the value
+    filled = prims.full(tuple(t2.shape), value, dtype=t2.dtype, device=t2.device)
+    put_grad(t1, to_dtype(sum_to(mul(g, conjugate(div(filled, t2))), t1.shape), t1.dtype))
     t2_factor = div(mul(t1, value), mul(t2, t2))  # torch's `-grad * (value * t1 / (t2 * t2)).conj()`
     put_grad(t2, to_dtype(sum_to(mul(neg(g), conjugate(t2_factor)), t2.shape), t2.dtype))
     return out
@@ -603,6 +605,20 @@ def ldexp(a, other):
     return mul(to_dtype(a, dtype), pow(2.0, to_dtype(other, dtype)))
 
 
+def _ldexp_grad(a, other):
+    """torch's own formulas (`grad * 2^other`, and `grad * result * ln 2` for the exponent), which round in
+    float16 / bfloat16 otherwise than the chain rule through the product and the power would."""
+    out = ldexp(a, other)
+    g = get_grad(out)
+    scale = pow(2.0, to_dtype(other, out.dtype))
+    put_grad(a, to_dtype(sum_to(mul(g, conjugate(scale)), a.shape), a.dtype))
+    put_grad(other, to_dtype(sum_to(mul(mul(g, conjugate(out)), math.log(2.0)), other.shape), other.dtype))
+    return out
+
+
+GRAD_RULES[ldexp.id] = _ldexp_grad
+
+
 @torchsymbol(torch.heaviside, torch.Tensor.heaviside, tags=("elementwise",))
 def heaviside(a, values):
     if a.dtype != values.dtype:
@@ -626,6 +642,28 @@ def _nan_ignoring(binary):
 
 fmax = torchsymbol(torch.fmax, torch.Tensor.fmax, name="fmax", tags=("elementwise",))(_nan_ignoring(maximum))
 fmin = torchsymbol(torch.fmin, torch.Tensor.fmin, name="fmin", tags=("elementwise",))(_nan_ignoring(minimum))
+
+
+def _nan_ignoring_grad(symbol, wins):
+    """fmax / fmin's gradient as torch defines it: all of it to `a` where a wins or ties (`a >= b` for fmax) or b
+    is NaN, else all to `b`; maximum / minimum split a tie evenly instead."""
+
+    def rule(a, b):
+        out = symbol(a, b)
+        g = get_grad(out)
+        to_a = logical_or(wins(a, b), isnan(b))
+        zero = 0 if is_exact_dtype(g.dtype) else 0.0
+        if isinstance(a, torch.Tensor):
+            put_grad(a, to_dtype(sum_to(where(to_a, g, zero), a.shape), a.dtype))
+        if isinstance(b, torch.Tensor):
+            put_grad(b, to_dtype(sum_to(where(to_a, zero, g), b.shape), b.dtype))
+        return out
+
+    return rule
+
+
+GRAD_RULES[fmax.id] = _nan_ignoring_grad(fmax, ge)
+GRAD_RULES[fmin.id] = _nan_ignoring_grad(fmin, le)
 
 
 @torchsymbol(torch.isclose, torch.Tensor.isclose, tags=("elementwise",))

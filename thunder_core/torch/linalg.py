@@ -293,7 +293,36 @@ def addmv(bias, mat, vec, *, beta=1, alpha=1):
 
 @torchsymbol(torch.addr, torch.Tensor.addr)
 def addr(bias, vec1, vec2, *, beta=1, alpha=1):
-    return _scaled_sum(bias, outer(vec1, vec2), beta, alpha)
+    _check_ndim("addr", (vec1, 1), (vec2, 1))
+    dtype = result_dtype(vec1, vec2)
+    # eager's kernel computes `beta * bias + alpha * vec1[i] * vec2[j]` in the tensors' dtype, the scalars
+    # converted to it first: the same order rounds float16 / bfloat16 as eager does
+    alpha, beta = (_scalar_in(x, dtype) for x in (alpha, beta))
+    column = unsqueeze(vec1, 1)
+    product = mul(mul(column, alpha) if alpha != 1 else column, unsqueeze(vec2, 0))
+    return _scaled_sum(bias, product, beta, 1)
+
+
+def _addr_grad(bias, vec1, vec2, *, beta=1, alpha=1):
+    """torch's formulas (`grad.mv(vec2.conj()) * alpha.conj()`...): products summed by one matrix-vector product,
+    which rounds once in float16 / bfloat16, where the chain rule through the outer product rounds each term."""
+    out = addr(bias, vec1, vec2, beta=beta, alpha=alpha)
+    g = get_grad(out)
+    put_grad(bias, sum_to(mul(g, conjugate(beta)) if beta != 1 else g, bias.shape))
+    for vec, other, g_rows in ((vec1, vec2, g), (vec2, vec1, _transposed(g))):
+        grad = prims.matmul(g_rows, conjugate(other))
+        put_grad(vec, mul(grad, conjugate(alpha)) if alpha != 1 else grad)
+    return out
+
+
+GRAD_RULES[addr.id] = _addr_grad
+
+
+def _scalar_in(value, dtype: torch.dtype):
+    """A Python number as the dtype holds it (0.6 in float16 is 0.60009765625)."""
+    if dtype not in (torch.float16, torch.bfloat16) or not isinstance(value, float):
+        return value
+    return torch.tensor(value, dtype=dtype).item()
 
 
 @torchsymbol(torch.matrix_power, torch.Tensor.matrix_power, torch.linalg.matrix_power, tags=("matmul",))

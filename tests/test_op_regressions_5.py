@@ -1,0 +1,151 @@
+"""Regressions found by the full OpInfo sweep (issue #26: every sample, gradients in every dtype), each checked
+against torch eager / torch.autograd with `assert_matches_eager` (the default executors and the decomposition into
+prims alike).
+
+- complex gradients: torch's gradient of a holomorphic op is the cotangent times the conjugate derivative
+  (`grad @ b.mH` for a product), which the rules of linear, addmm, baddbmm, addbmm, the unary prims, pow,
+  cumprod and prod lacked; real/imag had no rule (vdot, vecdot), var's real cotangent met a complex input;
+- float16 / bfloat16 results that round otherwise than eager's kernels (eager computes addcmul in float32 and
+  rounds once; its backward formulas of addcmul, addcdiv and ldexp round factor by factor; its matmul folds a
+  batch into one mm) and semantics that only ties reveal (fmax / fmin give a tie's gradient to the first input);
+- forward values: logspace rounds its ends to the result dtype first (an int64 logspace of 0..1.2 is 1, 10), and
+  complex logaddexp and complex transposed convolutions ran no kernel at all.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import thunder
+from tests.test_op_regressions_2 import assert_matches_eager
+
+EXACT = {"atol": 0, "rtol": 0}
+COMPLEX_GRAD = {"atol": 1e-5, "rtol": 1e-5}
+# eager's CPU kernels' rounding order, reproduced exactly; CUDA's kernels round otherwise
+CPU_ROUNDING = pytest.mark.cpu_only(reason="compares with the rounding order of eager's CPU kernels")
+
+
+def cplx(*shape):
+    return torch.randn(shape, dtype=torch.complex64)
+
+
+# -- complex gradients: the conjugates torch's autograd applies ---------------------------------------------------
+@pytest.mark.parametrize(
+    "name, fn, shapes",
+    [
+        ("linear", lambda x, w, b: F.linear(x, w, b), [(3, 4), (5, 4), (5,)]),
+        ("linear-vector-weight", lambda x, w: F.linear(x, w), [(3, 4), (4,)]),
+        ("addmm", lambda b, x, y: torch.addmm(b, x, y, beta=0.5, alpha=2.0), [(3, 5), (3, 4), (4, 5)]),
+        ("addmm-complex-scalars", lambda b, x, y: torch.addmm(b, x, y, beta=1 - 2j, alpha=0.5j), [(3, 5), (3, 4), (4, 5)]),
+        ("baddbmm", lambda b, x, y: torch.baddbmm(b, x, y, alpha=3.0), [(2, 3, 5), (2, 3, 4), (2, 4, 5)]),
+        ("addbmm", lambda b, x, y: torch.addbmm(b, x, y), [(3, 5), (2, 3, 4), (2, 4, 5)]),
+        ("vdot", torch.vdot, [(6,), (6,)]),
+        ("vecdot", lambda x, y: torch.linalg.vecdot(x, y, dim=0), [(4, 3), (4, 3)]),
+        ("real-and-imag", lambda z: torch.real(z) * 2 + torch.imag(z) * 3, [(5,)]),
+        ("asin-log-sqrt", lambda z: torch.asin(z) + torch.log(z) * torch.sqrt(z), [(6,)]),
+        ("exp-tanh-sigmoid", lambda z: torch.exp(z) * torch.tanh(z) - torch.sigmoid(z), [(6,)]),
+        ("pow-tensor-tensor", torch.pow, [(6,), (6,)]),
+        ("pow-number-base", lambda z: torch.pow(2.5, z) + torch.pow(-1.5, z), [(6,)]),
+        ("pow-number-exponent", lambda z: torch.pow(z, 3) + torch.pow(z, 0.5j), [(6,)]),
+        ("cumprod", lambda z: torch.cumprod(z, 1), [(3, 5)]),
+        ("prod", lambda z: torch.prod(z, 0), [(4, 3)]),
+        ("var", lambda z: torch.var(z, 1), [(3, 5)]),
+        ("logaddexp", torch.logaddexp, [(6,), (6,)]),
+        ("conv_transpose1d", lambda x, w, b: F.conv_transpose1d(x, w, b, stride=2, padding=1, output_padding=1),
+         [(1, 3, 4), (3, 2, 3), (2,)]),
+        ("conv_transpose3d", lambda x, w: F.conv_transpose3d(x, w, stride=2), [(1, 2, 2, 3, 2), (2, 2, 2, 2, 2)]),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)  # fmt: skip
+def test_complex_gradients_are_torchs_conjugate_ones(name, fn, shapes):
+    assert_matches_eager(fn, *(cplx(*shape) for shape in shapes), tol=COMPLEX_GRAD)
+
+
+def test_complex_prod_with_a_zero_takes_the_product_of_the_others():
+    z = cplx(3, 4)
+    z[1, 2] = 0
+    assert_matches_eager(lambda z: torch.prod(z, 1), z, tol=COMPLEX_GRAD)
+
+
+def test_complex_logaddexp_handles_infinities_and_nan_as_eager():
+    inf, nan = float("inf"), float("nan")
+    a = torch.tensor([1 + 2j, complex(inf, 1), complex(-inf, 0), complex(3, 1), 2 + 0j])
+    b = torch.tensor([2 - 1j, complex(inf, 3), complex(-inf, 2), complex(nan, 0), 2 + 1j])
+    torch.testing.assert_close(thunder.jit(torch.logaddexp)(a, b), torch.logaddexp(a, b), equal_nan=True)
+
+
+# -- float16 / bfloat16: eager's rounding ---------------------------------------------------------------------------
+def _low(*shape, dtype, scale=3.0):
+    return (torch.randn(shape) * scale).to(dtype)
+
+
+@CPU_ROUNDING
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("op", [torch.addcmul, torch.addcdiv], ids=lambda op: op.__name__)
+def test_addcmul_and_addcdiv_round_as_eager_forward_and_backward(op, dtype):
+    torch.manual_seed(0)
+    bias, t1, t2 = _low(1, dtype=dtype), _low(5, 5, 1, dtype=dtype), _low(1, 5, dtype=dtype)
+    for value in (1, 3.14):
+        assert_matches_eager(lambda a, b, c, value=value: op(a, b, c, value=value), bias, t1, t2, tol=EXACT)
+
+
+@CPU_ROUNDING
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize(
+    "a_shape, b_shape", [((5, 5, 10, 10), (10,)), ((5, 5, 10), (10, 5)), ((4, 10), (3, 10, 5)), ((10,), (6, 10, 4))]
+)
+def test_matmul_gradient_of_the_broadcast_operand_is_one_sum_as_eager(a_shape, b_shape, dtype):
+    torch.manual_seed(0)
+    a, b = _low(*a_shape, dtype=dtype, scale=1.0), _low(*b_shape, dtype=dtype, scale=1.0)
+    assert_matches_eager(torch.matmul, a, b, tol=EXACT)
+
+
+@CPU_ROUNDING
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_ldexp_gradients_follow_torchs_formulas(dtype):
+    torch.manual_seed(0)
+    assert_matches_eager(torch.ldexp, _low(10, 1, 5, dtype=dtype), _low(10, 5, dtype=dtype), tol=EXACT)
+
+
+@CPU_ROUNDING
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_addr_rounds_as_eager(dtype):
+    torch.manual_seed(0)
+    args = _low(dtype=dtype), _low(5, dtype=dtype), _low(10, dtype=dtype)
+    assert_matches_eager(lambda b, u, v: torch.addr(b, u, v, beta=0.6, alpha=0.2), *args, tol=EXACT)
+
+
+@pytest.mark.parametrize("op", [torch.fmax, torch.fmin], ids=lambda op: op.__name__)
+def test_fmax_and_fmin_give_a_tie_all_its_gradient_to_the_first_input(op):
+    a = torch.tensor([1.0, 2.0, 3.0, float("nan"), 5.0])
+    b = torch.tensor([1.0, 1.0, 4.0, 0.0, float("nan")])
+    assert_matches_eager(op, a, b)
+    assert_matches_eager(op, a.reshape(5, 1), b)  # broadcast: the tie's gradient summed into the first
+
+
+def test_vector_norm_float16_gradient_is_the_exact_one_where_eagers_overflows():
+    """Eager's float16 backward of ord=6 computes norm**5 in float16 (about 1e5: inf), so its gradient is all
+    zeros; ours computes in float32, as the forward does. The reference is eager's float64 gradient."""
+    x = torch.linspace(-9, 9, 15).reshape(3, 5).to(torch.float16).requires_grad_()
+    (eager_grad,) = torch.autograd.grad(torch.linalg.vector_norm(x, 6), x)
+    assert not eager_grad.any(), "eager's float16 gradient no longer overflows: compare with it directly"
+    exact = x.detach().double().requires_grad_()
+    (expected,) = torch.autograd.grad(torch.linalg.vector_norm(exact, 6), exact)
+    jx = x.detach().clone().requires_grad_()
+    (actual,) = torch.autograd.grad(thunder.jit(lambda x: torch.linalg.vector_norm(x, 6))(jx), jx)
+    torch.testing.assert_close(actual, expected.to(torch.float16), atol=1e-3, rtol=1e-2)
+
+
+# -- forward values -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args, dtype",
+    [((0, 1.2, 4), torch.int64), ((0, 1.2, 2, 5.0), torch.int32), ((-1.7, 2.9, 5), torch.int64),
+     ((4.3, -3, 2), torch.float16), ((4.3, -3, 4), torch.bfloat16)],
+    ids=["int64", "int32-base5", "int64-negative-start", "float16", "bfloat16"],
+)  # fmt: skip
+def test_logspace_rounds_its_ends_to_the_result_dtype_first(args, dtype):
+    expected = torch.logspace(*args, dtype=dtype)
+    actual = thunder.jit(lambda: torch.logspace(*args, dtype=dtype))()
+    torch.testing.assert_close(actual, expected, atol=0, rtol=0)
