@@ -128,7 +128,15 @@ def _trigamma(x):
     return prims.where(negative, sb(d(math.pi**2, m(sin_pi_x, sin_pi_x)), total), total)
 
 
-_unary("digamma", lambda a, o, g: m(g, _trigamma(a)))
+def _digamma_grad(a, o, g):
+    # eager's polygamma(1, x) is one kernel computing in float32 for float16 / bfloat16: so does the series here
+    # (in those dtypes the reflection near a pole loses every digit)
+    if a.dtype in (torch.float16, torch.bfloat16):
+        return m(g, prims.convert_element_type(_trigamma(prims.convert_element_type(a, torch.float32)), a.dtype))
+    return m(g, _trigamma(a))
+
+
+_unary("digamma", _digamma_grad)
 for _name in ("floor", "ceil", "round", "trunc", "sign"):
     _unary(_name, lambda a, o, g: _zeros_like(g))
 
@@ -266,7 +274,9 @@ def _copysign(a, b):
 def _nextafter(a, b):
     out = prims.nextafter(a, b)
     g = get_grad(out)
-    put_grad(a, g if _is_t(a) else None)  # torch's convention: a step of one ulp is the identity
+    # torch's convention: a step of one ulp is the identity, and where a == b (no step: out is b) a gets none
+    if _is_t(a):
+        put_grad(a, prims.where(prims.eq(a, b), 0.0, g))
     put_grad(b, _zeros_like(b) if _is_t(b) else None)
     return out
 

@@ -260,7 +260,9 @@ def true_divide(a, b):
     return div(a, b)
 
 
-register_handler(torch.Tensor.__rtruediv__, lambda self, other: div(other, self))
+# `number / tensor`: torch's Tensor.__rtruediv__ (and __rdiv__, the same function) is `self.reciprocal() * other`,
+# which rounds otherwise than one division
+register_handler(torch.Tensor.__rtruediv__, lambda self, other: mul(reciprocal(self), other))
 
 
 @torchsymbol(torch.floor_divide, torch.Tensor.floor_divide, torch.Tensor.__floordiv__, tags=("elementwise",))
@@ -463,7 +465,19 @@ register_handler(torch.Tensor.clamp_max, lambda a, max: clamp(a, max=max))
 
 @torchsymbol(torch.lerp, torch.Tensor.lerp, tags=("elementwise",))
 def lerp(start, end, weight):
-    return add(start, mul(weight, sub(end, start)))
+    """Eager's kernel: in float32 for float16 / bfloat16, `start + weight * (end - start)` for |weight| < 0.5 and
+    `end - (end - start) * (1 - weight)` otherwise (exact at both ends)."""
+    dtype = result_dtype(start, end)
+    compute = computation_dtype(dtype)
+    start, end = to_dtype(start, compute), to_dtype(end, compute)
+    diff = sub(end, start)
+    if not isinstance(weight, torch.Tensor):
+        small = builtins.abs(weight) < 0.5
+        out = add(start, mul(weight, diff)) if small else sub(end, mul(diff, 1 - weight))
+        return to_dtype(out, dtype)
+    weight = to_dtype(weight, compute)
+    from_start, from_end = add(start, mul(weight, diff)), sub(end, mul(diff, rsub(weight, 1)))
+    return to_dtype(where(lt(abs(weight), 0.5), from_start, from_end), dtype)
 
 
 def _in_computation_dtype(*tensors):

@@ -16,6 +16,7 @@ from thunder.torch.base import (
     canonicalize_dim,
     canonicalize_dims,
     expand_to,
+    number_in,
     register_handler,
     to_dtype,
     torchsymbol,
@@ -129,10 +130,11 @@ def tensordot(a, b, dims=2, out=None):
     dims_a, dims_b = canonicalize_dims(a.ndim, dims_a), canonicalize_dims(b.ndim, dims_b)
     for da, db in zip(dims_a, dims_b):
         # like eager, a contracted dim of length 1 meets the other side's dim summed
+        # (summed in the operand's dtype: torch.sum would widen integers to int64, which matmul then refuses)
         if a.shape[da] != b.shape[db] and b.shape[db] == 1:
-            a = _sum(a, da, keepdim=True)
+            a = _sum(a, da, keepdim=True, dtype=a.dtype)
         elif a.shape[da] != b.shape[db] and a.shape[da] == 1:
-            b = _sum(b, db, keepdim=True)
+            b = _sum(b, db, keepdim=True, dtype=b.dtype)
         elif a.shape[da] != b.shape[db]:
             raise RuntimeError(f"contracted dimensions need to match, but first has size {a.shape[da]} in dim {da} "
                                f"and second has size {b.shape[db]} in dim {db}")  # fmt: skip
@@ -297,7 +299,7 @@ def addr(bias, vec1, vec2, *, beta=1, alpha=1):
     dtype = result_dtype(vec1, vec2)
     # eager's kernel computes `beta * bias + alpha * vec1[i] * vec2[j]` in the tensors' dtype, the scalars
     # converted to it first: the same order rounds float16 / bfloat16 as eager does
-    alpha, beta = (_scalar_in(x, dtype) for x in (alpha, beta))
+    alpha, beta = (number_in(x, dtype) for x in (alpha, beta))
     column = unsqueeze(vec1, 1)
     product = mul(mul(column, alpha) if alpha != 1 else column, unsqueeze(vec2, 0))
     return _scaled_sum(bias, product, beta, 1)
@@ -316,13 +318,6 @@ def _addr_grad(bias, vec1, vec2, *, beta=1, alpha=1):
 
 
 GRAD_RULES[addr.id] = _addr_grad
-
-
-def _scalar_in(value, dtype: torch.dtype):
-    """A Python number as the dtype holds it (0.6 in float16 is 0.60009765625)."""
-    if dtype not in (torch.float16, torch.bfloat16) or not isinstance(value, float):
-        return value
-    return torch.tensor(value, dtype=dtype).item()
 
 
 @torchsymbol(torch.matrix_power, torch.Tensor.matrix_power, torch.linalg.matrix_power, tags=("matmul",))
