@@ -149,3 +149,85 @@ def test_logspace_rounds_its_ends_to_the_result_dtype_first(args, dtype):
     expected = torch.logspace(*args, dtype=dtype)
     actual = thunder.jit(lambda: torch.logspace(*args, dtype=dtype))()
     torch.testing.assert_close(actual, expected, atol=0, rtol=0)
+
+
+# -- second round of the sweep ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("pool", [
+    lambda x: F.max_pool2d(x, 2), lambda x: F.max_pool2d(torch.relu(x), 3, stride=1, padding=1),
+    lambda x: F.max_pool1d(x.flatten(2), 3, stride=2, ceil_mode=True), lambda x: F.max_pool3d(x.unsqueeze(2), (1, 2, 2)),
+], ids=["2d", "2d-after-relu-padded", "1d-ceil", "3d"])  # fmt: skip
+def test_max_pool_gives_a_tied_windows_gradient_to_its_first_maximum(pool):
+    x = torch.tensor([[[[0.0, 0.0, 1.0, 1.0], [0.0, -1.0, 1.0, 0.5], [2.0, 2.0, -3.0, -3.0], [2.0, 2.0, -3.0, -4.0]]]])
+    assert_matches_eager(pool, x, tol=EXACT)
+
+
+def test_nextafter_gives_no_gradient_where_the_inputs_are_equal():
+    assert_matches_eager(torch.nextafter, torch.tensor([1.0, 2.0, 3.0, -1.0]), torch.tensor([1.0, 5.0, -3.0, -1.0]))
+
+
+@CPU_ROUNDING
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_number_divided_by_a_tensor_rounds_as_eagers_reciprocal_product(dtype):
+    torch.manual_seed(0)
+    assert_matches_eager(lambda x: 7.3 / x, _low(6, 5, dtype=dtype), tol=EXACT)
+
+
+@CPU_ROUNDING
+@pytest.mark.parametrize("weight", [0.3, 0.8, "tensor"])
+def test_lerp_float16_rounds_once_as_eagers_kernel(weight):
+    torch.manual_seed(0)
+    start, end = _low(5, 5, dtype=torch.float16), _low(5, 5, dtype=torch.float16)
+    if weight == "tensor":
+        assert_matches_eager(torch.lerp, start, end, torch.rand(5, 5).to(torch.float16), grads=False, tol=EXACT)
+    else:
+        assert_matches_eager(lambda a, b: torch.lerp(a, b, weight), start, end, grads=False, tol=EXACT)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_digamma_gradient_near_a_pole_in_half_precision(dtype):
+    x = torch.tensor([-3.0332, -0.5737, 1.1348, -8.4766, 4.95]).to(dtype)
+    assert_matches_eager(torch.digamma, x, tol={"atol": 0, "rtol": 1e-2})
+
+
+@pytest.mark.parametrize(
+    "equation, shapes",
+    [("ij,jk->", [(2, 3), (3, 4)]), ("ij,k->ik", [(2, 3), (3,)]), ("...ik,...j->ij", [(1, 2, 3), (3,)]),
+     ("ij,jk->ik", [(2, 3), (3, 4)]), ("ij,kl->", [(2, 3), (3, 4)])],
+)  # fmt: skip
+def test_integer_einsum_widens_as_eager(equation, shapes):
+    operands = [torch.randint(-5, 5, shape, dtype=torch.int32) for shape in shapes]
+    expected = torch.einsum(equation, *operands)
+    actual = thunder.jit(lambda *ops: torch.einsum(equation, *ops))(*operands)
+    assert actual.dtype == expected.dtype
+    torch.testing.assert_close(actual, expected, atol=0, rtol=0)
+
+
+def test_integer_tensordot_over_a_length_one_dim():
+    a, b = torch.randint(-5, 5, (1, 1, 1), dtype=torch.int32), torch.randint(-5, 5, (2, 1, 2), dtype=torch.int32)
+    assert_matches_eager(lambda a, b: torch.tensordot(a, b, dims=((0, 1), (2, 0))), a, b, tol=EXACT)
+
+
+def test_logsumexp_gradient_is_torchs_formula_for_large_complex_values():
+    z = torch.tensor([[1028979.25 + 1401898.625j, 2.0 - 1.0j], [3.0 + 4.0j, -1.0 + 0.5j]], dtype=torch.complex64)
+    for dim, keepdim in ((0, True), (1, False), ((0, 1), False)):
+        assert_matches_eager(lambda z, dim=dim, keepdim=keepdim: torch.logsumexp(z, dim, keepdim), z, tol=COMPLEX_GRAD)
+
+
+def test_complex_logcumsumexp_gradient_with_large_real_parts():
+    z = cplx(4, 3)
+    z[0] = 1e4
+    assert_matches_eager(lambda z: torch.logcumsumexp(z, 0), z, tol=COMPLEX_GRAD)
+
+
+@pytest.mark.parametrize("loss", [F.l1_loss, F.mse_loss, F.smooth_l1_loss], ids=lambda f: f.__name__)
+def test_pointwise_losses_promote_input_and_target_as_eager(loss):
+    assert_matches_eager(loss, cplx(3) if loss is F.l1_loss else torch.randn(3), torch.randn(3, dtype=torch.float64))
+    assert_matches_eager(loss, torch.randn(3, dtype=torch.float64), torch.randn(3))
+
+
+@CPU_ROUNDING
+def test_huber_loss_float16_rounds_delta_and_computes_as_eager():
+    torch.manual_seed(0)
+    a, b = _low(5, 5, dtype=torch.float16), _low(5, 5, dtype=torch.float16)
+    huber = lambda a, b: F.huber_loss(a, b, reduction="none", delta=8.698115367693557)  # noqa: E731
+    assert_matches_eager(huber, a, b, grads=False, tol=EXACT)

@@ -376,6 +376,26 @@ for _n, _sym in _WITH_INDICES.items():
     GRAD_RULES[_sym.id] = _max_pool_with_indices_grad(_n)
 
 
+def _max_pool_grad(n, symbol):
+    """max_pool's gradient as eager's: all of a window's cotangent to its first maximum (the index the kernel
+    returns). The forward's chain of maximums would split a tie evenly, and ties are common (zeros after a ReLU,
+    or any repeated value in float16 / bfloat16)."""
+
+    def rule(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+        out = symbol(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+        values, indices = out if return_indices else (out, None)
+        if indices is None:
+            _, indices = _max_pool_with_indices(input, n, kernel_size, stride, padding, dilation, ceil_mode)
+        put_grad(input, _max_pool_backward(input, n, get_grad(values), indices))
+        return out
+
+    return rule
+
+
+for _n, _sym in ((1, max_pool1d), (2, max_pool2d), (3, max_pool3d)):
+    GRAD_RULES[_sym.id] = _max_pool_grad(_n, _sym)
+
+
 def _window_counts(length, k, s, p, o, count_include_pad) -> list[int]:
     """How many elements each window along one dim divides by (torch's avg_pool divisor, per dim)."""
     counts = []
