@@ -25,6 +25,7 @@ EXACT = {"atol": 0, "rtol": 0}
 COMPLEX_GRAD = {"atol": 1e-5, "rtol": 1e-5}
 # eager's CPU kernels' rounding order, reproduced exactly; CUDA's kernels round otherwise
 CPU_ROUNDING = pytest.mark.cpu_only(reason="compares with the rounding order of eager's CPU kernels")
+NO_CUDA_INTEGER_MATMUL = pytest.mark.cpu_only(reason="eager has no integer matmul on CUDA to compare with")
 
 
 def cplx(*shape):
@@ -194,6 +195,7 @@ def test_digamma_gradient_near_a_pole_in_half_precision(dtype):
     [("ij,jk->", [(2, 3), (3, 4)]), ("ij,k->ik", [(2, 3), (3,)]), ("...ik,...j->ij", [(1, 2, 3), (3,)]),
      ("ij,jk->ik", [(2, 3), (3, 4)]), ("ij,kl->", [(2, 3), (3, 4)])],
 )  # fmt: skip
+@NO_CUDA_INTEGER_MATMUL
 def test_integer_einsum_widens_as_eager(equation, shapes):
     operands = [torch.randint(-5, 5, shape, dtype=torch.int32) for shape in shapes]
     expected = torch.einsum(equation, *operands)
@@ -202,6 +204,7 @@ def test_integer_einsum_widens_as_eager(equation, shapes):
     torch.testing.assert_close(actual, expected, atol=0, rtol=0)
 
 
+@NO_CUDA_INTEGER_MATMUL
 def test_integer_tensordot_over_a_length_one_dim():
     a, b = torch.randint(-5, 5, (1, 1, 1), dtype=torch.int32), torch.randint(-5, 5, (2, 1, 2), dtype=torch.int32)
     assert_matches_eager(lambda a, b: torch.tensordot(a, b, dims=((0, 1), (2, 0))), a, b, tol=EXACT)
@@ -231,3 +234,11 @@ def test_huber_loss_float16_rounds_delta_and_computes_as_eager():
     a, b = _low(5, 5, dtype=torch.float16), _low(5, 5, dtype=torch.float16)
     huber = lambda a, b: F.huber_loss(a, b, reduction="none", delta=8.698115367693557)  # noqa: E731
     assert_matches_eager(huber, a, b, grads=False, tol=EXACT)
+
+
+@CPU_ROUNDING
+@pytest.mark.parametrize("op", [torch.fmod, torch.remainder], ids=lambda op: op.__name__)
+def test_fmod_and_remainder_divisor_gradient_uses_eagers_rounded_quotient(op):
+    torch.manual_seed(0)
+    a, b = _low(5, 10, 5, dtype=torch.bfloat16, scale=9.0), _low(10, 5, dtype=torch.bfloat16, scale=2.0)
+    assert_matches_eager(op, a, b, tol=EXACT)

@@ -281,6 +281,26 @@ def _nextafter(a, b):
     return out
 
 
+def _rounded_quotient(a, b, rounding):
+    """a / b rounded to an integer as torch's `div(rounding_mode=...)` computes it, in a's dtype ("trunc"
+    truncates the rounded quotient; see `_floor_quotient`). The quotient of a - fmod(a, b) by b is not exact in
+    float16 / bfloat16."""
+    return rounding(d(a, b)) if rounding is prims.trunc else _floor_quotient(a, b)
+
+
+def _floor_quotient(a, b):
+    """torch's floor division of floats: (a - fmod(a, b)) / b, one less where the remainder's sign is not b's,
+    then rounded to the nearest integer, each step rounded to the dtype as eager's kernel does (in bfloat16 it
+    can miss the true floor by one: 10.0625 // -0.046875 is -214 there), and a / b where b is 0."""
+    mod = prims.fmod(a, b)
+    q = d(sb(a, mod), b)
+    signs_differ = prims.logical_and(prims.ne(mod, 0), prims.ne(prims.lt(b, 0), prims.lt(mod, 0)))
+    q = prims.where(signs_differ, sb(q, 1), q)
+    floor = prims.floor(q)
+    q = prims.where(prims.gt(sb(q, floor), 0.5), ad(floor, 1), floor)
+    return prims.where(prims.eq(b, 0), d(a, b), q)
+
+
 def _mod_rule(name):
     prim = getattr(prims, name)
 
@@ -289,8 +309,7 @@ def _mod_rule(name):
         g = get_grad(out)
         put_grad(a, g if _is_t(a) else None)
         if _is_t(b):
-            q = prims.div(sb(a, out), b)  # the integer quotient, exactly representable
-            put_grad(b, n(m(g, q)))
+            put_grad(b, n(m(g, _rounded_quotient(a, b, prims.trunc if name == "fmod" else prims.floor))))
         return out
 
     GRAD_RULES[f"prims.{name}"] = r
