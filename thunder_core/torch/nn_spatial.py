@@ -376,24 +376,23 @@ for _n, _sym in _WITH_INDICES.items():
     GRAD_RULES[_sym.id] = _max_pool_with_indices_grad(_n)
 
 
-def _max_pool_grad(n, symbol):
+def _max_pool_grad(n):
     """max_pool's gradient as eager's: all of a window's cotangent to its first maximum (the index the kernel
     returns). The forward's chain of maximums would split a tie evenly, and ties are common (zeros after a ReLU,
-    or any repeated value in float16 / bfloat16)."""
+    or any repeated value in float16 / bfloat16). The forward is the pooling with indices (one kernel on the
+    torch executor), whose values are max_pool's."""
+    symbol = _WITH_INDICES[n]
 
     def rule(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
-        out = symbol(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
-        values, indices = out if return_indices else (out, None)
-        if indices is None:
-            _, indices = _max_pool_with_indices(input, n, kernel_size, stride, padding, dilation, ceil_mode)
+        values, indices = symbol(input, kernel_size, stride, padding, dilation, ceil_mode)
         put_grad(input, _max_pool_backward(input, n, get_grad(values), indices))
-        return out
+        return (values, indices) if return_indices else values
 
     return rule
 
 
 for _n, _sym in ((1, max_pool1d), (2, max_pool2d), (3, max_pool3d)):
-    GRAD_RULES[_sym.id] = _max_pool_grad(_n, _sym)
+    GRAD_RULES[_sym.id] = _max_pool_grad(_n)
 
 
 def _window_counts(length, k, s, p, o, count_include_pad) -> list[int]:
