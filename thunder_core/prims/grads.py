@@ -15,6 +15,7 @@ import torch
 from thunder import prims
 from thunder.core.proxies import NumberProxy
 from thunder.core.transforms import get_grad, put_grad
+from thunder.prims.formulas import fold_columns, fold_rows, rounded_quotient, trigamma
 
 GRAD_RULES: dict[str, object] = {}
 
@@ -107,33 +108,12 @@ _unary("erfinv", lambda a, o, g: m(g, m(prims.exp(m(o, o)), math.sqrt(math.pi) /
 _unary("lgamma", lambda a, o, g: m(g, prims.digamma(a)))
 
 
-def _trigamma(x):
-    """polygamma(1, x) from primitives (there is no polygamma primitive). The recurrence
-    psi1(x) = psi1(x + 1) + 1/x^2 shifts x to z >= 6, where the asymptotic series
-    psi1(z) ~ 1/z + 1/(2 z^2) + sum_k B_2k / z^(2k+1) (seven terms) is accurate to about 1e-12 relative;
-    negative x goes through the reflection psi1(x) = pi^2 / sin^2(pi x) - psi1(1 - x)."""
-    negative = prims.lt(x, 0)
-    xp = prims.where(negative, sb(1, x), x)
-    total = _zeros_like(x)
-    for k in range(6):
-        total = ad(total, prims.reciprocal(m(ad(xp, k), ad(xp, k))))
-    w = prims.reciprocal(ad(xp, 6))
-    w2 = m(w, w)
-    series = m(w2, 7 / 6)  # Horner's rule over B_14 ... B_2
-    for bernoulli in (-691 / 2730, 5 / 66, -1 / 30, 1 / 42, -1 / 30):
-        series = m(w2, ad(series, bernoulli))
-    series = ad(series, 1 / 6)
-    total = ad(total, ad(ad(w, m(w2, 0.5)), m(m(w, w2), series)))
-    sin_pi_x = prims.sin(m(x, math.pi))
-    return prims.where(negative, sb(d(math.pi**2, m(sin_pi_x, sin_pi_x)), total), total)
-
-
 def _digamma_grad(a, o, g):
     # eager's polygamma(1, x) is one kernel computing in float32 for float16 / bfloat16: so does the series here
     # (in those dtypes the reflection near a pole loses every digit)
     if a.dtype in (torch.float16, torch.bfloat16):
-        return m(g, prims.convert_element_type(_trigamma(prims.convert_element_type(a, torch.float32)), a.dtype))
-    return m(g, _trigamma(a))
+        return m(g, prims.convert_element_type(trigamma(prims.convert_element_type(a, torch.float32)), a.dtype))
+    return m(g, trigamma(a))
 
 
 _unary("digamma", _digamma_grad)
@@ -281,26 +261,6 @@ def _nextafter(a, b):
     return out
 
 
-def _rounded_quotient(a, b, rounding):
-    """a / b rounded to an integer as torch's `div(rounding_mode=...)` computes it, in a's dtype ("trunc"
-    truncates the rounded quotient; see `_floor_quotient`). The quotient of a - fmod(a, b) by b is not exact in
-    float16 / bfloat16."""
-    return rounding(d(a, b)) if rounding is prims.trunc else _floor_quotient(a, b)
-
-
-def _floor_quotient(a, b):
-    """torch's floor division of floats: (a - fmod(a, b)) / b, one less where the remainder's sign is not b's,
-    then rounded to the nearest integer, each step rounded to the dtype as eager's kernel does (in bfloat16 it
-    can miss the true floor by one: 10.0625 // -0.046875 is -214 there), and a / b where b is 0."""
-    mod = prims.fmod(a, b)
-    q = d(sb(a, mod), b)
-    signs_differ = prims.logical_and(prims.ne(mod, 0), prims.ne(prims.lt(b, 0), prims.lt(mod, 0)))
-    q = prims.where(signs_differ, sb(q, 1), q)
-    floor = prims.floor(q)
-    q = prims.where(prims.gt(sb(q, floor), 0.5), ad(floor, 1), floor)
-    return prims.where(prims.eq(b, 0), d(a, b), q)
-
-
 def _mod_rule(name):
     prim = getattr(prims, name)
 
@@ -309,7 +269,7 @@ def _mod_rule(name):
         g = get_grad(out)
         put_grad(a, g if _is_t(a) else None)
         if _is_t(b):
-            put_grad(b, n(m(g, _rounded_quotient(a, b, prims.trunc if name == "fmod" else prims.floor))))
+            put_grad(b, n(m(g, rounded_quotient(a, b, prims.trunc if name == "fmod" else prims.floor))))
         return out
 
     GRAD_RULES[f"prims.{name}"] = r
@@ -716,23 +676,6 @@ def _mT(x):
     return prims.permute(x, tuple(perm))
 
 
-def _fold_rows(x):
-    """A batch of (r, c) matrices as one (batch * r, c) matrix."""
-    rows = 1
-    for length in x.shape[:-1]:
-        rows *= length
-    return prims.reshape(x, (rows, x.shape[-1]))
-
-
-def _fold_columns(x):
-    """A batch of (r, c) matrices side by side: one (r, batch * c) matrix."""
-    batch = x.ndim - 2
-    columns = x.shape[-1]
-    for length in x.shape[:batch]:
-        columns *= length
-    return prims.reshape(prims.permute(x, (batch, *range(batch), batch + 1)), (x.shape[-2], columns))
-
-
 @rule("matmul")
 def _matmul(a, b):
     out = prims.matmul(a, b)
@@ -747,11 +690,11 @@ def _matmul(a, b):
     g2 = prims.reshape(g, tuple(out_shape2)) if tuple(out_shape2) != tuple(g.shape) else g
     # the conjugate transposes, as torch's mH
     if b2.ndim == 2 and a2.ndim > 2:  # eager folds a's batch into one mm: b's gradient is one sum
-        gb = prims.matmul(_mT(_fold_rows(conjugate(a2))), _fold_rows(g2))
+        gb = prims.matmul(_mT(fold_rows(conjugate(a2))), fold_rows(g2))
     else:
         gb = sum_to(prims.matmul(_mT(conjugate(a2)), g2), b2.shape)
     if a2.ndim == 2 and b2.ndim > 2:  # likewise with b's batch
-        ga = prims.matmul(_fold_columns(g2), _fold_rows(_mT(conjugate(b2))))
+        ga = prims.matmul(fold_columns(g2), fold_rows(_mT(conjugate(b2))))
     else:
         ga = sum_to(prims.matmul(g2, _mT(conjugate(b2))), a2.shape)
     put_grad(a, prims.reshape(ga, tuple(a.shape)) if a.ndim == 1 else ga)
