@@ -79,16 +79,21 @@ def _var(a, dims, *, correction):
 def _reduce(fn):
     def impl(a, dims):
         if not dims:
-            return a.clone() if fn is not torch.sum else a.clone()
+            return a.clone()
         return fn(a, dims)
 
     return impl
 
 
+def _sum(a, dims):
+    # the prim keeps its input's dtype (torch.sum would widen integers to int64, against the prim's meta)
+    return torch.sum(a, dims, dtype=a.dtype) if dims else a.clone()
+
+
 def _prod(a, dims):
     out = a
     for d in sorted(dims, reverse=True):
-        out = torch.prod(out, d)
+        out = torch.prod(out, d, dtype=a.dtype)  # as prims.sum: the input's dtype
     return out if dims else a.clone()
 
 
@@ -139,7 +144,7 @@ _PRIM_IMPLS: dict[str, Callable] = {
     "index_put": lambda a, indices, values, accumulate: torch.ops.aten.index_put(a, list(indices), values, accumulate),
     "advanced_index": _advanced_index,
     "setitem": _setitem,
-    "sum": _reduce(torch.sum),
+    "sum": _sum,
     "amax": _reduce(torch.amax),
     "amin": _reduce(torch.amin),
     "prod": _prod,

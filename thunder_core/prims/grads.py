@@ -6,6 +6,7 @@ and puts each differentiable input's gradient, written with primitives.
 
 from __future__ import annotations
 
+import cmath
 import math
 from numbers import Number
 
@@ -14,6 +15,7 @@ import torch
 from thunder import prims
 from thunder.core.proxies import NumberProxy
 from thunder.core.transforms import get_grad, put_grad
+from thunder.prims.formulas import fold_columns, fold_rows, rounded_quotient, trigamma
 
 GRAD_RULES: dict[str, object] = {}
 
@@ -35,14 +37,31 @@ def _zeros_like(a):
     return prims.full(tuple(a.shape), 0, dtype=a.dtype, device=a.device)
 
 
+def conjugate(x):
+    """The complex conjugate (torch's gradients of complex products carry the other factor's conjugate, as
+    `grad * other.conj()`); real tensors and numbers are their own. 2 re(x) - x: the prims have no conj."""
+    if isinstance(x, complex):
+        return x.conjugate()
+    if not _is_t(x) or not x.dtype.is_complex:
+        return x
+    return sb(m(prims.convert_element_type(prims.real(x), x.dtype), 2), x)
+
+
 # -- elementwise ---------------------------------------------------------------------------------------
-def _unary(name, grad_fn):
+def _unary(name, grad_fn, holomorphic=True):
+    """The rule `g -> grad_fn(a, out, g)`, grad_fn being g times the derivative at a. For a complex input, torch's
+    gradient of a holomorphic f is g times the conjugate derivative; f having real Taylor coefficients (every
+    prim here does), conj(f'(a)) is f'(conj(a)), so grad_fn is given the conjugates (`holomorphic=False`: a rule
+    that handles complex inputs itself)."""
     prim = getattr(prims, name)
 
     def r(a):
         out = prim(a)
         g = get_grad(out)
-        put_grad(a, grad_fn(a, out, g))
+        if holomorphic and a.dtype.is_complex:
+            put_grad(a, grad_fn(conjugate(a), conjugate(out), g))
+        else:
+            put_grad(a, grad_fn(a, out, g))
         return out
 
     GRAD_RULES[f"prims.{name}"] = r
@@ -59,7 +78,7 @@ def _abs_grad(a, o, g):
     return m(prims.convert_element_type(g, a.dtype), d(a, safe))
 
 
-_unary("abs", _abs_grad)
+_unary("abs", _abs_grad, holomorphic=False)
 _unary("exp", lambda a, o, g: m(g, o))
 _unary("exp2", lambda a, o, g: m(g, m(o, _LN2)))
 _unary("expm1", lambda a, o, g: m(g, ad(o, 1)))
@@ -89,30 +108,31 @@ _unary("erfinv", lambda a, o, g: m(g, m(prims.exp(m(o, o)), math.sqrt(math.pi) /
 _unary("lgamma", lambda a, o, g: m(g, prims.digamma(a)))
 
 
-def _trigamma(x):
-    """polygamma(1, x) from primitives (there is no polygamma primitive). The recurrence
-    psi1(x) = psi1(x + 1) + 1/x^2 shifts x to z >= 6, where the asymptotic series
-    psi1(z) ~ 1/z + 1/(2 z^2) + sum_k B_2k / z^(2k+1) (seven terms) is accurate to about 1e-12 relative;
-    negative x goes through the reflection psi1(x) = pi^2 / sin^2(pi x) - psi1(1 - x)."""
-    negative = prims.lt(x, 0)
-    xp = prims.where(negative, sb(1, x), x)
-    total = _zeros_like(x)
-    for k in range(6):
-        total = ad(total, prims.reciprocal(m(ad(xp, k), ad(xp, k))))
-    w = prims.reciprocal(ad(xp, 6))
-    w2 = m(w, w)
-    series = m(w2, 7 / 6)  # Horner's rule over B_14 ... B_2
-    for bernoulli in (-691 / 2730, 5 / 66, -1 / 30, 1 / 42, -1 / 30):
-        series = m(w2, ad(series, bernoulli))
-    series = ad(series, 1 / 6)
-    total = ad(total, ad(ad(w, m(w2, 0.5)), m(m(w, w2), series)))
-    sin_pi_x = prims.sin(m(x, math.pi))
-    return prims.where(negative, sb(d(math.pi**2, m(sin_pi_x, sin_pi_x)), total), total)
+def _digamma_grad(a, o, g):
+    # eager's polygamma(1, x) is one kernel computing in float32 for float16 / bfloat16: so does the series here
+    # (in those dtypes the reflection near a pole loses every digit)
+    if a.dtype in (torch.float16, torch.bfloat16):
+        return m(g, prims.convert_element_type(trigamma(prims.convert_element_type(a, torch.float32)), a.dtype))
+    return m(g, trigamma(a))
 
 
-_unary("digamma", lambda a, o, g: m(g, _trigamma(a)))
+_unary("digamma", _digamma_grad)
 for _name in ("floor", "ceil", "round", "trunc", "sign"):
     _unary(_name, lambda a, o, g: _zeros_like(g))
+
+
+def _real_part_grad(a, o, g):
+    # torch's gradient of z = x + iy is dL/dx + i dL/dy: re(z) pulls g back to g + 0i
+    return prims.convert_element_type(g, a.dtype) if a.dtype.is_complex else g
+
+
+def _imaginary_part_grad(a, o, g):
+    # im(z) pulls g back to 0 + ig (for a real input, im is zero whatever it is)
+    return m(prims.convert_element_type(g, a.dtype), 1j) if a.dtype.is_complex else _zeros_like(g)
+
+
+_unary("real", _real_part_grad, holomorphic=False)
+_unary("imag", _imaginary_part_grad, holomorphic=False)
 
 
 @rule("add")
@@ -133,22 +153,12 @@ def _sub(a, b):
     return out
 
 
-def _conj(x):
-    """The complex conjugate (torch's gradients of complex products carry the other factor's conjugate, as
-    `grad * other.conj()`); real tensors and numbers are their own. 2 re(x) - x: the prims have no conj."""
-    if isinstance(x, complex):
-        return x.conjugate()
-    if not _is_t(x) or not x.dtype.is_complex:
-        return x
-    return sb(m(prims.convert_element_type(prims.real(x), x.dtype), 2), x)
-
-
 @rule("mul")
 def _mul(a, b):
     out = prims.mul(a, b)
     g = get_grad(out)
-    put_grad(a, m(g, _conj(b)) if _is_t(a) else None)
-    put_grad(b, m(g, _conj(a)) if _is_t(b) else None)
+    put_grad(a, m(g, conjugate(b)) if _is_t(a) else None)
+    put_grad(b, m(g, conjugate(a)) if _is_t(b) else None)
     return out
 
 
@@ -156,9 +166,14 @@ def _mul(a, b):
 def _div(a, b):
     out = prims.div(a, b)
     g = get_grad(out)
-    put_grad(a, d(g, _conj(b)) if _is_t(a) else None)
-    put_grad(b, n(d(m(g, _conj(out)), _conj(b))) if _is_t(b) else None)
+    put_grad(a, d(g, conjugate(b)) if _is_t(a) else None)
+    put_grad(b, n(d(m(g, conjugate(out)), conjugate(b))) if _is_t(b) else None)
     return out
+
+
+def _real_part(x):
+    """x's real part (the comparisons torch makes of a complex exponent are of it); real tensors are their own."""
+    return prims.real(x) if _is_t(x) and x.dtype.is_complex else x
 
 
 @rule("pow")
@@ -170,21 +185,23 @@ def _pow(a, b):
         a = prims.full(tuple(b.shape), a, dtype=b.dtype, device=b.device)
     if isinstance(b, NumberProxy):
         b = prims.full(tuple(a.shape), b, dtype=a.dtype, device=a.device)
+    # complex: g times the derivative's conjugate, as torch's `grad * (exponent * base.pow(exponent - 1)).conj()`
     if _is_t(a):
         if isinstance(b, Number):
-            ga = m(g, m(prims.pow(a, b - 1), b)) if b != 0 else _zeros_like(a)
+            ga = m(g, conjugate(m(prims.pow(a, b - 1), b))) if b != 0 else _zeros_like(a)
         else:  # torch defines it as 0 where b == 0 (even where a == 0, whose a^(b-1) is inf)
-            ga = prims.where(prims.eq(b, 0), 0.0, m(g, m(b, prims.pow(a, sb(b, 1)))))
+            ga = prims.where(prims.eq(b, 0), 0.0, m(g, conjugate(m(b, prims.pow(a, sb(b, 1))))))
         put_grad(a, ga)
     if _is_t(b):
-        # d/db a^b = a^b * log(a); torch defines it as 0 where a == 0 and b >= 0
+        # d/db a^b = a^b * log(a); torch defines it as 0 where a == 0 and b (its real part) >= 0
         if _is_t(a):
-            gb = m(g, m(out, prims.log(a)))
-            gb = prims.where(prims.logical_and(prims.eq(a, 0), prims.ge(b, 0)), 0.0, gb)
+            gb = m(g, conjugate(m(out, prims.log(a))))
+            gb = prims.where(prims.logical_and(prims.eq(a, 0), prims.ge(_real_part(b), 0)), 0.0, gb)
         elif a == 0:
-            gb = prims.where(prims.ge(b, 0), 0.0, m(g, m(out, -math.inf)))
+            gb = prims.where(prims.ge(_real_part(b), 0), 0.0, m(g, m(conjugate(out), -math.inf)))
         else:
-            gb = m(g, m(out, math.log(a) if a > 0 else math.nan))
+            log_a = cmath.log(a) if b.dtype.is_complex else (math.log(a) if a > 0 else math.nan)
+            gb = m(g, conjugate(m(out, log_a)))
         put_grad(b, gb)
     return out
 
@@ -237,7 +254,9 @@ def _copysign(a, b):
 def _nextafter(a, b):
     out = prims.nextafter(a, b)
     g = get_grad(out)
-    put_grad(a, g if _is_t(a) else None)  # torch's convention: a step of one ulp is the identity
+    # torch's convention: a step of one ulp is the identity, and where a == b (no step: out is b) a gets none
+    if _is_t(a):
+        put_grad(a, prims.where(prims.eq(a, b), 0.0, g))
     put_grad(b, _zeros_like(b) if _is_t(b) else None)
     return out
 
@@ -250,8 +269,7 @@ def _mod_rule(name):
         g = get_grad(out)
         put_grad(a, g if _is_t(a) else None)
         if _is_t(b):
-            q = prims.div(sb(a, out), b)  # the integer quotient, exactly representable
-            put_grad(b, n(m(g, q)))
+            put_grad(b, n(m(g, rounded_quotient(a, b, prims.trunc if name == "fmod" else prims.floor))))
         return out
 
     GRAD_RULES[f"prims.{name}"] = r
@@ -276,6 +294,8 @@ def _convert(a, dtype):
     if not (a.dtype.is_floating_point or a.dtype.is_complex):
         return out
     g = get_grad(out)
+    if g.dtype.is_complex and not a.dtype.is_complex:  # a real input's gradient is the real part
+        g = prims.real(g)
     put_grad(a, prims.convert_element_type(g, a.dtype))
     return out
 
@@ -548,10 +568,11 @@ def _prod(a, dims):
     # As eager's prod_backward: out / a when the input holds no zero at all, else the product of the other
     # elements of each slice (exclusive prefix times suffix products), whose infs and NaNs are eager's too
     all_dims = tuple(range(a.ndim))
-    zeros = prims.sum(prims.convert_element_type(prims.eq(a, 0), a.dtype), all_dims)
+    zeros = prims.sum(prims.convert_element_type(prims.eq(a, 0), torch.int64), all_dims)
     has_zero = prims.broadcast_in_dim(prims.gt(zeros, 0), tuple(a.shape), ())
     quotient = d(_restore_reduced(out, a, dims), a)
-    put_grad(a, m(_restore_reduced(g, a, dims), prims.where(has_zero, _product_of_others(a, dims), quotient)))
+    derivative = prims.where(has_zero, _product_of_others(a, dims), quotient)
+    put_grad(a, m(_restore_reduced(g, a, dims), conjugate(derivative)))  # complex: the conjugate, as for any product
     return out
 
 
@@ -592,6 +613,8 @@ def _var(a, dims, *, correction):
         count *= a.shape[dim]
     mean = _restore_reduced(d(prims.sum(a, dims), count), a, dims)
     scale = 2.0 / max(count - correction, 0) if count - correction > 0 else float("nan")
+    # complex: the real cotangent becomes complex (torch's `grad * (self - mean)` with the real grad promoted)
+    g = prims.convert_element_type(g, a.dtype)
     put_grad(a, m(_restore_reduced(g, a, dims), m(sb(a, mean), scale)))
     return out
 
@@ -622,8 +645,9 @@ def _cumprod(a, dim):
     zeros_so_far = prims.cumsum(prims.convert_element_type(is_zero, a.dtype), dim)
     before = prims.eq(zeros_so_far, 0)
     first = prims.logical_and(is_zero, prims.eq(zeros_so_far, 1))
-    before_grad = d(_reverse_cumsum(m(g, out), dim), prims.where(before, a, 1.0))
-    first_grad = _reverse_cumsum(m(g, prims.cumprod(prims.where(first, 1.0, a), dim)), dim)
+    # complex: the products' conjugates, as for any product
+    before_grad = d(_reverse_cumsum(m(g, conjugate(out)), dim), conjugate(prims.where(before, a, 1.0)))
+    first_grad = _reverse_cumsum(m(g, conjugate(prims.cumprod(prims.where(first, 1.0, a), dim))), dim)
     put_grad(a, prims.where(before, before_grad, prims.where(first, first_grad, 0.0)))
     return out
 
@@ -664,8 +688,15 @@ def _matmul(a, b):
     if b.ndim == 1:
         out_shape2.append(1)
     g2 = prims.reshape(g, tuple(out_shape2)) if tuple(out_shape2) != tuple(g.shape) else g
-    ga = sum_to(prims.matmul(g2, _mT(_conj(b2))), a2.shape)  # the conjugate transposes, as torch's mH
-    gb = sum_to(prims.matmul(_mT(_conj(a2)), g2), b2.shape)
+    # the conjugate transposes, as torch's mH
+    if b2.ndim == 2 and a2.ndim > 2:  # eager folds a's batch into one mm: b's gradient is one sum
+        gb = prims.matmul(_mT(fold_rows(conjugate(a2))), fold_rows(g2))
+    else:
+        gb = sum_to(prims.matmul(_mT(conjugate(a2)), g2), b2.shape)
+    if a2.ndim == 2 and b2.ndim > 2:  # likewise with b's batch
+        ga = prims.matmul(fold_columns(g2), fold_rows(_mT(conjugate(b2))))
+    else:
+        ga = sum_to(prims.matmul(g2, _mT(conjugate(b2))), a2.shape)
     put_grad(a, prims.reshape(ga, tuple(a.shape)) if a.ndim == 1 else ga)
     put_grad(b, prims.reshape(gb, tuple(b.shape)) if b.ndim == 1 else gb)
     return out
@@ -678,17 +709,17 @@ def _linear(a, w, bias):
     if w.ndim == 1:  # out = a @ w, of a's shape without its last dim
         lead = tuple(range(a.ndim - 1))
         g_wide = prims.broadcast_in_dim(g, tuple(a.shape), lead)
-        put_grad(a, m(g_wide, prims.broadcast_in_dim(w, tuple(a.shape), (a.ndim - 1,))))
-        put_grad(w, prims.sum(m(g_wide, a), lead) if lead else m(g_wide, a))
+        put_grad(a, m(g_wide, prims.broadcast_in_dim(conjugate(w), tuple(a.shape), (a.ndim - 1,))))
+        put_grad(w, prims.sum(m(g_wide, conjugate(a)), lead) if lead else m(g_wide, conjugate(a)))
         if bias is not None:
             put_grad(bias, prims.sum(g, tuple(range(g.ndim))) if g.ndim else g)
         return out
-    put_grad(a, prims.matmul(g, w))
+    put_grad(a, prims.matmul(g, conjugate(w)))  # complex: the conjugates, as torch's grad @ w.conj()
     k = a.shape[-1]
     n_out = w.shape[0]
     g2 = _maybe_reshape(g, (g.numel() // max(n_out, 1), n_out))
     a2 = _maybe_reshape(a, (a.numel() // max(k, 1), k))
-    put_grad(w, prims.matmul(_mT(g2), a2))
+    put_grad(w, prims.matmul(_mT(g2), conjugate(a2)))
     if bias is not None:
         put_grad(bias, prims.sum(g2, (0,)))
     return out

@@ -122,3 +122,11 @@ def to_dtype(a, dtype: torch.dtype):
         return prims.convert_element_type(a, dtype)
     return a
 
+
+
+def number_in(value, dtype: torch.dtype):
+    """A Python float as a float16 / bfloat16 tensor holds it (0.6 in float16 is 0.60009765625): eager's CPU
+    kernels of some ops (addr, huber_loss) convert their scalar arguments to the tensors' dtype first."""
+    if dtype not in (torch.float16, torch.bfloat16) or not isinstance(value, float):
+        return value
+    return torch.tensor(value, dtype=dtype).item()

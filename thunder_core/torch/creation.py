@@ -216,6 +216,16 @@ def linspace(start, end, steps, *, dtype=None, layout=torch.strided, device=None
     return to_dtype(ew.where(ew.lt(idx, halfway), lower, upper), dtype)
 
 
+def _in_dtype_as_double(x, dtype: torch.dtype, device: torch.device):
+    """A logspace end (a number or a 0-d tensor) converted to `dtype` as eager converts it, as a float64 0-d tensor."""
+    if not isinstance(x, torch.Tensor):
+        x = prims.full((), x, dtype=torch.float64, device=device)
+    elif x.ndim:
+        raise RuntimeError(f"logspace only supports 0-dimensional start and end tensors, but got one with {x.ndim} "
+                           "dimension(s).")  # fmt: skip
+    return to_dtype(to_dtype(x, dtype), torch.float64)
+
+
 @torchsymbol(torch.logspace, tags=(OpTag.GRAD_FROM_DECOMPOSITION,))
 def logspace(start, end, steps, base=10.0, *, dtype=None, layout=torch.strided, device=None, pin_memory=False,
              requires_grad=False, out=None):  # fmt: skip
@@ -223,6 +233,10 @@ def logspace(start, end, steps, base=10.0, *, dtype=None, layout=torch.strided, 
     _check_steps(steps, "logspace")
     exponent_dtype = torch.complex128 if _is_complex_number(start) or _is_complex_number(end) else torch.float64
     dtype = dtype or _spaced_dtype(start, end)
+    if steps > 1 and not dtype.is_complex:
+        # eager's kernel first converts the ends to the result's dtype (an int64 result truncates 1.2 to 1, a
+        # float16 one rounds 4.3 to 4.30078125), then spaces the exponents in double precision between them
+        start, end = (_in_dtype_as_double(x, dtype, _device(device)) for x in (start, end))
     exponents = linspace(start, end, steps, dtype=exponent_dtype, device=device)
     return to_dtype(ew.pow(float(base), exponents), dtype)
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 
 from thunder import prims
+from thunder.core.dtypes import result_dtype
 from thunder.torch import reductions, shapes
-from thunder.torch.base import expand_to
+from thunder.torch.base import expand_to, to_dtype
 
 Label = str | int
 
@@ -92,11 +93,12 @@ def _take_diagonals(a: torch.Tensor, labels: list[Label]) -> tuple[torch.Tensor,
     return a, labels
 
 
-def _sum_out(a: torch.Tensor, labels: list[Label], keep: set) -> tuple[torch.Tensor, list[Label]]:
+def _sum_out(a: torch.Tensor, labels: list[Label], keep: set, dtype=None) -> tuple[torch.Tensor, list[Label]]:
+    """`a` summed over the labels not in `keep` (in `dtype`: None is torch.sum's, which widens integers)."""
     dims = [i for i, label in enumerate(labels) if label not in keep]
     if not dims:
         return a, labels
-    return reductions.sum(a, dims), [label for label in labels if label in keep]
+    return reductions.sum(a, dims, dtype=dtype), [label for label in labels if label in keep]
 
 
 def _sizes(pairs) -> dict[Label, int]:
@@ -125,6 +127,13 @@ def _numel(labels, sizes) -> int:
 
 def _contract(a, la, b, lb, keep: set):
     """The product of two operands over their shared labels, summing those not in `keep`."""
+    if a.dtype != b.dtype:  # an integer operand widened to int64 by its own sums, as in eager
+        if any(label in lb and label not in keep for label in la):
+            # eager contracts with bmm, which refuses operands of two dtypes: raise as it does
+            raise RuntimeError(f"einsum(): expected scalar type {b.dtype} but found {a.dtype} (an integer operand "
+                               "summed over labels no other operand has widens to int64, as torch.sum does)")  # fmt: skip
+        common = result_dtype(a, b)  # eager multiplies elementwise, promoting
+        a, b = to_dtype(a, common), to_dtype(b, common)
     sizes = _sizes([(a, la), (b, lb)])
     batch = [label for label in la if label in lb and label in keep]
     contracted = [label for label in la if label in lb and label not in keep]
@@ -154,17 +163,14 @@ def einsum_decomposition(equation: str, operands) -> torch.Tensor:
     for i, (a, labels) in enumerate(pairs):
         elsewhere = {label for j, (_, other) in enumerate(pairs) if j != i for label in other}
         keep = set(output) | elsewhere
-        reduced.append(_sum_out(a, labels, keep))
+        reduced.append(_sum_out(a, labels, keep))  # as eager: torch.sum, which widens integers to int64
     a, labels = reduced[0]
     for i in range(1, len(reduced)):
         b, lb = reduced[i]
         later = {label for _, other in reduced[i + 1 :] for label in other}
         a, labels = _contract(a, labels, b, lb, set(output) | later)
-    a, labels = _sum_out(a, labels, set(output))
+    # labels left after the contractions are summed within them in eager (its batched matmul): no widening
+    a, labels = _sum_out(a, labels, set(output), dtype=None if len(operands) == 1 else a.dtype)
     a = shapes.permute(a, [labels.index(label) for label in output]) if labels != output else a
-    # sums of integer operands widen to int64; einsum keeps its operands' dtype, except for one operand, whose
-    # summed-out labels eager sums with torch.sum (int32 'i->' gives int64). It also returns a new tensor, never
-    # its input (as `ij->ij` would otherwise).
-    if len(operands) == 1 and a.dtype != dtype:
-        return a
-    return prims.convert_element_type(a, dtype) if a.dtype != dtype or a is operands[0] else a
+    # a new tensor, never the input (as `ij->ij` would otherwise return)
+    return prims.convert_element_type(a, dtype) if a is operands[0] else a

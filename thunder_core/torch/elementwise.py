@@ -20,7 +20,7 @@ from thunder.core.dtypes import (
 )
 from thunder.core.proxies import NumberProxy
 from thunder.core.transforms import get_grad, put_grad
-from thunder.prims.grads import GRAD_RULES, sum_to
+from thunder.prims.grads import GRAD_RULES, conjugate, sum_to
 from thunder.torch.base import broadcast_tensors, register_handler, to_dtype, torchsymbol
 
 __all__ = [
@@ -261,7 +261,9 @@ def true_divide(a, b):
     return div(a, b)
 
 
-register_handler(torch.Tensor.__rtruediv__, lambda self, other: div(other, self))
+# `number / tensor`: torch's Tensor.__rtruediv__ (and __rdiv__, the same function) is `self.reciprocal() * other`,
+# which rounds otherwise than one division
+register_handler(torch.Tensor.__rtruediv__, lambda self, other: mul(reciprocal(self), other))
 
 
 @torchsymbol(torch.floor_divide, torch.Tensor.floor_divide, torch.Tensor.__floordiv__, tags=("elementwise",))
@@ -352,7 +354,24 @@ def _logaddexp(a, b, exp_fn, log1p_fn):
 
 @torchsymbol(torch.logaddexp, torch.Tensor.logaddexp, tags=("elementwise",))
 def logaddexp(a, b):
+    if (isinstance(a, torch.Tensor) and a.dtype.is_complex) or (isinstance(b, torch.Tensor) and b.dtype.is_complex):
+        return _complex_logaddexp(a, b)
     return _logaddexp(a, b, exp, log1p)
+
+
+def _complex_logaddexp(a, b):
+    """log(exp(a) + exp(b)) for complex inputs as eager's kernel computes it: the input of larger real part is
+    factored out (b where the real parts tie); both real parts -inf gives the smaller input, both +inf the plain
+    formula, and a NaN anywhere NaN in both parts."""
+    (a, b), _ = _float_operands(a, b)
+    a_smaller = lt(prims.real(a), prims.real(b))
+    low, high = where(a_smaller, a, b), where(a_smaller, b, a)
+    low_real, high_real = prims.real(low), prims.real(high)
+    same_infinity = logical_and(isinf(low_real), eq(low_real, high_real))
+    factored = add(log1p(exp(sub(low, high))), high)
+    out = where(same_infinity, where(lt(low_real, 0), low, log(add(exp(low), exp(high)))), factored)
+    has_nan = logical_or(isnan(a), isnan(b))  # isnan of a complex value: either part
+    return add(out, where(has_nan, complex(math.nan, math.nan), 0j))
 
 
 @torchsymbol(torch.logaddexp2, torch.Tensor.logaddexp2, tags=("elementwise",))
@@ -447,17 +466,71 @@ register_handler(torch.Tensor.clamp_max, lambda a, max: clamp(a, max=max))
 
 @torchsymbol(torch.lerp, torch.Tensor.lerp, tags=("elementwise",))
 def lerp(start, end, weight):
-    return add(start, mul(weight, sub(end, start)))
+    """Eager's kernel: in float32 for float16 / bfloat16, `start + weight * (end - start)` for |weight| < 0.5 and
+    `end - (end - start) * (1 - weight)` otherwise (exact at both ends)."""
+    dtype = result_dtype(start, end)
+    compute = computation_dtype(dtype)
+    start, end = to_dtype(start, compute), to_dtype(end, compute)
+    diff = sub(end, start)
+    if not isinstance(weight, torch.Tensor):
+        small = builtins.abs(weight) < 0.5
+        out = add(start, mul(weight, diff)) if small else sub(end, mul(diff, 1 - weight))
+        return to_dtype(out, dtype)
+    weight = to_dtype(weight, compute)
+    from_start, from_end = add(start, mul(weight, diff)), sub(end, mul(diff, rsub(weight, 1)))
+    return to_dtype(where(lt(abs(weight), 0.5), from_start, from_end), dtype)
+
+
+def _in_computation_dtype(*tensors):
+    """The tensors in the dtype their fused elementwise kernel computes in (float32 for float16 and bfloat16,
+    as torch's kernels do: they round once, at the end), with the result's dtype."""
+    dtype = result_dtype(*tensors)
+    compute = computation_dtype(dtype)
+    return [to_dtype(t, compute) for t in tensors], dtype
 
 
 @torchsymbol(torch.addcmul, torch.Tensor.addcmul, tags=("elementwise",))
 def addcmul(a, t1, t2, *, value=1):
-    return add(a, mul(mul(t1, t2), value) if value != 1 else mul(t1, t2))
+    (a, t1, t2), dtype = _in_computation_dtype(a, t1, t2)
+    product = mul(mul(t1, value), t2) if value != 1 else mul(t1, t2)  # eager's `self + value * t1 * t2`
+    return to_dtype(add(a, product), dtype)
 
 
 @torchsymbol(torch.addcdiv, torch.Tensor.addcdiv, tags=("elementwise",))
 def addcdiv(a, t1, t2, *, value=1):
-    return add(a, mul(div(t1, t2), value) if value != 1 else div(t1, t2))
+    (a, t1, t2), dtype = _in_computation_dtype(a, t1, t2)
+    quotient = mul(div(t1, t2), value) if value != 1 else div(t1, t2)
+    return to_dtype(add(a, quotient), dtype)
+
+
+def _addcmul_grad(a, t1, t2, *, value=1):
+    """torch's formulas in the inputs' dtype, factor by factor (`grad * (t2 * value).conj()`): a formula
+    differentiated through the float32 forward rounds float16 / bfloat16 elsewhere than eager's backward, which
+    a sum over broadcast dims turns into differences beyond any tolerance where terms cancel."""
+    out = addcmul(a, t1, t2, value=value)
+    g = get_grad(out)
+    put_grad(a, to_dtype(sum_to(g, a.shape), a.dtype))
+    for this, other in ((t1, t2), (t2, t1)):
+        scaled = mul(other, value) if value != 1 else other
+        put_grad(this, to_dtype(sum_to(mul(g, conjugate(scaled)), this.shape), this.dtype))
+    return out
+
+
+def _addcdiv_grad(a, t1, t2, *, value=1):
+    """torch's formulas in the inputs' dtype, factor by factor (see `_addcmul_grad`)."""
+    out = addcdiv(a, t1, t2, value=value)
+    g = get_grad(out)
+    put_grad(a, to_dtype(sum_to(g, a.shape), a.dtype))
+    # torch's `value / t2` of a number and a tensor divides a tensor of t2's dtype filled with the value
+    filled = prims.full(tuple(t2.shape), value, dtype=t2.dtype, device=t2.device)
+    put_grad(t1, to_dtype(sum_to(mul(g, conjugate(div(filled, t2))), t1.shape), t1.dtype))
+    t2_factor = div(mul(t1, value), mul(t2, t2))  # torch's `-grad * (value * t1 / (t2 * t2)).conj()`
+    put_grad(t2, to_dtype(sum_to(mul(neg(g), conjugate(t2_factor)), t2.shape), t2.dtype))
+    return out
+
+
+GRAD_RULES[addcmul.id] = _addcmul_grad
+GRAD_RULES[addcdiv.id] = _addcdiv_grad
 
 
 @torchsymbol(torch.nan_to_num, torch.Tensor.nan_to_num, tags=("elementwise",))
@@ -547,6 +620,20 @@ def ldexp(a, other):
     return mul(to_dtype(a, dtype), pow(2.0, to_dtype(other, dtype)))
 
 
+def _ldexp_grad(a, other):
+    """torch's own formulas (`grad * 2^other`, and `grad * result * ln 2` for the exponent), which round in
+    float16 / bfloat16 otherwise than the chain rule through the product and the power would."""
+    out = ldexp(a, other)
+    g = get_grad(out)
+    scale = pow(2.0, to_dtype(other, out.dtype))
+    put_grad(a, to_dtype(sum_to(mul(g, conjugate(scale)), a.shape), a.dtype))
+    put_grad(other, to_dtype(sum_to(mul(mul(g, conjugate(out)), math.log(2.0)), other.shape), other.dtype))
+    return out
+
+
+GRAD_RULES[ldexp.id] = _ldexp_grad
+
+
 @torchsymbol(torch.heaviside, torch.Tensor.heaviside, tags=("elementwise",))
 def heaviside(a, values):
     if a.dtype != values.dtype:
@@ -570,6 +657,28 @@ def _nan_ignoring(binary):
 
 fmax = torchsymbol(torch.fmax, torch.Tensor.fmax, name="fmax", tags=("elementwise",))(_nan_ignoring(maximum))
 fmin = torchsymbol(torch.fmin, torch.Tensor.fmin, name="fmin", tags=("elementwise",))(_nan_ignoring(minimum))
+
+
+def _nan_ignoring_grad(symbol, wins):
+    """fmax / fmin's gradient as torch defines it: all of it to `a` where a wins or ties (`a >= b` for fmax) or b
+    is NaN, else all to `b`; maximum / minimum split a tie evenly instead."""
+
+    def rule(a, b):
+        out = symbol(a, b)
+        g = get_grad(out)
+        to_a = logical_or(wins(a, b), isnan(b))
+        zero = 0 if is_exact_dtype(g.dtype) else 0.0
+        if isinstance(a, torch.Tensor):
+            put_grad(a, to_dtype(sum_to(where(to_a, g, zero), a.shape), a.dtype))
+        if isinstance(b, torch.Tensor):
+            put_grad(b, to_dtype(sum_to(where(to_a, zero, g), b.shape), b.dtype))
+        return out
+
+    return rule
+
+
+GRAD_RULES[fmax.id] = _nan_ignoring_grad(fmax, ge)
+GRAD_RULES[fmin.id] = _nan_ignoring_grad(fmin, le)
 
 
 @torchsymbol(torch.isclose, torch.Tensor.isclose, tags=("elementwise",))

@@ -10,12 +10,13 @@ import torch.nn.functional as F
 from thunder import prims
 from thunder.core.dtypes import result_dtype
 from thunder.core.transforms import get_grad, put_grad
-from thunder.prims.grads import GRAD_RULES, sum_to
+from thunder.prims.grads import GRAD_RULES, conjugate, sum_to
 from thunder.torch.base import (
     broadcast_shapes,
     canonicalize_dim,
     canonicalize_dims,
     expand_to,
+    number_in,
     register_handler,
     to_dtype,
     torchsymbol,
@@ -129,10 +130,11 @@ def tensordot(a, b, dims=2, out=None):
     dims_a, dims_b = canonicalize_dims(a.ndim, dims_a), canonicalize_dims(b.ndim, dims_b)
     for da, db in zip(dims_a, dims_b):
         # like eager, a contracted dim of length 1 meets the other side's dim summed
+        # (summed in the operand's dtype: torch.sum would widen integers to int64, which matmul then refuses)
         if a.shape[da] != b.shape[db] and b.shape[db] == 1:
-            a = _sum(a, da, keepdim=True)
+            a = _sum(a, da, keepdim=True, dtype=a.dtype)
         elif a.shape[da] != b.shape[db] and a.shape[da] == 1:
-            b = _sum(b, db, keepdim=True)
+            b = _sum(b, db, keepdim=True, dtype=b.dtype)
         elif a.shape[da] != b.shape[db]:
             raise RuntimeError(f"contracted dimensions need to match, but first has size {a.shape[da]} in dim {da} "
                                f"and second has size {b.shape[db]} in dim {db}")  # fmt: skip
@@ -250,10 +252,11 @@ def _add_and_multiply_grad(symbol):
     def rule(bias, a, b, *, beta=1, alpha=1):
         out = symbol(bias, a, b, beta=beta, alpha=alpha)
         g = get_grad(out)
-        put_grad(bias, sum_to(mul(g, beta) if beta != 1 else g, bias.shape))
-        g = mul(g, alpha) if alpha != 1 else g
-        put_grad(a, prims.matmul(g, _transposed(b)))
-        put_grad(b, prims.matmul(_transposed(a), g))
+        # complex: the conjugates of the other factor and of the scalars, as torch's grad @ b.mH * alpha.conj()
+        put_grad(bias, sum_to(mul(g, conjugate(beta)) if beta != 1 else g, bias.shape))
+        g = mul(g, conjugate(alpha)) if alpha != 1 else g
+        put_grad(a, prims.matmul(g, _transposed(conjugate(b))))
+        put_grad(b, prims.matmul(_transposed(conjugate(a)), g))
         return out
 
     return rule
@@ -292,7 +295,29 @@ def addmv(bias, mat, vec, *, beta=1, alpha=1):
 
 @torchsymbol(torch.addr, torch.Tensor.addr)
 def addr(bias, vec1, vec2, *, beta=1, alpha=1):
-    return _scaled_sum(bias, outer(vec1, vec2), beta, alpha)
+    _check_ndim("addr", (vec1, 1), (vec2, 1))
+    dtype = result_dtype(vec1, vec2)
+    # eager's kernel computes `beta * bias + alpha * vec1[i] * vec2[j]` in the tensors' dtype, the scalars
+    # converted to it first: the same order rounds float16 / bfloat16 as eager does
+    alpha, beta = (number_in(x, dtype) for x in (alpha, beta))
+    column = unsqueeze(vec1, 1)
+    product = mul(mul(column, alpha) if alpha != 1 else column, unsqueeze(vec2, 0))
+    return _scaled_sum(bias, product, beta, 1)
+
+
+def _addr_grad(bias, vec1, vec2, *, beta=1, alpha=1):
+    """torch's formulas (`grad.mv(vec2.conj()) * alpha.conj()`...): products summed by one matrix-vector product,
+    which rounds once in float16 / bfloat16, where the chain rule through the outer product rounds each term."""
+    out = addr(bias, vec1, vec2, beta=beta, alpha=alpha)
+    g = get_grad(out)
+    put_grad(bias, sum_to(mul(g, conjugate(beta)) if beta != 1 else g, bias.shape))
+    for vec, other, g_rows in ((vec1, vec2, g), (vec2, vec1, _transposed(g))):
+        grad = prims.matmul(g_rows, conjugate(other))
+        put_grad(vec, mul(grad, conjugate(alpha)) if alpha != 1 else grad)
+    return out
+
+
+GRAD_RULES[addr.id] = _addr_grad
 
 
 @torchsymbol(torch.matrix_power, torch.Tensor.matrix_power, torch.linalg.matrix_power, tags=("matmul",))

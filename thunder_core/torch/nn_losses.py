@@ -8,10 +8,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from thunder import prims
+from thunder.core.dtypes import computation_dtype
 from thunder.torch import elementwise as ew
 from thunder.torch import reductions as red
 from thunder.torch import shapes
-from thunder.torch.base import broadcast_tensors, to_dtype, torchsymbol
+from thunder.torch.base import broadcast_tensors, number_in, to_dtype, torchsymbol
 from thunder.torch.nn import _upcast, log_softmax, logsigmoid
 
 __all__ = [
@@ -38,9 +39,17 @@ def _reduce_loss(loss, reduction: str):
     raise ValueError(f"{reduction} is not a valid value for reduction")
 
 
-def _pointwise_loss(input, target, reduction, weight, fn, mean_over_weight=True):
-    input, target = (to_dtype(x, input.dtype) for x in broadcast_tensors(input, target))
-    loss = fn(ew.sub(input, target))
+def _pointwise_loss(input, target, reduction, weight, fn, mean_over_weight=True, in_input_dtype=False):
+    """fn(input - target), weighted and reduced. The difference promotes as eager's l1 / mse / smooth_l1 losses do
+    (a complex64 input and a float64 target give complex128); `in_input_dtype` (huber) computes in the input's
+    dtype instead."""
+    input, target = broadcast_tensors(input, target)
+    if in_input_dtype:  # and in float32 for float16 / bfloat16 inputs, rounded once, as eager's huber kernel
+        dtype = input.dtype
+        input, target = (to_dtype(x, computation_dtype(dtype)) for x in (input, target))
+        loss = to_dtype(fn(ew.sub(input, target)), dtype)
+    else:
+        loss = fn(ew.sub(input, target))
     if weight is None:
         return _reduce_loss(loss, reduction)
     if tuple(weight.shape) != tuple(input.shape):
@@ -78,11 +87,13 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
 
 @torchsymbol(F.huber_loss)
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
+    delta = number_in(delta, input.dtype)  # as eager's kernel, which computes in the input's dtype
+
     def fn(d):
         z = ew.abs(d)
         return ew.where(ew.lt(z, delta), ew.mul(ew.mul(z, z), 0.5), ew.mul(ew.sub(z, 0.5 * delta), delta))
 
-    return _pointwise_loss(input, target, reduction, weight, fn, mean_over_weight=False)
+    return _pointwise_loss(input, target, reduction, weight, fn, mean_over_weight=False, in_input_dtype=True)
 
 
 def _class_dim(input) -> int:

@@ -155,9 +155,25 @@ def _convolution(input, weight, bias, stride, padding, dilation, groups, n, tran
         input, padding = _same_padding(input, weight, stride, dilation, n)
     elif isinstance(padding, str):
         raise ValueError(f"Invalid padding string {padding!r}, should be one of ['valid', 'same']")
-    out = prims.convolution(input, weight, bias, stride, _ntuple(padding, n), dilation, transposed,
-                            _ntuple(output_padding, n), groups)  # fmt: skip
+    config = (stride, _ntuple(padding, n), dilation, transposed, _ntuple(output_padding, n), groups)
+    if input.dtype.is_complex:
+        out = _complex_convolution(input, weight, bias, config)
+    else:
+        out = prims.convolution(input, weight, bias, *config)
     return shapes.squeeze(out, 0) if unbatched else out
+
+
+def _complex_convolution(input, weight, bias, config):
+    """A complex convolution from three real ones, as eager's functional convolutions compute it (torch's kernels
+    of some, the transposed 1-d and 3-d ones on the CPU, have no complex version): with a = conv(xr, wr, br),
+    b = conv(xi, wi) and c = conv(xr + xi, wr + wi, br + bi), the result is (a - b) + i (c - a - b)."""
+    (xr, xi), (wr, wi) = (prims.real(input), prims.imag(input)), (prims.real(weight), prims.imag(weight))
+    br, bi = (None, None) if bias is None else (prims.real(bias), prims.imag(bias))
+    a = prims.convolution(xr, wr, br, *config)
+    b = prims.convolution(xi, wi, None, *config)
+    c = prims.convolution(ew.add(xr, xi), ew.add(wr, wi), None if bias is None else ew.add(br, bi), *config)
+    real, imaginary = ew.sub(a, b), ew.sub(ew.sub(c, a), b)
+    return ew.add(to_dtype(real, input.dtype), ew.mul(to_dtype(imaginary, input.dtype), 1j))
 
 
 @torchsymbol(F.conv1d, tags=("matmul",))
@@ -358,6 +374,25 @@ def _max_pool_with_indices_grad(n):
 
 for _n, _sym in _WITH_INDICES.items():
     GRAD_RULES[_sym.id] = _max_pool_with_indices_grad(_n)
+
+
+def _max_pool_grad(n):
+    """max_pool's gradient as eager's: all of a window's cotangent to its first maximum (the index the kernel
+    returns). The forward's chain of maximums would split a tie evenly, and ties are common (zeros after a ReLU,
+    or any repeated value in float16 / bfloat16). The forward is the pooling with indices (one kernel on the
+    torch executor), whose values are max_pool's."""
+    symbol = _WITH_INDICES[n]
+
+    def rule(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+        values, indices = symbol(input, kernel_size, stride, padding, dilation, ceil_mode)
+        put_grad(input, _max_pool_backward(input, n, get_grad(values), indices))
+        return (values, indices) if return_indices else values
+
+    return rule
+
+
+for _n, _sym in ((1, max_pool1d), (2, max_pool2d), (3, max_pool3d)):
+    GRAD_RULES[_sym.id] = _max_pool_grad(_n)
 
 
 def _window_counts(length, k, s, p, o, count_include_pad) -> list[int]:

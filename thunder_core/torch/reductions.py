@@ -10,7 +10,7 @@ import torch
 from thunder import prims
 from thunder.core.dtypes import computation_dtype, is_exact_dtype
 from thunder.core.transforms import get_grad, put_grad
-from thunder.prims.grads import GRAD_RULES
+from thunder.prims.grads import GRAD_RULES, conjugate
 from thunder.torch import elementwise
 from thunder.torch import elementwise as ew
 from thunder.torch.base import canonicalize_dim, canonicalize_dims, to_dtype, torchsymbol
@@ -244,13 +244,32 @@ def count_nonzero(a, dim=None):
 def logsumexp(a, dim, keepdim=False):
 
     a = to_dtype(a, torch.get_default_dtype()) if is_exact_dtype(a.dtype) else a
-    m = amax(a, dim, True)
+    # a complex input's shift is the largest real part, as eager's
+    m = amax(prims.real(a) if a.dtype.is_complex else a, dim, True)
     m = ew.where(ew.isinf(m), 0.0, m)  # an all -inf slice must give -inf, not nan
     out = ew.add(ew.log(sum(ew.exp(ew.sub(a, m)), dim, True)), m)
     dims = canonicalize_dims(a.ndim, dim)
     if not keepdim:
         out = prims.squeeze(out, dims) if a.ndim else out
     return out
+
+
+def _logsumexp_grad(a, dim, keepdim=False):
+    """torch's logsumexp_backward, `grad * (a - result).exp()` (its conjugate for complex inputs): one formula,
+    which differentiating the shifted decomposition matches only up to the shift's rounding (complex inputs with
+    imaginary parts of 1e6 lose everything to it)."""
+    out = logsumexp(a, dim, keepdim)
+    if not (a.dtype.is_floating_point or a.dtype.is_complex):
+        return out
+    g = get_grad(out)
+    dims = canonicalize_dims(a.ndim, dim)
+    kept_shape = tuple(1 if i in dims else length for i, length in enumerate(a.shape))
+    g, kept = prims.reshape(g, kept_shape), prims.reshape(out, kept_shape)
+    put_grad(a, ew.mul(g, conjugate(ew.exp(ew.sub(a, kept)))))
+    return out
+
+
+GRAD_RULES[logsumexp.id] = _logsumexp_grad
 
 
 @torchsymbol(torch.cumsum, torch.Tensor.cumsum)
@@ -437,6 +456,14 @@ def _logcumsumexp_grad(a, dim):
     """torch's logcumsumexp_backward: the positive and negative parts of the cotangent summed in log space (a
     reversed logcumsumexp each), which stays accurate where differentiating the scan loses ~1e-3 in float32."""
     out = logcumsumexp(a, dim)
+    if a.dtype.is_complex and a.ndim:
+        # d out_j / d a_i = exp(a_i - out_j) for i <= j, so the gradient is conj(exp(a_i)) times the reversed
+        # cumulative sum of g_j exp(-conj(out_j)); summed in log space (complex logs carry g's phase), as exp(a)
+        # alone overflows where a is large
+        d = canonicalize_dim(a.ndim, dim)
+        log_terms = ew.sub(ew.log(get_grad(out)), conjugate(out))
+        put_grad(a, ew.exp(ew.add(flip(logcumsumexp(flip(log_terms, d), d), d), conjugate(a))))
+        return out
     if not a.dtype.is_floating_point or a.ndim == 0:
         put_grad(a, get_grad(out))
         return out
