@@ -312,7 +312,7 @@ def _numbers_work_as_tensors(bsym: BoundSymbol, torch_executor) -> bool:
     try:
         lowered = lower_bound_symbols([bsym], [torch_executor], Region([bsym], inputs, outs).as_trace())
         for b in lowered:
-            result = b.sym.python_impl(*_substituted(b.args, env), **_substituted(b.kwargs, env))
+            result = b.sym.python_impl(*_renamed(b.args, env), **_renamed(b.kwargs, env))
             _bind_results(b.output, result, env)
     except Exception:  # a torch call that takes no tensor there (`alpha=`, a fill value): not fused
         return False
@@ -329,16 +329,6 @@ def _example_shape(p: TensorProxy) -> tuple[int, ...]:
     """p's shape, symbolic sizes at the values they have while tracing (read without guarding them: the check
     is about dtypes and argument types, which do not depend on the sizes)."""
     return tuple(d.value if isinstance(d, NumberProxy) else d for d in p.shape)
-
-
-def _substituted(x, env: dict[str, torch.Tensor]):
-    if isinstance(x, Proxy):
-        return env[x.name]
-    if isinstance(x, (tuple, list)):
-        return (list if type(x) is list else tuple)(_substituted(v, env) for v in x)
-    if isinstance(x, dict):
-        return {k: _substituted(v, env) for k, v in x.items()}
-    return x
 
 
 def _bind_results(out, result, env: dict[str, torch.Tensor]) -> None:
@@ -373,8 +363,9 @@ class _NumbersAsTensors:
         return self.fn(*args)
 
 
-def _renamed(x, names: dict[str, Proxy]):
-    """x with proxies replaced through `names`; tuple subclasses (torch.return_types) become plain tuples."""
+def _renamed(x, names: dict):
+    """x with proxies replaced through `names` (by proxy name: other proxies, or tensors standing for them);
+    tuple subclasses (torch.return_types) become plain tuples."""
     if isinstance(x, Proxy):
         return names[x.name]
     if isinstance(x, (tuple, list)):
