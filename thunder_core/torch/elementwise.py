@@ -430,6 +430,11 @@ def clamp(a, min=None, max=None):
     return out
 
 
+def _put_grad_reduced(t, g):
+    """Puts `g` as t's gradient: summed over the dims along which t was broadcast, in t's dtype."""
+    put_grad(t, to_dtype(sum_to(g, t.shape), t.dtype))
+
+
 def _isnan_value(x):
     return isnan(x) if isinstance(x, torch.Tensor) else bool(isinstance(x, float) and math.isnan(x))
 
@@ -445,13 +450,13 @@ def _clamp_grad(a, min=None, max=None):
         keep = ge(a, min)
     if max is not None:
         keep = le(a, max) if keep is None else logical_and(keep, le(a, max))
-    put_grad(a, to_dtype(sum_to(where(keep, g, zero), a.shape), a.dtype))
+    _put_grad_reduced(a, where(keep, g, zero))
     if isinstance(min, torch.Tensor):
         takes_min = lt(a, min) if max is None else logical_and(lt(a, min), lt(min, max))
-        put_grad(min, to_dtype(sum_to(where(takes_min, g, zero), min.shape), min.dtype))
+        _put_grad_reduced(min, where(takes_min, g, zero))
     if isinstance(max, torch.Tensor):
         takes_max = gt(a, max) if min is None else logical_or(gt(a, max), lt(max, min))
-        put_grad(max, to_dtype(sum_to(where(takes_max, g, zero), max.shape), max.dtype))
+        _put_grad_reduced(max, where(takes_max, g, zero))
     return out
 
 
@@ -464,29 +469,27 @@ register_handler(torch.clamp_max, lambda a, max: clamp(a, max=max))
 register_handler(torch.Tensor.clamp_max, lambda a, max: clamp(a, max=max))
 
 
-@torchsymbol(torch.lerp, torch.Tensor.lerp, tags=("elementwise",))
-def lerp(start, end, weight):
-    """Eager's kernel: in float32 for float16 / bfloat16, `start + weight * (end - start)` for |weight| < 0.5 and
-    `end - (end - start) * (1 - weight)` otherwise (exact at both ends)."""
-    dtype = result_dtype(start, end)
-    compute = computation_dtype(dtype)
-    start, end = to_dtype(start, compute), to_dtype(end, compute)
-    diff = sub(end, start)
-    if not isinstance(weight, torch.Tensor):
-        small = builtins.abs(weight) < 0.5
-        out = add(start, mul(weight, diff)) if small else sub(end, mul(diff, 1 - weight))
-        return to_dtype(out, dtype)
-    weight = to_dtype(weight, compute)
-    from_start, from_end = add(start, mul(weight, diff)), sub(end, mul(diff, rsub(weight, 1)))
-    return to_dtype(where(lt(abs(weight), 0.5), from_start, from_end), dtype)
-
-
 def _in_computation_dtype(*tensors):
     """The tensors in the dtype their fused elementwise kernel computes in (float32 for float16 and bfloat16,
     as torch's kernels do: they round once, at the end), with the result's dtype."""
     dtype = result_dtype(*tensors)
     compute = computation_dtype(dtype)
     return [to_dtype(t, compute) for t in tensors], dtype
+
+
+@torchsymbol(torch.lerp, torch.Tensor.lerp, tags=("elementwise",))
+def lerp(start, end, weight):
+    """Eager's kernel: in float32 for float16 / bfloat16, `start + weight * (end - start)` for |weight| < 0.5 and
+    `end - (end - start) * (1 - weight)` otherwise (exact at both ends)."""
+    (start, end), dtype = _in_computation_dtype(start, end)
+    diff = sub(end, start)
+    if not isinstance(weight, torch.Tensor):
+        small = builtins.abs(weight) < 0.5
+        out = add(start, mul(weight, diff)) if small else sub(end, mul(diff, 1 - weight))
+        return to_dtype(out, dtype)
+    weight = to_dtype(weight, start.dtype)
+    from_start, from_end = add(start, mul(weight, diff)), sub(end, mul(diff, rsub(weight, 1)))
+    return to_dtype(where(lt(abs(weight), 0.5), from_start, from_end), dtype)
 
 
 @torchsymbol(torch.addcmul, torch.Tensor.addcmul, tags=("elementwise",))
@@ -509,10 +512,10 @@ def _addcmul_grad(a, t1, t2, *, value=1):
     a sum over broadcast dims turns into differences beyond any tolerance where terms cancel."""
     out = addcmul(a, t1, t2, value=value)
     g = get_grad(out)
-    put_grad(a, to_dtype(sum_to(g, a.shape), a.dtype))
+    _put_grad_reduced(a, g)
     for this, other in ((t1, t2), (t2, t1)):
         scaled = mul(other, value) if value != 1 else other
-        put_grad(this, to_dtype(sum_to(mul(g, conjugate(scaled)), this.shape), this.dtype))
+        _put_grad_reduced(this, mul(g, conjugate(scaled)))
     return out
 
 
@@ -520,12 +523,12 @@ def _addcdiv_grad(a, t1, t2, *, value=1):
     """torch's formulas in the inputs' dtype, factor by factor (see `_addcmul_grad`)."""
     out = addcdiv(a, t1, t2, value=value)
     g = get_grad(out)
-    put_grad(a, to_dtype(sum_to(g, a.shape), a.dtype))
+    _put_grad_reduced(a, g)
     # torch's `value / t2` of a number and a tensor divides a tensor of t2's dtype filled with the value
     filled = prims.full(tuple(t2.shape), value, dtype=t2.dtype, device=t2.device)
-    put_grad(t1, to_dtype(sum_to(mul(g, conjugate(div(filled, t2))), t1.shape), t1.dtype))
+    _put_grad_reduced(t1, mul(g, conjugate(div(filled, t2))))
     t2_factor = div(mul(t1, value), mul(t2, t2))  # torch's `-grad * (value * t1 / (t2 * t2)).conj()`
-    put_grad(t2, to_dtype(sum_to(mul(neg(g), conjugate(t2_factor)), t2.shape), t2.dtype))
+    _put_grad_reduced(t2, mul(neg(g), conjugate(t2_factor)))
     return out
 
 
@@ -626,8 +629,8 @@ def _ldexp_grad(a, other):
     out = ldexp(a, other)
     g = get_grad(out)
     scale = pow(2.0, to_dtype(other, out.dtype))
-    put_grad(a, to_dtype(sum_to(mul(g, conjugate(scale)), a.shape), a.dtype))
-    put_grad(other, to_dtype(sum_to(mul(mul(g, conjugate(out)), math.log(2.0)), other.shape), other.dtype))
+    _put_grad_reduced(a, mul(g, conjugate(scale)))
+    _put_grad_reduced(other, mul(mul(g, conjugate(out)), math.log(2.0)))
     return out
 
 
@@ -669,9 +672,9 @@ def _nan_ignoring_grad(symbol, wins):
         to_a = logical_or(wins(a, b), isnan(b))
         zero = 0 if is_exact_dtype(g.dtype) else 0.0
         if isinstance(a, torch.Tensor):
-            put_grad(a, to_dtype(sum_to(where(to_a, g, zero), a.shape), a.dtype))
+            _put_grad_reduced(a, where(to_a, g, zero))
         if isinstance(b, torch.Tensor):
-            put_grad(b, to_dtype(sum_to(where(to_a, zero, g), b.shape), b.dtype))
+            _put_grad_reduced(b, where(to_a, zero, g))
         return out
 
     return rule
