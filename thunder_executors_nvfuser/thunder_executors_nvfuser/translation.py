@@ -345,8 +345,8 @@ def _number_fits(x, dtype: torch.dtype) -> bool:
     if not isinstance(x, Number) or isinstance(x, complex):
         return False
     if isinstance(x, float) and math.isnan(x):
-        # a NaN constant in a fusion gave numbers where eager gives NaN (clamp with a NaN bound, on the H100):
-        # such an operation stays with torch
+        # clamp with a NaN bound gave numbers where eager gives NaN on the H100, and a NaN constant in the fusion
+        # is the suspected cause (not yet confirmed there): such an operation stays with torch
         return False
     if dtype == torch.bool:
         return isinstance(x, bool)
