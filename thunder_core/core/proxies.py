@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import numbers
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -431,6 +431,18 @@ def value_getter(x) -> Expr:
     return Expr("const", x.value if isinstance(x, NumberProxy) else x)
 
 
+def guarded_predicate(predicate: Callable, x) -> bool:
+    """predicate(x) for a number or a number proxy (its value seen while tracing). For a proxy, the program is
+    guarded on the outcome, not on the value: `guarded_predicate(math.isnan, lr)` retraces when lr becomes NaN,
+    not when it changes from 0.1 to 0.05."""
+    if not isinstance(x, NumberProxy):
+        return predicate(x)
+    result = predicate(x.value)
+    if _concretization_hook is not None and x.expr is not None:
+        _concretization_hook(Expr(predicate, x.expr), result, x)
+    return result
+
+
 # what a number proxy's operators take; anything else (a tensor: its reflected operator records the tensor op)
 # gets NotImplemented
 _NUMBER_OPERANDS = (NumberProxy, int, float, complex)
@@ -441,9 +453,11 @@ def _comparison(op):
         if not isinstance(other, _NUMBER_OPERANDS):
             return NotImplemented
         result = op(self.value, other.value if isinstance(other, NumberProxy) else other)
-        if _concretization_hook is not None and self is not other:
+        if _concretization_hook is not None:
             a, b = value_getter(self), value_getter(other)
-            if a != b and (a.op != "const" or b.op != "const"):  # else the outcome holds for every input
+            # a number compared with itself gives one outcome for every input, except a float that may be NaN
+            same = a == b and not isinstance(self.value, float)
+            if not same and (a.op != "const" or b.op != "const"):  # else the outcome holds for every input
                 _concretization_hook(Expr(op, a, b), result, self)
         return result
 

@@ -268,7 +268,9 @@ class Tracer:
         if new_value.dtype != obj.dtype:
             new_value = prims.convert_element_type(new_value, obj.dtype)
         old_value = self.resolve(obj)
-        if op_name in _OVERWRITES and torch.is_grad_enabled() and any(p.requires_grad for p in self.input_proxies):
+        if op_name in _OVERWRITES and torch.is_grad_enabled() and any(
+            isinstance(p, TensorProxy) and p.requires_grad for p in self.input_proxies
+        ):
             # eager: a tensor that requires grad still does after an overwrite (zero_, fill_, copy_ of a constant),
             # its gradient through the old value being zero. (Proxies made by operations do not say whether they
             # require grad: autodiff decides, from this dependence.)

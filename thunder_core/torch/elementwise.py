@@ -18,7 +18,7 @@ from thunder.core.dtypes import (
     is_exact_dtype,
     result_dtype,
 )
-from thunder.core.proxies import NumberProxy
+from thunder.core.proxies import NumberProxy, guarded_predicate
 from thunder.core.transforms import get_grad, put_grad
 from thunder.prims.grads import GRAD_RULES, conjugate, sum_to
 from thunder.torch.base import broadcast_tensors, register_handler, to_dtype, torchsymbol
@@ -436,7 +436,15 @@ def _put_grad_reduced(t, g):
 
 
 def _isnan_value(x):
-    return isnan(x) if isinstance(x, torch.Tensor) else bool(isinstance(x, float) and math.isnan(x))
+    """Whether x is NaN: a tensor's elements, or a number's value (a number proxy's under a guard on its
+    NaN-ness: the value seen while tracing says nothing about later calls)."""
+    if isinstance(x, torch.Tensor):
+        return isnan(x)
+    return guarded_predicate(_is_nan_number, x)
+
+
+def _is_nan_number(v) -> bool:
+    return isinstance(v, float) and math.isnan(v)
 
 
 def _clamp_grad(a, min=None, max=None):
@@ -541,9 +549,10 @@ def nan_to_num(a, nan=0.0, posinf=None, neginf=None):
     if is_exact_dtype(a.dtype):
         return prims.convert_element_type(a, a.dtype)
     info = torch.finfo(a.dtype)
-    out = where(isnan(a), 0.0 if nan is None else nan, a)  # torch takes an explicit None for the default
-    out = where(logical_and(isinf(out), gt(out, 0)), info.max if posinf is None else posinf, out)
-    return where(logical_and(isinf(out), lt(out, 0)), info.min if neginf is None else neginf, out)
+    # each replacement chosen from a's own values: a replacement that is itself infinite is not replaced again
+    out = where(logical_and(isinf(a), lt(a, 0)), info.min if neginf is None else neginf, a)
+    out = where(logical_and(isinf(a), gt(a, 0)), info.max if posinf is None else posinf, out)
+    return where(isnan(a), 0.0 if nan is None else nan, out)  # torch takes an explicit None for the default
 
 
 
@@ -582,7 +591,9 @@ def positive(a):
 def logit(a, eps=None):
     (x,), dtype = _float_operands(a)
     if eps is not None:
-        x = clamp(x, eps, 1.0 - eps)
+        # torch's kernel: x < eps ? eps : (x > 1 - eps ? 1 - eps : x); a NaN eps compares false and leaves x
+        # (clamp would make it NaN)
+        x = where(lt(x, eps), eps, where(gt(x, 1.0 - eps), 1.0 - eps, x))
     return to_dtype(log(div(x, sub(1.0, x))), dtype)
 
 

@@ -84,8 +84,14 @@ def _clamp(a, lo, hi, *, nan_grad=True):
     fixed = ew.where(ew.lt(fixed, lo), lo, fixed)
     fixed = ew.where(ew.gt(fixed, hi), hi, fixed)
     if nan_grad:
-        return to_dtype(ew.where(ew.logical_or(ew.le(a, lo), ew.ge(a, hi)), fixed, a), a.dtype)
-    return to_dtype(ew.where(ew.logical_and(ew.gt(a, lo), ew.lt(a, hi)), a, fixed), a.dtype)
+        out = ew.where(ew.logical_or(ew.le(a, lo), ew.ge(a, hi)), fixed, a)
+    else:
+        out = ew.where(ew.logical_and(ew.gt(a, lo), ew.lt(a, hi)), a, fixed)
+    if ew._isnan_value(lo) or ew._isnan_value(hi):
+        # a NaN bound makes every value NaN, as torch's clamp; the gradient stays the comparisons' above, as
+        # torch's backward formula (comparisons with NaN are false)
+        out = ew.add(out, math.nan)
+    return to_dtype(out, a.dtype)
 
 
 @torchsymbol(F.hardtanh, tags=("elementwise",))

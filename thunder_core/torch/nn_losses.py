@@ -87,6 +87,8 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
 
 @torchsymbol(F.huber_loss)
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
+    if not delta > 0:  # a number proxy: guards the outcome
+        raise RuntimeError("huber_loss does not support non-positive values for delta.")
     delta = number_in(delta, input.dtype)  # as eager's kernel, which computes in the input's dtype
 
     def fn(d):

@@ -65,11 +65,11 @@ _OPS = {
 
 
 def interpret_build(plan: FusionPlan, inputs: list[torch.Tensor]):
-    """A `build` for NvFuserExecutor: returns run(tensors, rng_scalars) replaying the plan with torch."""
+    """A `build` for NvFuserExecutor: returns run(tensors, scalars) replaying the plan with torch."""
 
-    def run(tensors, rng_scalars):
+    def run(tensors, scalars):
         values = list(tensors)
-        rng = iter(rng_scalars)
+        scalars = iter(scalars)
 
         def resolve(x):
             if isinstance(x, Ref):
@@ -84,7 +84,9 @@ def interpret_build(plan: FusionPlan, inputs: list[torch.Tensor]):
             args = [resolve(a) for a in call.args]
             kwargs = {k: resolve(v) for k, v in call.kwargs}
             if call.fn == "rng_scalar":
-                values.append(next(rng))
+                values.append(next(scalars))
+            elif call.fn == "number_input":
+                values.append(torch.tensor(next(scalars), dtype=kwargs["dtype"]))
             elif call.fn == "define_scalar":
                 values.append(torch.tensor(args[0], dtype=kwargs["dtype"]))
             else:

@@ -10,7 +10,7 @@ from thunder_executors_nvfuser.translation import DType, NvCall, Ref, plan_fusio
 
 import thunder.torch as ltorch
 from thunder import prims
-from thunder.core.proxies import IntegerProxy, TensorProxy
+from thunder.core.proxies import FloatProxy, IntegerProxy, TensorProxy
 from thunder.core.trace import TraceCtx, tracectx
 
 ex = NvFuserExecutor()
@@ -66,13 +66,20 @@ def test_unsupported_dtypes_are_not_claimed(dtype):
     assert claimed(lambda a: prims.neg(a), ((4,), dtype)) == [False]
 
 
-def test_a_number_proxy_operand_is_not_claimed():
+def test_number_proxy_operands_are_claimed_by_elementwise_operations_only():
+    # a number proxy becomes a scalar input of the fusion; maximum/minimum (NaN handling) and arguments that
+    # the plan needs as constants (a pad value) do not take one
     bsyms, (a,) = record(lambda a: None, ((4,), F32))
     trace = TraceCtx("g")
     with tracectx(trace):
         n = IntegerProxy("n0", value=3)
+        f = FloatProxy("f0", value=0.5)
         prims.mul(a, n)
-    assert not ex.can_fuse(trace.bound_symbols[-1])
+        prims.where(prims.gt(a, 0.0), a, f)
+        prims.maximum(a, f)
+        prims.pad(a, f, ((1, 1, 0),))
+    mul, gt, where, maximum, pad = trace.bound_symbols[-5:]
+    assert [ex.can_fuse(b) for b in (mul, gt, where, maximum, pad)] == [True, True, True, False, False]
 
 
 def test_strided_slices_stay_with_torch():

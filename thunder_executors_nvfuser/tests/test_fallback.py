@@ -28,7 +28,7 @@ class BuildsButFailsToRun:
     def __call__(self, plan, tensors):
         self.builds += 1
 
-        def run(tensors, rng_scalars):
+        def run(tensors, scalars):
             raise RuntimeError("INTERNAL ASSERT FAILED at executor_utils.cpp:511 (stub)")
 
         return run

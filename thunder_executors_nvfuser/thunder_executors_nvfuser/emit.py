@@ -2,7 +2,8 @@
 
 `build_fusion(plan, inputs)` defines the fusion for inputs with these sizes and strides (nvFuser reads the
 layout from the tensor descriptors, so a non-contiguous or expanded input is read in place) and returns a
-callable `run(tensors, rng_scalars) -> list of tensors`. nvFuser compiles on the first run.
+callable `run(tensors, scalars) -> list of tensors` (scalars: the values of the plan's scalar inputs, numbers
+then RNG seeds and offsets). nvFuser compiles on the first run.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ def build_fusion(plan: FusionPlan, inputs: list[torch.Tensor]) -> Callable:
         for index in plan.outputs:
             fd.add_output(values[index])
 
-    def run(tensors: list[torch.Tensor], rng_scalars: list[int]) -> list[torch.Tensor]:
-        return fd.execute([*tensors, *rng_scalars])
+    def run(tensors: list[torch.Tensor], scalars: list) -> list[torch.Tensor]:
+        return fd.execute([*tensors, *scalars])
 
     run.fusion_definition = fd
     return run
@@ -55,6 +56,8 @@ def _emit_call(fd, nvfd, call, values: list):
     if call.fn == "rng_scalar":
         # A symbolic scalar is an input of the fusion, given at each execute (after the tensors, in order).
         return fd.define_scalar(None, dtype=nvfd.DataType.Int)
+    if call.fn == "number_input":
+        return fd.define_scalar(None, **kwargs)
     if call.fn == "define_scalar":
         return fd.define_scalar(*args, **kwargs)
     return getattr(fd.ops, call.fn)(*args, **kwargs)

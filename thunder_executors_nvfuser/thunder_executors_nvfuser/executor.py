@@ -45,7 +45,7 @@ class NvFuserExecutor(FusionExecutor):
     options: `NvFuserOptions` (or None for the defaults).
     device_types: the device types whose tensors are claimed; nvFuser runs on "cuda". Tests of the claiming
         and splitting logic widen it to "cpu" to trace on a machine without a GPU.
-    build: `build(plan, input_tensors) -> run(tensors, rng_scalars)`; default: emit.build_fusion (nvFuser).
+    build: `build(plan, input_tensors) -> run(tensors, scalars)`; default: emit.build_fusion (nvFuser).
     """
 
     def __init__(self, options: NvFuserOptions | None = None, *, device_types=("cuda",), build=None):
@@ -138,7 +138,8 @@ class NvFuserExecutor(FusionExecutor):
             inputs, outputs = _inputs_of(chunk), _used_after(chunk, later, region_outputs)
             # a view torch makes (prologue, epilogue) is never also an nvFuser output (an alias)
             outputs = [p for p in outputs if p.name not in made_by_torch]
-            if not inputs:  # only creation ops (an arange): nvFuser would have no input to take the device from
+            if not any(isinstance(p, TensorProxy) for p in inputs):
+                # only creation ops (an arange): nvFuser would have no input tensor to take the device from
                 steps.append(TorchStep(chunk, inputs, outputs, scratch, f"{name}_creation{k}"))
                 continue
             plan, sources = plan_fusion(chunk, inputs, outputs)
@@ -212,8 +213,9 @@ def _flatten(bsyms) -> list[BoundSymbol]:
     return prims
 
 
-def _inputs_of(bsyms) -> list[TensorProxy]:
-    """The tensors bsyms read and do not define, in order of first use."""
+def _inputs_of(bsyms) -> list:
+    """The proxies (tensors, and number proxies that fusions take as scalar inputs) bsyms read and do not define,
+    in order of first use."""
     defined, inputs = set(), {}
     for b in bsyms:
         for p in b.flat_args:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from thunder_executors_nvfuser._thunder import TraceCtx, get_executor, lower_bound_symbols
+from thunder_executors_nvfuser._thunder import NumberProxy, TraceCtx, get_executor, lower_bound_symbols
 from thunder_executors_nvfuser.translation import FusionPlan, describe_plan
 
 log = logging.getLogger("thunder.nvfuser")
@@ -97,12 +97,12 @@ class _CompiledFusion:
         self.compiled = False
         self.stats = stats
 
-    def __call__(self, tensors, rng_scalars):
+    def __call__(self, tensors, scalars):
         if self.compiled:
-            return self.run(tensors, rng_scalars)
+            return self.run(tensors, scalars)
         start = time.perf_counter()
         try:
-            outs = self.run(tensors, rng_scalars)
+            outs = self.run(tensors, scalars)
         except Exception as e:
             self.error = f"{type(e).__name__}: {_first_line(e)}"
             raise
@@ -148,12 +148,14 @@ class TorchStep:
 
 
 class NvFuserStep:
-    """One planned nvFuser fusion."""
+    """One planned nvFuser fusion: its tensor inputs, and its number inputs (number proxies: given to the fusion
+    as scalars at each call, after the tensors and before the RNG scalars, as the plan defines them)."""
 
     def __init__(self, plan: FusionPlan, sources: list, inputs, outputs, random_devices, cache: FusionCache):
         self.plan = plan
         self.sources = sources
-        self.inputs = [p.name for p in inputs]
+        self.inputs = [p.name for p in inputs if not isinstance(p, NumberProxy)]
+        self.numbers = [p.name for p in inputs if isinstance(p, NumberProxy)]
         self.outputs = [p.name for p in outputs]
         self.random_devices = random_devices
         self.cache = cache
@@ -166,8 +168,10 @@ class NvFuserStep:
         if meta != last_meta:
             fusion = self.cache.get(self.plan, tensors)
             self._last = (meta, fusion)
-        rng = philox_scalars(self.random_devices) if self.random_devices else []
-        outs = fusion(tensors, rng)
+        scalars = [env[n] for n in self.numbers]
+        if self.random_devices:
+            scalars += philox_scalars(self.random_devices)
+        outs = fusion(tensors, scalars)
         used = set()
         for name, (kind, i) in zip(self.outputs, self.sources):
             value = outs[i] if kind == "output" else tensors[i]

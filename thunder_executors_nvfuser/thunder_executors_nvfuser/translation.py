@@ -13,7 +13,10 @@ Semantics follow PyTorch eager, operation by operation:
 - a broadcast that expands a length-1 dimension squeezes it first, so that it does not matter whether
   nvFuser marked that dimension as a broadcast;
 - random primitives draw from nvFuser's Philox generator with a seed and an offset that are inputs of the
-  fusion, taken from torch's CUDA generator at each call (see executor.py).
+  fusion, taken from torch's CUDA generator at each call (see executor.py);
+- a number proxy (a number that is an input of the program: a learning rate, a step count) is a scalar input
+  of the fusion, read on each call, never a constant: a new learning rate neither recompiles nor is baked in.
+  Only elementwise operations and `where` take one (`Rule.numbers`), in the computation dtype as eager does.
 
 Every rule has a checker; a primitive whose checker says no (a dtype, a layout, an argument form nvFuser
 does not support or that has not been verified) stays with the next executor.
@@ -21,6 +24,7 @@ does not support or that has not been verified) stays with the next executor.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +46,8 @@ MAX_RANK = 8
 
 @dataclass(frozen=True)
 class Ref:
-    """A value of the plan: an input tensor, an RNG scalar or the result of an earlier call."""
+    """A value of the plan: an input tensor, a scalar input (a number, an RNG seed or offset) or the result of an
+    earlier call."""
 
     index: int
 
@@ -56,7 +61,8 @@ class DType:
 
 @dataclass(frozen=True)
 class NvCall:
-    """One call on the fusion definition. fn: "define_scalar", "rng_scalar" or an op name of `fd.ops`."""
+    """One call on the fusion definition. fn: "define_scalar" (a constant), "number_input" or "rng_scalar" (scalar
+    inputs, given at each execute after the tensors, in the order of their calls), or an op name of `fd.ops`."""
 
     fn: str
     args: tuple
@@ -66,12 +72,14 @@ class NvCall:
 @dataclass(frozen=True)
 class FusionPlan:
     """nvFuser calls for one fusion. Values 0..len(inputs)-1 are the input tensors (in order); call k defines
-    value len(inputs) + k. `outputs` are the values added as outputs (never an input, never twice)."""
+    value len(inputs) + k. `outputs` are the values added as outputs (never an input, never twice). The first
+    calls define the scalar inputs: `n_numbers` number inputs, then a (seed, offset) pair per random operation."""
 
     inputs: tuple  # (shape, dtype name) per input tensor
     calls: tuple
     outputs: tuple
     n_random: int  # random operations: each reads a (seed, offset) pair of "rng_scalar" values
+    n_numbers: int = 0  # number inputs ("number_input" values), in the order of the step's number inputs
 
     @property
     def key(self) -> tuple:
@@ -106,10 +114,13 @@ def describe_plan(plan: FusionPlan) -> str:
              for i, (shape, dtype) in enumerate(plan.inputs)]  # fmt: skip
     for k, call in enumerate(plan.calls):
         args = [show(a) for a in call.args] + [f"{name}={show(v)}" for name, v in call.kwargs]
-        fn = call.fn if call.fn in ("define_scalar", "rng_scalar") else f"ops.{call.fn}"
+        fn = call.fn if call.fn in _SCALAR_CALLS else f"ops.{call.fn}"
         lines.append(f"v{len(plan.inputs) + k} = fd.{fn}({', '.join(args)})")
     lines += [f"fd.add_output(v{i})" for i in plan.outputs]
     return "\n".join(lines)
+
+
+_SCALAR_CALLS = ("define_scalar", "number_input", "rng_scalar")
 
 
 class Untranslatable(Exception):
@@ -126,17 +137,19 @@ class Rule:
     check: Callable  # (options, output, *args, **kwargs) -> bool
     random: bool = False
     shape_only: bool = False  # a view in torch: left to torch at a region's edges
+    numbers: bool = False  # takes number proxies as operands (scalar inputs of the fusion)
 
 
 RULES: dict[str, Rule] = {}
 
 
-def _rule(*names: str, check: Callable, random: bool = False, shape_only: bool = False, pass_name: bool = False):
+def _rule(*names: str, check: Callable, random: bool = False, shape_only: bool = False, pass_name: bool = False,
+          numbers: bool = False):
     """Registers `fn(planner, out, *args)` (with `pass_name`: `fn(planner, out, name, *args)`) for the prims."""
 
     def register(fn):
         for name in names:
-            RULES[name] = Rule(_bind_name(fn, name) if pass_name else fn, check, random, shape_only)
+            RULES[name] = Rule(_bind_name(fn, name) if pass_name else fn, check, random, shape_only, numbers)
         return fn
 
     return register
@@ -174,10 +187,16 @@ def claims(bsym, options: NvFuserOptions, device_types) -> bool:
     rule = RULES.get(name) if name is not None else None
     if rule is None or (rule.random and not options.enable_random):
         return False
-    for p in bsym.flat_args + bsym.flat_outs:
+    for p in bsym.flat_outs:
         if isinstance(p, NumberProxy) or not supported_tensor(p, device_types):
             return False
-    if not _plain(bsym.args) or not _plain(bsym.kwargs):
+    for p in bsym.flat_args:
+        if isinstance(p, NumberProxy):
+            if not (rule.numbers and number_input_dtype(p) is not None):
+                return False
+        elif not supported_tensor(p, device_types):
+            return False
+    if not all(_plain(a, rule.numbers) for a in (*bsym.args, *bsym.kwargs.values())):
         return False
     try:
         return bool(rule.check(options, bsym.output, *bsym.args, **bsym.kwargs))
@@ -185,14 +204,27 @@ def claims(bsym, options: NvFuserOptions, device_types) -> bool:
         return False
 
 
-def _plain(x) -> bool:
+def _plain(x, numbers_ok: bool = False) -> bool:
+    """Literals and tensor proxies; number proxies only where `numbers_ok`, and only as whole arguments."""
+    if isinstance(x, NumberProxy):
+        return numbers_ok
     if isinstance(x, (TensorProxy, type(None), bool, int, float, torch.dtype, torch.device)):
-        return not isinstance(x, NumberProxy)
+        return True
     if isinstance(x, (tuple, list)):
         return all(_plain(v) for v in x)
     if isinstance(x, dict):
         return all(_plain(v) for v in x.values())
     return False
+
+
+# the dtype a number input is defined in (as torch types a Python number), by the type of its value
+_NUMBER_INPUT_DTYPES = {float: torch.float64, int: torch.int64, bool: torch.bool}
+
+
+def number_input_dtype(p: NumberProxy) -> torch.dtype | None:
+    """The dtype of the fusion's scalar input for the number proxy p; None for a number nvFuser cannot take
+    (complex)."""
+    return _NUMBER_INPUT_DTYPES.get(type(p.value))
 
 
 # -- the planner ------------------------------------------------------------------------------------------
@@ -201,7 +233,7 @@ def _plain(x) -> bool:
 class Planner:
     """Builds a FusionPlan from primitive calls, tracking the dtype nvFuser gives each value."""
 
-    def __init__(self, inputs, n_random: int):
+    def __init__(self, inputs, n_random: int, numbers=()):
         self.inputs = list(inputs)
         self.calls: list[NvCall] = []
         self.env: dict[str, Ref] = {}
@@ -211,6 +243,9 @@ class Planner:
             self.dtypes[i] = p.dtype
         self._casts: dict[tuple[Ref, torch.dtype], Ref] = {}  # each value is cast to a dtype once
         self._scalars: dict[tuple[torch.dtype, str], Ref] = {}  # each constant is defined once
+        for p in numbers:
+            dtype = number_input_dtype(p)
+            self.env[p.name] = self.call("number_input", out_dtype=dtype, dtype=DType(NV_DTYPES[dtype]))
         self.rng: list[tuple[Ref, Ref]] = []
         for _ in range(n_random):
             seed = self.call("rng_scalar", out_dtype=torch.int64)
@@ -251,8 +286,8 @@ class Planner:
         return self._casts[(ref, dtype)]
 
     def operand(self, x, compute: torch.dtype) -> Ref:
-        """A tensor operand cast to the computation dtype, or a number defined in it."""
-        if isinstance(x, TensorProxy):
+        """A tensor operand or number input cast to the computation dtype, or a constant defined in it."""
+        if isinstance(x, (TensorProxy, NumberProxy)):
             return self.cast(self.value(x), compute)
         return self.scalar(x, compute)
 
@@ -277,10 +312,13 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def plan_fusion(bsyms, inputs, outputs) -> tuple[FusionPlan, list]:
     """The plan of primitive calls `bsyms` reading `inputs` and producing `outputs` (proxies), and for each
-    output, where it comes from: ("output", k) the k-th fusion output, or ("input", i) the i-th input (an
-    output that the plan computed as the identity of an input)."""
+    output, where it comes from: ("output", k) the k-th fusion output, or ("input", i) the i-th input tensor (an
+    output that the plan computed as the identity of an input). Tensor inputs are the fusion's tensors and
+    number proxies its number inputs, each in the order of `inputs`."""
     n_random = sum(1 for b in bsyms if RULES[prim_name(b)].random)
-    pl = Planner(inputs, n_random)
+    tensors = [p for p in inputs if not isinstance(p, NumberProxy)]
+    numbers = [p for p in inputs if isinstance(p, NumberProxy)]
+    pl = Planner(tensors, n_random, numbers)
     for bsym in bsyms:
         rule = RULES.get(prim_name(bsym))
         if rule is None:
@@ -304,6 +342,7 @@ def plan_fusion(bsyms, inputs, outputs) -> tuple[FusionPlan, list]:
         calls=tuple(pl.calls),
         outputs=tuple(r.index for r in fusion_outputs),
         n_random=n_random,
+        n_numbers=len(numbers),
     )
     return plan, sources
 
@@ -342,6 +381,10 @@ def _number_fits(x, dtype: torch.dtype) -> bool:
     """A Python number operand nvFuser computes with as eager does: no float number with an integer tensor."""
     if isinstance(x, TensorProxy):
         return True
+    if isinstance(x, NumberProxy):  # a number input: its value is read at each call, only its type is fixed
+        if number_input_dtype(x) is None:
+            return False
+        x = type(x.value)(0)  # a finite number of its type stands for it in the checks below
     if not isinstance(x, Number) or isinstance(x, complex):
         return False
     if isinstance(x, float) and math.isnan(x):
@@ -391,7 +434,11 @@ def _elementwise(pl: Planner, out, name: str, *args):
 for _names, _kind in ((_FLOAT_UNARY, "float"), (_NUMERIC_UNARY, "numeric"), (_INTEGER_UNARY, "integer"),
                       (_BOOL_UNARY, "bool"), (_NUMERIC_BINARY, "numeric"), (_FLOAT_BINARY, "float"),
                       (_INTEGER_BINARY, "integer"), (_BOOL_BINARY, "bool"), (_COMPARISONS, "any")):  # fmt: skip
-    _rule(*_names, check=_elementwise_check(_kind), pass_name=True)(_elementwise)
+    _rule(*_names, check=_elementwise_check(_kind), pass_name=True, numbers=True)(_elementwise)
+# maximum/minimum keep NaN through an isnan of each tensor operand (above); a number input that may be NaN at
+# some call is not handled that way, so those two take only constant numbers
+for _name in ("maximum", "minimum"):
+    RULES[_name] = dataclasses.replace(RULES[_name], numbers=False)
 
 
 def _where_check(options, out, pred, a, b):
@@ -401,7 +448,7 @@ def _where_check(options, out, pred, a, b):
     return all(_number_fits(x, values[0].dtype) for x in (a, b))
 
 
-@_rule("where", check=_where_check)
+@_rule("where", check=_where_check, numbers=True)
 def _where(pl: Planner, out, pred, a, b):
     compute = compute_dtype(out.dtype)
     return pl.call("where", pl.value(pred), pl.operand(a, compute), pl.operand(b, compute), out_dtype=compute)
