@@ -403,10 +403,11 @@ def spread_indices(count: int, limit: int | None) -> list[int]:
 
 
 def run_opinfo(
-    opinfo, device: str, dtype: torch.dtype, check_grad: bool, sample_limit: int | None = None
+    opinfo, device: str, dtype: torch.dtype, check_grad: bool, sample_limit: int | None = None, executors=None
 ) -> Iterator[SampleOutcome]:
     """Checks the OpInfo's samples at the dtype (all, or `sample_limit` of them spread over the list); yields
-    one outcome per sample checked, with the sample's index in the OpInfo's list."""
+    one outcome per sample checked, with the sample's index in the OpInfo's list. executors: thunder.jit's
+    (None: the defaults)."""
     requires_grad = check_grad and opinfo.supports_autograd and differentiable_dtype(dtype)
     seeded = seeds_internally(opinfo)
     fn = _without_seed_wrapper(opinfo.op) if seeded else opinfo.op
@@ -414,7 +415,7 @@ def run_opinfo(
     def call_op(*args, **kwargs):
         return fn(*args, **kwargs)
 
-    jitted = thunder.jit(call_op)
+    jitted = thunder.jit(call_op, executors=executors)
     with warnings.catch_warnings(), _cheap_sample_bookkeeping():
         warnings.simplefilter("ignore")
         generated = opinfo.sample_inputs(device, dtype, requires_grad=requires_grad)
@@ -456,7 +457,14 @@ def _main() -> None:
     parser.add_argument("--shard", default="0/1", help="i/n: every n-th OpInfo from the i-th")
     parser.add_argument("--json", default="")
     parser.add_argument("--limit", type=int, default=None, help="samples per OpInfo and dtype (default: all)")
+    parser.add_argument("--decomposed", action="store_true",
+                        help="run every op decomposed into prims (what fusion executors see), not whole")
     args = parser.parse_args()
+    executors = None
+    if args.decomposed:
+        from tests.ops.opdb import DECOMPOSE_TO_PRIMS
+
+        executors = [DECOMPOSE_TO_PRIMS]
     wanted = {getattr(torch, name) for name in args.dtypes.split(",")}
     names = set(args.ops.split(",")) - {""}
     shard, shards = map(int, args.shard.split("/"))
@@ -469,7 +477,7 @@ def _main() -> None:
                 continue
             start = time.perf_counter()
             try:
-                outcomes = list(run_opinfo(opinfo, args.device, dtype, args.grad, args.limit))
+                outcomes = list(run_opinfo(opinfo, args.device, dtype, args.grad, args.limit, executors))
             except Exception as error:
                 outcomes = [SampleOutcome("error", -1, f"sample generation: {type(error).__name__}: {error}")]
             elapsed = time.perf_counter() - start
