@@ -161,6 +161,14 @@ def arange(start=0, end=None, step=1, *, dtype=None, layout=torch.strided, devic
     if all(isinstance(x, (int, IntegerProxy)) for x in (start, end, step)):
         length = -((start - end) // step)  # the ceiling of an integer division: symbolic bounds stay symbols
         length = 0 if length < 0 else length
+    elif not (dtype.is_floating_point or dtype.is_complex):
+        # torch's kernel for an integer dtype: the values are start + i * step with start and step truncated to
+        # integers; the length is computed from the truncated ends for int64, from the given ones for the others
+        # (arange(3.1, dtype=torch.int64) has 3 elements, arange(3.1, dtype=torch.int32) 4)
+        truncated = [int(x) for x in (start, end, step)]
+        ends = truncated if dtype == torch.int64 else (start, end, step)
+        length = max(math.ceil((ends[1] - ends[0]) / ends[2]), 0)
+        start, step = truncated[0], truncated[2]
     else:
         length = max(math.ceil((end - start) / step), 0)
     return prims.iota(length, start=start, step=step, dtype=dtype, device=_device(device))
@@ -206,6 +214,9 @@ def linspace(start, end, steps, *, dtype=None, layout=torch.strided, device=None
         if isinstance(start, torch.Tensor):
             return to_dtype(prims.broadcast_in_dim(start, (1,), ()), dtype)
         return full((1,), start, dtype=dtype, device=device)
+    if not (dtype.is_floating_point or dtype.is_complex):
+        # torch's kernel converts the ends to an integer result's dtype first (4.3 becomes 4)
+        start, end = (_in_dtype_as_double(x, dtype, device) for x in (start, end))
     step = (end - start) / (steps - 1)  # a number, or a 0-d tensor where an end is one
     # torch computes the first half from `start` and the second half from `end` to limit rounding error
     idx = prims.iota(steps, start=0, step=1, dtype=torch.float64, device=device)

@@ -22,7 +22,8 @@ from thunder.torch.base import (
     torchsymbol,
 )
 from thunder.torch.einsum_impl import einsum_decomposition
-from thunder.torch.elementwise import add, eq, mul, sub
+from thunder.torch.creation import full_like
+from thunder.torch.elementwise import add, eq, logical_and, logical_or, mul, sub
 from thunder.torch.fallback import fallback_symbol
 from thunder.torch.reductions import sum as _sum
 from thunder.torch.shapes import (
@@ -225,7 +226,15 @@ def linear(input, weight, bias=None):
 
 # -- product plus a scaled input -------------------------------------------------------------------------
 def _scaled_sum(bias, product, beta, alpha):
-    """beta * bias + alpha * product; like torch, beta == 0 ignores bias (NaN and inf in it do not propagate)."""
+    """beta * bias + alpha * product; like torch, beta == 0 ignores bias (NaN and inf in it do not propagate).
+    As torch's kernels: integer tensors take the scalars truncated to integers (addmm(..., alpha=2.9) on int64
+    multiplies by 2), and bool tensors compute `beta and bias or alpha and product`."""
+    if product.dtype == torch.bool:
+        shape = broadcast_shapes(tuple(bias.shape), tuple(product.shape))
+        product = product if alpha else full_like(product, False)
+        return expand_to(logical_or(bias, product) if beta else product, shape)
+    if not (product.dtype.is_floating_point or product.dtype.is_complex):
+        alpha, beta = int(alpha), int(beta)
     product = mul(product, alpha) if alpha != 1 else product
     if beta == 0:
         shape = broadcast_shapes(tuple(bias.shape), tuple(product.shape))
@@ -301,6 +310,8 @@ def addr(bias, vec1, vec2, *, beta=1, alpha=1):
     # converted to it first: the same order rounds float16 / bfloat16 as eager does
     alpha, beta = (number_in(x, dtype) for x in (alpha, beta))
     column = unsqueeze(vec1, 1)
+    if dtype == torch.bool:  # `beta and bias or alpha and vec1[i] and vec2[j]`
+        return _scaled_sum(bias, logical_and(column, unsqueeze(vec2, 0)), beta, alpha)
     product = mul(mul(column, alpha) if alpha != 1 else column, unsqueeze(vec2, 0))
     return _scaled_sum(bias, product, beta, 1)
 

@@ -95,7 +95,8 @@ def _max_min(reduce_prim, arg_prim, binary, a, dim, keepdim):
     if isinstance(dim, torch.Tensor):  # torch.max(a, b): elementwise
         return getattr(elementwise, binary)(a, dim)
     d = canonicalize_dim(a.ndim, dim)
-    indices = _keepdim(arg_prim(a, d if a.ndim else None), a, (d,), keepdim)
+    ordered = to_dtype(a, torch.uint8) if a.dtype == torch.bool else a  # torch's argmax/argmin take no bool
+    indices = _keepdim(arg_prim(ordered, d if a.ndim else None), a, (d,), keepdim)
     if a.ndim and a.dtype.is_floating_point:
         # eager's gradient goes to the returned index only (one of several ties, or the NaN): read the values there
         # (whether `a` requires grad is autodiff's to know; the torch executor runs torch.max whole anyway)

@@ -123,7 +123,7 @@ def test_adamw_with_a_scheduler_fuses_the_update_and_matches_eager(device):
 
     eager_step, jstep = step_of(model, opts[0]), thunder.jit(step_of(twin, opts[1]), executors=[ex])
     compilations = []
-    for i in range(4):
+    for _ in range(4):
         x = torch.randn(5, 8, device=device)
         torch.testing.assert_close(jstep(x), eager_step(x))
         compilations.append(ex.stats.compilations)
