@@ -392,6 +392,13 @@ def differentiable_dtype(dtype: torch.dtype) -> bool:
     return dtype.is_floating_point or dtype.is_complex
 
 
+def is_jiterator_kernel(opinfo) -> bool:
+    """A `torch.cuda.jiterator` OpInfo: its kernel launches from C++ on the proxies' (absent) storage under
+    thunder.jit, an illegal memory access that poisons the CUDA context for every later test of the process."""
+    jiterator = getattr(torch.cuda, "jiterator", None)
+    return jiterator is not None and isinstance(opinfo.op, jiterator._JittedFunction)
+
+
 def spread_indices(count: int, limit: int | None) -> list[int]:
     """`limit` indices spread evenly over range(count), first and last included (all of them if limit is None
     or not smaller): a deterministic portion that reaches the corner cases OpInfos list last."""

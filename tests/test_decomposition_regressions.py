@@ -65,3 +65,10 @@ def test_max_and_min_with_a_dim_of_bool_tensors(executors):
     x = torch.tensor([[True, False, True], [False, False, True]])
     assert_matches_eager(lambda x: torch.max(x, 1), x, executors=executors)
     assert_matches_eager(lambda x: torch.min(x, 0, keepdim=True), x, executors=executors)
+
+
+@EXECUTORS
+def test_tanhshrink_of_integers_is_a_float_tensor_and_square_of_bools_an_int64_one(executors):
+    x = torch.arange(-3, 4, device=torch.get_default_device())
+    assert_matches_eager(lambda x: torch.nn.functional.tanhshrink(x), x, executors=executors)
+    assert_matches_eager(lambda x: torch.square(x > 0), x, executors=executors)

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 import thunder
-from tests.opinfo_check import opinfo_name, run_opinfo, sweep_dtypes, sweep_opinfos
+from tests.opinfo_check import is_jiterator_kernel, opinfo_name, run_opinfo, sweep_dtypes, sweep_opinfos
 from tests.opinfo_expected_failures import expected_failure
 
 TEST_DEVICE_TYPE = os.environ.get("THUNDER_TEST_DEVICE", "cpu")
@@ -47,15 +47,10 @@ def _params():
             yield pytest.param(opinfo, dtype, id=f"{opinfo_name(opinfo)}-{str(dtype).removeprefix('torch.')}")
 
 
-def _is_jiterator_kernel(opinfo) -> bool:
-    jiterator = getattr(torch.cuda, "jiterator", None)
-    return jiterator is not None and isinstance(opinfo.op, jiterator._JittedFunction)
-
-
 @pytest.mark.parametrize("opinfo, dtype", _params())
 def test_op_matches_eager_on_every_sample(opinfo, dtype, device):
     name = opinfo_name(opinfo)
-    if device.type == "cuda" and _is_jiterator_kernel(opinfo):
+    if device.type == "cuda" and is_jiterator_kernel(opinfo):
         # the kernel launches from C++ on the proxies' (absent) storage, bypassing __torch_function__: an illegal
         # memory access that poisons the CUDA context for every later test of the process (issue #26)
         pytest.skip("torch.cuda.jiterator kernels launch on proxies under thunder.jit: an illegal memory access")

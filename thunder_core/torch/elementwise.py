@@ -298,6 +298,8 @@ def float_power(a, b):
 
 @torchsymbol(torch.square, torch.Tensor.square, tags=("elementwise",))
 def square(a):
+    if a.dtype == torch.bool:  # eager's square is pow(a, 2): an int64 tensor for a bool one
+        a = to_dtype(a, torch.int64)
     return mul(a, a)
 
 

@@ -21,8 +21,8 @@ from thunder.torch.base import (
     to_dtype,
     torchsymbol,
 )
-from thunder.torch.einsum_impl import einsum_decomposition
 from thunder.torch.creation import full_like
+from thunder.torch.einsum_impl import einsum_decomposition
 from thunder.torch.elementwise import add, eq, logical_and, logical_or, mul, sub
 from thunder.torch.fallback import fallback_symbol
 from thunder.torch.reductions import sum as _sum

@@ -203,6 +203,8 @@ def logsigmoid(input):
 
 @torchsymbol(F.tanhshrink, tags=("elementwise",))
 def tanhshrink(input):
+    if not (input.dtype.is_floating_point or input.dtype.is_complex):  # eager: x - tanh(x), a float tensor
+        return ew.sub(input, ew.tanh(input))
     return _pointwise(input, lambda x: ew.sub(x, ew.tanh(x)))
 
 
