@@ -73,13 +73,13 @@ class NvCall:
 class FusionPlan:
     """nvFuser calls for one fusion. Values 0..len(inputs)-1 are the input tensors (in order); call k defines
     value len(inputs) + k. `outputs` are the values added as outputs (never an input, never twice). The first
-    calls define the scalar inputs: `n_numbers` number inputs, then a (seed, offset) pair per random operation."""
+    calls define the scalar inputs: a "number_input" per number proxy the fusion reads (in the order of the step's
+    number inputs), then a (seed, offset) pair per random operation."""
 
     inputs: tuple  # (shape, dtype name) per input tensor
     calls: tuple
     outputs: tuple
     n_random: int  # random operations: each reads a (seed, offset) pair of "rng_scalar" values
-    n_numbers: int = 0  # number inputs ("number_input" values), in the order of the step's number inputs
 
     @property
     def key(self) -> tuple:
@@ -342,7 +342,6 @@ def plan_fusion(bsyms, inputs, outputs) -> tuple[FusionPlan, list]:
         calls=tuple(pl.calls),
         outputs=tuple(r.index for r in fusion_outputs),
         n_random=n_random,
-        n_numbers=len(numbers),
     )
     return plan, sources
 
