@@ -72,3 +72,30 @@ def test_tanhshrink_of_integers_is_a_float_tensor_and_square_of_bools_an_int64_o
     x = torch.arange(-3, 4, device=torch.get_default_device())
     assert_matches_eager(lambda x: torch.nn.functional.tanhshrink(x), x, executors=executors)
     assert_matches_eager(lambda x: torch.square(x > 0), x, executors=executors)
+
+
+@EXECUTORS
+def test_a_result_computed_from_an_input_is_not_changed_by_a_later_write_into_that_input(executors):
+    # decomposed, repeat is expand + reshape, which torch may run as a view of x; the write-back of x.mul_(3)
+    # at the end of the program then changed the returned v (eager's repeat copies)
+    def fn(x):
+        v = x.repeat(2, *[1] * x.ndim)
+        w = x.t().reshape(-1)
+        x.mul_(3)
+        return v, w
+
+    make = lambda: torch.arange(8.0, device=torch.get_default_device()).reshape(2, 4).t()  # noqa: E731
+    expected_x, x = make(), make()
+    expected = fn(expected_x)
+    out = thunder.jit(fn, executors=EXECUTOR_LISTS[executors])(x)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    torch.testing.assert_close(x, expected_x, rtol=0, atol=0)
+
+
+
+@EXECUTORS
+def test_integer_addcmul_truncates_a_float_value(executors):
+    # eager multiplies by int(value) (0.5 gives 0); the decomposition multiplied by 0.5 (found by the fuzzer)
+    a = torch.tensor([3, -5, 7], device=torch.get_default_device())
+    for value in (0.5, 2.7, -1.5):
+        assert_matches_eager(lambda a, value=value: torch.addcmul(a, a, a, value=value), a, executors=executors)

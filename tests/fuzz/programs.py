@@ -309,19 +309,20 @@ def _compare(kind: str, got, want, loosest: torch.dtype) -> str | None:
     return None
 
 
-def check_program(program: Program) -> str | None:
-    """None if thunder.jit matches eager on the program (or refuses it with NotImplementedError), else why not."""
+def check_program(program: Program, executors=None) -> str | None:
+    """None if thunder.jit (with `executors`, None: the defaults) matches eager on the program (or refuses it with
+    NotImplementedError), else why not."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # eager's own warnings (std with no degrees of freedom), raised twice
-        return _check_program(program)
+        return _check_program(program, executors)
 
 
-def _check_program(program: Program) -> str | None:
+def _check_program(program: Program, executors) -> str | None:
     expected = _eager_result(program)
     if expected is None:
         return None  # eager rejects it (a shrunk variant): nothing to compare
     fn, make_inputs = program.build()
-    jfn = thunder.jit(fn)
+    jfn = thunder.jit(fn, executors=executors)
     for call in ("first call", "second (cached) call"):
         try:
             inputs = program.make_inputs(make_inputs)
@@ -350,18 +351,18 @@ def _check_program(program: Program) -> str | None:
     return None
 
 
-def shrink(program: Program) -> Program:
+def shrink(program: Program, executors=None) -> Program:
     """A smaller program that still fails: statements and outputs removed one at a time while it does."""
     changed = True
     while changed:
         changed = False
         for i in reversed(range(len(program.lines))):
             candidate = replace(program, lines=program.lines[:i] + program.lines[i + 1 :])
-            if _eager_result(candidate) is not None and check_program(candidate) is not None:
+            if _eager_result(candidate) is not None and check_program(candidate, executors) is not None:
                 program, changed = candidate, True
         for i in reversed(range(len(program.outputs))):
             if len(program.outputs) > 1:
                 candidate = replace(program, outputs=program.outputs[:i] + program.outputs[i + 1 :])
-                if check_program(candidate) is not None:
+                if check_program(candidate, executors) is not None:
                     program, changed = candidate, True
     return program

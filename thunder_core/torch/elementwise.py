@@ -505,6 +505,8 @@ def lerp(start, end, weight):
 @torchsymbol(torch.addcmul, torch.Tensor.addcmul, tags=("elementwise",))
 def addcmul(a, t1, t2, *, value=1):
     (a, t1, t2), dtype = _in_computation_dtype(a, t1, t2)
+    if is_exact_dtype(dtype):  # eager's kernel converts value to an integer tensor's dtype: 2.7 multiplies by 2
+        value = int(value)
     product = mul(mul(t1, value), t2) if value != 1 else mul(t1, t2)  # eager's `self + value * t1 * t2`
     return to_dtype(add(a, product), dtype)
 

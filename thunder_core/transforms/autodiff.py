@@ -429,6 +429,7 @@ def rematerialize(fwd: TraceCtx, bwd: TraceCtx, *, fusing: bool = True) -> tuple
              else fwd_inputs[n] for n in needed]  # fmt: skip
     fwd_out = fwd.from_trace("autodiff forward (split)")
     fwd_out.output = (list(fwd.output), saved)
+    fwd_out.tags["saves_for_backward"] = True  # output[1] is what the backward reads (see schedule_writes)
     bwd_out = bwd.from_trace("autodiff backward (split)", bwd_bsyms)
     cotangents = [c for c in bwd.tags["cotangents"]]
     bwd_out.args = [*saved, *[c if c is not None else _unused_cotangent(i) for i, c in enumerate(cotangents)]]

@@ -14,6 +14,14 @@ not for memory: in-place write-backs and operations that read only the program's
   decoupled weight decay `param * (1 - lr * wd)`, one parameter-sized value each, alive through the whole
   forward and backward). Each moves down to just before its first reader, never past a write into an input it
   reads.
+- **Outputs kept apart from the inputs they were computed from.** A value the program returns (or saves for the
+  backward) that was computed from an input through operations that may return a view (`x.repeat(...)`,
+  decomposed into expand and reshape, can be a view of `x` at runtime; eager's `repeat` copies) would change
+  when the program later writes into that input. Such an output is cloned just before the first write-back
+  into an input it may share memory with. An output that is the input itself is left alone (the caller gets
+  its own tensor back, written), unless the backward reads it: a forward that saves for the backward an input it
+  writes into saves a copy of the input's value on entry, which is what the backward (and what it recomputes
+  from that input) must read.
 
 Expects: a trace after fusion and before claiming (operations still carry their symbols' tags; fusions carry
 their regions as subsymbols). Guarantees: the same results; only the two kinds of operations move.
@@ -28,8 +36,9 @@ operations do.
 from __future__ import annotations
 
 from thunder.core.proxies import TensorProxy
+from thunder.core.pytree import tree_map
 from thunder.core.symbol import BoundSymbol, OpTag, flat_proxies
-from thunder.core.trace import TraceCtx
+from thunder.core.trace import TraceCtx, tracectx
 
 _FRESH_OUTPUT_TAGS = frozenset({OpTag.REDUCTION, OpTag.MATMUL})
 
@@ -39,7 +48,9 @@ def schedule_writes(trace: TraceCtx) -> TraceCtx:
     inputs = {p.name for p in flat_proxies(trace.args)}
     bsyms = _sink_input_only_operations(list(trace.bound_symbols), inputs)
     bsyms = _hoist_write_backs(bsyms, inputs)
-    return trace.from_trace("schedule writes", bsyms)
+    new = trace.from_trace("schedule writes", bsyms)
+    _protect_outputs_from_writes(new, inputs)
+    return new
 
 
 def _is_write_back(bsym: BoundSymbol) -> bool:
@@ -135,6 +146,53 @@ def _hoist_write_backs(bsyms: list[BoundSymbol], inputs: set[str]) -> list[Bound
         result.append(bsym)
         result.extend(after.pop(i, ()))
     return result
+
+
+# -- outputs that may share memory with a written input -----------------------------------------------------
+def _protect_outputs_from_writes(trace: TraceCtx, inputs: set[str]) -> None:
+    """Clones (in place in `trace`) each output that may share memory with an input written after it is made."""
+    first_write: dict[str, int] = {}  # input name -> index of the first write-back into it
+    for i, bsym in enumerate(trace.bound_symbols):
+        if _is_write_back(bsym):
+            first_write.setdefault(bsym.flat_args[0].name, i)
+    if not first_write:
+        return
+    aliases = _input_aliases(trace.bound_symbols, inputs)
+    clones: dict[str, TensorProxy] = {}
+    before: dict[int, list[BoundSymbol]] = {}
+    from thunder.torch.shapes import clone  # a real cycle: thunder.torch imports the transforms
+
+    saved = set()
+    if trace.tags.get("saves_for_backward"):
+        saved = {p.name for p in flat_proxies(trace.output[1])}
+    with tracectx(trace):
+        for out in flat_proxies(trace.output):
+            if not isinstance(out, TensorProxy) or out.name in clones or (out.name in inputs and out.name not in saved):
+                continue
+            written = [first_write[name] for name in aliases.get(out.name, ()) if name in first_write]
+            if not written:
+                continue
+            copy = TensorProxy(like=out)
+            clones[out.name] = copy
+            before.setdefault(min(written), []).append(clone.bind(out, output=copy))
+    if not clones:
+        return
+    bsyms = []
+    for i, bsym in enumerate(trace.bound_symbols):
+        bsyms.extend(before.pop(i, ()))
+        bsyms.append(bsym)
+    trace.bound_symbols[:] = bsyms
+
+    def cloned(x, inputs_too: bool):
+        if not isinstance(x, TensorProxy) or (x.name in inputs and not inputs_too):
+            return x
+        return clones.get(x.name, x)
+
+    if saved:  # an input returned as an output stays itself; only the backward's reads of it are copies
+        returned, for_backward = trace.output
+        trace.output = (tree_map(lambda x: cloned(x, False), returned), tree_map(lambda x: cloned(x, True), for_backward))
+    else:
+        trace.output = tree_map(lambda x: cloned(x, False), trace.output)
 
 
 def _input_aliases(bsyms, inputs: set[str]) -> dict[str, set[str]]:
