@@ -10,7 +10,7 @@ import torch
 from thunder import prims
 from thunder.core.devices import default_device, resolve_device
 from thunder.core.dtypes import python_scalar_dtype, to_complex_dtype
-from thunder.core.proxies import FloatProxy, IntegerProxy
+from thunder.core.proxies import FloatProxy, IntegerProxy, NumberProxy, guarded_predicate
 from thunder.core.symbol import OpTag
 from thunder.torch import elementwise as ew
 from thunder.torch.base import expand_to, register_handler, to_dtype, torchsymbol
@@ -158,12 +158,29 @@ def arange(start=0, end=None, step=1, *, dtype=None, layout=torch.strided, devic
     if dtype is None:
         is_float = any(isinstance(x, (float, FloatProxy)) for x in (start, end, step))
         dtype = torch.get_default_dtype() if is_float else torch.int64
+    _check_arange_bounds(start, end, step)
     if all(isinstance(x, (int, IntegerProxy)) for x in (start, end, step)):
         length = -((start - end) // step)  # the ceiling of an integer division: symbolic bounds stay symbols
-        length = 0 if length < 0 else length
     else:
-        length = max(math.ceil((end - start) / step), 0)
+        length = math.ceil((end - start) / step)
+    if length == 0:  # an infinite step: the iota's end (start + 0 * step) would be NaN
+        return prims.full((0,), 0, dtype=dtype, device=_device(device))
     return prims.iota(length, start=start, step=step, dtype=dtype, device=_device(device))
+
+
+def _check_arange_bounds(start, end, step) -> None:
+    """eager's checks, in its order; each comparison of a number proxy guards its outcome, and finiteness is
+    guarded as a predicate (NaN fails every comparison, so `not step > 0` holds for it)."""
+    if not (step > 0 or step < 0):
+        raise RuntimeError("step must be nonzero")
+    if not (_finite(start) and _finite(end)):
+        raise RuntimeError(f"unsupported range: {start} -> {end}")
+    if not ((step > 0 and end >= start) or (step < 0 and end <= start)):
+        raise RuntimeError("upper bound and lower bound inconsistent with step sign")
+
+
+def _finite(x) -> bool:
+    return guarded_predicate(math.isfinite, x) if isinstance(x, (int, float, NumberProxy)) else True
 
 
 def _number_operand(x, name: str, op: str, device: torch.device):

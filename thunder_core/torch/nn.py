@@ -422,7 +422,7 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
 # -- dropout, embedding, one_hot ------------------------------------------------------------------------
 @torchsymbol(F.dropout, tags=("random",))
 def dropout(input, p=0.5, training=True, inplace=False):
-    if p < 0.0 or p > 1.0:
+    if not 0.0 <= p <= 1.0:  # NaN too, as eager's check
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0:
         return input
