@@ -159,6 +159,9 @@ def arange(start=0, end=None, step=1, *, dtype=None, layout=torch.strided, devic
         is_float = any(isinstance(x, (float, FloatProxy)) for x in (start, end, step))
         dtype = torch.get_default_dtype() if is_float else torch.int64
     _check_arange_bounds(start, end, step)
+    if not (dtype.is_floating_point or dtype.is_complex):
+        # eager's integer kernel then converts the bounds to int64 (truncating 2.9 to 2) and sizes the range by them
+        start, end, step = (_as_int64(x) for x in (start, end, step))
     if all(isinstance(x, (int, IntegerProxy)) for x in (start, end, step)):
         length = -((start - end) // step)  # the ceiling of an integer division: symbolic bounds stay symbols
     else:
@@ -177,6 +180,16 @@ def _check_arange_bounds(start, end, step) -> None:
         raise RuntimeError(f"unsupported range: {start} -> {end}")
     if not ((step > 0 and end >= start) or (step < 0 and end <= start)):
         raise RuntimeError("upper bound and lower bound inconsistent with step sign")
+
+
+def _as_int64(x):
+    """A number converted to int64 as eager's checked conversion does: NaN, infinities and values beyond int64 are
+    refused; a float is truncated (a number proxy's value is read, and guarded, by the truncation)."""
+    if not isinstance(x, (float, FloatProxy)):
+        return x
+    if not (_finite(x) and -(2.0**63) <= x < 2.0**63):
+        raise RuntimeError("value cannot be converted to type int64_t without overflow")
+    return math.trunc(x)
 
 
 def _finite(x) -> bool:
@@ -219,6 +232,9 @@ def linspace(start, end, steps, *, dtype=None, layout=torch.strided, device=None
     device = _device(device)
     start = _number_operand(start, "start", "linspace", device)
     end = _number_operand(end, "end", "linspace", device)
+    if steps != 0 and not (dtype.is_floating_point or dtype.is_complex):
+        # eager's integer kernel converts the ends to the result's dtype first (0.3 to 0), refusing NaN and infinities
+        start, end = (_as_int64(x) for x in (start, end))
     if steps == 1:
         if isinstance(start, torch.Tensor):
             return to_dtype(prims.broadcast_in_dim(start, (1,), ()), dtype)

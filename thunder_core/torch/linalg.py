@@ -4,11 +4,14 @@ matrix_power, diagonals (diagonal, diag, diag_embed, trace), block_diag, meshgri
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from thunder import prims
 from thunder.core.dtypes import result_dtype
+from thunder.core.proxies import FloatProxy
 from thunder.core.transforms import get_grad, put_grad
 from thunder.prims.grads import GRAD_RULES, conjugate, sum_to
 from thunder.torch.base import (
@@ -226,11 +229,20 @@ def linear(input, weight, bias=None):
 # -- product plus a scaled input -------------------------------------------------------------------------
 def _scaled_sum(bias, product, beta, alpha):
     """beta * bias + alpha * product; like torch, beta == 0 ignores bias (NaN and inf in it do not propagate)."""
+    alpha, beta = (_integral_scalar(x, product.dtype) for x in (alpha, beta))
     product = mul(product, alpha) if alpha != 1 else product
     if beta == 0:
         shape = broadcast_shapes(tuple(bias.shape), tuple(product.shape))
         return expand_to(product, shape)
     return add(mul(bias, beta) if beta != 1 else bias, product)
+
+
+def _integral_scalar(x, dtype: torch.dtype):
+    """alpha or beta as eager's integer kernels take it: converted to the integer dtype (0.6 is 0), not promoting the
+    result to a float. (A number proxy's value is read, and guarded, by the truncation.)"""
+    if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool or not isinstance(x, (float, FloatProxy)):
+        return x
+    return math.trunc(x)
 
 
 @torchsymbol(torch.addmm, torch.Tensor.addmm, tags=("matmul",))

@@ -11,6 +11,7 @@ followed by an in-place `copy_`, which the tracer functionalizes (see `_register
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 
@@ -375,7 +376,28 @@ def _batch_norm_with_update(input, running_mean, running_var, weight=None, bias=
     return out
 
 
-register_handler(F.batch_norm, _batch_norm_with_update)
+def _functional_batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+                           momentum=0.1, eps=1e-5):  # fmt: skip
+    """F.batch_norm: torch.batch_norm after the eps checks of F.batch_norm's Python code (recent torch versions;
+    NaN passes them, as there). A number proxy's comparison guards its outcome."""
+    if _functional_batch_norm_checks_eps():
+        if training and eps <= 0.0:
+            raise ValueError(f"batch_norm eps must be positive during training, but got {eps}")
+        if eps < 0.0:
+            raise ValueError(f"batch_norm eps must be non-negative, but got {eps}")
+    return _batch_norm_with_update(input, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+@functools.cache
+def _functional_batch_norm_checks_eps() -> bool:
+    """Whether the installed torch's F.batch_norm refuses a non-positive eps (torch 2.13 does; older ones may not)."""
+    try:
+        return "batch_norm eps must be" in inspect.getsource(F.batch_norm)
+    except (OSError, TypeError):  # no source: eager's own behaviour cannot be read, so check nothing extra
+        return False
+
+
+register_handler(F.batch_norm, _functional_batch_norm)
 register_handler(torch.batch_norm, lambda input, weight, bias, running_mean, running_var, training, momentum, eps,
                  cudnn_enabled=True: _batch_norm_with_update(input, running_mean, running_var, weight, bias, training,
                                                              momentum, eps))  # fmt: skip
