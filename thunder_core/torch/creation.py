@@ -234,7 +234,8 @@ def linspace(start, end, steps, *, dtype=None, layout=torch.strided, device=None
     end = _number_operand(end, "end", "linspace", device)
     if steps != 0 and not (dtype.is_floating_point or dtype.is_complex):
         # eager's integer kernel converts the ends to the result's dtype first (0.3 to 0), refusing NaN and infinities
-        start, end = (_as_int64(x) for x in (start, end))
+        # (the end only where it is used: steps > 1)
+        start, end = _as_int64(start), _as_int64(end) if steps > 1 else end
     if steps == 1:
         if isinstance(start, torch.Tensor):
             return to_dtype(prims.broadcast_in_dim(start, (1,), ()), dtype)
@@ -266,6 +267,9 @@ def logspace(start, end, steps, base=10.0, *, dtype=None, layout=torch.strided, 
     _check_steps(steps, "logspace")
     exponent_dtype = torch.complex128 if _is_complex_number(start) or _is_complex_number(end) else torch.float64
     dtype = dtype or _spaced_dtype(start, end)
+    if steps != 0 and not (dtype.is_floating_point or dtype.is_complex):
+        # eager's integer kernel refuses NaN and infinite ends (the end only where it is used: steps > 1)
+        _as_int64(start), _as_int64(end) if steps > 1 else None
     if steps > 1 and not dtype.is_complex:
         # eager's kernel first converts the ends to the result's dtype (an int64 result truncates 1.2 to 1, a
         # float16 one rounds 4.3 to 4.30078125), then spaces the exponents in double precision between them
