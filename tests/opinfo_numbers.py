@@ -73,10 +73,15 @@ class NumberSlot:
     values: tuple
 
 
+# The traced call raises, and so does the sample under cache="constant values": an error of the op itself (the
+# OpInfo sweep's business, tests/test_opinfo.py), not of its numbers as inputs.
+CONSTANTS_FAIL_TOO = "error with constant numbers too"
+
+
 @dataclass
 class NumberOutcome:
-    """One call: kind is "pass", "eager error" (both raised), "mismatch" or "error" (the program raised where
-    eager did not); `value` is None for the traced call (the sample's own numbers)."""
+    """One call: kind is "pass", "eager error" (both raised), "mismatch", "error" (the program raised where
+    eager did not) or CONSTANTS_FAIL_TOO; `value` is None for the traced call (the sample's own numbers)."""
 
     kind: str
     sample: int
@@ -194,8 +199,12 @@ def run_numbers(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             kind, message = _one_call(opinfo, fn, jitted, sample, dtype, seeded)
+            if kind == "error":
+                constants = thunder.jit(call_op, executors=EXECUTOR_LISTS[executors])
+                if _one_call(opinfo, fn, constants, sample, dtype, seeded)[0] == "error":
+                    kind = CONSTANTS_FAIL_TOO
             yield NumberOutcome(kind, index, "", None, message)
-            if kind in ("error", "mismatch"):
+            if kind != "pass":
                 continue  # the traced call itself fails: no program to call again
             seed = zlib.crc32(f"{name}-{dtype}-{index}".encode())
             for slot in number_slots(opinfo, sample, seed, ints):
@@ -225,7 +234,7 @@ def _main() -> None:
     wanted = {getattr(torch, name) for name in args.dtypes.split(",")}
     names = set(args.ops.split(",")) - {""}
     shard, shards = map(int, args.shard.split("/"))
-    totals = {"pairs": 0, "samples": 0, "calls": 0, "failed": 0}
+    totals = {"pairs": 0, "samples": 0, "calls": 0, "failed": 0, "constants fail too": 0}
     for position, opinfo in enumerate(sweep_opinfos()):
         if position % shards != shard or (names and opinfo_name(opinfo) not in names and opinfo.name not in names):
             continue
@@ -242,6 +251,7 @@ def _main() -> None:
                     continue
                 elapsed = time.perf_counter() - start
                 failed = [o for o in outcomes if o.kind in ("error", "mismatch")]
+                totals["constants fail too"] += sum(o.kind == CONSTANTS_FAIL_TOO for o in outcomes)
                 totals["pairs"] += 1
                 totals["samples"] += len({o.sample for o in outcomes})
                 totals["calls"] += len(outcomes)

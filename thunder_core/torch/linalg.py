@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from thunder import prims
-from thunder.core.dtypes import result_dtype
+from thunder.core.dtypes import computation_dtype, result_dtype
 from thunder.core.proxies import FloatProxy
 from thunder.core.transforms import get_grad, put_grad
 from thunder.prims.grads import GRAD_RULES, conjugate, sum_to
@@ -230,6 +230,11 @@ def linear(input, weight, bias=None):
 def _scaled_sum(bias, product, beta, alpha):
     """beta * bias + alpha * product; like torch, beta == 0 ignores bias (NaN and inf in it do not propagate)."""
     alpha, beta = (_integral_scalar(x, product.dtype) for x in (alpha, beta))
+    if computation_dtype(product.dtype) != product.dtype:
+        # eager's float16 / bfloat16 kernels scale and add in float32 and round once, not at each step
+        dtype = product.dtype
+        wide = computation_dtype(dtype)
+        return to_dtype(_scaled_sum(to_dtype(bias, wide), to_dtype(product, wide), beta, alpha), dtype)
     product = mul(product, alpha) if alpha != 1 else product
     if beta == 0:
         shape = broadcast_shapes(tuple(bias.shape), tuple(product.shape))
