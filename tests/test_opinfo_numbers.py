@@ -78,6 +78,14 @@ KNOWN_DIFFERENCES = (
         executors="prims",
     ),
     KnownDifference(
+        ("linalg.vector_norm", "norm", "masked.norm", "nn.functional.normalize", "masked.normalize"),
+        "an ord of magnitude below 1 (a random value): the root, a power 1 / ord, multiplies the float32 rounding "
+        "of the summed powers by 1 / ord (3.6e-6 relative for ord 0.042, beyond float32's 1.3e-6)",
+        lambda o: (o.kind == "mismatch" and "Tensor-likes are not close" in o.message and "nan" not in o.message
+                   and isinstance(o.value, float) and 0 < abs(o.value) < 1),  # fmt: skip
+        dtypes=(torch.float32,),
+    ),
+    KnownDifference(
         ("masked.norm", "masked.normalize", "masked.var", "masked.std"),
         "torch.masked's Python code asks isinstance(dim, int) of a dim, which a number proxy is not: the trace "
         "fails with TypeError (an error, never a wrong result; cache='constant values' runs it)",
@@ -223,6 +231,13 @@ def test_integer_linspace_and_logspace_convert_their_ends_as_eager(executors):
              (math.inf, 3.0, 1), (0.0, math.nan, 1), (math.nan, 1.0, 0)]
     _assert_calls_match_eager(lambda a, b, n: torch.linspace(a, b, n, dtype=torch.int64), calls, executors)
     _assert_calls_match_eager(lambda a, b, n: torch.logspace(a, b, n, base=2.0, dtype=torch.int64), calls, executors)
+
+
+@pytest.mark.parametrize("executors", EXECUTORS)
+def test_integer_hardtanh_refuses_bounds_beyond_int64_as_eager(executors):
+    x = torch.arange(-3, 4)
+    calls = [(-1.5, 2.5), (-0.5, 0.7), (math.nan, 2.0), (-1e30, 2.0), (-2.0, math.inf), (-2.0, 3.0)]
+    _assert_calls_match_eager(lambda lo, hi: F.hardtanh(x, lo, hi), calls, executors)
 
 
 @pytest.mark.parametrize("executors", EXECUTORS)

@@ -13,7 +13,7 @@ from thunder.core.dtypes import python_scalar_dtype, to_complex_dtype
 from thunder.core.proxies import FloatProxy, IntegerProxy, NumberProxy, guarded_predicate
 from thunder.core.symbol import OpTag
 from thunder.torch import elementwise as ew
-from thunder.torch.base import expand_to, register_handler, to_dtype, torchsymbol
+from thunder.torch.base import as_int64, expand_to, register_handler, to_dtype, torchsymbol
 from thunder.torch.shapes import detach, size_entry, unsqueeze
 
 __all__ = [
@@ -161,7 +161,7 @@ def arange(start=0, end=None, step=1, *, dtype=None, layout=torch.strided, devic
     _check_arange_bounds(start, end, step)
     if not (dtype.is_floating_point or dtype.is_complex):
         # eager's integer kernel then converts the bounds to int64 (truncating 2.9 to 2) and sizes the range by them
-        start, end, step = (_as_int64(x) for x in (start, end, step))
+        start, end, step = (as_int64(x) for x in (start, end, step))
     if all(isinstance(x, (int, IntegerProxy)) for x in (start, end, step)):
         length = -((start - end) // step)  # the ceiling of an integer division: symbolic bounds stay symbols
     else:
@@ -180,16 +180,6 @@ def _check_arange_bounds(start, end, step) -> None:
         raise RuntimeError(f"unsupported range: {start} -> {end}")
     if not ((step > 0 and end >= start) or (step < 0 and end <= start)):
         raise RuntimeError("upper bound and lower bound inconsistent with step sign")
-
-
-def _as_int64(x):
-    """A number converted to int64 as eager's checked conversion does: NaN, infinities and values beyond int64 are
-    refused; a float is truncated (a number proxy's value is read, and guarded, by the truncation)."""
-    if not isinstance(x, (float, FloatProxy)):
-        return x
-    if not (_finite(x) and -(2.0**63) <= x < 2.0**63):
-        raise RuntimeError("value cannot be converted to type int64_t without overflow")
-    return math.trunc(x)
 
 
 def _finite(x) -> bool:
@@ -235,7 +225,7 @@ def linspace(start, end, steps, *, dtype=None, layout=torch.strided, device=None
     if steps != 0 and not (dtype.is_floating_point or dtype.is_complex):
         # eager's integer kernel converts the ends to the result's dtype first (0.3 to 0), refusing NaN and infinities
         # (the end only where it is used: steps > 1)
-        start, end = _as_int64(start), _as_int64(end) if steps > 1 else end
+        start, end = as_int64(start), as_int64(end) if steps > 1 else end
     if steps == 1:
         if isinstance(start, torch.Tensor):
             return to_dtype(prims.broadcast_in_dim(start, (1,), ()), dtype)
@@ -269,7 +259,7 @@ def logspace(start, end, steps, base=10.0, *, dtype=None, layout=torch.strided, 
     dtype = dtype or _spaced_dtype(start, end)
     if steps != 0 and not (dtype.is_floating_point or dtype.is_complex):
         # eager's integer kernel refuses NaN and infinite ends (the end only where it is used: steps > 1)
-        _as_int64(start), _as_int64(end) if steps > 1 else None
+        as_int64(start), as_int64(end) if steps > 1 else None
     if steps > 1 and not dtype.is_complex:
         # eager's kernel first converts the ends to the result's dtype (an int64 result truncates 1.2 to 1, a
         # float16 one rounds 4.3 to 4.30078125), then spaces the exponents in double precision between them

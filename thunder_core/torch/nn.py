@@ -26,7 +26,7 @@ from thunder.prims.grads import GRAD_RULES
 from thunder.torch import elementwise as ew
 from thunder.torch import reductions as red
 from thunder.torch import shapes
-from thunder.torch.base import canonicalize_dim, register_handler, to_dtype, torchsymbol
+from thunder.torch.base import as_int64, canonicalize_dim, register_handler, to_dtype, torchsymbol
 
 __all__ = [
     "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "softplus", "softsign",
@@ -99,6 +99,8 @@ def _clamp(a, lo, hi, *, nan_grad=True):
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     if min_val > max_val:
         raise ValueError("min_val cannot be greater than max_val")
+    if not (input.dtype.is_floating_point or input.dtype.is_complex or input.dtype == torch.bool):
+        min_val, max_val = as_int64(min_val), as_int64(max_val)  # eager's integer kernel's checked conversion
     return _clamp(input, min_val, max_val)
 
 
