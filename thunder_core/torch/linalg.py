@@ -227,11 +227,12 @@ def linear(input, weight, bias=None):
 
 
 # -- product plus a scaled input -------------------------------------------------------------------------
-def _scaled_sum(bias, product, beta, alpha):
-    """beta * bias + alpha * product; like torch, beta == 0 ignores bias (NaN and inf in it do not propagate)."""
+def _scaled_sum(bias, product, beta, alpha, *, widen=True):
+    """beta * bias + alpha * product; like torch, beta == 0 ignores bias (NaN and inf in it do not propagate).
+    `widen`: float16 / bfloat16 computed in float32 and rounded once (eager's matrix-product kernels; addr's
+    computes in the tensors' dtype)."""
     alpha, beta = (_integral_scalar(x, product.dtype) for x in (alpha, beta))
-    if computation_dtype(product.dtype) != product.dtype:
-        # eager's float16 / bfloat16 kernels scale and add in float32 and round once, not at each step
+    if widen and computation_dtype(product.dtype) != product.dtype:
         dtype = product.dtype
         wide = computation_dtype(dtype)
         return to_dtype(_scaled_sum(to_dtype(bias, wide), to_dtype(product, wide), beta, alpha), dtype)
@@ -319,7 +320,7 @@ def addr(bias, vec1, vec2, *, beta=1, alpha=1):
     alpha, beta = (number_in(x, dtype) for x in (alpha, beta))
     column = unsqueeze(vec1, 1)
     product = mul(mul(column, alpha) if alpha != 1 else column, unsqueeze(vec2, 0))
-    return _scaled_sum(bias, product, beta, 1)
+    return _scaled_sum(bias, product, beta, 1, widen=False)
 
 
 def _addr_grad(bias, vec1, vec2, *, beta=1, alpha=1):
