@@ -88,4 +88,4 @@ def test_special_number_values_after_tracing_with_ordinary_ones_match_eager(name
         if isinstance(expected, Exception) or isinstance(out, Exception):
             assert isinstance(expected, Exception) and isinstance(out, Exception), (n, m, expected, out)
             continue
-        torch.testing.assert_close(out, expected, equal_nan=True, msg=lambda msg: f"n={n}, m={m}: {msg}")
+        torch.testing.assert_close(out, expected, equal_nan=True, msg=lambda msg, n=n, m=m: f"n={n}, m={m}: {msg}")

@@ -3,12 +3,14 @@ callables to the callables that trace them, and helpers shared by decompositions
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Sequence
 
 import torch
 
 from thunder import prims
+from thunder.core.proxies import FloatProxy, guarded_predicate
 from thunder.core.symbol import Symbol
 
 # torch callable (function, Tensor method, operator dunder, property getter) -> callable that traces it
@@ -122,6 +124,17 @@ def to_dtype(a, dtype: torch.dtype):
         return prims.convert_element_type(a, dtype)
     return a
 
+
+
+def as_int64(x):
+    """A float converted to int64 as eager's integer kernels convert their scalar arguments: NaN, infinities and
+    values beyond int64 are refused, others truncated (a number proxy's value is read, and guarded, by the
+    truncation). Anything but a float is returned as it is."""
+    if not isinstance(x, (float, FloatProxy)):
+        return x
+    if not (guarded_predicate(math.isfinite, x) and -(2.0**63) <= x < 2.0**63):
+        raise RuntimeError("value cannot be converted to type int64_t without overflow")
+    return math.trunc(x)
 
 
 def number_in(value, dtype: torch.dtype):

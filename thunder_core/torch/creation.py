@@ -10,10 +10,10 @@ import torch
 from thunder import prims
 from thunder.core.devices import default_device, resolve_device
 from thunder.core.dtypes import python_scalar_dtype, to_complex_dtype
-from thunder.core.proxies import FloatProxy, IntegerProxy
+from thunder.core.proxies import FloatProxy, IntegerProxy, NumberProxy, guarded_predicate
 from thunder.core.symbol import OpTag
 from thunder.torch import elementwise as ew
-from thunder.torch.base import expand_to, register_handler, to_dtype, torchsymbol
+from thunder.torch.base import as_int64, expand_to, register_handler, to_dtype, torchsymbol
 from thunder.torch.shapes import detach, size_entry, unsqueeze
 
 __all__ = [
@@ -158,20 +158,38 @@ def arange(start=0, end=None, step=1, *, dtype=None, layout=torch.strided, devic
     if dtype is None:
         is_float = any(isinstance(x, (float, FloatProxy)) for x in (start, end, step))
         dtype = torch.get_default_dtype() if is_float else torch.int64
-    if all(isinstance(x, (int, IntegerProxy)) for x in (start, end, step)):
-        length = -((start - end) // step)  # the ceiling of an integer division: symbolic bounds stay symbols
-        length = 0 if length < 0 else length
-    elif not (dtype.is_floating_point or dtype.is_complex):
-        # torch's kernel for an integer dtype: the values are start + i * step with start and step truncated to
-        # integers; the length is computed from the truncated ends for int64, from the given ones for the others
-        # (arange(3.1, dtype=torch.int64) has 3 elements, arange(3.1, dtype=torch.int32) 4)
-        truncated = [int(x) for x in (start, end, step)]
-        ends = truncated if dtype == torch.int64 else (start, end, step)
-        length = max(math.ceil((ends[1] - ends[0]) / ends[2]), 0)
-        start, step = truncated[0], truncated[2]
+    _check_arange_bounds(start, end, step)
+    sizing = (start, end, step)
+    if not (dtype.is_floating_point or dtype.is_complex):
+        # eager's integer kernel converts the bounds to int64 (truncating 2.9 to 2): the values start + i * step come
+        # from the converted start and step; int64 sizes the range by the converted bounds too, the narrower integer
+        # dtypes by the given ones (arange(3.1, dtype=torch.int64) has 3 elements, with torch.int32 4)
+        start, end, step = (as_int64(x) for x in (start, end, step))
+        if dtype == torch.int64:
+            sizing = (start, end, step)
+    low, high, stride = sizing
+    if all(isinstance(x, (int, IntegerProxy)) for x in sizing):
+        length = -((low - high) // stride)  # the ceiling of an integer division: symbolic bounds stay symbols
     else:
-        length = max(math.ceil((end - start) / step), 0)
+        length = math.ceil((high - low) / stride)
+    if length == 0:  # an infinite step: the iota's end (start + 0 * step) would be NaN
+        return prims.full((0,), 0, dtype=dtype, device=_device(device))
     return prims.iota(length, start=start, step=step, dtype=dtype, device=_device(device))
+
+
+def _check_arange_bounds(start, end, step) -> None:
+    """eager's checks, in its order; each comparison of a number proxy guards its outcome, and finiteness is
+    guarded as a predicate (NaN fails every comparison, so `not step > 0` holds for it)."""
+    if not (step > 0 or step < 0):
+        raise RuntimeError("step must be nonzero")
+    if not (_finite(start) and _finite(end)):
+        raise RuntimeError(f"unsupported range: {start} -> {end}")
+    if not ((step > 0 and end >= start) or (step < 0 and end <= start)):
+        raise RuntimeError("upper bound and lower bound inconsistent with step sign")
+
+
+def _finite(x) -> bool:
+    return guarded_predicate(math.isfinite, x) if isinstance(x, (int, float, NumberProxy)) else True
 
 
 def _number_operand(x, name: str, op: str, device: torch.device):
@@ -210,6 +228,10 @@ def linspace(start, end, steps, *, dtype=None, layout=torch.strided, device=None
     device = _device(device)
     start = _number_operand(start, "start", "linspace", device)
     end = _number_operand(end, "end", "linspace", device)
+    if steps != 0 and not (dtype.is_floating_point or dtype.is_complex):
+        # eager's integer kernel converts the ends to the result's dtype first (0.3 to 0), refusing NaN and infinities
+        # (the end only where it is used: steps > 1)
+        start, end = as_int64(start), as_int64(end) if steps > 1 else end
     if steps == 1:
         if isinstance(start, torch.Tensor):
             return to_dtype(prims.broadcast_in_dim(start, (1,), ()), dtype)
@@ -244,6 +266,9 @@ def logspace(start, end, steps, base=10.0, *, dtype=None, layout=torch.strided, 
     _check_steps(steps, "logspace")
     exponent_dtype = torch.complex128 if _is_complex_number(start) or _is_complex_number(end) else torch.float64
     dtype = dtype or _spaced_dtype(start, end)
+    if steps != 0 and not (dtype.is_floating_point or dtype.is_complex):
+        # eager's integer kernel refuses NaN and infinite ends (the end only where it is used: steps > 1)
+        as_int64(start), as_int64(end) if steps > 1 else None
     if steps > 1 and not dtype.is_complex:
         # eager's kernel first converts the ends to the result's dtype (an int64 result truncates 1.2 to 1, a
         # float16 one rounds 4.3 to 4.30078125), then spaces the exponents in double precision between them

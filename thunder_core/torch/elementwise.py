@@ -568,8 +568,11 @@ def round(a, *, decimals=0):
         return prims.convert_element_type(a, a.dtype)
     if decimals == 0:
         return prims.round(a)
-    # torch's kernel: round(a * 10**d) / 10**d (with d < 0 dividing first), half to even
-    scale = 10.0 ** builtins.abs(decimals)
+    # torch's kernel: round(a * 10**d) / 10**d (with d < 0 dividing first), half to even; 10**d beyond a double
+    # is infinite there (NaN results), where Python's power raises OverflowError (a number proxy's when the program
+    # runs): the comparison guards which case the program computes
+    exponent = builtins.abs(decimals)
+    scale = math.inf if exponent > 308 else 10.0**exponent
     if decimals > 0:
         return prims.div(prims.round(prims.mul(a, scale)), scale)
     return prims.mul(prims.round(prims.div(a, scale)), scale)
@@ -703,6 +706,11 @@ GRAD_RULES[fmin.id] = _nan_ignoring_grad(fmin, le)
 def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
     if a.dtype != b.dtype:
         raise RuntimeError(f"{a.dtype} did not match {b.dtype}")
+    # eager's checks; `not x >= 0` refuses NaN too (a number proxy: the comparison guards its outcome)
+    if not rtol >= 0:
+        raise RuntimeError(f"rtol must be greater than or equal to zero, but got {rtol}")
+    if not atol >= 0:
+        raise RuntimeError(f"atol must be greater than or equal to zero, but got {atol}")
     if a.dtype == torch.bool:
         return eq(a, b)
     close = eq(a, b)

@@ -4,11 +4,14 @@ matrix_power, diagonals (diagonal, diag, diag_embed, trace), block_diag, meshgri
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from thunder import prims
-from thunder.core.dtypes import result_dtype
+from thunder.core.dtypes import computation_dtype, result_dtype
+from thunder.core.proxies import FloatProxy
 from thunder.core.transforms import get_grad, put_grad
 from thunder.prims.grads import GRAD_RULES, conjugate, sum_to
 from thunder.torch.base import (
@@ -225,21 +228,33 @@ def linear(input, weight, bias=None):
 
 
 # -- product plus a scaled input -------------------------------------------------------------------------
-def _scaled_sum(bias, product, beta, alpha):
+def _scaled_sum(bias, product, beta, alpha, *, widen=True):
     """beta * bias + alpha * product; like torch, beta == 0 ignores bias (NaN and inf in it do not propagate).
     As torch's kernels: integer tensors take the scalars truncated to integers (addmm(..., alpha=2.9) on int64
-    multiplies by 2), and bool tensors compute `beta and bias or alpha and product`."""
+    multiplies by 2), and bool tensors compute `beta and bias or alpha and product`. `widen`: float16 / bfloat16
+    computed in float32 and rounded once (eager's matrix-product kernels; addr's computes in the tensors' dtype)."""
     if product.dtype == torch.bool:
         shape = broadcast_shapes(tuple(bias.shape), tuple(product.shape))
         product = product if alpha else full_like(product, False)
         return expand_to(logical_or(bias, product) if beta else product, shape)
-    if not (product.dtype.is_floating_point or product.dtype.is_complex):
-        alpha, beta = int(alpha), int(beta)
+    alpha, beta = (_integral_scalar(x, product.dtype) for x in (alpha, beta))
+    if widen and computation_dtype(product.dtype) != product.dtype:
+        dtype = product.dtype
+        wide = computation_dtype(dtype)
+        return to_dtype(_scaled_sum(to_dtype(bias, wide), to_dtype(product, wide), beta, alpha), dtype)
     product = mul(product, alpha) if alpha != 1 else product
     if beta == 0:
         shape = broadcast_shapes(tuple(bias.shape), tuple(product.shape))
         return expand_to(product, shape)
     return add(mul(bias, beta) if beta != 1 else bias, product)
+
+
+def _integral_scalar(x, dtype: torch.dtype):
+    """alpha or beta as eager's integer kernels take it: converted to the integer dtype (0.6 is 0), not promoting the
+    result to a float. (A number proxy's value is read, and guarded, by the truncation.)"""
+    if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool or not isinstance(x, (float, FloatProxy)):
+        return x
+    return math.trunc(x)
 
 
 @torchsymbol(torch.addmm, torch.Tensor.addmm, tags=("matmul",))
@@ -313,7 +328,7 @@ def addr(bias, vec1, vec2, *, beta=1, alpha=1):
     if dtype == torch.bool:  # `beta and bias or alpha and vec1[i] and vec2[j]`
         return _scaled_sum(bias, logical_and(column, unsqueeze(vec2, 0)), beta, alpha)
     product = mul(mul(column, alpha) if alpha != 1 else column, unsqueeze(vec2, 0))
-    return _scaled_sum(bias, product, beta, 1)
+    return _scaled_sum(bias, product, beta, 1, widen=False)
 
 
 def _addr_grad(bias, vec1, vec2, *, beta=1, alpha=1):

@@ -11,6 +11,7 @@ followed by an in-place `copy_`, which the tracer functionalizes (see `_register
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 
@@ -25,7 +26,7 @@ from thunder.prims.grads import GRAD_RULES
 from thunder.torch import elementwise as ew
 from thunder.torch import reductions as red
 from thunder.torch import shapes
-from thunder.torch.base import canonicalize_dim, register_handler, to_dtype, torchsymbol
+from thunder.torch.base import as_int64, canonicalize_dim, register_handler, to_dtype, torchsymbol
 
 __all__ = [
     "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "softplus", "softsign",
@@ -98,6 +99,8 @@ def _clamp(a, lo, hi, *, nan_grad=True):
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     if min_val > max_val:
         raise ValueError("min_val cannot be greater than max_val")
+    if not (input.dtype.is_floating_point or input.dtype.is_complex or input.dtype == torch.bool):
+        min_val, max_val = as_int64(min_val), as_int64(max_val)  # eager's integer kernel's checked conversion
     return _clamp(input, min_val, max_val)
 
 
@@ -377,7 +380,28 @@ def _batch_norm_with_update(input, running_mean, running_var, weight=None, bias=
     return out
 
 
-register_handler(F.batch_norm, _batch_norm_with_update)
+def _functional_batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+                           momentum=0.1, eps=1e-5):  # fmt: skip
+    """F.batch_norm: torch.batch_norm after the eps checks of F.batch_norm's Python code (recent torch versions;
+    NaN passes them, as there). A number proxy's comparison guards its outcome."""
+    if _functional_batch_norm_checks_eps():
+        if training and eps <= 0.0:
+            raise ValueError(f"batch_norm eps must be positive during training, but got {eps}")
+        if eps < 0.0:
+            raise ValueError(f"batch_norm eps must be non-negative, but got {eps}")
+    return _batch_norm_with_update(input, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+@functools.cache
+def _functional_batch_norm_checks_eps() -> bool:
+    """Whether the installed torch's F.batch_norm refuses a non-positive eps (torch 2.13 does; older ones may not)."""
+    try:
+        return "batch_norm eps must be" in inspect.getsource(F.batch_norm)
+    except (OSError, TypeError):  # no source: eager's own behaviour cannot be read, so check nothing extra
+        return False
+
+
+register_handler(F.batch_norm, _functional_batch_norm)
 register_handler(torch.batch_norm, lambda input, weight, bias, running_mean, running_var, training, momentum, eps,
                  cudnn_enabled=True: _batch_norm_with_update(input, running_mean, running_var, weight, bias, training,
                                                              momentum, eps))  # fmt: skip
@@ -424,7 +448,7 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
 # -- dropout, embedding, one_hot ------------------------------------------------------------------------
 @torchsymbol(F.dropout, tags=("random",))
 def dropout(input, p=0.5, training=True, inplace=False):
-    if p < 0.0 or p > 1.0:
+    if not 0.0 <= p <= 1.0:  # NaN too, as eager's check
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0:
         return input

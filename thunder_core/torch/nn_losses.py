@@ -75,6 +75,8 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
 @torchsymbol(F.smooth_l1_loss)
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
     reduction = _legacy_reduction(size_average, reduce, reduction)
+    if not beta >= 0:  # NaN too, as eager's check (a number proxy: the comparison guards its outcome)
+        raise RuntimeError("smooth_l1_loss does not support negative values for beta.")
     if beta == 0.0:
         return _pointwise_loss(input, target, reduction, None, ew.abs)
 
@@ -234,6 +236,8 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
 # -- distances ----------------------------------------------------------------------------------------------
 @torchsymbol(F.cosine_similarity)
 def cosine_similarity(x1, x2, dim=1, eps=1e-8):
+    if not eps >= 0:  # NaN too, as eager's check
+        raise RuntimeError(f"eps must be non-negative, got: {eps}")
     x1, x2 = broadcast_tensors(x1, x2)
     dtype = x1.dtype
     x1, x2 = _upcast(x1), _upcast(x2)

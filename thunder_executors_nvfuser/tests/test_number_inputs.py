@@ -50,7 +50,7 @@ def run_with_values(fn, make_x, values, device):
         with warnings.catch_warnings():
             warnings.simplefilter("error", NvFuserFallbackWarning)  # a fallback would hide an nvFuser failure
             out = jfn(x, *numbers)
-        torch.testing.assert_close(out, fn(x, *numbers), equal_nan=True, msg=lambda m: f"numbers {numbers}: {m}")
+        torch.testing.assert_close(out, fn(x, *numbers), equal_nan=True, msg=lambda m, numbers=numbers: f"numbers {numbers}: {m}")
         compilations.append(ex.stats.compilations)
     return jfn, compilations
 
