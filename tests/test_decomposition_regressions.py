@@ -99,3 +99,12 @@ def test_integer_addcmul_truncates_a_float_value(executors):
     a = torch.tensor([3, -5, 7], device=torch.get_default_device())
     for value in (0.5, 2.7, -1.5):
         assert_matches_eager(lambda a, value=value: torch.addcmul(a, a, a, value=value), a, executors=executors)
+
+
+@EXECUTORS
+def test_logsumexp_over_an_empty_dim_is_minus_infinity(executors):
+    # the decomposition's shift (amax over the dim) raised on an empty dim (found by the fuzzer, seed 1784)
+    device = torch.get_default_device()
+    assert_matches_eager(lambda x: torch.logsumexp(x, -1), torch.randn(3, 0, device=device), executors=executors)
+    assert_matches_eager(lambda x: torch.logsumexp(x, (0, 1), keepdim=True), torch.randn(2, 0, 3, device=device),
+                         executors=executors)  # fmt: skip

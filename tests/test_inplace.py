@@ -158,3 +158,22 @@ def test_in_place_update_through_a_view_of_a_captured_tensor_is_written_back_lik
     torch.testing.assert_close(jwrite(torch.ones(4)), torch.tensor(4.0))
     torch.testing.assert_close(jwrite(torch.ones(4)), torch.tensor(8.0))
     torch.testing.assert_close(cache, torch.tensor([[2.0] * 4, [0.0] * 4]))
+
+
+def test_contiguous_of_a_view_of_a_mutated_input_copies_as_in_eager():
+    # found by the random-program fuzzer (seed 3470): after x1.mul_, the view v0 was re-derived from x1's new value
+    # with that value's (contiguous) strides, so v0.contiguous() looked like a no-op returning v0 itself, and the
+    # fill_ on it wrote zeros into the caller's x1; eager's v0 is non-contiguous and contiguous() copies
+    def fn(x0, x1):
+        v0 = x1.unsqueeze(0)
+        x1.mul_(x0)
+        v0.contiguous().fill_(0)
+        return x0 * 2
+
+    def inputs():
+        g = torch.Generator().manual_seed(0)
+        return torch.randn((), generator=g), torch.randn(2, 2, 3, generator=g, dtype=torch.float64).transpose(0, 1)
+
+    (x0, x1), (e0, e1) = inputs(), inputs()
+    torch.testing.assert_close(thunder.jit(fn)(x0, x1), fn(e0, e1))
+    torch.testing.assert_close(x1, e1)

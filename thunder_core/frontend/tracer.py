@@ -183,7 +183,10 @@ class Tracer:
             if view is not None:
                 base_value = self.resolve(view.base)
                 if base_value is not view.derived_from:
-                    self.current[id(x)] = view.derive(base_value)
+                    derived = self.current[id(x)] = view.derive(base_value)
+                    # the view object keeps its layout when its base's values change: later calls on it (its
+                    # `contiguous()` copies or not) must see eager's strides, not the re-derivation's
+                    self.set_eager_strides(derived, self.eager_strides(x))
                     view.derived_from = base_value
             value = self.current.get(id(x), x)
             while value is not x and id(value) in self.current:  # a value handed out earlier was mutated in turn

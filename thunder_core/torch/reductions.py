@@ -3,6 +3,7 @@ cumulative sums and products, cumulative extrema and logcumsumexp, sorting and s
 
 from __future__ import annotations
 
+import builtins
 import math
 
 import torch
@@ -245,6 +246,12 @@ def count_nonzero(a, dim=None):
 def logsumexp(a, dim, keepdim=False):
 
     a = to_dtype(a, torch.get_default_dtype()) if is_exact_dtype(a.dtype) else a
+    reduced = canonicalize_dims(a.ndim, dim)
+    if builtins.any(a.shape[d] == 0 for d in reduced):  # `any` here is torch.any's symbol
+        # an empty sum: log(0) = -inf, as eager gives (the shift's amax would have no element to reduce)
+        kept = tuple(1 if i in reduced else length for i, length in enumerate(a.shape))
+        out = prims.full(kept, -math.inf, dtype=a.dtype, device=a.device)
+        return out if keepdim else prims.squeeze(out, reduced)
     # a complex input's shift is the largest real part, as eager's
     m = amax(prims.real(a) if a.dtype.is_complex else a, dim, True)
     m = ew.where(ew.isinf(m), 0.0, m)  # an all -inf slice must give -inf, not nan
