@@ -247,7 +247,7 @@ def logsumexp(a, dim, keepdim=False):
 
     a = to_dtype(a, torch.get_default_dtype()) if is_exact_dtype(a.dtype) else a
     reduced = canonicalize_dims(a.ndim, dim)
-    if builtins.any(a.shape[d] == 0 for d in reduced):  # `any` here is torch.any's symbol
+    if a.ndim and builtins.any(a.shape[d] == 0 for d in reduced):  # `any` here is torch.any's symbol
         # an empty sum: log(0) = -inf, as eager gives (the shift's amax would have no element to reduce)
         kept = tuple(1 if i in reduced else length for i, length in enumerate(a.shape))
         out = prims.full(kept, -math.inf, dtype=a.dtype, device=a.device)
