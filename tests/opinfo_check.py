@@ -451,19 +451,39 @@ def _outcome(opinfo, fn, jitted, sample, dtype, index: int, seeded: bool, check_
     return SampleOutcome("pass", index)
 
 
-def _main() -> None:
+def sweep_argument_parser(description: str):
+    """The options every sweep script takes: --device, --dtypes, --ops, --shard, --limit (see `selected_pairs`)."""
     import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtypes", default="float32")
+    parser.add_argument("--ops", default="")
+    parser.add_argument("--shard", default="0/1", help="i/n: every n-th OpInfo from the i-th")
+    parser.add_argument("--limit", type=int, default=None, help="samples per OpInfo and dtype (default: all)")
+    return parser
+
+
+def selected_pairs(args) -> Iterator[tuple]:
+    """The (OpInfo, dtype) pairs the parsed options of `sweep_argument_parser` select, in op_db's order."""
+    wanted = {getattr(torch, name) for name in args.dtypes.split(",")}
+    names = set(args.ops.split(",")) - {""}
+    shard, shards = map(int, args.shard.split("/"))
+    for position, opinfo in enumerate(sweep_opinfos()):
+        if position % shards != shard or (names and opinfo_name(opinfo) not in names and opinfo.name not in names):
+            continue
+        for dtype in sweep_dtypes(opinfo, torch.device(args.device).type):
+            if dtype in wanted:
+                yield opinfo, dtype
+
+
+def _main() -> None:
     import json
     import time
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtypes", default="float32")
+    parser = sweep_argument_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--grad", action="store_true")
-    parser.add_argument("--ops", default="")
-    parser.add_argument("--shard", default="0/1", help="i/n: every n-th OpInfo from the i-th")
     parser.add_argument("--json", default="")
-    parser.add_argument("--limit", type=int, default=None, help="samples per OpInfo and dtype (default: all)")
     parser.add_argument("--decomposed", action="store_true",
                         help="run every op decomposed into prims (what fusion executors see), not whole")
     args = parser.parse_args()
@@ -472,30 +492,22 @@ def _main() -> None:
         from tests.ops.opdb import DECOMPOSE_TO_PRIMS
 
         executors = [DECOMPOSE_TO_PRIMS]
-    wanted = {getattr(torch, name) for name in args.dtypes.split(",")}
-    names = set(args.ops.split(",")) - {""}
-    shard, shards = map(int, args.shard.split("/"))
     records = []
-    for position, opinfo in enumerate(sweep_opinfos()):
-        if position % shards != shard or (names and opinfo_name(opinfo) not in names and opinfo.name not in names):
-            continue
-        for dtype in sweep_dtypes(opinfo, torch.device(args.device).type):
-            if dtype not in wanted:
-                continue
-            start = time.perf_counter()
-            try:
-                outcomes = list(run_opinfo(opinfo, args.device, dtype, args.grad, args.limit, executors))
-            except Exception as error:
-                outcomes = [SampleOutcome("error", -1, f"sample generation: {type(error).__name__}: {error}")]
-            elapsed = time.perf_counter() - start
-            failed = [o for o in outcomes if o.kind in ("error", "mismatch")]
-            nearer = [o.index for o in outcomes if o.kind == NEARER_THAN_EAGER]
-            record = {"op": opinfo_name(opinfo), "dtype": str(dtype), "samples": len(outcomes), "seconds": elapsed,
-                      "failed": [(o.kind, o.index, o.message[:400]) for o in failed], "nearer_than_eager": nearer}
-            records.append(record)
-            status = "ok" if not failed else f"{len(failed)} failed: {failed[0].kind}: {failed[0].message[:200]!r}"
-            status += f" ({len(nearer)} nearer float64 than eager)" if nearer else ""
-            print(f"{record['op']} {dtype} {len(outcomes)} samples {elapsed:.2f}s {status}", flush=True)
+    for opinfo, dtype in selected_pairs(args):
+        start = time.perf_counter()
+        try:
+            outcomes = list(run_opinfo(opinfo, args.device, dtype, args.grad, args.limit, executors))
+        except Exception as error:
+            outcomes = [SampleOutcome("error", -1, f"sample generation: {type(error).__name__}: {error}")]
+        elapsed = time.perf_counter() - start
+        failed = [o for o in outcomes if o.kind in ("error", "mismatch")]
+        nearer = [o.index for o in outcomes if o.kind == NEARER_THAN_EAGER]
+        record = {"op": opinfo_name(opinfo), "dtype": str(dtype), "samples": len(outcomes), "seconds": elapsed,
+                  "failed": [(o.kind, o.index, o.message[:400]) for o in failed], "nearer_than_eager": nearer}
+        records.append(record)
+        status = "ok" if not failed else f"{len(failed)} failed: {failed[0].kind}: {failed[0].message[:200]!r}"
+        status += f" ({len(nearer)} nearer float64 than eager)" if nearer else ""
+        print(f"{record['op']} {dtype} {len(outcomes)} samples {elapsed:.2f}s {status}", flush=True)
     if args.json:
         with open(args.json, "w") as file:
             json.dump(records, file)

@@ -218,48 +218,34 @@ def uses_uninitialized_memory(opinfo) -> bool:
 
 
 def _main() -> None:
-    import argparse
     import time
 
-    from tests.opinfo_check import sweep_dtypes, sweep_opinfos
+    from tests.opinfo_check import selected_pairs, sweep_argument_parser
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtypes", default="float32")
+    parser = sweep_argument_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--executors", default="torch,prims")
-    parser.add_argument("--ops", default="")
-    parser.add_argument("--shard", default="0/1", help="i/n: every n-th OpInfo from the i-th")
-    parser.add_argument("--limit", type=int, default=None, help="samples per OpInfo and dtype (default: all)")
     args = parser.parse_args()
-    wanted = {getattr(torch, name) for name in args.dtypes.split(",")}
-    names = set(args.ops.split(",")) - {""}
-    shard, shards = map(int, args.shard.split("/"))
     totals = {"pairs": 0, "samples": 0, "calls": 0, "failed": 0, "constants fail too": 0}
-    for position, opinfo in enumerate(sweep_opinfos()):
-        if position % shards != shard or (names and opinfo_name(opinfo) not in names and opinfo.name not in names):
-            continue
-        for dtype in sweep_dtypes(opinfo, torch.device(args.device).type):
-            if dtype not in wanted:
+    for opinfo, dtype in selected_pairs(args):
+        for executors in args.executors.split(","):
+            start = time.perf_counter()
+            try:
+                outcomes = list(run_numbers(opinfo, args.device, dtype, executors, args.limit))
+            except Exception as error:
+                outcomes = [NumberOutcome("error", -1, "", None, f"sample generation: {error!r}")]
+            if not outcomes:
                 continue
-            for executors in args.executors.split(","):
-                start = time.perf_counter()
-                try:
-                    outcomes = list(run_numbers(opinfo, args.device, dtype, executors, args.limit))
-                except Exception as error:
-                    outcomes = [NumberOutcome("error", -1, "", None, f"sample generation: {error!r}")]
-                if not outcomes:
-                    continue
-                elapsed = time.perf_counter() - start
-                failed = [o for o in outcomes if o.kind in ("error", "mismatch")]
-                totals["constants fail too"] += sum(o.kind == CONSTANTS_FAIL_TOO for o in outcomes)
-                totals["pairs"] += 1
-                totals["samples"] += len({o.sample for o in outcomes})
-                totals["calls"] += len(outcomes)
-                totals["failed"] += len(failed)
-                print(f"{opinfo_name(opinfo)} {dtype} {executors}: {len(outcomes)} calls {elapsed:.2f}s "
-                      f"{len(failed)} failed", flush=True)  # fmt: skip
-                for o in failed[:6]:
-                    print(f"    sample {o.sample} {o.slot}={o.value!r}: {o.kind}: {o.message[:300]!r}", flush=True)
+            elapsed = time.perf_counter() - start
+            failed = [o for o in outcomes if o.kind in ("error", "mismatch")]
+            totals["constants fail too"] += sum(o.kind == CONSTANTS_FAIL_TOO for o in outcomes)
+            totals["pairs"] += 1
+            totals["samples"] += len({o.sample for o in outcomes})
+            totals["calls"] += len(outcomes)
+            totals["failed"] += len(failed)
+            print(f"{opinfo_name(opinfo)} {dtype} {executors}: {len(outcomes)} calls {elapsed:.2f}s "
+                  f"{len(failed)} failed", flush=True)  # fmt: skip
+            for o in failed[:6]:
+                print(f"    sample {o.sample} {o.slot}={o.value!r}: {o.kind}: {o.message[:300]!r}", flush=True)
     print(totals)
 
 

@@ -9,13 +9,10 @@ Run from the repository root: `python3 thunder_executors_nvfuser/tests/sweep_pla
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import warnings
 from pathlib import Path
-
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[2]))
@@ -24,7 +21,7 @@ from plan_interpreter import interpret_build  # noqa: E402
 from thunder_executors_nvfuser.executor import NvFuserExecutor  # noqa: E402
 from thunder_executors_nvfuser.options import NvFuserOptions  # noqa: E402
 
-from tests.opinfo_check import opinfo_name, run_opinfo, sweep_dtypes, sweep_opinfos  # noqa: E402
+from tests.opinfo_check import opinfo_name, run_opinfo, selected_pairs, sweep_argument_parser  # noqa: E402
 
 
 def plan_executor() -> NvFuserExecutor:
@@ -32,38 +29,28 @@ def plan_executor() -> NvFuserExecutor:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dtypes", default="float32")
+    parser = sweep_argument_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--grad", action="store_true")
-    parser.add_argument("--ops", default="")
-    parser.add_argument("--limit", type=int, default=None, help="samples per OpInfo and dtype (default: all)")
     args = parser.parse_args()
-    wanted = {getattr(torch, name) for name in args.dtypes.split(",")}
-    names = set(args.ops.split(",")) - {""}
     executor = plan_executor()
     pairs = failed_pairs = samples = 0
     start = time.perf_counter()
-    for opinfo in sweep_opinfos():
-        if names and opinfo_name(opinfo) not in names and opinfo.name not in names:
-            continue
-        for dtype in sweep_dtypes(opinfo, "cpu"):
-            if dtype not in wanted:
+    for opinfo, dtype in selected_pairs(args):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                outcomes = list(run_opinfo(opinfo, args.device, dtype, args.grad, args.limit, executors=[executor]))
+            except Exception as error:
+                print(f"{opinfo_name(opinfo)} {dtype}: sample generation failed: {error!r}"[:300], flush=True)
                 continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                try:
-                    outcomes = list(run_opinfo(opinfo, "cpu", dtype, args.grad, args.limit, executors=[executor]))
-                except Exception as error:
-                    print(f"{opinfo_name(opinfo)} {dtype}: sample generation failed: {error!r}"[:300], flush=True)
-                    continue
-            pairs += 1
-            samples += len(outcomes)
-            failed = [o for o in outcomes if o.kind in ("error", "mismatch")]
-            if failed:
-                failed_pairs += 1
-                first = failed[0]
-                print(f"{opinfo_name(opinfo)} {dtype}: {len(failed)}/{len(outcomes)} failed; sample {first.index}: "
-                      f"{first.kind}: {first.message[:300]!r}", flush=True)  # fmt: skip
+        pairs += 1
+        samples += len(outcomes)
+        failed = [o for o in outcomes if o.kind in ("error", "mismatch")]
+        if failed:
+            failed_pairs += 1
+            first = failed[0]
+            print(f"{opinfo_name(opinfo)} {dtype}: {len(failed)}/{len(outcomes)} failed; sample {first.index}: "
+                  f"{first.kind}: {first.message[:300]!r}", flush=True)  # fmt: skip
     print(f"{pairs} (OpInfo, dtype) pairs, {samples} samples, {failed_pairs} pairs failing, "
           f"{time.perf_counter() - start:.0f} s; fusions compiled {executor.stats.compilations}")
 
