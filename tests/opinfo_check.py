@@ -399,6 +399,25 @@ def is_jiterator_kernel(opinfo) -> bool:
     return jiterator is not None and isinstance(opinfo.op, jiterator._JittedFunction)
 
 
+def opinfo_params(device_type: str, dtypes=None) -> Iterator:
+    """pytest params (opinfo, dtype), id "op-dtype", for every OpInfo and each dtype it supports on the device type
+    among the sweep's (or among `dtypes`)."""
+    import pytest
+
+    for opinfo in sweep_opinfos():
+        for dtype in sweep_dtypes(opinfo, device_type):
+            if dtypes is None or dtype in dtypes:
+                yield pytest.param(opinfo, dtype, id=f"{opinfo_name(opinfo)}-{str(dtype).removeprefix('torch.')}")
+
+
+def skip_jiterator_on_cuda(opinfo, device: torch.device) -> None:
+    """pytest.skip for a `torch.cuda.jiterator` OpInfo on CUDA (see `is_jiterator_kernel`)."""
+    if device.type == "cuda" and is_jiterator_kernel(opinfo):
+        import pytest
+
+        pytest.skip("torch.cuda.jiterator kernels launch on proxies under thunder.jit: an illegal memory access")
+
+
 def spread_indices(count: int, limit: int | None) -> list[int]:
     """`limit` indices spread evenly over range(count), first and last included (all of them if limit is None
     or not smaller): a deterministic portion that reaches the corner cases OpInfos list last."""

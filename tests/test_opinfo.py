@@ -21,7 +21,7 @@ import pytest
 import torch
 
 import thunder
-from tests.opinfo_check import is_jiterator_kernel, opinfo_name, run_opinfo, sweep_dtypes, sweep_opinfos
+from tests.opinfo_check import opinfo_name, opinfo_params, run_opinfo, skip_jiterator_on_cuda
 from tests.opinfo_expected_failures import expected_failure
 
 TEST_DEVICE_TYPE = os.environ.get("THUNDER_TEST_DEVICE", "cpu")
@@ -41,19 +41,12 @@ def _sample_limit(dtype: torch.dtype) -> int | None:
     return CI_FLOAT32_SAMPLES if dtype == torch.float32 else CI_OTHER_DTYPE_SAMPLES
 
 
-def _params():
-    for opinfo in sweep_opinfos():
-        for dtype in sweep_dtypes(opinfo, TEST_DEVICE_TYPE):
-            yield pytest.param(opinfo, dtype, id=f"{opinfo_name(opinfo)}-{str(dtype).removeprefix('torch.')}")
-
-
-@pytest.mark.parametrize("opinfo, dtype", _params())
+@pytest.mark.parametrize("opinfo, dtype", opinfo_params(TEST_DEVICE_TYPE))
 def test_op_matches_eager_on_every_sample(opinfo, dtype, device):
     name = opinfo_name(opinfo)
-    if device.type == "cuda" and is_jiterator_kernel(opinfo):
-        # the kernel launches from C++ on the proxies' (absent) storage, bypassing __torch_function__: an illegal
-        # memory access that poisons the CUDA context for every later test of the process (issue #26)
-        pytest.skip("torch.cuda.jiterator kernels launch on proxies under thunder.jit: an illegal memory access")
+    # a jiterator kernel launches from C++ on the proxies' (absent) storage, bypassing __torch_function__: an illegal
+    # memory access that poisons the CUDA context for every later test of the process (issue #26)
+    skip_jiterator_on_cuda(opinfo, device)
     entry = expected_failure(name, dtype, device.type, _gradients_checked(dtype))
     outcomes = list(run_opinfo(opinfo, str(device), dtype, _gradients_checked(dtype), _sample_limit(dtype)))
     failed = [outcome for outcome in outcomes if outcome.kind in ("error", "mismatch")]

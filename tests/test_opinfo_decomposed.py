@@ -18,7 +18,7 @@ import os
 import pytest
 import torch
 
-from tests.opinfo_check import is_jiterator_kernel, opinfo_name, run_opinfo, sweep_dtypes, sweep_opinfos
+from tests.opinfo_check import opinfo_name, opinfo_params, run_opinfo, skip_jiterator_on_cuda
 from tests.opinfo_expected_failures import expected_failure
 from tests.ops.opdb import DECOMPOSE_TO_PRIMS
 
@@ -42,18 +42,10 @@ VALUE_DIFFERENCES = {
 }  # fmt: skip
 
 
-def _params():
-    for opinfo in sweep_opinfos():
-        for dtype in sweep_dtypes(opinfo, TEST_DEVICE_TYPE):
-            if dtype in PORTION:
-                yield pytest.param(opinfo, dtype, id=f"{opinfo_name(opinfo)}-{str(dtype).removeprefix('torch.')}")
-
-
-@pytest.mark.parametrize("opinfo, dtype", _params())
+@pytest.mark.parametrize("opinfo, dtype", opinfo_params(TEST_DEVICE_TYPE, PORTION))
 def test_decomposed_op_matches_eager(opinfo, dtype, device):
     name = opinfo_name(opinfo)
-    if device.type == "cuda" and is_jiterator_kernel(opinfo):
-        pytest.skip("torch.cuda.jiterator kernels launch on proxies under thunder.jit: an illegal memory access")
+    skip_jiterator_on_cuda(opinfo, device)
     limit, grad = PORTION[dtype]
     outcomes = list(run_opinfo(opinfo, str(device), dtype, grad, limit, executors=[DECOMPOSE_TO_PRIMS]))
     failed = [o for o in outcomes if o.kind in ("error", "mismatch")]

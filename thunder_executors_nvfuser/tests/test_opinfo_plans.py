@@ -26,18 +26,11 @@ from thunder_executors_nvfuser.options import NvFuserOptions
 
 sys.path.insert(0, str(Path(__file__).parents[2]))  # the repository root: its tests package
 
-from tests.opinfo_check import opinfo_name, run_opinfo, sweep_dtypes, sweep_opinfos  # noqa: E402
+from tests.opinfo_check import opinfo_name, opinfo_params, run_opinfo  # noqa: E402
 from tests.ops.opdb import DECOMPOSE_TO_PRIMS  # noqa: E402
 
 PORTION = {torch.float32: (2, True), torch.bfloat16: (1, False)}  # dtype -> (samples, gradients checked)
 EXECUTOR = NvFuserExecutor(NvFuserOptions(), device_types=("cpu",), build=interpret_build)
-
-
-def _params():
-    for opinfo in sweep_opinfos():
-        for dtype in sweep_dtypes(opinfo, "cpu"):
-            if dtype in PORTION:
-                yield pytest.param(opinfo, dtype, id=f"{opinfo_name(opinfo)}-{str(dtype).removeprefix('torch.')}")
 
 
 def _failures(opinfo, dtype, executors) -> dict[int, str]:
@@ -48,7 +41,7 @@ def _failures(opinfo, dtype, executors) -> dict[int, str]:
         return {o.index: f"{o.kind}: {o.message[:400]}" for o in outcomes if o.kind in ("error", "mismatch")}
 
 
-@pytest.mark.parametrize("opinfo, dtype", _params())
+@pytest.mark.parametrize("opinfo, dtype", opinfo_params("cpu", PORTION))
 def test_planned_fusions_match_eager_wherever_the_decomposition_does(opinfo, dtype):
     failed = _failures(opinfo, dtype, [EXECUTOR])
     if not failed:
