@@ -351,6 +351,15 @@ def _check_seeded(fn: Callable, sample, uninitialized: bool) -> None:
     _assert_same(results[1], results[0], {"atol": 0, "rtol": 0}, "the second seeded call's output (vs the first)")
 
 
+def raise_as_eager(eager_error: Exception, jitted: Callable, args, kwargs) -> None:
+    """Where eager raised `eager_error`: EagerRaises if the jitted call raises too, else AssertionError."""
+    try:
+        jitted(*args, **kwargs)
+    except Exception as error:
+        raise EagerRaises(f"eager raises {eager_error!r}, and so does the jitted op: {error!r}") from error
+    raise AssertionError(f"the jitted op returns a result where eager raises {eager_error!r}") from None
+
+
 def check_sample(opinfo, fn: Callable, jitted: Callable, sample, dtype: torch.dtype, check_grad: bool) -> bool:
     """Raises AssertionError when the jitted op's result on `sample` differs from eager's, and whatever the
     jitted call raises; returns whether a result passed by being nearer the float64 one than eager's (see
@@ -360,11 +369,7 @@ def check_sample(opinfo, fn: Callable, jitted: Callable, sample, dtype: torch.dt
     try:
         eager_out = sample.output_process_fn_grad(fn(*eager_args, **eager_kwargs))
     except Exception as eager_error:
-        try:
-            jitted(*jit_args, **jit_kwargs)
-        except Exception as error:
-            raise EagerRaises(f"eager raises {eager_error!r}, and so does the jitted op: {error!r}") from error
-        raise AssertionError(f"the jitted op returns a result where eager raises {eager_error!r}") from None
+        raise_as_eager(eager_error, jitted, jit_args, jit_kwargs)
     jit_out = sample.output_process_fn_grad(jitted(*jit_args, **jit_kwargs))
     if opinfo.name in UNINITIALIZED_OUTPUT_OPS:
         _assert_same_metadata(jit_out, eager_out, "output")

@@ -38,6 +38,7 @@ from tests.opinfo_check import (
     _without_seed_wrapper,
     check_sample,
     opinfo_name,
+    raise_as_eager,
     seeds_internally,
     spread_indices,
 )
@@ -142,11 +143,7 @@ def _check_seeded_metadata(fn, jitted, sample) -> None:
     try:
         expected = fn(*args, **kwargs)
     except Exception as eager_error:
-        try:
-            jitted(*args, **kwargs)
-        except Exception as error:
-            raise EagerRaises(f"eager raises {eager_error!r}, and so does the jitted op: {error!r}") from error
-        raise AssertionError(f"the jitted op returns a result where eager raises {eager_error!r}") from None
+        raise_as_eager(eager_error, jitted, args, kwargs)
     args, kwargs = _clone_inputs(((sample.input, *sample.args), sample.kwargs))
     _assert_same_metadata(jitted(*args, **kwargs), expected, "output")
 
