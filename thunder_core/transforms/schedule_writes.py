@@ -1,5 +1,6 @@
 """Memory-aware placement of two kinds of operations the earlier passes leave where they are cheapest for them,
-not for memory: in-place write-backs and operations that read only the program's inputs.
+not for memory: in-place write-backs and operations that read only the program's inputs; and the copies that keep
+outputs apart from the inputs the program writes into.
 
 - **Write-backs early.** Acquisition records every in-place update of an input (a parameter updated by
   `optimizer.step()`, its `exp_avg`, a KV cache) as a functional value and writes it back with `prims.copy_to`
@@ -24,7 +25,8 @@ not for memory: in-place write-backs and operations that read only the program's
   from that input) must read.
 
 Expects: a trace after fusion and before claiming (operations still carry their symbols' tags; fusions carry
-their regions as subsymbols). Guarantees: the same results; only the two kinds of operations move.
+their regions as subsymbols). Guarantees: the same results; only the two kinds of operations move, and the
+outputs above get their clones.
 
 Which values may share memory with an input is over-approximated from tags: a view, a shape operation or an
 operation without tags may return its argument or a view of it; an elementwise operation may (a `to()` to the
