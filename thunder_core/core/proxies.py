@@ -431,6 +431,17 @@ def value_getter(x) -> Expr:
     return Expr("const", x.value if isinstance(x, NumberProxy) else x)
 
 
+# the dtype of a 0-d tensor that holds a number proxy's value exactly, by the type of its value
+_NUMBER_TENSOR_DTYPES = {float: torch.float64, int: torch.int64, bool: torch.bool}
+
+
+def number_tensor_dtype(p: NumberProxy) -> torch.dtype | None:
+    """The dtype of a 0-d tensor holding the number proxy's value exactly and of its type category (float64, int64
+    or bool), as fusion executors pass a number input on to a compiler that should not specialize on its value;
+    None for a complex number."""
+    return _NUMBER_TENSOR_DTYPES.get(type(p.value))
+
+
 def guarded_predicate(predicate: Callable, x) -> bool:
     """predicate(x) for a number or a number proxy (its value seen while tracing). For a proxy, the program is
     guarded on the outcome, not on the value: `guarded_predicate(math.isnan, lr)` retraces when lr becomes NaN,

@@ -55,7 +55,7 @@ from contextlib import ExitStack
 
 import torch
 
-from thunder.core.proxies import NumberProxy, Proxy
+from thunder.core.proxies import NumberProxy, Proxy, number_tensor_dtype
 from thunder.extend import (
     BoundSymbol,
     CompileCache,
@@ -135,7 +135,7 @@ class TorchCompileExecutor(FusionExecutor):
         impl = CompileOnFirstCall(lambda args: _inductor_compile(program, args, inductor_options),
                                   key=(program.key, options["max_autotune"]), cache=self.cache,
                                   static_shapes=static)  # fmt: skip
-        numbers = tuple((i, _number_dtype(p)) for i, p in enumerate(region.inputs) if isinstance(p, NumberProxy))
+        numbers = tuple((i, number_tensor_dtype(p)) for i, p in enumerate(region.inputs) if isinstance(p, NumberProxy))
         if numbers:
             impl = _NumbersAsTensors(impl, numbers)
         sym = Symbol(name, python_impl=impl, id=f"torchcompile.{name}", tags=(OpTag.FUSION,))
@@ -288,16 +288,8 @@ def _plain_arguments(bsym: BoundSymbol) -> bool:
     return all(isinstance(a, NumberProxy) or _plain(a) for a in arguments)
 
 
-# the 0-d tensor a number input becomes: its value exactly, and the type category of the Python number
-_NUMBER_DTYPES = {float: torch.float64, int: torch.int64, bool: torch.bool}
-
-
-def _number_dtype(p: NumberProxy) -> torch.dtype | None:
-    return _NUMBER_DTYPES.get(type(p.value))
-
-
 def _numbers_work_as_tensors(bsym: BoundSymbol, torch_executor) -> bool:
-    """Whether bsym's torch calls, given its number proxies as 0-d tensors (`_NUMBER_DTYPES`), accept them and
+    """Whether bsym's torch calls, given its number proxies as 0-d tensors (`number_tensor_dtype`), accept them and
     make outputs of the dtypes and shapes the trace says (those of eager with the Python numbers). Tensors and
     numbers differ in type promotion: `int_tensor * 0.5` is a float32 tensor, `int_tensor * tensor(0.5,
     dtype=float64)` a float64 one; two 0-d tensors promote each other. Checked by running the lowered calls
@@ -306,7 +298,7 @@ def _numbers_work_as_tensors(bsym: BoundSymbol, torch_executor) -> bool:
     if not outs or not all(isinstance(p, TensorProxy) for p in outs):
         return False  # a number result would be an output of the region, which Inductor returns as a tensor
     inputs = list({p.name: p for p in bsym.flat_args}.values())
-    if any(isinstance(p, NumberProxy) and _number_dtype(p) is None for p in inputs):
+    if any(isinstance(p, NumberProxy) and number_tensor_dtype(p) is None for p in inputs):
         return False
     env = {p.name: _meta_example(p) for p in inputs}
     try:
@@ -321,7 +313,7 @@ def _numbers_work_as_tensors(bsym: BoundSymbol, torch_executor) -> bool:
 
 def _meta_example(p: Proxy) -> torch.Tensor:
     if isinstance(p, NumberProxy):
-        return torch.empty((), dtype=_number_dtype(p), device="meta")
+        return torch.empty((), dtype=number_tensor_dtype(p), device="meta")
     return torch.empty(_example_shape(p), dtype=p.dtype, device="meta")
 
 
@@ -345,7 +337,7 @@ def _same_metadata(t, p: TensorProxy) -> bool:
 
 class _NumbersAsTensors:
     """A region's callable whose number inputs are passed on as 0-d CPU tensors (`numbers`: (position, dtype)
-    pairs, the dtype `_NUMBER_DTYPES` gives the proxy's type): Inductor specializes on a Python number's value
+    pairs, the dtype `number_tensor_dtype` gives the proxy): Inductor specializes on a Python number's value
     (it would be baked into the kernel, and every new value would need a new compilation), and reads a 0-d CPU
     tensor's value on each call (a kernel argument, on CUDA too). The compile cache then keys the region on the
     tensors' metadata, not on the numbers' values."""

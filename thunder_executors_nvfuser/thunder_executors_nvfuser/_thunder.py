@@ -3,7 +3,7 @@ package imports only the extension surface; tests/test_public_api.py checks it).
 
 from __future__ import annotations
 
-from thunder.core.proxies import NumberProxy, TensorProxy
+from thunder.core.proxies import NumberProxy, TensorProxy, number_tensor_dtype
 from thunder.core.symbol import BoundSymbol, Symbol, flat_proxies
 from thunder.core.trace import TraceCtx, tracectx
 from thunder.extend import FusionExecutor, ImplInfo, Region, get_executor, lower_bound_symbols
@@ -20,5 +20,6 @@ __all__ = [
     "flat_proxies",
     "get_executor",
     "lower_bound_symbols",
+    "number_tensor_dtype",
     "tracectx",
 ]

@@ -32,7 +32,7 @@ from numbers import Number
 
 import torch
 
-from thunder_executors_nvfuser._thunder import NumberProxy, TensorProxy
+from thunder_executors_nvfuser._thunder import NumberProxy, TensorProxy, number_tensor_dtype
 from thunder_executors_nvfuser.options import NvFuserOptions
 
 # torch dtype -> nvFuser DataType member name
@@ -192,7 +192,7 @@ def claims(bsym, options: NvFuserOptions, device_types) -> bool:
             return False
     for p in bsym.flat_args:
         if isinstance(p, NumberProxy):
-            if not (rule.numbers and number_input_dtype(p) is not None):
+            if not (rule.numbers and number_tensor_dtype(p) is not None):
                 return False
         elif not supported_tensor(p, device_types):
             return False
@@ -217,16 +217,6 @@ def _plain(x, numbers_ok: bool = False) -> bool:
     return False
 
 
-# the dtype a number input is defined in (as torch types a Python number), by the type of its value
-_NUMBER_INPUT_DTYPES = {float: torch.float64, int: torch.int64, bool: torch.bool}
-
-
-def number_input_dtype(p: NumberProxy) -> torch.dtype | None:
-    """The dtype of the fusion's scalar input for the number proxy p; None for a number nvFuser cannot take
-    (complex)."""
-    return _NUMBER_INPUT_DTYPES.get(type(p.value))
-
-
 # -- the planner ------------------------------------------------------------------------------------------
 
 
@@ -244,7 +234,7 @@ class Planner:
         self._casts: dict[tuple[Ref, torch.dtype], Ref] = {}  # each value is cast to a dtype once
         self._scalars: dict[tuple[torch.dtype, str], Ref] = {}  # each constant is defined once
         for p in numbers:
-            dtype = number_input_dtype(p)
+            dtype = number_tensor_dtype(p)
             self.env[p.name] = self.call("number_input", out_dtype=dtype, dtype=DType(NV_DTYPES[dtype]))
         self.rng: list[tuple[Ref, Ref]] = []
         for _ in range(n_random):
@@ -381,7 +371,7 @@ def _number_fits(x, dtype: torch.dtype) -> bool:
     if isinstance(x, TensorProxy):
         return True
     if isinstance(x, NumberProxy):  # a number input: its value is read at each call, only its type is fixed
-        if number_input_dtype(x) is None:
+        if number_tensor_dtype(x) is None:
             return False
         x = type(x.value)(0)  # a finite number of its type stands for it in the checks below
     if not isinstance(x, Number) or isinstance(x, complex):
