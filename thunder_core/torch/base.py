@@ -137,6 +137,14 @@ def as_int64(x):
     return math.trunc(x)
 
 
+def integer_scalar(x, dtype: torch.dtype):
+    """A scalar argument (alpha, beta, value) as eager's kernels for a `dtype` tensor take it: converted to int64 for
+    an integer dtype (`as_int64`: 2.7 multiplies by 2, NaN is refused), as it is otherwise."""
+    if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
+        return x
+    return as_int64(x)
+
+
 def number_in(value, dtype: torch.dtype):
     """A Python float as a float16 / bfloat16 tensor holds it (0.6 in float16 is 0.60009765625): eager's CPU
     kernels of some ops (addr, huber_loss) convert their scalar arguments to the tensors' dtype first."""

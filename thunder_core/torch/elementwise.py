@@ -21,7 +21,7 @@ from thunder.core.dtypes import (
 from thunder.core.proxies import NumberProxy, guarded_predicate
 from thunder.core.transforms import get_grad, put_grad
 from thunder.prims.grads import GRAD_RULES, conjugate, sum_to
-from thunder.torch.base import broadcast_tensors, register_handler, to_dtype, torchsymbol
+from thunder.torch.base import broadcast_tensors, integer_scalar, register_handler, to_dtype, torchsymbol
 
 __all__ = [
     "add", "sub", "mul", "div", "true_divide", "floor_divide", "remainder", "fmod", "pow", "maximum", "minimum",
@@ -505,8 +505,7 @@ def lerp(start, end, weight):
 @torchsymbol(torch.addcmul, torch.Tensor.addcmul, tags=("elementwise",))
 def addcmul(a, t1, t2, *, value=1):
     (a, t1, t2), dtype = _in_computation_dtype(a, t1, t2)
-    if is_exact_dtype(dtype):  # eager's kernel converts value to an integer tensor's dtype: 2.7 multiplies by 2
-        value = int(value)
+    value = integer_scalar(value, dtype)
     product = mul(mul(t1, value), t2) if value != 1 else mul(t1, t2)  # eager's `self + value * t1 * t2`
     return to_dtype(add(a, product), dtype)
 

@@ -4,14 +4,11 @@ matrix_power, diagonals (diagonal, diag, diag_embed, trace), block_diag, meshgri
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
 from thunder import prims
 from thunder.core.dtypes import computation_dtype, result_dtype
-from thunder.core.proxies import FloatProxy
 from thunder.core.transforms import get_grad, put_grad
 from thunder.prims.grads import GRAD_RULES, conjugate, sum_to
 from thunder.torch.base import (
@@ -19,6 +16,7 @@ from thunder.torch.base import (
     canonicalize_dim,
     canonicalize_dims,
     expand_to,
+    integer_scalar,
     number_in,
     register_handler,
     to_dtype,
@@ -237,7 +235,7 @@ def _scaled_sum(bias, product, beta, alpha, *, widen=True):
         shape = broadcast_shapes(tuple(bias.shape), tuple(product.shape))
         product = product if alpha else full_like(product, False)
         return expand_to(logical_or(bias, product) if beta else product, shape)
-    alpha, beta = (_integral_scalar(x, product.dtype) for x in (alpha, beta))
+    alpha, beta = (integer_scalar(x, product.dtype) for x in (alpha, beta))
     if widen and computation_dtype(product.dtype) != product.dtype:
         dtype = product.dtype
         wide = computation_dtype(dtype)
@@ -247,14 +245,6 @@ def _scaled_sum(bias, product, beta, alpha, *, widen=True):
         shape = broadcast_shapes(tuple(bias.shape), tuple(product.shape))
         return expand_to(product, shape)
     return add(mul(bias, beta) if beta != 1 else bias, product)
-
-
-def _integral_scalar(x, dtype: torch.dtype):
-    """alpha or beta as eager's integer kernels take it: converted to the integer dtype (0.6 is 0), not promoting the
-    result to a float. (A number proxy's value is read, and guarded, by the truncation.)"""
-    if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool or not isinstance(x, (float, FloatProxy)):
-        return x
-    return math.trunc(x)
 
 
 @torchsymbol(torch.addmm, torch.Tensor.addmm, tags=("matmul",))
