@@ -447,11 +447,7 @@ def run_opinfo(
         return fn(*args, **kwargs)
 
     jitted = thunder.jit(call_op, executors=executors)
-    with warnings.catch_warnings(), _cheap_sample_bookkeeping():
-        warnings.simplefilter("ignore")
-        generated = opinfo.sample_inputs(device, dtype, requires_grad=requires_grad)
-        # one sample needs no count: taking the first spares generating the rest (hundreds for some OpInfos)
-        samples = list(itertools.islice(generated, 1)) if sample_limit == 1 else list(generated)
+    samples = generate_samples(opinfo, device, dtype, requires_grad, first_only=sample_limit == 1)
     for index in spread_indices(len(samples), sample_limit):
         sample = samples[index]
         with warnings.catch_warnings():
@@ -459,20 +455,35 @@ def run_opinfo(
             yield _outcome(opinfo, fn, jitted, sample, dtype, index, seeded, requires_grad)
 
 
-def _outcome(opinfo, fn, jitted, sample, dtype, index: int, seeded: bool, check_grad: bool) -> SampleOutcome:
+def generate_samples(opinfo, device: str, dtype: torch.dtype, requires_grad: bool, first_only: bool = False) -> list:
+    """The OpInfo's sample inputs (warnings off, with the cheap bookkeeping); `first_only`: only the first, which
+    spares generating the rest (hundreds for some OpInfos)."""
+    with warnings.catch_warnings(), _cheap_sample_bookkeeping():
+        warnings.simplefilter("ignore")
+        generated = opinfo.sample_inputs(device, dtype, requires_grad=requires_grad)
+        return list(itertools.islice(generated, 1)) if first_only else list(generated)
+
+
+def classify(check: Callable[[], bool | None]) -> tuple[str, str, Exception | None]:
+    """(kind, message, error) of a check of one sample: "pass" (NEARER_THAN_EAGER where the check returns True),
+    "eager error" (both raised), "mismatch" (an AssertionError) or "error" (the jitted call raised)."""
     try:
-        if seeded:
-            _check_seeded(fn, sample, opinfo.name in UNINITIALIZED_OUTPUT_OPS)
-        else:
-            if check_sample(opinfo, fn, jitted, sample, dtype, check_grad):
-                return SampleOutcome(NEARER_THAN_EAGER, index)
+        nearer = check()
     except EagerRaises as both_raise:
-        return SampleOutcome("eager error", index, str(both_raise), both_raise)
+        return "eager error", str(both_raise), both_raise
     except AssertionError as error:
-        return SampleOutcome("mismatch", index, str(error), error)
+        return "mismatch", str(error), error
     except Exception as error:  # the jitted call raised
-        return SampleOutcome("error", index, f"{type(error).__name__}: {error}", error)
-    return SampleOutcome("pass", index)
+        return "error", f"{type(error).__name__}: {error}", error
+    return (NEARER_THAN_EAGER if nearer else "pass"), "", None
+
+
+def _outcome(opinfo, fn, jitted, sample, dtype, index: int, seeded: bool, check_grad: bool) -> SampleOutcome:
+    if seeded:
+        kind, message, error = classify(lambda: _check_seeded(fn, sample, opinfo.name in UNINITIALIZED_OUTPUT_OPS))
+    else:
+        kind, message, error = classify(lambda: check_sample(opinfo, fn, jitted, sample, dtype, check_grad))
+    return SampleOutcome(kind, index, message, error)
 
 
 def sweep_argument_parser(description: str):

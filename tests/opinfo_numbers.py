@@ -30,13 +30,13 @@ from torch.utils._pytree import tree_flatten, tree_flatten_with_path, tree_unfla
 
 import thunder
 from tests.opinfo_check import (
-    UNINITIALIZED_OUTPUT_OPS,
-    EagerRaises,
+    NEARER_THAN_EAGER,
     _assert_same_metadata,
-    _cheap_sample_bookkeeping,
     _clone_inputs,
     _without_seed_wrapper,
     check_sample,
+    classify,
+    generate_samples,
     opinfo_name,
     raise_as_eager,
     seeds_internally,
@@ -149,24 +149,11 @@ def _check_seeded_metadata(fn, jitted, sample) -> None:
 
 
 def _one_call(opinfo, fn, jitted, sample, dtype, seeded: bool) -> tuple[str, str]:
-    try:
-        if seeded:
-            _check_seeded_metadata(fn, jitted, sample)
-        else:
-            check_sample(opinfo, fn, jitted, sample, dtype, check_grad=False)
-    except EagerRaises as both_raise:
-        return "eager error", str(both_raise)
-    except AssertionError as error:
-        return "mismatch", str(error)
-    except Exception as error:  # the program raised where eager did not
-        return "error", f"{type(error).__name__}: {error}"
-    return "pass", ""
-
-
-def generate_samples(opinfo, device: str, dtype: torch.dtype) -> list:
-    with warnings.catch_warnings(), _cheap_sample_bookkeeping():
-        warnings.simplefilter("ignore")
-        return list(opinfo.sample_inputs(device, dtype, requires_grad=False))
+    if seeded:
+        kind, message, _ = classify(lambda: _check_seeded_metadata(fn, jitted, sample))
+    else:
+        kind, message, _ = classify(lambda: check_sample(opinfo, fn, jitted, sample, dtype, check_grad=False))
+    return ("pass" if kind == NEARER_THAN_EAGER else kind), message
 
 
 def samples_with_numbers(opinfo, samples: list, ints: bool = True) -> list[int]:
@@ -182,7 +169,7 @@ def run_numbers(
     each number's position. Yields one outcome per call."""
     seeded = seeds_internally(opinfo)
     fn = _without_seed_wrapper(opinfo.op) if seeded else opinfo.op
-    samples = generate_samples(opinfo, device, dtype)
+    samples = generate_samples(opinfo, device, dtype, requires_grad=False)
     with_numbers = samples_with_numbers(opinfo, samples, ints)
     name = opinfo_name(opinfo)
     for position in spread_indices(len(with_numbers), sample_limit):
@@ -208,10 +195,6 @@ def run_numbers(
                 for value in slot.values:
                     kind, message = _one_call(opinfo, fn, jitted, _with_number(sample, slot.index, value), dtype, seeded)
                     yield NumberOutcome(kind, index, slot.where, value, message)
-
-
-def uses_uninitialized_memory(opinfo) -> bool:
-    return opinfo.name in UNINITIALIZED_OUTPUT_OPS
 
 
 def _main() -> None:
