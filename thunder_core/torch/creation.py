@@ -237,7 +237,8 @@ def linspace(start, end, steps, *, dtype=None, layout=torch.strided, device=None
             return to_dtype(prims.broadcast_in_dim(start, (1,), ()), dtype)
         return full((1,), start, dtype=dtype, device=device)
     if not (dtype.is_floating_point or dtype.is_complex):
-        # torch's kernel converts the ends to an integer result's dtype first (4.3 becomes 4)
+        # the ends in the result's dtype, as eager's kernel converts them: 0-d tensor ends truncated too, and a
+        # narrower dtype's wrap (-3 is 253 in uint8), then spaced in double precision
         start, end = (_in_dtype_as_double(x, dtype, device) for x in (start, end))
     step = (end - start) / (steps - 1)  # a number, or a 0-d tensor where an end is one
     # torch computes the first half from `start` and the second half from `end` to limit rounding error
@@ -268,7 +269,9 @@ def logspace(start, end, steps, base=10.0, *, dtype=None, layout=torch.strided, 
     dtype = dtype or _spaced_dtype(start, end)
     if steps != 0 and not (dtype.is_floating_point or dtype.is_complex):
         # eager's integer kernel refuses NaN and infinite ends (the end only where it is used: steps > 1)
-        as_int64(start), as_int64(end) if steps > 1 else None
+        as_int64(start)
+        if steps > 1:
+            as_int64(end)
     if steps > 1 and not dtype.is_complex:
         # eager's kernel first converts the ends to the result's dtype (an int64 result truncates 1.2 to 1, a
         # float16 one rounds 4.3 to 4.30078125), then spaces the exponents in double precision between them
