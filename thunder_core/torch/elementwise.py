@@ -426,9 +426,9 @@ def clamp(a, min=None, max=None):
     out = to_dtype(a, dtype)
     # a NaN anywhere (input or bound) gives NaN, as torch's kernel; min > max gives max
     if min is not None:
-        out = where(logical_or(lt(out, min), _isnan_value(min)), to_dtype(min, dtype), out)
+        out = where(logical_or(lt(out, min), isnan_value(min)), to_dtype(min, dtype), out)
     if max is not None:
-        out = where(logical_or(gt(out, max), _isnan_value(max)), to_dtype(max, dtype), out)
+        out = where(logical_or(gt(out, max), isnan_value(max)), to_dtype(max, dtype), out)
     return out
 
 
@@ -437,7 +437,7 @@ def _put_grad_reduced(t, g):
     put_grad(t, to_dtype(sum_to(g, t.shape), t.dtype))
 
 
-def _isnan_value(x):
+def isnan_value(x):
     """Whether x is NaN: a tensor's elements, or a number's value (a number proxy's under a guard on its
     NaN-ness: the value seen while tracing says nothing about later calls)."""
     if isinstance(x, torch.Tensor):

@@ -88,7 +88,7 @@ def _clamp(a, lo, hi, *, nan_grad=True):
         out = ew.where(ew.logical_or(ew.le(a, lo), ew.ge(a, hi)), fixed, a)
     else:
         out = ew.where(ew.logical_and(ew.gt(a, lo), ew.lt(a, hi)), a, fixed)
-    if ew._isnan_value(lo) or ew._isnan_value(hi):
+    if ew.isnan_value(lo) or ew.isnan_value(hi):
         # a NaN bound makes every value NaN, as torch's clamp; the gradient stays the comparisons' above, as
         # torch's backward formula (comparisons with NaN are false)
         out = ew.add(out, math.nan)
