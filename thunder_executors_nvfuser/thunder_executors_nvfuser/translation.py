@@ -371,9 +371,7 @@ def _number_fits(x, dtype: torch.dtype) -> bool:
     if isinstance(x, TensorProxy):
         return True
     if isinstance(x, NumberProxy):  # a number input: its value is read at each call, only its type is fixed
-        if number_tensor_dtype(x) is None:
-            return False
-        x = type(x.value)(0)  # a finite number of its type stands for it in the checks below
+        x = type(x.value)(0)  # a finite number of its type stands for it in the checks below (complex: refused)
     if not isinstance(x, Number) or isinstance(x, complex):
         return False
     if isinstance(x, float) and math.isnan(x):
