@@ -49,9 +49,10 @@ def schedule_writes(trace: TraceCtx) -> TraceCtx:
     """The trace with write-backs moved early and input-only operations moved late (see the module docstring)."""
     inputs = {p.name for p in flat_proxies(trace.args)}
     bsyms = _sink_input_only_operations(list(trace.bound_symbols), inputs)
-    bsyms = _hoist_write_backs(bsyms, inputs)
+    aliases = _input_aliases(bsyms, inputs)  # moving write-backs changes no data flow: one analysis serves both
+    bsyms = _hoist_write_backs(bsyms, aliases)
     new = trace.from_trace("schedule writes", bsyms)
-    _protect_outputs_from_writes(new, inputs)
+    _protect_outputs_from_writes(new, inputs, aliases)
     return new
 
 
@@ -113,8 +114,7 @@ def _sink_target(bsyms: list[BoundSymbol], i: int, inputs: set[str], first_reade
 
 
 # -- write-backs, early -------------------------------------------------------------------------------------
-def _hoist_write_backs(bsyms: list[BoundSymbol], inputs: set[str]) -> list[BoundSymbol]:
-    aliases = _input_aliases(bsyms, inputs)
+def _hoist_write_backs(bsyms: list[BoundSymbol], aliases: dict[str, set[str]]) -> list[BoundSymbol]:
     producer: dict[str, int] = {}
     last_reader_of_input: dict[str, int] = {}  # input name -> last operation reading a value that may alias it
     last_barrier = -1  # the last side effect that is not a write-back
@@ -151,7 +151,7 @@ def _hoist_write_backs(bsyms: list[BoundSymbol], inputs: set[str]) -> list[Bound
 
 
 # -- outputs that may share memory with a written input -----------------------------------------------------
-def _protect_outputs_from_writes(trace: TraceCtx, inputs: set[str]) -> None:
+def _protect_outputs_from_writes(trace: TraceCtx, inputs: set[str], aliases: dict[str, set[str]]) -> None:
     """Clones (in place in `trace`) each output that may share memory with an input written after it is made."""
     first_write: dict[str, int] = {}  # input name -> index of the first write-back into it
     for i, bsym in enumerate(trace.bound_symbols):
@@ -159,7 +159,6 @@ def _protect_outputs_from_writes(trace: TraceCtx, inputs: set[str]) -> None:
             first_write.setdefault(bsym.flat_args[0].name, i)
     if not first_write:
         return
-    aliases = _input_aliases(trace.bound_symbols, inputs)
     clones: dict[str, TensorProxy] = {}
     before: dict[int, list[BoundSymbol]] = {}
     from thunder.torch.shapes import clone  # a real cycle: thunder.torch imports the transforms
