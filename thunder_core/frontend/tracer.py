@@ -237,13 +237,19 @@ class Tracer:
             self.keepalive.append(t)
         return proxy
 
-    def mutate(self, obj: torch.Tensor, new_value: torch.Tensor, op_name: str) -> None:
-        """Rebinds the object the user holds to new_value; writes through to its base if it is a view."""
+    def mutate(self, obj: torch.Tensor, new_value: torch.Tensor, op_name: str, untracked: bool = False) -> None:
+        """Rebinds the object the user holds to new_value; writes through to its base if it is a view.
+
+        `untracked`: eager's autograd does not record the write (it came through `detach()` or `.data`); so is a
+        write under torch.no_grad(). Such a write changes the data of a tensor that requires grad and keeps its
+        autograd identity (a leaf stays the leaf, a computed value keeps its grad_fn): the new value is
+        `with_data(old, new)`, whose gradient goes to the old value, as eager's does."""
+        untracked = untracked or not torch.is_grad_enabled()
         if not isinstance(obj, TensorProxy):
             # A real tensor met while tracing (a closure, a global, a tensor held by an object such as a static KV
             # cache): its constant proxy takes the new value, which is copied into the tensor after each call.
             obj = self.constant_proxy(obj)
-        if obj.requires_grad and any(obj is p for p in self.input_proxies) and torch.is_grad_enabled():
+        if obj.requires_grad and any(obj is p for p in self.input_proxies) and not untracked:
             raise RuntimeError(
                 f"a leaf tensor that requires grad is used in the in-place operation {op_name} at {user_location()}; "
                 "PyTorch forbids this too. Use the out-of-place form or wrap the update in torch.no_grad()."
@@ -271,9 +277,10 @@ class Tracer:
         if new_value.dtype != obj.dtype:
             new_value = prims.convert_element_type(new_value, obj.dtype)
         old_value = self.resolve(obj)
-        if op_name in _OVERWRITES and torch.is_grad_enabled() and any(
-            isinstance(p, TensorProxy) and p.requires_grad for p in self.input_proxies
-        ):
+        if untracked:
+            if self._keeps_autograd_identity(old_value):
+                new_value = ltorch.with_data(old_value, new_value)
+        elif op_name in _OVERWRITES and any(isinstance(p, TensorProxy) and p.requires_grad for p in self.input_proxies):
             # eager: a tensor that requires grad still does after an overwrite (zero_, fill_, copy_ of a constant),
             # its gradient through the old value being zero. (Proxies made by operations do not say whether they
             # require grad: autodiff decides, from this dependence.)
@@ -287,20 +294,27 @@ class Tracer:
                     f"in-place {op_name} at {user_location()} writes into a view made by {view.op_name}, which Thunder "
                     "cannot write back to its base. Clone the view first (x = x.clone()) or use out-of-place ops."
                 )
-            if view.op_name in ("detach", "data") and view.base.requires_grad and torch.is_grad_enabled() and any(
-                view.base is p for p in self.input_proxies
-            ):
-                raise NotImplementedError(
-                    f"in-place {op_name} at {user_location()} writes through {view.op_name} into an input that "
-                    "requires grad; eager lets the leaf's data change under autograd, which a traced program cannot "
-                    "express. Update the tensor outside the jitted function, under torch.no_grad()."
-                )
             base_value = self.resolve(view.base)
             new_base = view.scatter(base_value, new_value)
-            self.mutate(view.base, new_base, op_name)
+            self.mutate(view.base, new_base, op_name, untracked or view.op_name in ("detach", "data"))
             view.derived_from = self.resolve(view.base)
         self.current[id(obj)] = new_value
         self.keepalive.append(obj)
+
+    def _keeps_autograd_identity(self, value) -> bool:
+        """Whether an untracked write into `value` must keep its gradient connection (see `mutate`): it may require
+        grad (a floating value, in a function with inputs that require grad, acquired with grad mode on). After
+        a backward inside the function (a training step, which runs without torch autograd) the later writes are
+        the optimizer's, and a later backward differentiates with respect to the updated value, as eager."""
+        training = self.training
+        if training is not None and training.backward_done:
+            return False
+        return (
+            self.grad_enabled_at_start
+            and isinstance(value, TensorProxy)
+            and (value.dtype.is_floating_point or value.dtype.is_complex)
+            and any(isinstance(p, TensorProxy) and p.requires_grad for p in self.input_proxies)
+        )
 
     def record_view(self, op_name: str, base, out, derive: Callable, scatter: Callable | None) -> None:
         if isinstance(base, TensorProxy) and isinstance(out, TensorProxy) and out is not base:
@@ -449,23 +463,6 @@ class TracingMode(TorchFunctionMode):
             resolved = self.tracer.stop_gradients(resolved)
         return resolved
 
-    def _check_no_grad_update(self, target, op_name: str) -> None:
-        # Eager keeps a tensor that requires grad connected to the graph after an in-place update under
-        # no_grad (a parameter stays the leaf); a functional trace would cut its later gradients. Refuse
-        # rather than give silently wrong gradients. After a backward inside the function (a training step, which
-        # runs without torch autograd) a later backward differentiates with respect to the updated value, as eager.
-        training = self.tracer.training
-        if training is not None and training.backward_done:
-            return
-        if self.tracer.grad_enabled_at_start and not torch.is_grad_enabled():
-            value = self.tracer.resolve(target)
-            if isinstance(value, torch.Tensor) and value.requires_grad:
-                raise NotImplementedError(
-                    f"{op_name} at {user_location()} updates a tensor that requires grad in place under "
-                    "torch.no_grad() inside a jitted function; Thunder cannot keep its later gradients. Do the "
-                    "update outside the jitted function (as an optimizer step does)."
-                )
-
     def _record_view(self, func, view_info, args, kwargs, out) -> None:
         if not isinstance(args[0], TensorProxy):  # a view of a captured tensor: writes through it reach the tensor
             args = (self.tracer.constant_proxy(args[0]), *args[1:])
@@ -480,7 +477,7 @@ class TracingMode(TorchFunctionMode):
             else:
                 derive = lambda base: handler(base, *concrete_numbers(self.tracer.resolve(rest)), **kwargs)
             scatter = scatter_factory(args[0], rest, kwargs, i) if scatter_factory is not True else None
-            name = "data" if func is torch.Tensor.data.__get__ else getattr(func, "__name__", str(func))
+            name = "data" if func == torch.Tensor.data.__get__ else getattr(func, "__name__", str(func))
             self.tracer.record_view(name, args[0], o, derive, scatter)
 
     def _foreach(self, name: str, args, kwargs):
@@ -506,7 +503,6 @@ class TracingMode(TorchFunctionMode):
         return None if op.endswith("_") else results
 
     def _setitem(self, target, key, value):
-        self._check_no_grad_update(target, "__setitem__")
         (resolved, key, value), _ = concrete_numbers(self._operands((target, key, value), {}))
         new_value = ltorch.setitem_functional(resolved, key, value)
         self.tracer.mutate(target, new_value, "__setitem__")
@@ -514,8 +510,6 @@ class TracingMode(TorchFunctionMode):
 
     def _inplace(self, func, name, args, kwargs):
         target = args[0]
-        if name != "requires_grad_":
-            self._check_no_grad_update(target, f"Tensor.{name}")
         resolved, resolved_kwargs = self._operands(args, kwargs)
         special = ltorch.INPLACE_SPECIAL.get(name)
         if special is not None:

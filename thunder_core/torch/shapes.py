@@ -31,7 +31,7 @@ from thunder.torch.elementwise import add
 __all__ = [
     "reshape", "view", "permute", "transpose", "t", "unsqueeze", "squeeze", "flatten", "unflatten", "expand",
     "expand_as", "contiguous", "select", "narrow", "split", "chunk", "unbind", "cat", "stack", "movedim", "view_as",
-    "reshape_as", "broadcast_to", "detach", "swapaxes", "flip", "repeat", "tile",
+    "reshape_as", "broadcast_to", "detach", "with_data", "swapaxes", "flip", "repeat", "tile",
     "repeat_interleave", "hstack", "vstack", "roll", "clone", "ravel", "narrow_copy", "fliplr", "flipud", "rot90",
     "atleast_1d", "atleast_2d", "atleast_3d", "column_stack", "dstack", "tensor_split", "hsplit", "vsplit", "dsplit",
     "broadcast_tensors", "unfold", "size_entry",
@@ -219,6 +219,24 @@ def detach(a):
 
 
 register_handler(torch.Tensor.data.__get__, detach)
+
+
+@torchsymbol(name="with_data")
+def with_data(tensor, data):
+    """`tensor` after a write autograd does not record (under torch.no_grad(), or through `detach()` or `.data`):
+    the values of `data` with the autograd identity of `tensor`, whose gradient a later use reaches, as eager's
+    tensor object keeps its grad_fn (or stays the leaf) while its data changes. A copy in the trace; no torch
+    counterpart."""
+    return prims.convert_element_type(data, data.dtype)
+
+
+def _with_data_grad(tensor, data):
+    out = prims.convert_element_type(data, data.dtype)
+    put_grad(tensor, get_grad(out))
+    return out
+
+
+GRAD_RULES[with_data.id] = _with_data_grad
 
 
 # -- narrow, select, split ------------------------------------------------------------------------------
