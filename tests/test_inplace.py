@@ -177,3 +177,29 @@ def test_contiguous_of_a_view_of_a_mutated_input_copies_as_in_eager():
     (x0, x1), (e0, e1) = inputs(), inputs()
     torch.testing.assert_close(thunder.jit(fn)(x0, x1), fn(e0, e1))
     torch.testing.assert_close(x1, e1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
+def test_embedding_renorm_scales_the_named_rows_in_place_and_keeps_the_weights_gradient(dtype, norm_type):
+    # torch.embedding_renorm_ (what F.embedding with max_norm runs first) on a weight that requires grad, through
+    # detach() under no_grad as F.embedding does it: the weight changes, and the lookup's gradient reaches it
+    def fn(weight, indices):
+        with torch.no_grad():
+            torch.embedding_renorm_(weight.detach(), indices, 1.0, norm_type)
+        return torch.nn.functional.embedding(indices, weight) * 2
+
+    gen = torch.Generator(torch.get_default_device()).manual_seed(0)
+    weight = (torch.randn(10, 4, generator=gen) * 2).to(dtype)
+    indices = torch.tensor([[1, 2, 1], [3, 9, 0]])
+    eager_weight = weight.clone().requires_grad_(True)
+    jit_weight = weight.clone().requires_grad_(True)
+    expected = fn(eager_weight, indices)
+    result = thunder.jit(fn)(jit_weight, indices)
+    tolerance = {"atol": 1e-2, "rtol": 1e-2} if dtype == torch.bfloat16 else {}
+    torch.testing.assert_close(result, expected, **tolerance)
+    torch.testing.assert_close(jit_weight, eager_weight, **tolerance)
+    cotangent = torch.randn(expected.shape, generator=gen).to(dtype)
+    expected.backward(cotangent)
+    result.backward(cotangent)
+    torch.testing.assert_close(jit_weight.grad, eager_weight.grad)

@@ -491,6 +491,33 @@ def _embedding_grad(input, weight, padding_idx=None, max_norm=None, norm_type=2.
 GRAD_RULES[embedding.id] = _embedding_grad
 
 
+def _embedding_renorm(weight, indices, max_norm, norm_type=2.0):
+    """The functional form of `torch.embedding_renorm_` (which F.embedding with max_norm calls first, without
+    autograd): each row of `weight` that `indices` names, scaled by max_norm / (norm + 1e-7) where its norm is
+    larger than max_norm. Eager computes the scale in double and the product in the opmath type (float for
+    reduced precision); here both in float32 (float64 for a float64 weight). A row named several times is
+    scaled once, as eager's."""
+    from thunder.torch.indexing import index_copy, index_select
+
+    if weight.ndim != 2:
+        raise RuntimeError(f"embedding_renorm_: weight must be 2-D, got {weight.ndim}-D")
+    flat = shapes.reshape(indices, (-1,))
+    rows = index_select(weight, 0, flat)
+    acc = torch.float64 if weight.dtype == torch.float64 else torch.float32
+    norms = to_dtype(red.vector_norm(rows, norm_type, dim=1, keepdim=True), acc)
+    scale = ew.where(ew.gt(norms, max_norm), ew.true_divide(max_norm, ew.add(norms, 1e-7)), 1.0)
+    return index_copy(weight, 0, flat, to_dtype(ew.mul(to_dtype(rows, acc), scale), weight.dtype))
+
+
+def _register_embedding_renorm():
+    from thunder.torch.views import INPLACE_SPECIAL
+
+    INPLACE_SPECIAL["embedding_renorm_"] = _embedding_renorm
+
+
+_register_embedding_renorm()
+
+
 @torchsymbol(F.one_hot)
 def one_hot(tensor, num_classes=-1):
     if num_classes == -1:
