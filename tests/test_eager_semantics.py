@@ -440,3 +440,90 @@ def test_max_dim_of_an_intermediate_gradient_with_ties():
     x = torch.tensor([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]], dtype=torch.float64, requires_grad=True)
     check_like_eager(lambda x: (x * 1).max(1).values, x)
     check_like_eager(lambda x: (x * 1).min(0)[0], x)
+
+
+# -- found by the random-program fuzzer's untracked writes (tests/fuzz/test_untracked_writes.py) ----------------
+def test_value_computed_under_no_grad_from_an_intermediate_does_not_require_grad():
+    def fn(x):
+        a = x * 3  # an intermediate: its proxy does not say it requires grad
+        with torch.no_grad():
+            b = a * 2
+        return b, a + b
+
+    check_like_eager(fn, arange(3, dtype=torch.float64, grad=True))
+
+
+def test_write_through_data_with_an_operand_requiring_grad_leaves_the_tensor_without_grad():
+    def fn(x, y):
+        y.data.copy_(x * 2)  # the write autograd does not see: y does not come to depend on x
+        return y % 3, y.detach().mul_(2)
+
+    x, y = torch.tensor(0.3, dtype=torch.float64, requires_grad=True), torch.tensor(0.7, dtype=torch.float64)
+    check_like_eager(fn, x, y)
+
+
+def test_write_through_data_of_a_computed_value_keeps_it_requiring_grad():
+    def fn(x):
+        a = x.sin()  # (sin saves x, not a: eager's backward does not read the overwritten data)
+        d = a.data
+        d.neg_()  # a's data changes; a keeps its grad_fn, and d (its alias) is another object that does not
+        return a, d
+
+    check_like_eager(fn, arange(4, 1, grad=True))
+
+
+@pytest.mark.parametrize("key", [0, (0, [1, 0])], ids=["basic", "advanced"])
+def test_setitem_value_with_leading_size_one_dims_gradient(key):
+    def fn(x, v):
+        y = x * 1
+        y[key] = v  # eager strips the value's leading size-1 dims before broadcasting it
+        return y
+
+    check_like_eager(fn, arange(4, 2, dtype=torch.float64), arange(1, 1, 2, dtype=torch.float64, grad=True))
+
+
+def test_detach_alias_written_in_grad_mode_keeps_its_gradient_when_the_base_is_written_again():
+    def fn(x):
+        d = x.detach()
+        d.add_(x, alpha=2)  # d requires grad now (through x); x's data changes too
+        x.detach().copy_(torch.ones(3))  # d's data changes with x's (one memory), d keeps its gradient
+        return d * 2, x * 1
+
+    check_like_eager(fn, arange(3, dtype=torch.float64, grad=True))
+
+
+@pytest.mark.parametrize("alias", ["detach", "data"])
+def test_detach_alias_of_a_view_written_in_grad_mode_keeps_its_gradient(alias):
+    def fn(x, y):
+        a = x * 1
+        d = getattr(a[0], alias)() if alias == "detach" else a[0].data
+        d.mul_(y)  # d requires grad (through y)
+        with torch.no_grad():
+            a.add_(1)  # d's data changes with a's
+        return d * 2, a
+
+    check_like_eager(fn, arange(2, 3, dtype=torch.float64, grad=True), arange(3, dtype=torch.float64, grad=True))
+
+
+@pytest.mark.parametrize("value", ["input", "intermediate"])
+def test_reshape_under_no_grad_copies_a_transposed_tensor_as_eager(value):
+    def fn(x):
+        a = x if value == "input" else x * 2  # (eager's x * 2 keeps x's transposed layout)
+        with torch.no_grad():
+            a.reshape(-1).add_(1)  # a copy: a is not contiguous; a is unchanged
+            a.t()[1:].reshape(-1).mul_(3)
+        return a * 1
+
+    check_like_eager(fn, arange(2, 3, dtype=torch.float64).t().detach().requires_grad_())
+
+
+@pytest.mark.parametrize(
+    "op", [lambda x: torch.mul(3, x), lambda x: torch.add(1.5, x), lambda x: 3 * x], ids=["mul", "add", "rmul"]
+)
+def test_result_of_a_call_with_a_number_first_keeps_eager_layout(op):
+    def fn(x):
+        a = op(x)  # eager's result is transposed, as x is
+        a.reshape(-1).add_(1)  # a copy: a is unchanged
+        return a
+
+    check_like_eager(fn, arange(2, 3).t())

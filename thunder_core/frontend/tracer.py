@@ -150,6 +150,9 @@ class _View:
     scatter: Callable | None  # (base value, new view value) -> new base value; None: not writable
     derived_from: torch.Tensor  # the base value the current view value was derived from
     op_name: str
+    # a `detach()`/`.data` alias written in grad mode: it has gradients of its own (its base does not), which it
+    # keeps when its data changes through its base (see `Tracer.resolve`)
+    own_gradient: bool = False
 
 
 class Tracer:
@@ -183,7 +186,12 @@ class Tracer:
             if view is not None:
                 base_value = self.resolve(view.base)
                 if base_value is not view.derived_from:
-                    derived = self.current[id(x)] = view.derive(base_value)
+                    derived = view.derive(base_value)
+                    if view.own_gradient and self._may_require_grad(derived):
+                        # eager: the alias is another tensor object, whose data is its base's (one memory) and
+                        # whose autograd identity is its own; a write into the base changes the data only
+                        derived = ltorch.with_data(self.current[id(x)], derived)
+                    self.current[id(x)] = derived
                     # the view object keeps its layout when its base's values change: later calls on it (its
                     # `contiguous()` copies or not) must see eager's strides, not the re-derivation's
                     self.set_eager_strides(derived, self.eager_strides(x))
@@ -203,11 +211,14 @@ class Tracer:
     def stop_gradients(self, x):
         """x with every proxy that requires grad replaced by its detached value (one detach per value)."""
         if isinstance(x, TensorProxy):
-            if not x.requires_grad:
+            # (an intermediate's proxy does not say whether it requires grad, autodiff decides from the data flow:
+            # every floating value of a function with inputs that require grad may, and is detached)
+            if not (x.requires_grad or self._may_require_grad(x)):
                 return x
             detached = self._detached.get(id(x))
             if detached is None:
                 detached = self._detached[id(x)] = ltorch.detach(x)
+                self.set_eager_strides(detached, self.eager_strides(x))  # eager's detach keeps the layout
                 self.keepalive.append(x)
             return detached
         if type(x) is tuple or type(x) is list:
@@ -278,8 +289,13 @@ class Tracer:
             new_value = prims.convert_element_type(new_value, obj.dtype)
         old_value = self.resolve(obj)
         if untracked:
-            if self._keeps_autograd_identity(old_value):
-                new_value = ltorch.with_data(old_value, new_value)
+            if self._may_require_grad(old_value):
+                # `new_value` detached: the write's operands (`x.data.copy_(y)` with y requiring grad) give the
+                # tensor no gradient connection, only its old value does (the autodiff makes an output require grad
+                # when any argument does). Detaching also makes the result another tensor object than `new_value`
+                # at run time (with_data's forward is a no-op conversion): both may be outputs, `a` and `a.data`,
+                # and only the first requires grad.
+                new_value = ltorch.with_data(old_value, ltorch.detach(new_value))
         elif op_name in _OVERWRITES and any(isinstance(p, TensorProxy) and p.requires_grad for p in self.input_proxies):
             # eager: a tensor that requires grad still does after an overwrite (zero_, fill_, copy_ of a constant),
             # its gradient through the old value being zero. (Proxies made by operations do not say whether they
@@ -296,16 +312,19 @@ class Tracer:
                 )
             base_value = self.resolve(view.base)
             new_base = view.scatter(base_value, new_value)
-            self.mutate(view.base, new_base, op_name, untracked or view.op_name in ("detach", "data"))
+            alias = view.op_name in ("detach", "data")
+            view.own_gradient |= alias and not untracked
+            self.mutate(view.base, new_base, op_name, untracked or alias)
             view.derived_from = self.resolve(view.base)
         self.current[id(obj)] = new_value
         self.keepalive.append(obj)
 
-    def _keeps_autograd_identity(self, value) -> bool:
-        """Whether an untracked write into `value` must keep its gradient connection (see `mutate`): it may require
-        grad (a floating value, in a function with inputs that require grad, acquired with grad mode on). After
-        a backward inside the function (a training step, which runs without torch autograd) the later writes are
-        the optimizer's, and a later backward differentiates with respect to the updated value, as eager."""
+    def _may_require_grad(self, value) -> bool:
+        """Whether `value` may require grad (a floating value, in a function with inputs that require grad, acquired
+        with grad mode on): an untracked write into it must keep its gradient connection (see `mutate`), and an
+        operation under torch.no_grad() must not take its gradient (see `stop_gradients`). After a backward inside
+        the function (a training step, which runs without torch autograd) the later writes are the optimizer's, and
+        a later backward differentiates with respect to the updated value, as eager."""
         training = self.training
         if training is not None and training.backward_done:
             return False
@@ -430,6 +449,16 @@ class TracingMode(TorchFunctionMode):
         ):
             return out
         meta = eager_layout.run_on_meta(func, resolved_args, resolved_kwargs, tracer.eager_strides)
+        if self_arg is None and operands and not (resolved_args and isinstance(resolved_args[0], torch.Tensor)):
+            # a number first (`torch.mul(3, x)`): run_on_meta reads the device from args[0], so it is handed the
+            # first tensor operand in front, which the call drops. The result's layout is eager's (transposed for
+            # a transposed x); there is no `self` it may alias.
+            first = operands[0]
+            meta = eager_layout.run_on_meta(lambda _first, *a, **k: func(*a, **k), (first, *resolved_args),
+                                            resolved_kwargs, tracer.eager_strides)  # fmt: skip
+            if meta is not None:
+                self._set_eager_strides(outs, meta[1])
+            meta = None
         if meta is None or self_arg is None:  # eager's layout unknown: a view op stays a view, the rest copies
             if view_info is not None and self_arg is not None:
                 self._record_view(func, view_info, args, kwargs, out)
@@ -438,16 +467,21 @@ class TracingMode(TorchFunctionMode):
                 return self_arg
             return self._copies_of_operands(out, operands) if returns_operand else out
         meta_self, meta_out = meta
-        meta_outs = meta_out if isinstance(meta_out, (tuple, list)) else (meta_out,)
-        for o, mo in zip(outs, meta_outs):
-            if isinstance(o, TensorProxy) and isinstance(mo, torch.Tensor) and tuple(mo.shape) == concrete_shape(o):
-                tracer.set_eager_strides(o, tuple(mo.stride()))
+        meta_outs = self._set_eager_strides(outs, meta_out)
         if meta_out is meta_self or (view_info is not None and out is resolved_args[0]):
             return self_arg  # eager returns the operand itself (or a view equal to it): the same object
         if view_info is not None and all(eager_layout.aliases(mo, meta_self) for mo in meta_outs):
             self._record_view(func, view_info, args, kwargs, out)
             return out
         return self._copies_of_operands(out, operands) if returns_operand else out
+
+    def _set_eager_strides(self, outs, meta_out) -> tuple:
+        """Records the strides eager gives the outputs (those of `meta_out`, run on meta); returns the meta outputs."""
+        meta_outs = meta_out if isinstance(meta_out, (tuple, list)) else (meta_out,)
+        for o, mo in zip(outs, meta_outs):
+            if isinstance(o, TensorProxy) and isinstance(mo, torch.Tensor) and tuple(mo.shape) == concrete_shape(o):
+                self.tracer.set_eager_strides(o, tuple(mo.stride()))
+        return meta_outs
 
     @staticmethod
     def _copies_of_operands(out, operands):
@@ -504,6 +538,14 @@ class TracingMode(TorchFunctionMode):
 
     def _setitem(self, target, key, value):
         (resolved, key, value), _ = concrete_numbers(self._operands((target, key, value), {}))
+        if isinstance(value, TensorProxy):
+            # eager strips the value's leading size-1 dims before broadcasting it to the indexed region (a [1, 2]
+            # value into a [2] region; `slicePrefix1sSize` in torch's python_variable_indexing.cpp): so do we,
+            # else the gradient of the value cannot be summed back to its shape
+            shape = tuple(value.shape)  # (a symbolic size's comparison with 1 is guarded)
+            lead = next((i for i, n in enumerate(shape) if n != 1), len(shape))
+            if lead:
+                value = ltorch.reshape(value, tuple(value.shape[lead:]))
         new_value = ltorch.setitem_functional(resolved, key, value)
         self.tracer.mutate(target, new_value, "__setitem__")
         return None
