@@ -527,3 +527,43 @@ def test_result_of_a_call_with_a_number_first_keeps_eager_layout(op):
         return a
 
     check_like_eager(fn, arange(2, 3).t())
+
+
+# Known differences the untracked-writes fuzzer found, outside the tracer or beyond it; each test passes once Thunder
+# matches eager, or refuses with a clear NotImplementedError (strict: an XPASS says the entry can go).
+def _like_eager_or_refused(fn, *inputs):
+    try:
+        check_like_eager(fn, *inputs)
+    except NotImplementedError:
+        pass
+
+
+@pytest.mark.xfail(strict=True, reason="atan2's grad rule (thunder_core/prims/grads.py) divides 0 by 0 at (0, 0), "
+                   "where torch's atan2_backward gives 0")  # fmt: skip
+def test_atan2_gradient_at_the_origin():
+    _like_eager_or_refused(lambda x, y: torch.atan2(x, y), torch.zeros(2, requires_grad=True), torch.zeros(2))
+
+
+@pytest.mark.xfail(strict=True, reason="eager's result depends on the order its kernel visits the elements: x[0] "
+                   "is read while it is being written; Thunder's functional trace reads it before the write")  # fmt: skip
+def test_inplace_op_whose_operand_overlaps_the_destination():
+    def fn(x):
+        x.sub_(x[0])
+        return x * 1
+
+    _like_eager_or_refused(fn, torch.arange(8.0).reshape(2, 4).t())
+
+
+@pytest.mark.xfail(strict=True, reason="eager's caller tensor joins the graph (gets a grad_fn); Thunder writes the "
+                   "data back and leaves the caller's tensor as it was, without grad")  # fmt: skip
+def test_input_written_with_a_value_that_requires_grad_requires_grad_after_the_call():
+    def fn(x, y):
+        x.mul_(y)
+        return y * 1
+
+    def caller_requires_grad(f):
+        x, y = torch.ones(3), torch.ones(3, requires_grad=True)
+        f(x, y)
+        return x.requires_grad
+
+    assert caller_requires_grad(thunder.jit(fn)) == caller_requires_grad(fn)
