@@ -8,7 +8,7 @@ through `.data`, which eager's version counter does not see, so that eager diffe
 values), the forward is compared and the gradients are not: Thunder may return the gradient of the program as
 written there.
 
-`THUNDER_FUZZ_UNTRACKED_PROGRAMS` sets how many programs run (default 400, seeds 0..N-1); `THUNDER_FUZZ_SEED`
+`THUNDER_FUZZ_UNTRACKED_PROGRAMS` sets how many programs run (default 300, seeds 0..N-1); `THUNDER_FUZZ_SEED`
 offsets the seeds; `THUNDER_TEST_DEVICE` picks the device (default "cpu"). A failure prints the shrunk program as
 a runnable reproducer.
 """
@@ -22,9 +22,9 @@ import pytest
 
 from .programs import REFUSALS, _eager_result, check_program, generate, shrink
 
-N_PROGRAMS = int(os.environ.get("THUNDER_FUZZ_UNTRACKED_PROGRAMS", "400"))
+N_PROGRAMS = int(os.environ.get("THUNDER_FUZZ_UNTRACKED_PROGRAMS", "300"))
 FIRST_SEED = int(os.environ.get("THUNDER_FUZZ_SEED", "0"))
-CHUNKS = 8  # programs run in chunks, so that pytest-xdist can spread them
+CHUNKS = 4  # programs run in chunks, so that pytest-xdist can spread them
 
 
 def _failure_report(seed: int, mismatch: str) -> str:

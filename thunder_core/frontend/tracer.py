@@ -11,6 +11,7 @@ an in-place op on a view is written back to its base.
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import sys
 import threading
@@ -153,6 +154,8 @@ class _View:
     # a `detach()`/`.data` alias written in grad mode: it has gradients of its own (its base does not), which it
     # keeps when its data changes through its base (see `Tracer.resolve`)
     own_gradient: bool = False
+    # where the view's first element lies in its base's memory, in elements from the base's first; None: unknown
+    offset: int | None = None
 
 
 class Tracer:
@@ -335,10 +338,85 @@ class Tracer:
             and any(isinstance(p, TensorProxy) and p.requires_grad for p in self.input_proxies)
         )
 
-    def record_view(self, op_name: str, base, out, derive: Callable, scatter: Callable | None) -> None:
+    def record_view(self, op_name: str, base, out, derive: Callable, scatter: Callable | None,
+                    offset: int | None = None) -> None:  # fmt: skip
         if isinstance(base, TensorProxy) and isinstance(out, TensorProxy) and out is not base:
-            self.views[id(out)] = _View(base, derive, scatter, self.resolve(base), op_name)
+            self.views[id(out)] = _View(base, derive, scatter, self.resolve(base), op_name, offset=offset)
             self.keepalive.append(out)
+
+    def _memory(self, obj) -> tuple[Any, int] | None:
+        """(the object whose memory a tensor object lies in, its first element's offset there), following views;
+        None where a view's offset is unknown."""
+        offset = 0
+        while (view := self.views.get(id(obj))) is not None:
+            if view.offset is None:
+                return None
+            offset += view.offset
+            obj = view.base
+        return obj, offset
+
+    def check_operands_do_not_overlap(self, target, operands, op_name: str, key=None) -> None:
+        """Refuses an in-place op that reads a tensor sharing memory with the one it writes other than element for
+        element (`x.sub_(x[0])`, `x.mul_(x.t())`, `x[1:] = x[:-1]`): eager's kernel then reads elements it has
+        already written, in an order of its own (it refuses the cases it detects), where the functional trace reads
+        every operand before the write. The same memory element for element (`x.add_(x.detach())`), or none, is
+        fine. `key`: a `__setitem__`'s, which writes `target[key]` only."""
+        if not isinstance(target, TensorProxy):
+            return
+        dest = self._memory(target)
+        for o in operands:
+            if dest is None or not isinstance(o, TensorProxy) or o is target:
+                continue
+            src = self._memory(o)
+            if src is None or src[0] is not dest[0] or not self._overlaps(target, dest[1], o, src[1], key):
+                continue
+            raise NotImplementedError(
+                f"in-place {op_name} at {user_location()} reads a tensor that shares memory with the tensor it writes "
+                "(a view of it, such as x[0] or x.t()) other than element for element: eager's result then depends on "
+                "the order its kernel visits the elements (eager refuses most such calls), which a traced program "
+                "does not follow. Thunder does not support it: clone the operand first (`.clone()`)."
+            )
+
+    def _overlaps(self, target, target_offset: int, operand, operand_offset: int, key=None) -> bool:
+        """Whether an elementwise write into `target` (`target[key]`) reads through `operand`, broadcast to the
+        written shape, an element of the memory it writes other than the one it writes there (see
+        `check_operands_do_not_overlap`). Where that cannot be told cheaply: whether their memory ranges meet."""
+        shape, strides = concrete_shape(target), self.eager_strides(target)
+        o_shape, o_strides = concrete_shape(operand), self.eager_strides(operand)
+        if 0 in shape or 0 in o_shape:
+            return False
+
+        def extent(offset, shape, strides):
+            return (offset + sum((n - 1) * s for n, s in zip(shape, strides) if s < 0),
+                    offset + sum((n - 1) * s for n, s in zip(shape, strides) if s > 0))  # fmt: skip
+
+        (lo, hi), (o_lo, o_hi) = extent(target_offset, shape, strides), extent(operand_offset, o_shape, o_strides)
+        if hi < o_lo or o_hi < lo:
+            return False
+        if target.dtype.itemsize != operand.dtype.itemsize or math.prod(shape) > 1 << 22:
+            return True  # (the exact question costs memory of the size of the tensor)
+
+        def addresses(offset, shape, strides):
+            index = torch.full((), offset, dtype=torch.int64)
+            for d, (n, s) in enumerate(zip(shape, strides)):
+                index = index + (torch.arange(n, dtype=torch.int64) * s).reshape((n,) + (1,) * (len(shape) - d - 1))
+            return index.expand(shape)
+
+        written = addresses(target_offset, shape, strides)
+        if key is not None:
+            if any(isinstance(k, torch.Tensor) for k in tree_flatten(key)[0]):
+                return True  # (indices known at run time only)
+            try:
+                written = written[key]
+            except (IndexError, TypeError, RuntimeError):
+                return True
+            while len(o_shape) > written.ndim and o_shape[0] == 1:  # as eager strips them (see _setitem)
+                o_shape, o_strides = o_shape[1:], o_strides[1:]
+        try:
+            read = addresses(operand_offset, o_shape, o_strides).expand(written.shape)
+        except RuntimeError:  # not broadcastable to the written shape: not elementwise
+            return True
+        return bool((torch.isin(read, written) & (read != written)).any())
 
     def mutated_inputs(self) -> list[tuple[TensorProxy, TensorProxy]]:
         """(input proxy, its final value) for every input the function mutated."""
@@ -471,7 +549,7 @@ class TracingMode(TorchFunctionMode):
         if meta_out is meta_self or (view_info is not None and out is resolved_args[0]):
             return self_arg  # eager returns the operand itself (or a view equal to it): the same object
         if view_info is not None and all(eager_layout.aliases(mo, meta_self) for mo in meta_outs):
-            self._record_view(func, view_info, args, kwargs, out)
+            self._record_view(func, view_info, args, kwargs, out, (meta_self, meta_outs))
             return out
         return self._copies_of_operands(out, operands) if returns_operand else out
 
@@ -497,7 +575,9 @@ class TracingMode(TorchFunctionMode):
             resolved = self.tracer.stop_gradients(resolved)
         return resolved
 
-    def _record_view(self, func, view_info, args, kwargs, out) -> None:
+    def _record_view(self, func, view_info, args, kwargs, out, meta=None) -> None:
+        """`meta`: (meta self, meta outputs) as eager_layout.run_on_meta ran the call, where it could: where the
+        views lie in their base's memory."""
         if not isinstance(args[0], TensorProxy):  # a view of a captured tensor: writes through it reach the tensor
             args = (self.tracer.constant_proxy(args[0]), *args[1:])
         handler = ltorch.torch_handler(func)
@@ -512,7 +592,10 @@ class TracingMode(TorchFunctionMode):
                 derive = lambda base: handler(base, *concrete_numbers(self.tracer.resolve(rest)), **kwargs)
             scatter = scatter_factory(args[0], rest, kwargs, i) if scatter_factory is not True else None
             name = "data" if func == torch.Tensor.data.__get__ else getattr(func, "__name__", str(func))
-            self.tracer.record_view(name, args[0], o, derive, scatter)
+            offset = 0 if name in ("detach", "data") else None
+            if meta is not None and isinstance(meta[1][i], torch.Tensor):
+                offset = meta[1][i].storage_offset() - meta[0].storage_offset()
+            self.tracer.record_view(name, args[0], o, derive, scatter, offset)
 
     def _foreach(self, name: str, args, kwargs):
         """`torch._foreach_<op>(tensors, ...)` (optimizers, clip_grad_norm_, zero_grad with foreach=True): the
@@ -537,6 +620,7 @@ class TracingMode(TorchFunctionMode):
         return None if op.endswith("_") else results
 
     def _setitem(self, target, key, value):
+        self.tracer.check_operands_do_not_overlap(target, [value], "__setitem__", key)
         (resolved, key, value), _ = concrete_numbers(self._operands((target, key, value), {}))
         if isinstance(value, TensorProxy):
             # eager strips the value's leading size-1 dims before broadcasting it to the indexed region (a [1, 2]
@@ -552,6 +636,7 @@ class TracingMode(TorchFunctionMode):
 
     def _inplace(self, func, name, args, kwargs):
         target = args[0]
+        self.tracer.check_operands_do_not_overlap(target, tree_flatten((args[1:], kwargs))[0], f"Tensor.{name}")
         resolved, resolved_kwargs = self._operands(args, kwargs)
         special = ltorch.INPLACE_SPECIAL.get(name)
         if special is not None:
