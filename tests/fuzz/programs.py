@@ -101,10 +101,11 @@ def _random_shape(rng: random.Random) -> tuple[int, ...]:
 
 
 def _input_lines(rng: random.Random, name: str, untracked: bool = False) -> list[str]:
-    """`untracked`: mostly floating inputs that require grad, what writes autograd does not record are about."""
+    """`untracked`: mostly floating inputs that require grad, what writes autograd does not record are about (x0
+    always)."""
     dtype = rng.choice((torch.float32, torch.float32, torch.float64, torch.bfloat16, torch.int64, torch.bool))
-    if untracked and dtype not in FLOATS and rng.random() < 0.7:
-        dtype = rng.choice((torch.float32, torch.float64))
+    if untracked and dtype not in FLOATS and (name == "x0" or rng.random() < 0.7):
+        dtype = rng.choice((torch.float32, torch.float64))  # (x0 floating and requiring grad: see below)
     shape = _random_shape(rng)
     layout = rng.choice(("contiguous", "contiguous", "transposed", "strided", "expanded")) if shape else "contiguous"
     if untracked and layout == "expanded" and rng.random() < 0.7:
@@ -131,7 +132,7 @@ def _input_lines(rng: random.Random, name: str, untracked: bool = False) -> list
         lines.append(f"{name} = {name}[..., ::2]")
     elif layout == "expanded":
         lines.append(f"{name} = {name}.expand{tuple(shape)}")
-    if dtype in FLOATS and rng.random() < (0.8 if untracked else 0.5):
+    if dtype in FLOATS and (rng.random() < (0.8 if untracked else 0.5) or (untracked and name == "x0")):
         lines.append(f"{name} = {name}.detach().requires_grad_()")  # a leaf that keeps the layout
     return lines
 
@@ -335,6 +336,8 @@ def _generate(seed: int, untracked: bool = False) -> Program:
         produced = [k for k in env if k.startswith("v")]
         outputs = produced[-rng.randint(1, 3):] if produced else []  # fmt: skip
         outputs += [k for k in env if k.startswith("x") and rng.random() < 0.2]
+        if written:  # the values written without autograd, returned: their data, requires_grad and gradients
+            outputs += [k for k in written if k.startswith("v") and k not in outputs and rng.random() < 0.5][:2]
         dtypes = {t.dtype for t in env.values()}
         loosest = next((d for d in (torch.bfloat16, torch.float32) if d in dtypes), torch.float64)
         program = Program(seed, tuple(input_lines), n_inputs, tuple(lines), tuple(outputs or ["x0"]), loosest,
