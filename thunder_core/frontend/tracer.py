@@ -356,11 +356,11 @@ class Tracer:
         return obj, offset
 
     def check_operands_do_not_overlap(self, target, operands, op_name: str, key=None) -> None:
-        """Refuses an in-place op that reads a tensor sharing memory with the one it writes other than element for
-        element (`x.sub_(x[0])`, `x.mul_(x.t())`, `x[1:] = x[:-1]`): eager's kernel then reads elements it has
-        already written, in an order of its own (it refuses the cases it detects), where the functional trace reads
-        every operand before the write. The same memory element for element (`x.add_(x.detach())`), or none, is
-        fine. `key`: a `__setitem__`'s, which writes `target[key]` only."""
+        """Refuses an in-place op that reads a tensor sharing memory with the one it writes where eager's kernel reads
+        elements it has already written (`x.sub_(x[0])`, `x.mul_(x.t())`, `x[1:] = x[:-1]`; eager refuses the cases
+        it detects, not all): the functional trace reads every operand before the write. The same memory element for
+        element (`x.add_(x.detach())`), elements read before eager writes them (`x[:, :-1] = x[:, 1:]`), or disjoint
+        memory are fine. `key`: a `__setitem__`'s, which writes `target[key]` only."""
         if not isinstance(target, TensorProxy):
             return
         dest = self._memory(target)
@@ -407,7 +407,7 @@ class Tracer:
             if any(isinstance(k, torch.Tensor) for k in tree_flatten(key)[0]):
                 return True  # (indices known at run time only)
             try:
-                written = written[key]
+                written = written[concrete_numbers(key)]
             except (IndexError, TypeError, RuntimeError):
                 return True
             while len(o_shape) > written.ndim and o_shape[0] == 1:  # as eager strips them (see _setitem)
@@ -416,7 +416,16 @@ class Tracer:
             read = addresses(operand_offset, o_shape, o_strides).expand(written.shape)
         except RuntimeError:  # not broadcastable to the written shape: not elementwise
             return True
-        return bool((torch.isin(read, written) & (read != written)).any())
+        # an element read at one place and written at another: eager's kernel visits the written elements in memory
+        # order (TensorIterator orders the dims by the output's strides), on one thread below its grain size
+        # (32,768 elements): it reads the old value, as the functional trace does, where the element is written
+        # after it is read, at a higher address (`x[:, :-1] = x[:, 1:]`, which eager runs); a lower one, or another
+        # thread, reads the new value
+        read, written = read.contiguous(), written.contiguous()  # (isin views its operands flat)
+        conflict = torch.isin(read, written) & (read != written)
+        if written.numel() > 32768:
+            return bool(conflict.any())
+        return bool((conflict & (read < written)).any())
 
     def mutated_inputs(self) -> list[tuple[TensorProxy, TensorProxy]]:
         """(input proxy, its final value) for every input the function mutated."""
