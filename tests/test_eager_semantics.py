@@ -561,6 +561,19 @@ def test_input_written_with_a_value_that_requires_grad_requires_grad_after_the_c
     assert caller_requires_grad(thunder.jit(fn)) == caller_requires_grad(fn)
 
 
+def test_input_written_with_values_that_do_not_require_grad_in_a_differentiable_function_matches_eager():
+    def fn(x, y):
+        x.mul_(2)
+        x.add_(y.detach())
+        x[0] = (y * 3).sum().detach()
+        x.detach().copy_(y * 5)  # through detach: x does not join the graph
+        with torch.no_grad():
+            x[1:].mul_(y[1:])
+        return y * x, x
+
+    check_like_eager(fn, arange(3, dtype=torch.float64), arange(3, dtype=torch.float64, grad=True))
+
+
 @pytest.mark.parametrize(
     "write",
     [lambda x: x.sub_(x[0]), lambda x: x.mul_(x.t()), lambda x: x[1:].add_(x[:-1]),
