@@ -544,8 +544,6 @@ def test_atan2_gradient_at_the_origin():
     _like_eager_or_refused(lambda x, y: torch.atan2(x, y), torch.zeros(2, requires_grad=True), torch.zeros(2))
 
 
-
-
 @pytest.mark.xfail(strict=True, reason="eager's caller tensor joins the graph (gets a grad_fn); Thunder writes the "
                    "data back and leaves the caller's tensor as it was, without grad")  # fmt: skip
 def test_input_written_with_a_value_that_requires_grad_requires_grad_after_the_call():

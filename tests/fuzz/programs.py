@@ -251,8 +251,9 @@ def _untracked_statement(rng: random.Random, env: dict[str, torch.Tensor], targe
     return form.format(**fields, target=target, a="{a}", b="{b}").format(a=a, b=b)
 
 
-def _statement(rng: random.Random, env: dict[str, torch.Tensor], target: str, untracked: list[str] | None = None
-               ) -> str:
+def _statement(
+    rng: random.Random, env: dict[str, torch.Tensor], target: str, untracked: list[str] | None = None
+) -> str:
     """A statement; `untracked` (the names written without autograd so far, None: no such writes): draw writes
     autograd does not record too, and use the tensors they wrote in later statements."""
     names = list(env)
@@ -340,8 +341,9 @@ def _generate(seed: int, untracked: bool = False) -> Program:
             outputs += [k for k in written if k.startswith("v") and k not in outputs and rng.random() < 0.5][:2]
         dtypes = {t.dtype for t in env.values()}
         loosest = next((d for d in (torch.bfloat16, torch.float32) if d in dtypes), torch.float64)
-        program = Program(seed, tuple(input_lines), n_inputs, tuple(lines), tuple(outputs or ["x0"]), loosest,
-                          untracked)
+        program = Program(
+            seed, tuple(input_lines), n_inputs, tuple(lines), tuple(outputs or ["x0"]), loosest, untracked
+        )
         if len(lines) >= 3 and _eager_result(program) is not None:
             return program
     raise RuntimeError(f"could not generate a valid program from seed {seed}")

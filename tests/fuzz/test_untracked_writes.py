@@ -55,8 +55,21 @@ def test_generated_programs_write_without_autograd_in_every_form():
     compared."""
     programs = [generate(seed, untracked=True) for seed in range(80)]
     text = "\n".join(line for p in programs for line in p.lines)
-    for needle in ("with torch.no_grad(): x", ".detach().", ".data.", "].data.", ".data[", "] = ", "zero_()",
-                   "fill_(", "copy_(", ".t()[1:]", "with torch.no_grad(): v", "= x0.data", ".detach()\n"):
+    for needle in (
+        "with torch.no_grad(): x",
+        ".detach().",
+        ".data.",
+        "].data.",
+        ".data[",
+        "] = ",
+        "zero_()",
+        "fill_(",
+        "copy_(",
+        ".t()[1:]",
+        "with torch.no_grad(): v",
+        "= x0.data",
+        ".detach()\n",
+    ):
         assert needle in text + "\n", needle
     # a written tensor is used again after the write
     assert sum(any(_later_use(p.lines, i) for i in range(len(p.lines))) for p in programs) >= 40
