@@ -440,3 +440,185 @@ def test_max_dim_of_an_intermediate_gradient_with_ties():
     x = torch.tensor([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]], dtype=torch.float64, requires_grad=True)
     check_like_eager(lambda x: (x * 1).max(1).values, x)
     check_like_eager(lambda x: (x * 1).min(0)[0], x)
+
+
+# -- found by the random-program fuzzer's untracked writes (tests/fuzz/test_untracked_writes.py) ----------------
+def test_value_computed_under_no_grad_from_an_intermediate_does_not_require_grad():
+    def fn(x):
+        a = x * 3  # an intermediate: its proxy does not say it requires grad
+        with torch.no_grad():
+            b = a * 2
+        return b, a + b
+
+    check_like_eager(fn, arange(3, dtype=torch.float64, grad=True))
+
+
+def test_write_through_data_with_an_operand_requiring_grad_leaves_the_tensor_without_grad():
+    def fn(x, y):
+        y.data.copy_(x * 2)  # the write autograd does not see: y does not come to depend on x
+        return y % 3, y.detach().mul_(2)
+
+    x, y = torch.tensor(0.3, dtype=torch.float64, requires_grad=True), torch.tensor(0.7, dtype=torch.float64)
+    check_like_eager(fn, x, y)
+
+
+def test_write_through_data_of_a_computed_value_keeps_it_requiring_grad():
+    def fn(x):
+        a = x.sin()  # (sin saves x, not a: eager's backward does not read the overwritten data)
+        d = a.data
+        d.neg_()  # a's data changes; a keeps its grad_fn, and d (its alias) is another object that does not
+        return a, d
+
+    check_like_eager(fn, arange(4, 1, grad=True))
+
+
+@pytest.mark.parametrize("key", [0, (0, [1, 0])], ids=["basic", "advanced"])
+def test_setitem_value_with_leading_size_one_dims_gradient(key):
+    def fn(x, v):
+        y = x * 1
+        y[key] = v  # eager strips the value's leading size-1 dims before broadcasting it
+        return y
+
+    check_like_eager(fn, arange(4, 2, dtype=torch.float64), arange(1, 1, 2, dtype=torch.float64, grad=True))
+
+
+def test_detach_alias_written_in_grad_mode_keeps_its_gradient_when_the_base_is_written_again():
+    def fn(x):
+        d = x.detach()
+        d.add_(x, alpha=2)  # d requires grad now (through x); x's data changes too
+        x.detach().copy_(torch.ones(3))  # d's data changes with x's (one memory), d keeps its gradient
+        return d * 2, x * 1
+
+    check_like_eager(fn, arange(3, dtype=torch.float64, grad=True))
+
+
+@pytest.mark.parametrize("alias", ["detach", "data"])
+def test_detach_alias_of_a_view_written_in_grad_mode_keeps_its_gradient(alias):
+    def fn(x, y):
+        a = x * 1
+        d = getattr(a[0], alias)() if alias == "detach" else a[0].data
+        d.mul_(y)  # d requires grad (through y)
+        with torch.no_grad():
+            a.add_(1)  # d's data changes with a's
+        return d * 2, a
+
+    check_like_eager(fn, arange(2, 3, dtype=torch.float64, grad=True), arange(3, dtype=torch.float64, grad=True))
+
+
+@pytest.mark.parametrize("value", ["input", "intermediate"])
+def test_reshape_under_no_grad_copies_a_transposed_tensor_as_eager(value):
+    def fn(x):
+        a = x if value == "input" else x * 2  # (eager's x * 2 keeps x's transposed layout)
+        with torch.no_grad():
+            a.reshape(-1).add_(1)  # a copy: a is not contiguous; a is unchanged
+            a.t()[1:].reshape(-1).mul_(3)
+        return a * 1
+
+    check_like_eager(fn, arange(2, 3, dtype=torch.float64).t().detach().requires_grad_())
+
+
+@pytest.mark.parametrize(
+    "op", [lambda x: torch.mul(3, x), lambda x: torch.add(1.5, x), lambda x: 3 * x], ids=["mul", "add", "rmul"]
+)
+def test_result_of_a_call_with_a_number_first_keeps_eager_layout(op):
+    def fn(x):
+        a = op(x)  # eager's result is transposed, as x is
+        a.reshape(-1).add_(1)  # a copy: a is unchanged
+        return a
+
+    check_like_eager(fn, arange(2, 3).t())
+
+
+# Known differences the untracked-writes fuzzer found, outside the tracer or beyond it; each test passes once Thunder
+# matches eager, or refuses with a clear NotImplementedError (strict: an XPASS says the entry can go).
+def _like_eager_or_refused(fn, *inputs):
+    try:
+        check_like_eager(fn, *inputs)
+    except NotImplementedError:
+        pass
+
+
+@pytest.mark.xfail(strict=True, reason="atan2's grad rule (thunder_core/prims/grads.py) divides 0 by 0 at (0, 0), "
+                   "where torch's atan2_backward gives 0")  # fmt: skip
+def test_atan2_gradient_at_the_origin():
+    _like_eager_or_refused(lambda x, y: torch.atan2(x, y), torch.zeros(2, requires_grad=True), torch.zeros(2))
+
+
+@pytest.mark.xfail(strict=True, reason="eager's caller tensor joins the graph (gets a grad_fn); Thunder writes the "
+                   "data back and leaves the caller's tensor as it was, without grad")  # fmt: skip
+def test_input_written_with_a_value_that_requires_grad_requires_grad_after_the_call():
+    def fn(x, y):
+        x.mul_(y)
+        return y * 1
+
+    def caller_requires_grad(f):
+        x, y = torch.ones(3), torch.ones(3, requires_grad=True)
+        f(x, y)
+        return x.requires_grad
+
+    assert caller_requires_grad(thunder.jit(fn)) == caller_requires_grad(fn)
+
+
+def test_input_written_with_values_that_do_not_require_grad_in_a_differentiable_function_matches_eager():
+    def fn(x, y):
+        x.mul_(2)
+        x.add_(y.detach())
+        x[0] = (y * 3).sum().detach()
+        x.detach().copy_(y * 5)  # through detach: x does not join the graph
+        with torch.no_grad():
+            x[1:].mul_(y[1:])
+        return y * x, x
+
+    check_like_eager(fn, arange(3, dtype=torch.float64), arange(3, dtype=torch.float64, grad=True))
+
+
+@pytest.mark.parametrize(
+    "write",
+    [lambda x: x.sub_(x[0]), lambda x: x.mul_(x.t()), lambda x: x[1:].add_(x[:-1]),
+     lambda x: x.detach().mul_(x[0]), lambda x: x.__setitem__((slice(1, None),), x[:-1]),
+     lambda x: x.__setitem__((slice(None), 1), x[0]), lambda x: x.t()[1].copy_(x[0])],
+    ids=["row", "transpose", "shifted", "through_detach", "setitem", "setitem_column", "view_of_view"],
+)  # fmt: skip
+def test_inplace_op_reading_memory_it_writes_otherwise_than_element_for_element_is_refused(write):
+    # eager's kernel reads elements it has already written (it refuses some of these calls itself, not all:
+    # x.sub_(x[0]) on a transposed x runs); the functional trace reads every operand before the write
+    def fn(x):
+        write(x)
+        return x * 1
+
+    with pytest.raises(NotImplementedError, match="shares memory with the tensor it writes"):
+        thunder.jit(fn)(torch.arange(9.0).reshape(3, 3).t())
+
+
+def test_inplace_op_reading_the_memory_it_writes_element_for_element_or_disjoint_memory_matches_eager():
+    def fn(x):
+        x.add_(x.detach())  # element for element
+        x[0].copy_(x[1])  # disjoint
+        x[..., ::2].mul_(x[..., 1::2] + 1)  # interleaved, disjoint
+        x.data.mul_(x)
+        x[:, 1:].sub_(x[:, :1].clone())
+        return x * 1
+
+    check_like_eager(fn, arange(3, 4))
+    check_like_eager(fn, arange(4, 3).t())
+
+
+def test_inplace_op_reading_elements_before_eager_writes_them_matches_eager():
+    def fn(x):
+        x[:, :-1] = x[:, 1:]  # a shift to lower addresses: eager reads each element before it writes it
+        x[:, 0] = x[1]
+        x[0].copy_(x[:, 1])
+        return x * 1
+
+    check_like_eager(fn, arange(3, 3))
+
+
+def test_setitem_reading_the_region_it_writes_element_for_element_matches_eager():
+    def fn(x):
+        d = x.data
+        d[0] = x[0]  # the region x[0], read element for element
+        x[2] = x[1] * 2
+        x[:, 0] = x[0]  # column 0 from row 0: x[0, 0] read where it is written, x[0, 1:] not written
+        return x * 1
+
+    check_like_eager(fn, arange(3, 3))

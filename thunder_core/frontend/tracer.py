@@ -11,6 +11,7 @@ an in-place op on a view is written back to its base.
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import sys
 import threading
@@ -150,6 +151,11 @@ class _View:
     scatter: Callable | None  # (base value, new view value) -> new base value; None: not writable
     derived_from: torch.Tensor  # the base value the current view value was derived from
     op_name: str
+    # a `detach()`/`.data` alias written in grad mode: it has gradients of its own (its base does not), which it
+    # keeps when its data changes through its base (see `Tracer.resolve`)
+    own_gradient: bool = False
+    # where the view's first element lies in its base's memory, in elements from the base's first; None: unknown
+    offset: int | None = None
 
 
 class Tracer:
@@ -183,7 +189,12 @@ class Tracer:
             if view is not None:
                 base_value = self.resolve(view.base)
                 if base_value is not view.derived_from:
-                    derived = self.current[id(x)] = view.derive(base_value)
+                    derived = view.derive(base_value)
+                    if view.own_gradient and self._may_require_grad(derived):
+                        # eager: the alias is another tensor object, whose data is its base's (one memory) and
+                        # whose autograd identity is its own; a write into the base changes the data only
+                        derived = ltorch.with_data(self.current[id(x)], derived)
+                    self.current[id(x)] = derived
                     # the view object keeps its layout when its base's values change: later calls on it (its
                     # `contiguous()` copies or not) must see eager's strides, not the re-derivation's
                     self.set_eager_strides(derived, self.eager_strides(x))
@@ -203,11 +214,14 @@ class Tracer:
     def stop_gradients(self, x):
         """x with every proxy that requires grad replaced by its detached value (one detach per value)."""
         if isinstance(x, TensorProxy):
-            if not x.requires_grad:
+            # (an intermediate's proxy does not say whether it requires grad, autodiff decides from the data flow:
+            # every floating value of a function with inputs that require grad may, and is detached)
+            if not (x.requires_grad or self._may_require_grad(x)):
                 return x
             detached = self._detached.get(id(x))
             if detached is None:
                 detached = self._detached[id(x)] = ltorch.detach(x)
+                self.set_eager_strides(detached, self.eager_strides(x))  # eager's detach keeps the layout
                 self.keepalive.append(x)
             return detached
         if type(x) is tuple or type(x) is list:
@@ -278,8 +292,13 @@ class Tracer:
             new_value = prims.convert_element_type(new_value, obj.dtype)
         old_value = self.resolve(obj)
         if untracked:
-            if self._keeps_autograd_identity(old_value):
-                new_value = ltorch.with_data(old_value, new_value)
+            if self._may_require_grad(old_value):
+                # `new_value` detached: the write's operands (`x.data.copy_(y)` with y requiring grad) give the
+                # tensor no gradient connection, only its old value does (the autodiff makes an output require grad
+                # when any argument does). Detaching also makes the result another tensor object than `new_value`
+                # at run time (with_data's forward is a no-op conversion): both may be outputs, `a` and `a.data`,
+                # and only the first requires grad.
+                new_value = ltorch.with_data(old_value, ltorch.detach(new_value))
         elif op_name in _OVERWRITES and any(isinstance(p, TensorProxy) and p.requires_grad for p in self.input_proxies):
             # eager: a tensor that requires grad still does after an overwrite (zero_, fill_, copy_ of a constant),
             # its gradient through the old value being zero. (Proxies made by operations do not say whether they
@@ -296,16 +315,19 @@ class Tracer:
                 )
             base_value = self.resolve(view.base)
             new_base = view.scatter(base_value, new_value)
-            self.mutate(view.base, new_base, op_name, untracked or view.op_name in ("detach", "data"))
+            alias = view.op_name in ("detach", "data")
+            view.own_gradient |= alias and not untracked
+            self.mutate(view.base, new_base, op_name, untracked or alias)
             view.derived_from = self.resolve(view.base)
         self.current[id(obj)] = new_value
         self.keepalive.append(obj)
 
-    def _keeps_autograd_identity(self, value) -> bool:
-        """Whether an untracked write into `value` must keep its gradient connection (see `mutate`): it may require
-        grad (a floating value, in a function with inputs that require grad, acquired with grad mode on). After
-        a backward inside the function (a training step, which runs without torch autograd) the later writes are
-        the optimizer's, and a later backward differentiates with respect to the updated value, as eager."""
+    def _may_require_grad(self, value) -> bool:
+        """Whether `value` may require grad (a floating value, in a function with inputs that require grad, acquired
+        with grad mode on): an untracked write into it must keep its gradient connection (see `mutate`), and an
+        operation under torch.no_grad() must not take its gradient (see `stop_gradients`). After a backward inside
+        the function (a training step, which runs without torch autograd) the later writes are the optimizer's, and
+        a later backward differentiates with respect to the updated value, as eager."""
         training = self.training
         if training is not None and training.backward_done:
             return False
@@ -316,10 +338,94 @@ class Tracer:
             and any(isinstance(p, TensorProxy) and p.requires_grad for p in self.input_proxies)
         )
 
-    def record_view(self, op_name: str, base, out, derive: Callable, scatter: Callable | None) -> None:
+    def record_view(self, op_name: str, base, out, derive: Callable, scatter: Callable | None,
+                    offset: int | None = None) -> None:  # fmt: skip
         if isinstance(base, TensorProxy) and isinstance(out, TensorProxy) and out is not base:
-            self.views[id(out)] = _View(base, derive, scatter, self.resolve(base), op_name)
+            self.views[id(out)] = _View(base, derive, scatter, self.resolve(base), op_name, offset=offset)
             self.keepalive.append(out)
+
+    def _memory(self, obj) -> tuple[Any, int] | None:
+        """(the object whose memory a tensor object lies in, its first element's offset there), following views;
+        None where a view's offset is unknown."""
+        offset = 0
+        while (view := self.views.get(id(obj))) is not None:
+            if view.offset is None:
+                return None
+            offset += view.offset
+            obj = view.base
+        return obj, offset
+
+    def check_operands_do_not_overlap(self, target, operands, op_name: str, key=None) -> None:
+        """Refuses an in-place op that reads a tensor sharing memory with the one it writes where eager's kernel reads
+        elements it has already written (`x.sub_(x[0])`, `x.mul_(x.t())`, `x[1:] = x[:-1]`; eager refuses the cases
+        it detects, not all): the functional trace reads every operand before the write. The same memory element for
+        element (`x.add_(x.detach())`), elements read before eager writes them (`x[:, :-1] = x[:, 1:]`), or disjoint
+        memory are fine. `key`: a `__setitem__`'s, which writes `target[key]` only."""
+        if not isinstance(target, TensorProxy):
+            return
+        dest = self._memory(target)
+        for o in operands:
+            if dest is None or not isinstance(o, TensorProxy) or o is target:
+                continue
+            src = self._memory(o)
+            if src is None or src[0] is not dest[0] or not self._overlaps(target, dest[1], o, src[1], key):
+                continue
+            raise NotImplementedError(
+                f"in-place {op_name} at {user_location()} reads a tensor that shares memory with the tensor it writes "
+                "(a view of it, such as x[0] or x.t()) other than element for element: eager's result then depends on "
+                "the order its kernel visits the elements (eager refuses most such calls), which a traced program "
+                "does not follow. Thunder does not support it: clone the operand first (`.clone()`)."
+            )
+
+    def _overlaps(self, target, target_offset: int, operand, operand_offset: int, key=None) -> bool:
+        """Whether an elementwise write into `target` (`target[key]`) reads through `operand`, broadcast to the
+        written shape, an element of the memory it writes other than the one it writes there (see
+        `check_operands_do_not_overlap`). Where that cannot be told cheaply: whether their memory ranges meet."""
+        shape, strides = concrete_shape(target), self.eager_strides(target)
+        o_shape, o_strides = concrete_shape(operand), self.eager_strides(operand)
+        if 0 in shape or 0 in o_shape:
+            return False
+
+        def extent(offset, shape, strides):
+            return (offset + sum((n - 1) * s for n, s in zip(shape, strides) if s < 0),
+                    offset + sum((n - 1) * s for n, s in zip(shape, strides) if s > 0))  # fmt: skip
+
+        (lo, hi), (o_lo, o_hi) = extent(target_offset, shape, strides), extent(operand_offset, o_shape, o_strides)
+        if hi < o_lo or o_hi < lo:
+            return False
+        if target.dtype.itemsize != operand.dtype.itemsize or math.prod(shape) > 1 << 22:
+            return True  # (the exact question costs memory of the size of the tensor)
+
+        def addresses(offset, shape, strides):
+            index = torch.full((), offset, dtype=torch.int64)
+            for d, (n, s) in enumerate(zip(shape, strides)):
+                index = index + (torch.arange(n, dtype=torch.int64) * s).reshape((n,) + (1,) * (len(shape) - d - 1))
+            return index.expand(shape)
+
+        written = addresses(target_offset, shape, strides)
+        if key is not None:
+            if any(isinstance(k, torch.Tensor) for k in tree_flatten(key)[0]):
+                return True  # (indices known at run time only)
+            try:
+                written = written[concrete_numbers(key)]
+            except (IndexError, TypeError, RuntimeError):
+                return True
+            while len(o_shape) > written.ndim and o_shape[0] == 1:  # as eager strips them (see _setitem)
+                o_shape, o_strides = o_shape[1:], o_strides[1:]
+        try:
+            read = addresses(operand_offset, o_shape, o_strides).expand(written.shape)
+        except RuntimeError:  # not broadcastable to the written shape: not elementwise
+            return True
+        # an element read at one place and written at another: eager's kernel visits the written elements in memory
+        # order (TensorIterator orders the dims by the output's strides), on one thread below its grain size
+        # (32,768 elements): it reads the old value, as the functional trace does, where the element is written
+        # after it is read, at a higher address (`x[:, :-1] = x[:, 1:]`, which eager runs); a lower one, or another
+        # thread, reads the new value
+        read, written = read.contiguous(), written.contiguous()  # (isin views its operands flat)
+        conflict = torch.isin(read, written) & (read != written)
+        if written.numel() > 32768:
+            return bool(conflict.any())
+        return bool((conflict & (read < written)).any())
 
     def mutated_inputs(self) -> list[tuple[TensorProxy, TensorProxy]]:
         """(input proxy, its final value) for every input the function mutated."""
@@ -430,6 +536,16 @@ class TracingMode(TorchFunctionMode):
         ):
             return out
         meta = eager_layout.run_on_meta(func, resolved_args, resolved_kwargs, tracer.eager_strides)
+        if self_arg is None and operands and not (resolved_args and isinstance(resolved_args[0], torch.Tensor)):
+            # a number first (`torch.mul(3, x)`): run_on_meta reads the device from args[0], so it is handed the
+            # first tensor operand in front, which the call drops. The result's layout is eager's (transposed for
+            # a transposed x); there is no `self` it may alias.
+            first = operands[0]
+            meta = eager_layout.run_on_meta(lambda _first, *a, **k: func(*a, **k), (first, *resolved_args),
+                                            resolved_kwargs, tracer.eager_strides)  # fmt: skip
+            if meta is not None:
+                self._set_eager_strides(outs, meta[1])
+            meta = None
         if meta is None or self_arg is None:  # eager's layout unknown: a view op stays a view, the rest copies
             if view_info is not None and self_arg is not None:
                 self._record_view(func, view_info, args, kwargs, out)
@@ -438,16 +554,21 @@ class TracingMode(TorchFunctionMode):
                 return self_arg
             return self._copies_of_operands(out, operands) if returns_operand else out
         meta_self, meta_out = meta
-        meta_outs = meta_out if isinstance(meta_out, (tuple, list)) else (meta_out,)
-        for o, mo in zip(outs, meta_outs):
-            if isinstance(o, TensorProxy) and isinstance(mo, torch.Tensor) and tuple(mo.shape) == concrete_shape(o):
-                tracer.set_eager_strides(o, tuple(mo.stride()))
+        meta_outs = self._set_eager_strides(outs, meta_out)
         if meta_out is meta_self or (view_info is not None and out is resolved_args[0]):
             return self_arg  # eager returns the operand itself (or a view equal to it): the same object
         if view_info is not None and all(eager_layout.aliases(mo, meta_self) for mo in meta_outs):
-            self._record_view(func, view_info, args, kwargs, out)
+            self._record_view(func, view_info, args, kwargs, out, (meta_self, meta_outs))
             return out
         return self._copies_of_operands(out, operands) if returns_operand else out
+
+    def _set_eager_strides(self, outs, meta_out) -> tuple:
+        """Records the strides eager gives the outputs (those of `meta_out`, run on meta); returns the meta outputs."""
+        meta_outs = meta_out if isinstance(meta_out, (tuple, list)) else (meta_out,)
+        for o, mo in zip(outs, meta_outs):
+            if isinstance(o, TensorProxy) and isinstance(mo, torch.Tensor) and tuple(mo.shape) == concrete_shape(o):
+                self.tracer.set_eager_strides(o, tuple(mo.stride()))
+        return meta_outs
 
     @staticmethod
     def _copies_of_operands(out, operands):
@@ -463,7 +584,9 @@ class TracingMode(TorchFunctionMode):
             resolved = self.tracer.stop_gradients(resolved)
         return resolved
 
-    def _record_view(self, func, view_info, args, kwargs, out) -> None:
+    def _record_view(self, func, view_info, args, kwargs, out, meta=None) -> None:
+        """`meta`: (meta self, meta outputs) as eager_layout.run_on_meta ran the call, where it could: where the
+        views lie in their base's memory."""
         if not isinstance(args[0], TensorProxy):  # a view of a captured tensor: writes through it reach the tensor
             args = (self.tracer.constant_proxy(args[0]), *args[1:])
         handler = ltorch.torch_handler(func)
@@ -478,7 +601,10 @@ class TracingMode(TorchFunctionMode):
                 derive = lambda base: handler(base, *concrete_numbers(self.tracer.resolve(rest)), **kwargs)
             scatter = scatter_factory(args[0], rest, kwargs, i) if scatter_factory is not True else None
             name = "data" if func == torch.Tensor.data.__get__ else getattr(func, "__name__", str(func))
-            self.tracer.record_view(name, args[0], o, derive, scatter)
+            offset = 0 if name in ("detach", "data") else None
+            if meta is not None and isinstance(meta[1][i], torch.Tensor):
+                offset = meta[1][i].storage_offset() - meta[0].storage_offset()
+            self.tracer.record_view(name, args[0], o, derive, scatter, offset)
 
     def _foreach(self, name: str, args, kwargs):
         """`torch._foreach_<op>(tensors, ...)` (optimizers, clip_grad_norm_, zero_grad with foreach=True): the
@@ -503,13 +629,23 @@ class TracingMode(TorchFunctionMode):
         return None if op.endswith("_") else results
 
     def _setitem(self, target, key, value):
+        self.tracer.check_operands_do_not_overlap(target, [value], "__setitem__", key)
         (resolved, key, value), _ = concrete_numbers(self._operands((target, key, value), {}))
+        if isinstance(value, TensorProxy):
+            # eager strips the value's leading size-1 dims before broadcasting it to the indexed region (a [1, 2]
+            # value into a [2] region; `slicePrefix1sSize` in torch's python_variable_indexing.cpp): so do we,
+            # else the gradient of the value cannot be summed back to its shape
+            shape = tuple(value.shape)  # (a symbolic size's comparison with 1 is guarded)
+            lead = next((i for i, n in enumerate(shape) if n != 1), len(shape))
+            if lead:
+                value = ltorch.reshape(value, tuple(value.shape[lead:]))
         new_value = ltorch.setitem_functional(resolved, key, value)
         self.tracer.mutate(target, new_value, "__setitem__")
         return None
 
     def _inplace(self, func, name, args, kwargs):
         target = args[0]
+        self.tracer.check_operands_do_not_overlap(target, tree_flatten((args[1:], kwargs))[0], f"Tensor.{name}")
         resolved, resolved_kwargs = self._operands(args, kwargs)
         special = ltorch.INPLACE_SPECIAL.get(name)
         if special is not None:
