@@ -203,3 +203,21 @@ def test_embedding_renorm_scales_the_named_rows_in_place_and_keeps_the_weights_g
     expected.backward(cotangent)
     result.backward(cotangent)
     torch.testing.assert_close(jit_weight.grad, eager_weight.grad)
+
+
+@pytest.mark.parametrize("padding_idx", [None, 0])
+def test_embedding_with_max_norm_renormalizes_the_weight_and_differentiates_like_eager(padding_idx):
+    gen = torch.Generator(torch.get_default_device()).manual_seed(1)
+    eager = torch.nn.Embedding(10, 4, padding_idx=padding_idx, max_norm=0.5)
+    with torch.no_grad():
+        eager.weight.copy_(torch.randn(10, 4, generator=gen) * 2)
+    jitted = torch.nn.Embedding(10, 4, padding_idx=padding_idx, max_norm=0.5)
+    jitted.load_state_dict(eager.state_dict())
+    indices = torch.tensor([[1, 2, 1], [3, 9, 0]])
+    cotangent = torch.randn(2, 3, 4, generator=gen)
+    expected, result = eager(indices), thunder.jit(jitted)(indices)
+    torch.testing.assert_close(result, expected)
+    torch.testing.assert_close(jitted.weight, eager.weight)  # the named rows were scaled down in place
+    expected.backward(cotangent)
+    result.backward(cotangent)
+    torch.testing.assert_close(jitted.weight.grad, eager.weight.grad)

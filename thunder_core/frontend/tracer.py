@@ -440,6 +440,8 @@ class Tracer:
         return pairs
 
 
+_EMBEDDING_SIGNATURE = inspect.signature(torch.nn.functional.embedding)
+
 _tracers = ContextStack("thunder_tracers")  # per thread (see thunder.core.context)
 
 
@@ -501,6 +503,10 @@ class TracingMode(TorchFunctionMode):
             )
         if reads_tensor_values(func):  # torch.arange(n) with a 0-d tensor n: its value, guarded per call
             args, kwargs = with_guarded_values(self.tracer, func, args, kwargs, data_dependent_error)
+        if func is torch.nn.functional.embedding:
+            bound = _EMBEDDING_SIGNATURE.bind(*args, **kwargs)
+            if bound.arguments.get("max_norm") is not None:
+                return self._embedding_with_max_norm(bound)
         handler = self.tracer.replacements.get(func) or ltorch.torch_handler(func)
         kwargs = with_dropped_arguments(func, kwargs)
         resolved_args, resolved_kwargs = self._operands(args, kwargs)
@@ -605,6 +611,19 @@ class TracingMode(TorchFunctionMode):
             if meta is not None and isinstance(meta[1][i], torch.Tensor):
                 offset = meta[1][i].storage_offset() - meta[0].storage_offset()
             self.tracer.record_view(name, args[0], o, derive, scatter, offset)
+
+    def _embedding_with_max_norm(self, bound: inspect.BoundArguments):
+        """F.embedding(input, weight, max_norm=...) as eager runs it: first `torch.embedding_renorm_` of the rows
+        `input` names, on `weight.detach()` under torch.no_grad() (the weight's data changes, the parameter stays
+        the leaf), then the lookup."""
+        arguments = {**bound.arguments}
+        input, weight = arguments.pop("input"), arguments.pop("weight")
+        max_norm, norm_type = arguments.pop("max_norm"), arguments.pop("norm_type", 2.0)
+        with torch.no_grad():
+            detached = self.__torch_function__(torch.Tensor.detach, (torch.Tensor,), (weight,), {})
+            self.__torch_function__(torch.embedding_renorm_, (torch.Tensor,), (detached, input, max_norm, norm_type), {})
+        return self.__torch_function__(torch.nn.functional.embedding, (torch.Tensor,), (input, weight),
+                                       {**arguments, "norm_type": norm_type})  # fmt: skip
 
     def _foreach(self, name: str, args, kwargs):
         """`torch._foreach_<op>(tensors, ...)` (optimizers, clip_grad_norm_, zero_grad with foreach=True): the
