@@ -493,3 +493,23 @@ def shrink(program: Program, executors=None) -> Program:
                 if check_program(candidate, executors) is not None:
                     program, changed = candidate, True
     return program
+
+
+def check_seeds(seeds, untracked: bool = False, max_failures: int = 3) -> None:
+    """Generates and checks the program of each seed; fails with the shrunk reproducers of the first
+    `max_failures` mismatches, or when more than a tenth of the programs were refused (a clear refusal passes,
+    but the fuzzer must mostly compare results)."""
+    failures = []
+    refused_before = sum(REFUSALS.values())
+    label = " (untracked writes)" if untracked else ""
+    for seed in seeds:
+        mismatch = check_program(generate(seed, untracked=untracked))
+        if mismatch is not None:
+            program = shrink(generate(seed, untracked=untracked))
+            still = check_program(program) or mismatch
+            failures.append(f"seed {seed}{label}: {still}\n--- reproducer (shrunk) ---\n{program.source()}")
+            if len(failures) >= max_failures:
+                break
+    assert not failures, "\n\n".join(failures)
+    refused = sum(REFUSALS.values()) - refused_before
+    assert refused <= max(2, len(seeds) // 10), f"{refused} of {len(seeds)} programs refused: {dict(REFUSALS)}"
