@@ -538,10 +538,12 @@ def _like_eager_or_refused(fn, *inputs):
         pass
 
 
-@pytest.mark.xfail(strict=True, reason="atan2's grad rule (thunder_core/prims/grads.py) divides 0 by 0 at (0, 0), "
-                   "where torch's atan2_backward gives 0")  # fmt: skip
-def test_atan2_gradient_at_the_origin():
-    _like_eager_or_refused(lambda x, y: torch.atan2(x, y), torch.zeros(2, requires_grad=True), torch.zeros(2))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_atan2_gradient_at_the_origin_and_where_the_denominator_underflows(dtype):
+    # torch's atan2_backward gives 0 where a² + b² is 0, and inf where it underflows to a subnormal
+    a = torch.tensor([0.0, 1e-20, 3.0, 0.0, -0.0], dtype=dtype)
+    b = torch.tensor([0.0, 1e-20, 4.0, -0.0, 0.0], dtype=dtype)
+    check_like_eager(torch.atan2, a.requires_grad_(True), b.requires_grad_(True))
 
 
 @pytest.mark.xfail(strict=True, reason="eager's caller tensor joins the graph (gets a grad_fn); Thunder writes the "

@@ -234,9 +234,12 @@ _minmax_rule("minimum")
 def _atan2(a, b):
     out = prims.atan2(a, b)
     g = get_grad(out)
+    # torch's atan2_backward: grad * b * recip and grad * -a * recip, recip = 1 / (a² + b²) and 0 where that is 0
+    # (the origin: 0, not 0/0), still inf where it underflows
     denom = ad(m(a, a), m(b, b))
-    put_grad(a, d(m(g, b), denom) if _is_t(a) else None)
-    put_grad(b, n(d(m(g, a), denom)) if _is_t(b) else None)
+    recip = prims.where(prims.eq(denom, 0), 0.0, prims.reciprocal(denom))
+    put_grad(a, m(m(g, b), recip) if _is_t(a) else None)
+    put_grad(b, m(m(g, n(a)), recip) if _is_t(b) else None)
     return out
 
 
