@@ -231,3 +231,18 @@ def test_with_options_gives_one_executor_per_set_of_options():
     assert ex.with_options(enable_matmul=True).options == NvFuserOptions(enable_matmul=True)
     with pytest.raises(TypeError, match="unknown nvfuser options"):
         ex.with_options(fast=True)
+
+
+def test_a_reshape_that_only_adds_or_removes_length_one_dimensions_is_a_squeeze_and_a_broadcast():
+    # the keepdim of a normalization's statistic: nvFuser 0.2.36 fails to compile it as a reshape (H100, 2026-12-08)
+    plan, _ = plan_of(lambda a: ltorch.mul(prims.reshape(prims.sum(a, (1,)), (4, 1)), a), ((4, 8), F32))
+    calls = [(c.fn, c.args[1:]) for c in plan.calls]
+    assert "reshape" not in [fn for fn, _ in calls]
+    assert ("broadcast_in_dim", ((4, 1), (0,))) in calls
+    plan, _ = plan_of(lambda a: ltorch.mul(prims.reshape(a, (8,)), 2.0), ((1, 8), F32))
+    assert [c.fn for c in plan.calls if c.fn in ("squeeze", "reshape", "broadcast_in_dim")] == ["squeeze"]
+    plan, _ = plan_of(lambda a: ltorch.mul(prims.reshape(a, (1, 8, 1)), 2.0), ((8, 1), F32))
+    assert [(c.fn, c.args[1:]) for c in plan.calls if c.fn in ("squeeze", "reshape", "broadcast_in_dim")] == [
+        ("squeeze", ((1,),)), ("broadcast_in_dim", ((1, 8, 1), (1,)))]  # fmt: skip
+    plan, _ = plan_of(lambda a: ltorch.mul(prims.reshape(a, (8, 4)), 2.0), ((4, 8), F32))
+    assert "reshape" in [c.fn for c in plan.calls]

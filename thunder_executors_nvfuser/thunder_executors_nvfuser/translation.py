@@ -505,9 +505,23 @@ def _broadcast_in_dim(pl: Planner, out, a, shape, dims):
 
 @_rule("reshape", check=lambda options, out, a, shape: True, shape_only=True)
 def _reshape(pl: Planner, out, a, shape):
+    shape = [int(s) for s in shape]
     if tuple(shape) == tuple(a.shape):
         return pl.value(a)
-    return pl.call("reshape", pl.value(a), [int(s) for s in shape], out_dtype=a.dtype)
+    if [n for n in a.shape if n != 1] == [n for n in shape if n != 1]:
+        # Only length-1 dimensions come or go (a keepdim after a reduction, `w[0]` of a stacked weight): a squeeze
+        # and a broadcast, as nvFuser's own normalizations are written. nvFuser 0.2.36 fails to compile the
+        # normalization pattern with a reshape there (`x * rsqrt(mean(x²))` with the mean's unit dim made by a
+        # reshape: INTERNAL ASSERT at bfs.h:261 or interval_analysis.cpp:630, measured on the H100).
+        x = pl.value(a)
+        ones = [i for i, n in enumerate(a.shape) if n == 1]
+        if ones:
+            x = pl.call("squeeze", x, ones, out_dtype=a.dtype)
+        kept = [i for i, n in enumerate(shape) if n != 1]
+        if len(kept) == len(shape):
+            return x
+        return pl.call("broadcast_in_dim", x, shape, kept, out_dtype=a.dtype)
+    return pl.call("reshape", pl.value(a), shape, out_dtype=a.dtype)
 
 
 @_rule("permute", check=lambda options, out, a, perm: True, shape_only=True)
