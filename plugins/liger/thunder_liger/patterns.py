@@ -218,7 +218,8 @@ def _keeps_last_dim(bsym: BoundSymbol):
     if not isinstance(source, TensorProxy) or source.ndim == 0 or bsym.output.shape[-1:] != source.shape[-1:]:
         return None
     if sym_id in {ltorch.cos.id, ltorch.sin.id, ltorch.to.id, ltorch.type_as.id, ltorch.contiguous.id,
-                  ltorch.clone.id, ltorch.unsqueeze.id, ltorch.expand.id}:  # fmt: skip
+                  ltorch.clone.id, ltorch.unsqueeze.id, ltorch.expand.id,
+                  ltorch.detach.id}:  # (transformers computes cos and sin under torch.no_grad()) # fmt: skip
         return source
     if sym_id == ltorch.getitem.id:
         index = [i for i in _index_tuple(bsym.args[1]) if i is not None]  # None adds a leading dimension
