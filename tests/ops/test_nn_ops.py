@@ -577,9 +577,14 @@ def test_inplace_flag_writes_through_to_an_argument():
     torch.testing.assert_close(actual_input, expected)
 
 
-def test_embedding_max_norm_is_not_supported():
-    with pytest.raises(NotImplementedError, match="max_norm"):
-        thunder.jit(lambda i, w: F.embedding(i, w, max_norm=1.0))(torch.tensor([0, 1]), torch.randn(3, 2))
+def test_embedding_max_norm_renormalizes_the_weight_as_eager():
+    # (a weight that does not require grad; tests/test_inplace.py checks the gradients)
+    indices, weight = torch.tensor([0, 1, 0]), torch.randn(3, 2) * 3
+    eager_weight, jit_weight = weight.clone(), weight.clone()
+    expected = F.embedding(indices, eager_weight, max_norm=1.0)
+    result = thunder.jit(lambda i, w: F.embedding(i, w, max_norm=1.0))(indices, jit_weight)
+    torch.testing.assert_close(result, expected)
+    torch.testing.assert_close(jit_weight, eager_weight)
 
 
 def test_one_hot_without_num_classes_is_data_dependent():

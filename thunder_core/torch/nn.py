@@ -27,6 +27,8 @@ from thunder.torch import elementwise as ew
 from thunder.torch import reductions as red
 from thunder.torch import shapes
 from thunder.torch.base import as_int64, canonicalize_dim, register_handler, to_dtype, torchsymbol
+from thunder.torch.indexing import index_copy, index_select
+from thunder.torch.views import INPLACE_SPECIAL
 
 __all__ = [
     "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "softplus", "softsign",
@@ -497,8 +499,6 @@ def _embedding_renorm(weight, indices, max_norm, norm_type=2.0):
     larger than max_norm. Eager computes the scale in double and the product in the opmath type (float for
     reduced precision); here both in float32 (float64 for a float64 weight). A row named several times is
     scaled once, as eager's."""
-    from thunder.torch.indexing import index_copy, index_select
-
     if weight.ndim != 2:
         raise RuntimeError(f"embedding_renorm_: weight must be 2-D, got {weight.ndim}-D")
     flat = shapes.reshape(indices, (-1,))
@@ -509,13 +509,7 @@ def _embedding_renorm(weight, indices, max_norm, norm_type=2.0):
     return index_copy(weight, 0, flat, to_dtype(ew.mul(to_dtype(rows, acc), scale), weight.dtype))
 
 
-def _register_embedding_renorm():
-    from thunder.torch.views import INPLACE_SPECIAL
-
-    INPLACE_SPECIAL["embedding_renorm_"] = _embedding_renorm
-
-
-_register_embedding_renorm()
+INPLACE_SPECIAL["embedding_renorm_"] = _embedding_renorm
 
 
 @torchsymbol(F.one_hot)
