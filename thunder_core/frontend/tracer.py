@@ -299,7 +299,7 @@ class Tracer:
                 # at run time (with_data's forward is a no-op conversion): both may be outputs, `a` and `a.data`,
                 # and only the first requires grad.
                 new_value = ltorch.with_data(old_value, ltorch.detach(new_value))
-        elif op_name in _OVERWRITES and any(isinstance(p, TensorProxy) and p.requires_grad for p in self.input_proxies):
+        elif op_name in _OVERWRITES and self._inputs_require_grad():
             # eager: a tensor that requires grad still does after an overwrite (zero_, fill_, copy_ of a constant),
             # its gradient through the old value being zero. (Proxies made by operations do not say whether they
             # require grad: autodiff decides, from this dependence.)
@@ -335,8 +335,11 @@ class Tracer:
             self.grad_enabled_at_start
             and isinstance(value, TensorProxy)
             and (value.dtype.is_floating_point or value.dtype.is_complex)
-            and any(isinstance(p, TensorProxy) and p.requires_grad for p in self.input_proxies)
+            and self._inputs_require_grad()
         )
+
+    def _inputs_require_grad(self) -> bool:
+        return any(isinstance(p, TensorProxy) and p.requires_grad for p in self.input_proxies)
 
     def record_view(self, op_name: str, base, out, derive: Callable, scatter: Callable | None,
                     offset: int | None = None) -> None:  # fmt: skip
@@ -440,7 +443,8 @@ class Tracer:
         return pairs
 
 
-_EMBEDDING_SIGNATURE = inspect.signature(torch.nn.functional.embedding)
+_EMBEDDING = torch.nn.functional.embedding  # (traced with max_norm as eager runs it: see _embedding_with_max_norm)
+_EMBEDDING_SIGNATURE = inspect.signature(_EMBEDDING)
 
 _tracers = ContextStack("thunder_tracers")  # per thread (see thunder.core.context)
 
@@ -503,7 +507,7 @@ class TracingMode(TorchFunctionMode):
             )
         if reads_tensor_values(func):  # torch.arange(n) with a 0-d tensor n: its value, guarded per call
             args, kwargs = with_guarded_values(self.tracer, func, args, kwargs, data_dependent_error)
-        if func is torch.nn.functional.embedding:
+        if func is _EMBEDDING:
             bound = _EMBEDDING_SIGNATURE.bind(*args, **kwargs)
             if bound.arguments.get("max_norm") is not None:
                 return self._embedding_with_max_norm(bound)
@@ -622,7 +626,7 @@ class TracingMode(TorchFunctionMode):
         with torch.no_grad():
             detached = self.__torch_function__(torch.Tensor.detach, (torch.Tensor,), (weight,), {})
             self.__torch_function__(torch.embedding_renorm_, (torch.Tensor,), (detached, input, max_norm, norm_type), {})
-        return self.__torch_function__(torch.nn.functional.embedding, (torch.Tensor,), (input, weight),
+        return self.__torch_function__(_EMBEDDING, (torch.Tensor,), (input, weight),
                                        {**arguments, "norm_type": norm_type})  # fmt: skip
 
     def _foreach(self, name: str, args, kwargs):

@@ -468,9 +468,11 @@ register_handler(torch.dropout, lambda input, p, train: dropout(input, p, train)
 @torchsymbol(F.embedding)
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False, sparse=False):
     if max_norm is not None:
+        # (F.embedding with max_norm renormalizes the weight in place first: the tracer records that write and
+        # calls this symbol with max_norm=None; a functional symbol cannot change its argument)
         raise NotImplementedError(
-            "F.embedding with max_norm renormalizes rows of the weight in place, which thunder.jit does not support; "
-            "renormalize the weight outside the jitted function, or pass max_norm=None"
+            "ltorch.embedding is the lookup alone: renormalize the weight first (torch.embedding_renorm_, as "
+            "F.embedding with max_norm does under thunder.jit), then call it with max_norm=None"
         )
     if padding_idx is not None:
         if not -weight.shape[0] <= padding_idx < weight.shape[0]:
